@@ -1,0 +1,1 @@
+"""Pure tensor functions: log-probabilities, losses, contrastive logits. Shapes are in each docstring."""

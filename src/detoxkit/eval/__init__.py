@@ -1,0 +1,1 @@
+"""Metrics: every rate comes with its n and a 95% interval."""

@@ -1,0 +1,59 @@
+"""A small classifier head on frozen sentence embeddings, saved as one safetensors file.
+
+The head's hyper-parameters and provenance travel in the safetensors metadata header, so a head file is
+self-describing and loading it never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class EmbeddingHead(nn.Module):
+    """(n, in_dim) embeddings -> (n,) logits. hidden_size=0 gives logistic regression."""
+
+    def __init__(self, in_dim: int, hidden_size: int = 256, dropout: float = 0.1):
+        super().__init__()
+        self.in_dim, self.hidden_size, self.dropout = in_dim, hidden_size, dropout
+        if hidden_size:
+            self.net = nn.Sequential(nn.Linear(in_dim, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, 1))
+        else:
+            self.net = nn.Linear(in_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def save_head(path: str | Path, head: EmbeddingHead, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    full = {"in_dim": head.in_dim, "hidden_size": head.hidden_size, "dropout": head.dropout, **meta}
+    tmp = path.with_name(f".{path.name}.tmp")  # write, then rename: a crash never leaves half a head
+    save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(tmp),
+              metadata={"detoxkit": json.dumps(full)})
+    tmp.replace(path)
+
+
+def load_head(path: str | Path) -> tuple[EmbeddingHead, dict]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from ..errors import DetoxkitError
+
+    path = Path(path)
+    if not path.exists():
+        raise DetoxkitError(f"{path}: scorer head file not found")
+    with safe_open(str(path), "pt") as f:
+        raw = (f.metadata() or {}).get("detoxkit")
+    if raw is None:
+        raise DetoxkitError(f"{path}: not a detoxkit scorer head (no 'detoxkit' metadata)")
+    meta = json.loads(raw)
+    head = EmbeddingHead(meta["in_dim"], meta["hidden_size"], meta["dropout"])
+    head.load_state_dict(load_file(str(path)))
+    return head.eval(), meta

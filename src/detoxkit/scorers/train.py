@@ -1,0 +1,310 @@
+"""`detoxkit scorer train`: fit a scorer head on frozen sentence embeddings, under `accelerate launch`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from ..config import arg, parse_config
+
+TOXICITY_DATASETS = [
+    "builtin:paradetox",           # toxic sentences (1) and their human rewrites (0), split by pair
+    "builtin:jigsaw-toxic",        # toxic comments (1)
+    "builtin:toxigen",             # implicit hate (1) vs neutral statements about the same groups (0)
+    "builtin:davidson",            # hate/offensive tweets (1) vs neither (0)
+    "builtin:wikitext=0",          # encyclopedic sentences (0)
+]
+
+
+@dataclass
+class ScorerTrainConfig:
+    """Train a scorer head (an MLP on frozen MiniLM sentence embeddings) and write its model card.
+
+    Data: each entry of `datasets` is `builtin:NAME`, a file, or a `datasets` name with `text` and
+    `label` columns; `SOURCE=0` or `SOURCE=1` labels every row. `builtin:paradetox` contributes each
+    toxic sentence (1) and its human rewrites (0), kept in the same split. ToxiGen-200 (the evaluation
+    set) is removed from the training data. Embeddings are cached under $DETOXKIT_CACHE.
+
+    Example: detoxkit scorer train --config configs/scorer_train.yaml
+    Multi-process: accelerate launch --cpu --num_processes 2 -m detoxkit.scorers.train --config ...
+    """
+
+    task: Literal["toxicity"] = arg("toxicity", "which scorer the head is for")
+    datasets: list[str] = arg(TOXICITY_DATASETS, "training sources (comma-separated on the command line)")
+    max_per_source_class: int = arg(6000, "cap on rows per (source, label), sampled with `seed`; 0 = no cap")
+    eval_fraction: float = arg(0.1, "held-out share, split by group (a toxic sentence and its rewrites together)")
+    benchmark: Optional[str] = arg("builtin:toxigen-200", "extra evaluation set never trained on (text, label)")
+    embedder: str = arg("all-minilm-l6-v2", "sentence embedder (builtin name, folder or hub id)")
+    max_length: int = arg(128, "embedder token limit")
+    hidden_size: int = arg(256, "MLP hidden size; 0 = logistic regression")
+    dropout: float = arg(0.1, "dropout in the head")
+    learning_rate: float = arg(1e-3, "AdamW learning rate")
+    weight_decay: float = arg(0.01, "AdamW weight decay")
+    per_device_train_batch_size: int = arg(256, "batch size per process")
+    num_train_epochs: float = arg(8.0, "passes over the training split")
+    max_steps: int = arg(-1, "stop after this many optimizer steps (-1: use num_train_epochs)")
+    save_steps: int = arg(200, "checkpoint every N steps")
+    seed: int = arg(42, "seed for sampling, the split, shuffling and initialisation")
+    output_dir: str = arg("runs/scorer-toxicity", "run folder: config, checkpoints, head, metrics, model card")
+    resume_from_checkpoint: Optional[str] = arg(None, "a checkpoint folder, or 'latest' for the newest in output_dir")
+    data_dir: Optional[str] = arg(None, "the shared corpora folder (default: $DETOXKIT_DATA or ../shared/data)")
+    install: bool = arg(False, "also copy the head and model card into the package (detoxkit/scorers/weights)")
+
+
+# ---------------------------------------------------------------- data
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _stable_hash(s: str, seed: int) -> float:
+    return int(hashlib.sha1(f"{seed}:{s}".encode()).hexdigest()[:12], 16) / 16**12
+
+
+def build_rows(cfg: ScorerTrainConfig) -> tuple[list[dict], dict]:
+    """Rows {text, label, source, group}; and a report of what was excluded."""
+    import random
+
+    from ..data import load_records, require_columns
+
+    exclude: set[str] = set()
+    if cfg.benchmark:
+        exclude = {_norm(r["text"]) for r in load_records(cfg.benchmark, data_dir=cfg.data_dir)}
+    rng = random.Random(cfg.seed)
+    rows, removed = [], {}
+    for spec in cfg.datasets:
+        source, _, forced = spec.partition("=")
+        records = load_records(source, data_dir=cfg.data_dir)
+        name = source.split(":", 1)[-1]
+        per_label: dict[int, list[dict]] = {0: [], 1: []}
+        if name == "paradetox":
+            for i, r in enumerate(records):
+                per_label[1].append({"text": r["text"], "label": 1, "group": f"{name}:{i}"})
+                per_label[0].extend({"text": ref, "label": 0, "group": f"{name}:{i}"} for ref in r["references"])
+        else:
+            if not forced:
+                require_columns(records, ["text", "label"], allow_empty=True)
+            for i, r in enumerate(records):
+                text = r["text"]
+                if not isinstance(text, str) or not text.strip():
+                    continue
+                label = int(forced) if forced else int(r["label"])
+                per_label[label].append({"text": text, "label": label, "group": f"{name}:{i}"})
+        for label, items in per_label.items():
+            kept = [it for it in items if _norm(it["text"]) not in exclude]
+            removed[f"{name}/{label}"] = len(items) - len(kept)
+            if cfg.max_per_source_class and len(kept) > cfg.max_per_source_class:
+                # Sample whole groups' rows by a stable order so caps do not split a pair across splits unevenly.
+                kept = rng.sample(kept, cfg.max_per_source_class)
+            rows.extend({**it, "source": name} for it in kept)
+    return rows, {"removed_as_benchmark_overlap": removed}
+
+
+def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    train, held = [], []
+    for r in rows:
+        (held if _stable_hash(r["group"], seed) < eval_fraction else train).append(r)
+    return train, held
+
+
+def embed_cached(embedder, texts: list[str], name: str, max_length: int):
+    """Embeddings cached by (embedder, max_length, texts) under $DETOXKIT_CACHE/embeddings."""
+    from safetensors.torch import load_file, save_file
+
+    from ..assets import cache_dir
+
+    key = hashlib.sha1(json.dumps([name, max_length, texts]).encode()).hexdigest()[:20]
+    path = cache_dir() / "embeddings" / f"{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))["x"]
+    x = embedder.encode(texts, show_progress=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({"x": x}, str(tmp))
+    tmp.replace(path)
+    return x
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path):
+    """AdamW + BCE (positives re-weighted to balance classes) on the embeddings; checkpointed, resumable."""
+    import torch
+
+    from ..runs import load_checkpoint, progress, resolve_resume, save_checkpoint
+    from .head import EmbeddingHead
+
+    torch.manual_seed(cfg.seed)
+    head = EmbeddingHead(x_train.shape[1], cfg.hidden_size, cfg.dropout)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    n = len(y_train)
+    global_batch = cfg.per_device_train_batch_size * world
+    steps_per_epoch = max(1, math.ceil(n / global_batch))
+    total = cfg.max_steps if cfg.max_steps > 0 else int(math.ceil(cfg.num_train_epochs * steps_per_epoch))
+    pos = float(y_train.sum())
+    pos_weight = torch.tensor((n - pos) / max(pos, 1.0))
+    step = 0
+    resume = resolve_resume(out, cfg.resume_from_checkpoint)
+    if resume is not None:
+        tensors, state = load_checkpoint(resume, {"head": opt})
+        head.load_state_dict(tensors["head"])
+        step = state["step"]
+    head, opt = accelerator.prepare(head, opt)
+    losses = []
+    bar = progress(total=total, initial=step, desc="scorer train", unit="step", disable=not accelerator.is_main_process)
+    while step < total:
+        epoch, offset = divmod(step, steps_per_epoch)
+        # The epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        for b in range(offset, steps_per_epoch):
+            idx = perm[b * global_batch : (b + 1) * global_batch][rank::world]
+            head.train()
+            logits = head(x_train[idx])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y_train[idx], pos_weight=pos_weight)
+            opt.zero_grad()
+            accelerator.backward(loss)
+            opt.step()
+            step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step % cfg.save_steps == 0 or step == total:
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    save_checkpoint(out, step, {"head": accelerator.unwrap_model(head).state_dict()},
+                                    {"epoch": epoch, "loss": loss.item()}, {"head": opt})
+            if step >= total:
+                break
+    bar.close()
+    return accelerator.unwrap_model(head).eval(), losses
+
+
+def score_head(head, x):
+    import torch
+
+    with torch.inference_mode():
+        return torch.sigmoid(head(x)).tolist()
+
+
+def run(cfg: ScorerTrainConfig) -> dict:
+    import torch
+    from accelerate import Accelerator
+
+    from ..eval.classification import classification_metrics
+    from ..models import load_embedder
+    from ..runs import prepare_output_dir, seed_everything, write_json
+    from .head import save_head
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    seed_everything(cfg.seed)
+    out = prepare_output_dir(cfg) if accelerator.is_main_process else Path(cfg.output_dir)
+    rows, report = build_rows(cfg)
+    train, held = split_rows(rows, cfg.eval_fraction, cfg.seed)
+    embedder = load_embedder(cfg.embedder)
+    embedder.max_length = cfg.max_length
+    x_all = embed_cached(embedder, [r["text"] for r in train + held], cfg.embedder, cfg.max_length)
+    x_train, x_held = x_all[: len(train)], x_all[len(train):]
+    y_train = torch.tensor([float(r["label"]) for r in train])
+    head, losses = train_head(cfg, x_train, y_train, accelerator, out)
+    metrics = {"task": cfg.task, "train_rows": len(train), "heldout_rows": len(held), **report,
+               "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
+    held_scores = score_head(head, x_held)
+    metrics["heldout"] = classification_metrics([r["label"] for r in held], held_scores)
+    by_source = {}
+    for src in sorted({r["source"] for r in held}):
+        idx = [i for i, r in enumerate(held) if r["source"] == src]
+        by_source[src] = classification_metrics([held[i]["label"] for i in idx], [held_scores[i] for i in idx], n_boot=200)
+    metrics["heldout_by_source"] = by_source
+    if cfg.benchmark:
+        from ..data import load_records
+
+        bench = load_records(cfg.benchmark, data_dir=cfg.data_dir)
+        xb = embed_cached(embedder, [r["text"] for r in bench], cfg.embedder, cfg.max_length)
+        metrics["benchmark"] = {"name": cfg.benchmark, **classification_metrics([int(r["label"]) for r in bench], score_head(head, xb))}
+    if accelerator.is_main_process:
+        meta = {"task": cfg.task, "embedder": cfg.embedder, "max_length": cfg.max_length, "threshold": 0.5,
+                "version": f"{cfg.task}-mlp{cfg.hidden_size}-seed{cfg.seed}",
+                "datasets": cfg.datasets, "seed": cfg.seed}
+        save_head(out / f"{cfg.task}_head.safetensors", head, meta)
+        write_json(out / "metrics.json", metrics)
+        card = model_card(cfg, metrics)
+        (out / "MODEL_CARD.md").write_text(card)
+        if cfg.install:
+            from .toxicity import WEIGHTS
+
+            save_head(WEIGHTS / f"{cfg.task}_head.safetensors", head, meta)
+            (WEIGHTS / f"{cfg.task.upper()}.md").write_text(card)
+            write_json(WEIGHTS / f"{cfg.task}_metrics.json", metrics)
+        h = metrics["heldout"]
+        line = (f"scorer train: {cfg.task} head on {len(train)} rows; held-out ROC-AUC {h.get('roc_auc', {}).get('value', float('nan')):.3f}"
+                f", F1 {h['f1']['value']:.3f}")
+        if "benchmark" in metrics:
+            line += f"; {cfg.benchmark} ROC-AUC {metrics['benchmark'].get('roc_auc', {}).get('value', float('nan')):.3f}"
+        print(f"{line} -> {out}")
+    return metrics
+
+
+def _fmt(m: dict, key: str) -> str:
+    if key not in m:
+        return "n/a"
+    lo, hi = m[key]["ci95"]
+    return f"{m[key]['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
+    lines = [
+        f"# detoxkit `{cfg.task}` scorer head",
+        "",
+        f"An MLP (hidden {cfg.hidden_size}) on frozen `{cfg.embedder}` sentence embeddings (mean-pooled, max {cfg.max_length} tokens).",
+        "An offline proxy for Perspective/Detoxify: reports that use it label it so.",
+        "",
+        "## Training data",
+        "",
+        *[f"- `{d}`" for d in cfg.datasets],
+        "",
+        f"At most {cfg.max_per_source_class} rows per (source, label), seed {cfg.seed}. Held-out split: {cfg.eval_fraction:.0%} of groups",
+        "by a seeded hash (a ParaDetox toxic sentence and its rewrites share a group, so no pair straddles the split).",
+        f"Rows in the evaluation set `{cfg.benchmark}` were removed from training: {json.dumps(metrics.get('removed_as_benchmark_overlap', {}))}.",
+        "",
+        f"Train rows: {metrics['train_rows']}; held-out rows: {metrics['heldout_rows']}.",
+        "",
+        "## Results (95% intervals: bootstrap for AUCs and F1, Wilson for rates)",
+        "",
+        "| set | n | ROC-AUC | AUPRC | F1 | accuracy |",
+        "|---|---|---|---|---|---|",
+        f"| held-out | {metrics['heldout']['n']} | {_fmt(metrics['heldout'], 'roc_auc')} | {_fmt(metrics['heldout'], 'auprc')} | {_fmt(metrics['heldout'], 'f1')} | {_fmt(metrics['heldout'], 'accuracy')} |",
+    ]
+    for src, m in metrics.get("heldout_by_source", {}).items():
+        lines.append(f"| held-out: {src} | {m['n']} | {_fmt(m, 'roc_auc')} | {_fmt(m, 'auprc')} | {_fmt(m, 'f1')} | {_fmt(m, 'accuracy')} |")
+    if "benchmark" in metrics:
+        b = metrics["benchmark"]
+        lines.append(f"| {b['name']} (never trained on) | {b['n']} | {_fmt(b, 'roc_auc')} | {_fmt(b, 'auprc')} | {_fmt(b, 'f1')} | {_fmt(b, 'accuracy')} |")
+    lines += ["", f"Reproduce: `detoxkit scorer train --config configs/scorer_train.yaml` (seed {cfg.seed}).", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "train":
+        argv = argv[1:]
+    cfg = parse_config(ScorerTrainConfig, argv, prog="detoxkit scorer train")
+    run(cfg)
+    return 0
+
+
+if __name__ == "__main__":  # accelerate launch -m detoxkit.scorers.train ...
+    from ..errors import DetoxkitError
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except DetoxkitError as e:
+        print(f"detoxkit: error: {e}", file=sys.stderr)
+        sys.exit(2)
