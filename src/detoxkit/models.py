@@ -213,8 +213,7 @@ class Embedder:
         # Sorting by length keeps padding (and wasted compute) small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.empty(len(texts), self.dim)
-        starts = range(0, len(texts), batch_size)
-        for s in progress(starts, desc="embedding", unit="batch", disable=not show_progress) if show_progress else starts:
+        for s in progress(range(0, len(texts), batch_size), desc="embedding", unit="batch", disable=not show_progress):
             idx = order[s : s + batch_size]
             enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt").to(self.device)

@@ -180,9 +180,9 @@ def load_checkpoint(path: str | Path, optimizers: dict[str, Any] | None = None) 
     return tensors, state
 
 
-def progress(iterable=None, **kwargs):
+def progress(iterable=None, disable: bool = False, **kwargs):
     """A tqdm progress bar; ``DETOXKIT_PROGRESS=0`` turns every bar off (tests, logs)."""
     from tqdm.auto import tqdm
 
-    disable = os.environ.get("DETOXKIT_PROGRESS", "1") == "0"
+    disable = disable or os.environ.get("DETOXKIT_PROGRESS", "1") == "0"
     return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)

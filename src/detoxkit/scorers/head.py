@@ -57,3 +57,40 @@ def load_head(path: str | Path) -> tuple[EmbeddingHead, dict]:
     head = EmbeddingHead(meta["in_dim"], meta["hidden_size"], meta["dropout"])
     head.load_state_dict(load_file(str(path)))
     return head.eval(), meta
+
+
+class EmbeddingHeadScorer:
+    """Mixin for scorers = sentence embedder + :class:`EmbeddingHead` (the head file names its embedder)."""
+
+    default_head: Path
+    pairs = False  # True: the head reads (prompt, response) pair features
+
+    def __init__(self, head: str | None = None, embedder=None, device: str = "cpu"):
+        from ..models import load_embedder
+
+        self.head, self.meta = load_head(head or self.default_head)
+        self.embedder = embedder or load_embedder(self.meta.get("embedder", "all-minilm-l6-v2"), device)
+        self.version = self.meta.get("version", "0")
+        self.threshold = float(self.meta.get("threshold", 0.5))
+
+    def features(self, texts: list[str], prompts: list[str] | None):
+        if self.pairs:
+            return pair_features(self.embedder, list(prompts) if prompts is not None else [""] * len(texts), list(texts))
+        return self.embedder.encode(list(texts))
+
+    def score_batch(self, texts, prompts):
+        x = self.features(texts, prompts)
+        with torch.inference_mode():
+            return torch.sigmoid(self.head(x)).tolist()
+
+
+def pair_features(embedder, prompts: list[str], responses: list[str]) -> torch.Tensor:
+    """[e(prompt), e(response), e(prompt)·e(response), refusal_rule(response)]: (n, 3d+1).
+
+    The product carries "does the response engage with this request"; the rule bit carries "it refuses".
+    """
+    from .refusal import refusal_rule
+
+    p, r = embedder.encode(prompts), embedder.encode(responses)
+    rule = torch.tensor([[1.0 if refusal_rule(t) else 0.0] for t in responses])
+    return torch.cat([p, r, p * r, rule], dim=-1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -13,6 +12,10 @@ from typing import Literal, Optional
 
 from ..config import arg, parse_config
 
+TASK_DEFAULTS = {  # task -> (datasets, benchmark)
+    "refusal": (["builtin:pyrit-refusal"], "none"),
+    "harm": (["builtin:pyrit-objective"], "builtin:pyrit-harm"),
+}
 TOXICITY_DATASETS = [
     "builtin:paradetox",           # toxic sentences (1) and their human rewrites (0), split by pair
     "builtin:jigsaw-toxic",        # toxic comments (1)
@@ -35,11 +38,12 @@ class ScorerTrainConfig:
     Multi-process: accelerate launch --cpu --num_processes 2 -m detoxkit.scorers.train --config ...
     """
 
-    task: Literal["toxicity"] = arg("toxicity", "which scorer the head is for")
-    datasets: list[str] = arg(TOXICITY_DATASETS, "training sources (comma-separated on the command line)")
+    task: Literal["toxicity", "refusal", "harm"] = arg("toxicity", "which scorer the head is for")
+    datasets: list[str] = arg([], "training sources, comma-separated on the command line (empty: the task's default)")
     max_per_source_class: int = arg(6000, "cap on rows per (source, label), sampled with `seed`; 0 = no cap")
     eval_fraction: float = arg(0.1, "held-out share, split by group (a toxic sentence and its rewrites together)")
-    benchmark: Optional[str] = arg("builtin:toxigen-200", "extra evaluation set never trained on (text, label)")
+    benchmark: str = arg("auto", "extra evaluation set never trained on; 'auto': the task's default, 'none': skip")
+    cv_folds: int = arg(5, "refusal/harm: cross-validation folds (grouped by prompt) for the agreement estimate")
     embedder: str = arg("all-minilm-l6-v2", "sentence embedder (builtin name, folder or hub id)")
     max_length: int = arg(128, "embedder token limit")
     hidden_size: int = arg(256, "MLP hidden size; 0 = logistic regression")
@@ -60,6 +64,18 @@ class ScorerTrainConfig:
 # ---------------------------------------------------------------- data
 
 
+def resolve_defaults(cfg: ScorerTrainConfig) -> ScorerTrainConfig:
+    import dataclasses
+
+    datasets, benchmark = TASK_DEFAULTS.get(cfg.task, (TOXICITY_DATASETS, "builtin:toxigen-200"))
+    return dataclasses.replace(cfg, datasets=cfg.datasets or datasets,
+                               benchmark=benchmark if cfg.benchmark == "auto" else cfg.benchmark)
+
+
+def benchmark_name(cfg: ScorerTrainConfig) -> str | None:
+    return None if cfg.benchmark in ("none", "", None) else cfg.benchmark
+
+
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
@@ -75,7 +91,7 @@ def build_rows(cfg: ScorerTrainConfig) -> tuple[list[dict], dict]:
     from ..data import load_records, require_columns
 
     exclude: set[str] = set()
-    if cfg.benchmark:
+    if benchmark_name(cfg):
         exclude = {_norm(r["text"]) for r in load_records(cfg.benchmark, data_dir=cfg.data_dir)}
     rng = random.Random(cfg.seed)
     rows, removed = [], {}
@@ -153,14 +169,15 @@ def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path)
     pos = float(y_train.sum())
     pos_weight = torch.tensor((n - pos) / max(pos, 1.0))
     step = 0
-    resume = resolve_resume(out, cfg.resume_from_checkpoint)
+    resume = resolve_resume(out, cfg.resume_from_checkpoint) if out is not None else None
     if resume is not None:
         tensors, state = load_checkpoint(resume, {"head": opt})
         head.load_state_dict(tensors["head"])
         step = state["step"]
     head, opt = accelerator.prepare(head, opt)
     losses = []
-    bar = progress(total=total, initial=step, desc="scorer train", unit="step", disable=not accelerator.is_main_process)
+    bar = progress(total=total, initial=step, desc=f"{cfg.task} head", unit="step",
+                   disable=not accelerator.is_main_process or out is None)
     while step < total:
         epoch, offset = divmod(step, steps_per_epoch)
         # The epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
@@ -177,7 +194,7 @@ def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path)
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step % cfg.save_steps == 0 or step == total:
+            if out is not None and (step % cfg.save_steps == 0 or step == total):
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     save_checkpoint(out, step, {"head": accelerator.unwrap_model(head).state_dict()},
@@ -195,6 +212,45 @@ def score_head(head, x):
         return torch.sigmoid(head(x)).tolist()
 
 
+def pair_rows(cfg: ScorerTrainConfig) -> list[dict]:
+    """Rows {prompt, response, label, group} for the refusal and harm heads."""
+    from ..data import load_records, require_columns
+
+    rows = []
+    for source in cfg.datasets:
+        records = require_columns(load_records(source, data_dir=cfg.data_dir), ["prompt", "response", "label"], allow_empty=True)
+        rows += [{"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"]), "group": _norm(r["prompt"])}
+                 for r in records]
+    return rows
+
+
+def task_features(cfg: ScorerTrainConfig, embedder, rows: list[dict]):
+    """What the head sees: the text (toxicity) or the (prompt, response) pair (refusal, harm)."""
+    if cfg.task == "toxicity":
+        return embed_cached(embedder, [r["text"] for r in rows], cfg.embedder, cfg.max_length)
+    from .head import pair_features
+
+    return pair_features(embedder, [r["prompt"] for r in rows], [r["response"] for r in rows])
+
+
+def cross_validate(cfg: ScorerTrainConfig, x, rows: list[dict], accelerator) -> list[float]:
+    """Out-of-fold scores: each row scored by a head that never saw its prompt."""
+    import torch
+
+    folds = [int(_stable_hash(r["group"], cfg.seed) * cfg.cv_folds) for r in rows]
+    scores = [0.0] * len(rows)
+    for k in range(cfg.cv_folds):
+        train_idx = [i for i, f in enumerate(folds) if f != k]
+        test_idx = [i for i, f in enumerate(folds) if f == k]
+        if not test_idx or not train_idx:
+            continue
+        y = torch.tensor([float(rows[i]["label"]) for i in train_idx])
+        head, _ = train_head(cfg, x[train_idx], y, accelerator, None)
+        for i, sc in zip(test_idx, score_head(head, x[test_idx])):
+            scores[i] = sc
+    return scores
+
+
 def run(cfg: ScorerTrainConfig) -> dict:
     import torch
     from accelerate import Accelerator
@@ -204,39 +260,60 @@ def run(cfg: ScorerTrainConfig) -> dict:
     from ..runs import prepare_output_dir, seed_everything, write_json
     from .head import save_head
 
+    cfg = resolve_defaults(cfg)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     seed_everything(cfg.seed)
     out = prepare_output_dir(cfg) if accelerator.is_main_process else Path(cfg.output_dir)
-    rows, report = build_rows(cfg)
-    train, held = split_rows(rows, cfg.eval_fraction, cfg.seed)
     embedder = load_embedder(cfg.embedder)
     embedder.max_length = cfg.max_length
-    x_all = embed_cached(embedder, [r["text"] for r in train + held], cfg.embedder, cfg.max_length)
-    x_train, x_held = x_all[: len(train)], x_all[len(train):]
+    metrics: dict = {"task": cfg.task}
+    if cfg.task == "toxicity":
+        rows, report = build_rows(cfg)
+        train, held = split_rows(rows, cfg.eval_fraction, cfg.seed)
+        x_all = task_features(cfg, embedder, train + held)
+        x_train, x_held = x_all[: len(train)], x_all[len(train):]
+        metrics.update(train_rows=len(train), heldout_rows=len(held), **report)
+    else:
+        train = pair_rows(cfg)
+        x_train = task_features(cfg, embedder, train)
+        oof = cross_validate(cfg, x_train, train, accelerator)
+        labels = [r["label"] for r in train]
+        rules = [1.0 if _rule(cfg.task, r) else 0.0 for r in train]
+        metrics.update(train_rows=len(train), heldout_rows=len(train),
+                       heldout_note=f"{cfg.cv_folds}-fold cross-validation grouped by prompt (out-of-fold scores)",
+                       rules_only=classification_metrics(labels, rules))
+        held, x_held = None, None
     y_train = torch.tensor([float(r["label"]) for r in train])
     head, losses = train_head(cfg, x_train, y_train, accelerator, out)
-    metrics = {"task": cfg.task, "train_rows": len(train), "heldout_rows": len(held), **report,
-               "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None}
-    held_scores = score_head(head, x_held)
-    metrics["heldout"] = classification_metrics([r["label"] for r in held], held_scores)
-    by_source = {}
-    for src in sorted({r["source"] for r in held}):
-        idx = [i for i, r in enumerate(held) if r["source"] == src]
-        by_source[src] = classification_metrics([held[i]["label"] for i in idx], [held_scores[i] for i in idx], n_boot=200)
-    metrics["heldout_by_source"] = by_source
-    if cfg.benchmark:
+    metrics.update(loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None)
+    if held is not None:
+        held_scores = score_head(head, x_held)
+        metrics["heldout"] = classification_metrics([r["label"] for r in held], held_scores)
+        metrics["heldout_by_source"] = {
+            src: classification_metrics([r["label"] for r in held if r["source"] == src],
+                                        [s for r, s in zip(held, held_scores) if r["source"] == src], n_boot=200)
+            for src in sorted({r["source"] for r in held})}
+    else:
+        metrics["heldout"] = classification_metrics([r["label"] for r in train], oof)
+    if benchmark_name(cfg):
         from ..data import load_records
 
         bench = load_records(cfg.benchmark, data_dir=cfg.data_dir)
-        xb = embed_cached(embedder, [r["text"] for r in bench], cfg.embedder, cfg.max_length)
-        metrics["benchmark"] = {"name": cfg.benchmark, **classification_metrics([int(r["label"]) for r in bench], score_head(head, xb))}
+        if cfg.task == "toxicity":
+            bench_rows = [{"text": r["text"], "label": int(r["label"])} for r in bench]
+        else:  # pair tasks: drop benchmark rows whose prompt was trained on
+            seen = {r["group"] for r in train}
+            bench_rows = [{"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"])}
+                          for r in bench if _norm(r["prompt"]) not in seen]
+        xb = task_features(cfg, embedder, bench_rows)
+        metrics["benchmark"] = {"name": cfg.benchmark,
+                                **classification_metrics([r["label"] for r in bench_rows], score_head(head, xb))}
     if accelerator.is_main_process:
         meta = {"task": cfg.task, "embedder": cfg.embedder, "max_length": cfg.max_length, "threshold": 0.5,
-                "version": f"{cfg.task}-mlp{cfg.hidden_size}-seed{cfg.seed}",
-                "datasets": cfg.datasets, "seed": cfg.seed}
+                "version": f"{cfg.task}-mlp{cfg.hidden_size}-seed{cfg.seed}", "datasets": cfg.datasets, "seed": cfg.seed}
+        card = model_card(cfg, metrics)
         save_head(out / f"{cfg.task}_head.safetensors", head, meta)
         write_json(out / "metrics.json", metrics)
-        card = model_card(cfg, metrics)
         (out / "MODEL_CARD.md").write_text(card)
         if cfg.install:
             from .toxicity import WEIGHTS
@@ -246,11 +323,20 @@ def run(cfg: ScorerTrainConfig) -> dict:
             write_json(WEIGHTS / f"{cfg.task}_metrics.json", metrics)
         h = metrics["heldout"]
         line = (f"scorer train: {cfg.task} head on {len(train)} rows; held-out ROC-AUC {h.get('roc_auc', {}).get('value', float('nan')):.3f}"
-                f", F1 {h['f1']['value']:.3f}")
+                f", accuracy {h['accuracy']['value']:.3f}, F1 {h['f1']['value']:.3f}")
         if "benchmark" in metrics:
-            line += f"; {cfg.benchmark} ROC-AUC {metrics['benchmark'].get('roc_auc', {}).get('value', float('nan')):.3f}"
+            b = metrics["benchmark"]
+            line += f"; {b['name']} ROC-AUC {b.get('roc_auc', {}).get('value', float('nan')):.3f}, accuracy {b['accuracy']['value']:.3f}"
         print(f"{line} -> {out}")
     return metrics
+
+
+def _rule(task: str, row: dict) -> bool:
+    """The rules-only baseline: refusal = the phrase rules; harm = the response does not refuse."""
+    from .refusal import refusal_rule
+
+    refused = refusal_rule(row["response"])
+    return refused if task == "refusal" else not refused
 
 
 def _fmt(m: dict, key: str) -> str:
@@ -264,16 +350,22 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
     lines = [
         f"# detoxkit `{cfg.task}` scorer head",
         "",
-        f"An MLP (hidden {cfg.hidden_size}) on frozen `{cfg.embedder}` sentence embeddings (mean-pooled, max {cfg.max_length} tokens).",
-        "An offline proxy for Perspective/Detoxify: reports that use it label it so.",
+        f"An MLP (hidden {cfg.hidden_size}; 0 = logistic regression) on frozen `{cfg.embedder}` sentence embeddings"
+        f" (mean-pooled, max {cfg.max_length} tokens). Accuracy is agreement with the human labels.",
+        "An offline proxy for Perspective/Detoxify/LlamaGuard-style judges: reports that use it label it so.",
         "",
         "## Training data",
         "",
         *[f"- `{d}`" for d in cfg.datasets],
         "",
-        f"At most {cfg.max_per_source_class} rows per (source, label), seed {cfg.seed}. Held-out split: {cfg.eval_fraction:.0%} of groups",
-        "by a seeded hash (a ParaDetox toxic sentence and its rewrites share a group, so no pair straddles the split).",
-        f"Rows in the evaluation set `{cfg.benchmark}` were removed from training: {json.dumps(metrics.get('removed_as_benchmark_overlap', {}))}.",
+        *(
+            [f"At most {cfg.max_per_source_class} rows per (source, label), seed {cfg.seed}. Held-out split: {cfg.eval_fraction:.0%} of groups",
+             "by a seeded hash (a ParaDetox toxic sentence and its rewrites share a group, so no pair straddles the split).",
+             f"Rows in the evaluation set `{cfg.benchmark}` were removed from training: {json.dumps(metrics.get('removed_as_benchmark_overlap', {}))}."]
+            if cfg.task == "toxicity" else
+            [f"Held-out: {metrics.get('heldout_note')}; the shipped head is then trained on all rows.",
+             "Benchmark rows whose prompt appears in the training data are dropped before scoring."]
+        ),
         "",
         f"Train rows: {metrics['train_rows']}; held-out rows: {metrics['heldout_rows']}.",
         "",
@@ -285,10 +377,14 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
     ]
     for src, m in metrics.get("heldout_by_source", {}).items():
         lines.append(f"| held-out: {src} | {m['n']} | {_fmt(m, 'roc_auc')} | {_fmt(m, 'auprc')} | {_fmt(m, 'f1')} | {_fmt(m, 'accuracy')} |")
+    if "rules_only" in metrics:
+        r = metrics["rules_only"]
+        lines.append(f"| rules only (no head), same rows | {r['n']} | n/a | n/a | {_fmt(r, 'f1')} | {_fmt(r, 'accuracy')} |")
     if "benchmark" in metrics:
         b = metrics["benchmark"]
         lines.append(f"| {b['name']} (never trained on) | {b['n']} | {_fmt(b, 'roc_auc')} | {_fmt(b, 'auprc')} | {_fmt(b, 'f1')} | {_fmt(b, 'accuracy')} |")
-    lines += ["", f"Reproduce: `detoxkit scorer train --config configs/scorer_train.yaml` (seed {cfg.seed}).", ""]
+    config = "scorer_train.yaml" if cfg.task == "toxicity" else f"scorer_train_{cfg.task}.yaml"
+    lines += ["", f"Reproduce: `detoxkit scorer train --config configs/{config}` (seed {cfg.seed}).", ""]
     return "\n".join(lines)
 
 
