@@ -74,9 +74,10 @@ class EmbeddingHeadScorer:
         self.threshold = float(self.meta.get("threshold", 0.5))
 
     def features(self, texts: list[str], prompts: list[str] | None):
+        pooling = self.meta.get("pooling", "last")
         if self.pairs:
-            return pair_features(self.embedder, list(prompts) if prompts is not None else [""] * len(texts), list(texts))
-        return self.embedder.encode(list(texts))
+            return pair_features(self.embedder, list(prompts) if prompts is not None else [""] * len(texts), list(texts), pooling)
+        return self.embedder.encode(list(texts), pooling=pooling)
 
     def score_batch(self, texts, prompts):
         x = self.features(texts, prompts)
@@ -84,13 +85,13 @@ class EmbeddingHeadScorer:
             return torch.sigmoid(self.head(x)).tolist()
 
 
-def pair_features(embedder, prompts: list[str], responses: list[str]) -> torch.Tensor:
+def pair_features(embedder, prompts: list[str], responses: list[str], pooling: str = "last") -> torch.Tensor:
     """[e(prompt), e(response), e(prompt)·e(response), refusal_rule(response)]: (n, 3d+1).
 
     The product carries "does the response engage with this request"; the rule bit carries "it refuses".
     """
     from .refusal import refusal_rule
 
-    p, r = embedder.encode(prompts), embedder.encode(responses)
+    p, r = embedder.encode(prompts, pooling=pooling), embedder.encode(responses, pooling=pooling)
     rule = torch.tensor([[1.0 if refusal_rule(t) else 0.0] for t in responses])
     return torch.cat([p, r, p * r, rule], dim=-1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ class ScorerTrainConfig:
     set) is removed from the training data. Embeddings are cached under $DETOXKIT_CACHE.
 
     Example: detoxkit scorer train --config configs/scorer_train.yaml
-    Multi-process: accelerate launch --cpu --num_processes 2 -m detoxkit.scorers.train --config ...
+    Multi-process: accelerate launch --multi_gpu --num_processes 2 -m detoxkit.scorers.train --config ...
+    (with no GPU the processes train on the CPU, joined by gloo)
     """
 
     task: Literal["toxicity", "refusal", "harm"] = arg("toxicity", "which scorer the head is for")
@@ -46,6 +48,7 @@ class ScorerTrainConfig:
     cv_folds: int = arg(5, "refusal/harm: cross-validation folds (grouped by prompt) for the agreement estimate")
     embedder: str = arg("all-minilm-l6-v2", "sentence embedder (builtin name, folder or hub id)")
     max_length: int = arg(128, "embedder token limit")
+    pooling: Literal["last", "layers"] = arg("layers", "embedding features: the last layer's mean, or every layer's (richer)")
     hidden_size: int = arg(256, "MLP hidden size; 0 = logistic regression")
     dropout: float = arg(0.1, "dropout in the head")
     learning_rate: float = arg(1e-3, "AdamW learning rate")
@@ -130,19 +133,19 @@ def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[
     return train, held
 
 
-def embed_cached(embedder, texts: list[str], name: str, max_length: int):
-    """Embeddings cached by (embedder, max_length, texts) under $DETOXKIT_CACHE/embeddings."""
+def embed_cached(embedder, texts: list[str], name: str, max_length: int, pooling: str):
+    """Embeddings cached by (embedder, max_length, pooling, texts) under $DETOXKIT_CACHE/embeddings."""
     from safetensors.torch import load_file, save_file
 
     from ..assets import cache_dir
 
-    key = hashlib.sha1(json.dumps([name, max_length, texts]).encode()).hexdigest()[:20]
+    key = hashlib.sha1(json.dumps([name, max_length, pooling, texts]).encode()).hexdigest()[:20]
     path = cache_dir() / "embeddings" / f"{key}.safetensors"
     if path.exists():
         return load_file(str(path))["x"]
-    x = embedder.encode(texts, show_progress=True)
+    x = embedder.encode(texts, show_progress=True, pooling=pooling)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # several processes may embed at once
     save_file({"x": x}, str(tmp))
     tmp.replace(path)
     return x
@@ -164,7 +167,8 @@ def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path)
     world, rank = accelerator.num_processes, accelerator.process_index
     n = len(y_train)
     global_batch = cfg.per_device_train_batch_size * world
-    steps_per_epoch = max(1, math.ceil(n / global_batch))
+    # Drop the ragged last batch: under DDP every rank must get a non-empty slice of every batch.
+    steps_per_epoch = max(1, n // global_batch)
     total = cfg.max_steps if cfg.max_steps > 0 else int(math.ceil(cfg.num_train_epochs * steps_per_epoch))
     pos = float(y_train.sum())
     pos_weight = torch.tensor((n - pos) / max(pos, 1.0))
@@ -198,7 +202,8 @@ def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path)
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     save_checkpoint(out, step, {"head": accelerator.unwrap_model(head).state_dict()},
-                                    {"epoch": epoch, "loss": loss.item()}, {"head": opt})
+                                    {"epoch": epoch, "loss": loss.item(), "world_size": world,
+                                     "backend": getattr(accelerator.state, "backend", None)}, {"head": opt})
             if step >= total:
                 break
     bar.close()
@@ -227,10 +232,10 @@ def pair_rows(cfg: ScorerTrainConfig) -> list[dict]:
 def task_features(cfg: ScorerTrainConfig, embedder, rows: list[dict]):
     """What the head sees: the text (toxicity) or the (prompt, response) pair (refusal, harm)."""
     if cfg.task == "toxicity":
-        return embed_cached(embedder, [r["text"] for r in rows], cfg.embedder, cfg.max_length)
+        return embed_cached(embedder, [r["text"] for r in rows], cfg.embedder, cfg.max_length, cfg.pooling)
     from .head import pair_features
 
-    return pair_features(embedder, [r["prompt"] for r in rows], [r["response"] for r in rows])
+    return pair_features(embedder, [r["prompt"] for r in rows], [r["response"] for r in rows], cfg.pooling)
 
 
 def cross_validate(cfg: ScorerTrainConfig, x, rows: list[dict], accelerator) -> list[float]:
@@ -309,7 +314,7 @@ def run(cfg: ScorerTrainConfig) -> dict:
         metrics["benchmark"] = {"name": cfg.benchmark,
                                 **classification_metrics([r["label"] for r in bench_rows], score_head(head, xb))}
     if accelerator.is_main_process:
-        meta = {"task": cfg.task, "embedder": cfg.embedder, "max_length": cfg.max_length, "threshold": 0.5,
+        meta = {"task": cfg.task, "embedder": cfg.embedder, "max_length": cfg.max_length, "pooling": cfg.pooling, "threshold": 0.5,
                 "version": f"{cfg.task}-mlp{cfg.hidden_size}-seed{cfg.seed}", "datasets": cfg.datasets, "seed": cfg.seed}
         card = model_card(cfg, metrics)
         save_head(out / f"{cfg.task}_head.safetensors", head, meta)
@@ -351,7 +356,8 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
         f"# detoxkit `{cfg.task}` scorer head",
         "",
         f"An MLP (hidden {cfg.hidden_size}; 0 = logistic regression) on frozen `{cfg.embedder}` sentence embeddings"
-        f" (mean-pooled, max {cfg.max_length} tokens). Accuracy is agreement with the human labels.",
+        f" (mean-pooled {'per layer, concatenated' if cfg.pooling == 'layers' else 'last layer'}, max {cfg.max_length} tokens)."
+        " Accuracy is agreement with the human labels.",
         "An offline proxy for Perspective/Detoxify/LlamaGuard-style judges: reports that use it label it so.",
         "",
         "## Training data",
