@@ -49,7 +49,8 @@ class ScorerTrainConfig:
     embedder: str = arg("all-minilm-l6-v2", "sentence embedder (builtin name, folder or hub id)")
     max_length: int = arg(128, "embedder token limit")
     pooling: Literal["last", "layers"] = arg("layers", "embedding features: the last layer's mean, or every layer's (richer)")
-    hidden_size: int = arg(256, "MLP hidden size; 0 = logistic regression")
+    hidden_size: int = arg(256, "MLP hidden size; 0 = logistic regression, fitted by scikit-learn")
+    C: float = arg(1.0, "logistic regression (hidden_size 0): inverse L2 strength, as in scikit-learn")
     dropout: float = arg(0.1, "dropout in the head")
     learning_rate: float = arg(1e-3, "AdamW learning rate")
     weight_decay: float = arg(0.01, "AdamW weight decay")
@@ -154,12 +155,34 @@ def embed_cached(embedder, texts: list[str], name: str, max_length: int, pooling
 # ---------------------------------------------------------------- training
 
 
-def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path):
-    """AdamW + BCE (positives re-weighted to balance classes) on the embeddings; checkpointed, resumable."""
+def fit_logistic_regression(cfg: ScorerTrainConfig, x_train, y_train):
+    """hidden_size 0: scikit-learn's L-BFGS logistic regression, converged, copied into the head's linear layer.
+
+    On the small PyRIT sets (hundreds of rows) a converged, L2-regularised fit generalises better than a few
+    hundred AdamW steps, and needs no checkpointing."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from .head import EmbeddingHead
+
+    clf = LogisticRegression(C=cfg.C, max_iter=5000).fit(x_train.numpy(), y_train.numpy().astype(int))
+    head = EmbeddingHead(x_train.shape[1], 0, cfg.dropout)
+    with torch.no_grad():
+        head.net.weight.copy_(torch.tensor(clf.coef_, dtype=torch.float32))
+        head.net.bias.copy_(torch.tensor(clf.intercept_, dtype=torch.float32))
+    return head.eval(), []
+
+
+def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path | None):
+    """AdamW + BCE (positives re-weighted to balance classes) on the embeddings; checkpointed, resumable.
+    hidden_size 0 fits a logistic regression with scikit-learn instead."""
     import torch
 
     from ..runs import load_checkpoint, progress, resolve_resume, save_checkpoint
     from .head import EmbeddingHead
+
+    if cfg.hidden_size == 0:
+        return fit_logistic_regression(cfg, x_train, y_train)
 
     torch.manual_seed(cfg.seed)
     head = EmbeddingHead(x_train.shape[1], cfg.hidden_size, cfg.dropout)
@@ -290,7 +313,8 @@ def run(cfg: ScorerTrainConfig) -> dict:
         held, x_held = None, None
     y_train = torch.tensor([float(r["label"]) for r in train])
     head, losses = train_head(cfg, x_train, y_train, accelerator, out)
-    metrics.update(loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None)
+    if losses:
+        metrics.update(loss_first=losses[0], loss_last=losses[-1])
     if held is not None:
         held_scores = score_head(head, x_held)
         metrics["heldout"] = classification_metrics([r["label"] for r in held], held_scores)
@@ -355,7 +379,8 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
     lines = [
         f"# detoxkit `{cfg.task}` scorer head",
         "",
-        f"An MLP (hidden {cfg.hidden_size}; 0 = logistic regression) on frozen `{cfg.embedder}` sentence embeddings"
+        (f"An MLP (hidden {cfg.hidden_size})" if cfg.hidden_size else f"A logistic regression (scikit-learn, C={cfg.C})")
+        + f" on frozen `{cfg.embedder}` sentence embeddings"
         f" (mean-pooled {'per layer, concatenated' if cfg.pooling == 'layers' else 'last layer'}, max {cfg.max_length} tokens)."
         " Accuracy is agreement with the human labels.",
         "An offline proxy for Perspective/Detoxify/LlamaGuard-style judges: reports that use it label it so.",
