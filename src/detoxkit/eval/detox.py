@@ -45,8 +45,10 @@ class FluencyProxy:
                   n: int = 500, seed: int = 0, data_dir: str | None = None) -> "FluencyProxy":
         from ..assets import cache_dir
 
-        key = cache_dir() / "fluency" / f"{model_name.replace('/', '_')}-q{quantile}-n{n}-s{seed}.json"
-        if references is None and key.exists():
+        # Only the default calibration (ParaDetox rewrites, seeded sample) is cached: an explicit reference
+        # list must never overwrite the threshold other runs read.
+        key = None if references is not None else cache_dir() / "fluency" / f"{model_name.replace('/', '_')}-q{quantile}-n{n}-s{seed}.json"
+        if key is not None and key.exists():
             return cls(model, tokenizer, json.loads(key.read_text())["threshold"])
         if references is None:
             import random

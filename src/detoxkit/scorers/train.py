@@ -15,7 +15,9 @@ from ..config import arg, parse_config
 
 TASK_DEFAULTS = {  # task -> (datasets, benchmark)
     "refusal": (["builtin:pyrit-refusal"], "none"),
-    "harm": (["builtin:pyrit-objective"], "builtin:pyrit-harm"),
+    # PyRIT's objective set has only harmful requests; the pairs add benign requests answered helpfully (0)
+    # beside harmful ones answered compliantly (1), so "helpful answer to a benign question" is not read as harm.
+    "harm": (["builtin:pyrit-objective", "builtin:harmful-benign-pairs"], "builtin:pyrit-harm"),
 }
 TOXICITY_DATASETS = [
     "builtin:paradetox",           # toxic sentences (1) and their human rewrites (0), split by pair
@@ -246,9 +248,17 @@ def pair_rows(cfg: ScorerTrainConfig) -> list[dict]:
 
     rows = []
     for source in cfg.datasets:
-        records = require_columns(load_records(source, data_dir=cfg.data_dir), ["prompt", "response", "label"], allow_empty=True)
-        rows += [{"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"]), "group": _norm(r["prompt"])}
-                 for r in records]
+        records = load_records(source, data_dir=cfg.data_dir)
+        name = source.split(":", 1)[-1]
+        if records and "harmful_answer" in records[0]:  # harmful/benign pairs: one pair = one CV group
+            for r in records:
+                group = f"{name}:{r['category']}:{_norm(r['benign'])}"
+                rows.append({"prompt": r["benign"], "response": r["benign_answer"], "label": 0, "group": group, "source": name})
+                rows.append({"prompt": r["harmful"], "response": r["harmful_answer"], "label": 1, "group": group, "source": name})
+            continue
+        require_columns(records, ["prompt", "response", "label"], allow_empty=True)
+        rows += [{"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"]), "group": _norm(r["prompt"]),
+                  "source": name} for r in records]
     return rows
 
 
@@ -309,7 +319,10 @@ def run(cfg: ScorerTrainConfig) -> dict:
         rules = [1.0 if _rule(cfg.task, r) else 0.0 for r in train]
         metrics.update(train_rows=len(train), heldout_rows=len(train),
                        heldout_note=f"{cfg.cv_folds}-fold cross-validation grouped by prompt (out-of-fold scores)",
-                       rules_only=classification_metrics(labels, rules))
+                       rules_only=classification_metrics(labels, rules),
+                       heldout_by_source={src: classification_metrics([r["label"] for r in train if r["source"] == src],
+                                                                      [s for r, s in zip(train, oof) if r["source"] == src], n_boot=200)
+                                          for src in sorted({r["source"] for r in train})})
         held, x_held = None, None
     y_train = torch.tensor([float(r["label"]) for r in train])
     head, losses = train_head(cfg, x_train, y_train, accelerator, out)
