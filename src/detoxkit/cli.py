@@ -12,8 +12,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "env": ("detoxkit.commands.env:main", "versions, devices, and where each builtin asset was found"),
     "data": ("detoxkit.commands.data:main", "list or show builtin datasets (`data list`, `data show NAME`)"),
     "score": ("detoxkit.commands.score:main", "score texts with a scorer (toxicity, profanity, refusal, harm, lm-judge)"),
-    "scorer": ("detoxkit.scorers.train:main", "train the toxicity or refusal scorer head (`scorer train`)"),
+    "scorer": ("detoxkit.scorers.train:main", "train a scorer head: toxicity, refusal or harm (`scorer train`)"),
     "eval": ("detoxkit.commands.evaluate:main", "metrics on a model or a JSONL of generations -> metrics.json"),
+    "sro": ("detoxkit.sro.cli:main", "SRO detoxifying rewriter: train, eval"),
+    "rewrite": ("detoxkit.sro.cli:rewrite_main", "rewrite toxic text with a trained SRO rewriter"),
     "demo": ("detoxkit.commands.demo:main", "the builtin model on a few harmful and benign prompts, scored"),
 }
 

@@ -1,0 +1,263 @@
+"""SRO benchmark -> benchmarks/results/sro.json (+ sro_curve.png).
+
+1. Speed: examples/s of the toolkit's offline DPO step (reference log-probs computed once and cached, no
+   reference model in memory while training) against TRL's DPOTrainer (reference forward every step), fp32,
+   same model, same batch, same ParaDetox pairs (prompt = the rewrite prompt, chosen = a human rewrite,
+   rejected = the toxic input). Each side runs in its own subprocess, alternated, so peak RSS is each side's
+   own; per-step medians; the ratio is measured side by side in one run.
+2. SRO trained on builtin:jigsaw-toxic (no parallel data), evaluated during training (the curve: pass rate
+   and J over steps) and afterwards on the held-out ParaDetox split with the same scorers as the human
+   rewrites and zero-shot prompting (a subset of the 670 sentences: sizes below).
+Optional (flags): the dpo_pass_only and sft baselines, and the feedback-noise study.
+
+Sizes are set for ~15 minutes on the shared 2-core CPU; on a GPU or an idle machine raise them.
+    python benchmarks/sro.py [--train_steps 12] [--eval_n 60] [--baselines] [--noise_study]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _pairs(n: int):
+    from detoxkit.sro.data import paradetox_split
+
+    train_rows, _ = paradetox_split()
+    return [(r["text"], r["references"][0]) for r in train_rows[:n]]
+
+
+def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int, out: str) -> None:
+    """One side of the speed comparison; writes {step_seconds, peak_rss_mb, ...} to `out`."""
+    import resource
+
+    import torch
+
+    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.sro.rewrite import build_prompt
+
+    torch.manual_seed(0)
+    pairs = _pairs(batch * (steps + warmup))
+    lr = 1e-6
+    model, tok = load_model_and_tokenizer(model_name)
+    times: list[float] = []
+    extra = {}
+    if side == "ours":
+        from accelerate import Accelerator
+
+        from detoxkit.core.preference import dpo_loss
+        from detoxkit.models import load_model
+        from detoxkit.sro.rewrite import prompt_ids
+        from detoxkit.sro.train import completion_logps, policy_step
+
+        eos, pad = tok.eos_token_id, tok.pad_token_id
+        prompts = prompt_ids(tok, [x for x, _ in pairs])
+        chosen = [tok(y, add_special_tokens=False)["input_ids"] + [eos] for _, y in pairs]
+        rejected = [tok(x, add_special_tokens=False)["input_ids"] + [eos] for x, _ in pairs]
+        t0 = time.perf_counter()
+        ref = load_model(model_name).requires_grad_(False)
+        with torch.no_grad():
+            ref_c = torch.cat([completion_logps(ref, prompts[s:s + batch], chosen[s:s + batch], pad) for s in range(0, len(pairs), batch)])
+            ref_r = torch.cat([completion_logps(ref, prompts[s:s + batch], rejected[s:s + batch], pad) for s in range(0, len(pairs), batch)])
+        del ref  # the cache replaces the reference model for the whole run
+        extra["ref_precompute_seconds"] = time.perf_counter() - t0
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+        acc = Accelerator(cpu=True)
+        for k in range(steps + warmup):
+            sl = slice(k * batch, (k + 1) * batch)
+
+            def loss_fn():
+                both = completion_logps(model, prompts[sl] + prompts[sl], chosen[sl] + rejected[sl], pad)
+                return dpo_loss(both[:batch], both[batch:], ref_c[sl], ref_r[sl], beta=0.1)
+
+            t = time.perf_counter()
+            policy_step(model, opt, acc, loss_fn, 1.0, lr)
+            if k >= warmup:
+                times.append(time.perf_counter() - t)
+    else:
+        from datasets import Dataset
+        from transformers import TrainerCallback
+        from trl import DPOConfig, DPOTrainer
+
+        rows = [{"prompt": [{"role": "user", "content": build_prompt(x)}], "chosen": [{"role": "assistant", "content": y}],
+                 "rejected": [{"role": "assistant", "content": x}]} for x, y in pairs]
+
+        class Timer(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                self.t = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step > warmup:
+                    times.append(time.perf_counter() - self.t)
+
+        args = DPOConfig(output_dir=str(Path(out).parent / "trl-speed"), per_device_train_batch_size=batch,
+                         max_steps=steps + warmup, learning_rate=lr, weight_decay=0.0, lr_scheduler_type="constant",
+                         warmup_steps=0, beta=0.1, loss_type=["sigmoid"], report_to="none", use_cpu=True,
+                         save_strategy="no", logging_steps=10_000, max_grad_norm=1.0, dataloader_drop_last=True,
+                         disable_tqdm=True, seed=0,
+                         # TRL's DPOConfig defaults to bf16 autocast and activation checkpointing; the comparison
+                         # is fp32 without checkpointing on both sides.
+                         bf16=False, gradient_checkpointing=False)
+        trainer = DPOTrainer(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(rows),
+                             callbacks=[Timer()])
+        trainer.train()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path(out).write_text(json.dumps({"side": side, "step_seconds": times, "peak_rss_mb": peak, **extra}))
+
+
+def speed(args) -> dict:
+    runs = {"ours": [], "trl": []}
+    tmp = RESULTS / ".sro-speed"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for rep in range(args.speed_reps):
+        for side in ("ours", "trl"):  # alternated, so drifting machine load hits both sides alike
+            out = tmp / f"{side}-{rep}.json"
+            subprocess.run([sys.executable, __file__, "--speed_worker", side, "--speed_out", str(out),
+                            "--speed_batch", str(args.speed_batch), "--speed_steps", str(args.speed_steps)],
+                           check=True, env={**os.environ, "DETOXKIT_PROGRESS": "0", "TRANSFORMERS_VERBOSITY": "error"})
+            runs[side].append(json.loads(out.read_text()))
+            print(f"speed {side} rep {rep}: median step {statistics.median(runs[side][-1]['step_seconds']):.2f}s", flush=True)
+    res = {}
+    for side, rs in runs.items():
+        steps = [t for r in rs for t in r["step_seconds"]]
+        med = statistics.median(steps)
+        res[side] = {"median_step_seconds": med, "examples_per_second": args.speed_batch / med, "n_steps": len(steps),
+                     "step_seconds": steps, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}
+        if side == "ours":
+            res[side]["ref_precompute_seconds"] = statistics.median(r["ref_precompute_seconds"] for r in rs)
+    res["speedup_examples_per_second"] = res["ours"]["examples_per_second"] / res["trl"]["examples_per_second"]
+    res["setup"] = {"model": "smollm2-135m-instruct", "dtype": "float32", "pairs_per_step": args.speed_batch,
+                    "timed_steps_per_run": args.speed_steps, "warmup_steps": 1, "runs_per_side": args.speed_reps,
+                    "trl_config": "DPOConfig(bf16=False, gradient_checkpointing=False, loss_type=[sigmoid], beta=0.1)",
+                    "trl": __import__("importlib.metadata").metadata.version("trl"),
+                    "note": "ours excludes the one-off reference pass (ref_precompute_seconds, reported) from step times; "
+                            "TRL's default recomputes the reference every step. Peak RSS is the whole process "
+                            "(model load included); TRL keeps a reference copy in memory, ours frees it after caching. "
+                            "TRL's chat-template completion adds a trailing newline token ours does not."}
+    return res
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train_steps", type=int, default=12)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--max_new_tokens", type=int, default=24)
+    p.add_argument("--learning_rate", type=float, default=5e-5)
+    p.add_argument("--eval_n", type=int, default=60, help="held-out sentences scored in the table (a subset of 670)")
+    p.add_argument("--curve_n", type=int, default=30, help="held-out sentences scored at each curve point")
+    p.add_argument("--curve_points", type=int, default=2, help="curve evaluations after step 0")
+    p.add_argument("--n_calibration", type=int, default=200)
+    p.add_argument("--baselines", action="store_true", help="also train dpo_pass_only and sft (same steps)")
+    p.add_argument("--noise_study", action="store_true", help="also train SRO at feedback noise 0.1 and 0.2")
+    p.add_argument("--speed_batch", type=int, default=2)
+    p.add_argument("--speed_steps", type=int, default=3)
+    p.add_argument("--speed_reps", type=int, default=2)
+    p.add_argument("--skip_speed", action="store_true")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest when the 2 cores are shared)")
+    p.add_argument("--speed_worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--speed_out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.speed_worker:
+        speed_worker(args.speed_worker, "smollm2-135m-instruct", args.speed_batch, args.speed_steps, 1, args.speed_out)
+        return 0
+
+    from detoxkit.runs import write_json
+    from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
+    from detoxkit.sro.data import paradetox_split
+    from detoxkit.sro.evaluate import DetoxEvaluator, evaluate
+    from detoxkit.sro.train import train
+
+    t_all = time.perf_counter()
+    result: dict = {"machine": f"{os.cpu_count()} CPU cores (shared), torch threads {args.threads}",
+                    "scorers_note": "STA = toxicity scorer (MiniLM head) < 0.5, SIM = MiniLM cosine, FL = fluency proxy "
+                                    "(smollm2 NLL vs the 95th percentile of training-split human rewrites): offline "
+                                    "proxies of the official ParaDetox metrics. The screener used in training is the "
+                                    "same toxicity scorer, so STA partly measures agreement with the screener."}
+    if not args.skip_speed:
+        result["speed"] = speed(args)
+        print(f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
+              f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x", flush=True)
+
+    train_rows, _ = paradetox_split()
+    evaluator = DetoxEvaluator(train_rows, n_calibration=args.n_calibration)
+    runs = ROOT / "runs" / "bench-sro"
+    common = dict(per_device_train_batch_size=args.batch, max_new_tokens=args.max_new_tokens, max_steps=args.train_steps,
+                  learning_rate=args.learning_rate, save_steps=0, logging_steps=1, max_input_tokens=48, seed=42)
+    curve_every = max(1, args.train_steps // max(1, args.curve_points))
+    trained = {}
+    plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n))]
+    if args.baselines:
+        plan += [("dpo-pass-only", dict(loss_type="dpo_pass_only")),
+                 ("sft", dict(loss_type="sft", train_dataset="builtin:paradetox"))]
+    if args.noise_study:
+        plan += [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q)) for q in (0.1, 0.2)]
+    for name, kw in plan:
+        t0 = time.perf_counter()
+        cfg = SroTrainConfig(**{**common, **kw, "output_dir": str(runs / name)})
+        m = train(cfg, evaluator=evaluator)
+        trained[name] = {"output_dir": str(runs / name / "final"), "seconds": time.perf_counter() - t0,
+                         "pass_rate_overall": m["pass_rate_overall"], "history": m["history"],
+                         "eval_history": m["eval_history"], "config": {**common, **kw}}
+        print(f"trained {name} in {trained[name]['seconds']:.0f}s", flush=True)
+    result["training"] = trained
+
+    methods = ["human=human", "zero-shot=smollm2-135m-instruct"] + [f"{n}={t['output_dir']}" for n, t in trained.items()]
+    ecfg = SroEvalConfig(methods=methods, max_eval_samples=args.eval_n, max_new_tokens=args.max_new_tokens,
+                         output_dir=str(runs / "eval"))
+    report = evaluate(ecfg, evaluator=evaluator)
+    result["evaluation"] = report
+    ms = report["methods"]
+    j = {k: v["J"]["value"] for k, v in ms.items()}
+    result["targets"] = {
+        "J_sro": j.get("sro"), "J_human": j.get("human"), "J_zero_shot": j.get("zero-shot"),
+        "sro_ge_human": j.get("sro", -1) >= j.get("human", 2),
+        "sro_ge_zero_shot_plus_0.15": j.get("sro", -1) >= j.get("zero-shot", 2) + 0.15,
+        "speedup_ge_1.3": result.get("speed", {}).get("speedup_examples_per_second", 0) >= 1.3,
+        "noise_study": {n: j.get(n) for n in ("sro", "sro-noise-0.1", "sro-noise-0.2")} if args.noise_study else "not run (time)",
+    }
+    curve = [{"step": h["step"], "J": h["J"], "J_ci95": h["J_ci95"], "n": h["n"]} for h in trained["sro"]["eval_history"]]
+    pass_curve = [{"step": h["step"], "pass_rate": h["pass_rate"]} for h in trained["sro"]["history"]]
+    result["curve"] = {"J": curve, "pass_rate": pass_curve}
+    _plot(curve, pass_curve, RESULTS / "sro_curve.png")
+    result["total_seconds"] = time.perf_counter() - t_all
+    write_json(RESULTS / "sro.json", result)
+    print(f"sro bench: J sro {j.get('sro'):.3f} | human {j.get('human'):.3f} | zero-shot {j.get('zero-shot'):.3f} "
+          f"on {report['split']['scored']} held-out sentences; speed x{result.get('speed', {}).get('speedup_examples_per_second', float('nan')):.2f}; "
+          f"{result['total_seconds'] / 60:.1f} min -> benchmarks/results/sro.json")
+    return 0
+
+
+def _plot(curve, pass_curve, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p["step"] for p in pass_curve], [p["pass_rate"] for p in pass_curve], "o-", label="screener pass rate (batch)")
+    ax.errorbar([c["step"] for c in curve], [c["J"] for c in curve],
+                yerr=[[c["J"] - c["J_ci95"][0] for c in curve], [c["J_ci95"][1] - c["J"] for c in curve]],
+                fmt="s-", capsize=3, label=f"held-out J (n={curve[0]['n'] if curve else 0})")
+    ax.set_xlabel("training step")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    ax.set_title("SRO on Jigsaw toxic comments")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

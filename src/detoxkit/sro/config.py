@@ -1,0 +1,83 @@
+"""Configs of the SRO recipes: `detoxkit sro train` and `detoxkit sro eval`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from ..config import arg
+
+
+@dataclass
+class SroTrainConfig:
+    """detoxkit sro train: learn a detoxifying rewriter from toxic text alone (SRO, Xie, Li, Zhu 2024).
+
+    Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched), the screener judges
+    each paraphrase ŷ, and the loss is DPO preferring ŷ over x where ŷ passed and a push-down of ŷ's
+    likelihood (relative to the frozen reference) where it failed. Reference log-probs are computed once
+    per input and once per generated paraphrase. Every (input, paraphrase, verdict, loss) goes to
+    output_dir/generations.jsonl. Baselines run in the same loop: --loss_type dpo_pass_only (skip the fail
+    branch), npo / kto (unpaired alternatives), sft (supervised on a dataset's `references`, e.g.
+    builtin:paradetox; the held-out ParaDetox evaluation pool is always excluded). Runs under
+    `accelerate launch`.
+    """
+
+    model_name_or_path: str = arg("smollm2-135m-instruct", "the rewriter: a builtin name, a local folder or a hub id of a causal LM")
+    train_dataset: str = arg("builtin:jigsaw-toxic", "toxic inputs: builtin:NAME, a file or a datasets name")
+    text_column: str = arg("text", "the column holding the toxic text")
+    data_dir: Optional[str] = arg(None, "the shared corpora folder (default: $DETOXKIT_DATA or ../shared/data)")
+    max_input_tokens: int = arg(64, "inputs longer than this many tokens are skipped (a cut comment is not a sentence)")
+    max_train_samples: int = arg(0, "use at most this many inputs (0 = all), drawn with the seed")
+    loss_type: Literal["sro", "dpo_pass_only", "npo", "kto", "sft"] = arg(
+        "sro", "sro: DPO on pass + push-down on fail; dpo_pass_only: pass branch only; npo: DPO on pass + NPO on fail; "
+               "kto: unpaired KTO on the paraphrase; sft: cross-entropy on the dataset's references")
+    beta: float = arg(0.1, "β, the KL strength of DPO/SRO/NPO/KTO (paper: 0.1)")
+    label_smoothing: float = arg(0.1, "ε, the conservative-DPO label smoothing of the sro/dpo_pass_only losses (paper: 0.1)")
+    screener: str = arg("toxicity", "the follower: a detoxkit scorer name or `module:callable` returning a scorer")
+    screener_threshold: float = arg(0.5, "a paraphrase passes when its screener score is below this")
+    feedback_noise: float = arg(0.0, "flip each verdict with this probability (seeded): the paper's screener-noise study")
+    max_new_tokens: int = arg(32, "paraphrase length limit (greedy generation)")
+    per_device_train_batch_size: int = arg(8, "toxic inputs per step and device")
+    learning_rate: float = arg(2e-5, "AdamW learning rate (paper: 2e-5)")
+    weight_decay: float = arg(0.01, "AdamW weight decay (paper: 0.01)")
+    max_grad_norm: float = arg(1.0, "gradient clipping norm (0 = off)")
+    warmup_steps: int = arg(0, "linear warm-up steps")
+    lr_scheduler_type: Literal["constant", "linear"] = arg("constant", "after warm-up: constant, or linear decay to 0 at max_steps")
+    max_steps: int = arg(200, "optimizer steps")
+    logging_steps: int = arg(10, "log running pass rate and loss to metrics every this many steps")
+    save_steps: int = arg(100, "checkpoint every this many steps (0 = only at the end)")
+    save_total_limit: int = arg(2, "checkpoints to keep")
+    eval_steps: int = arg(0, "every this many steps (and at step 0), score rewrites of eval_size held-out ParaDetox "
+                             "sentences (STA/SIM/FL/J) for the training curve (0 = off)")
+    eval_size: int = arg(100, "held-out ParaDetox sentences used by the in-training evaluation")
+    use_peft: bool = arg(False, "train a LoRA adapter (PEFT) instead of all weights; merged into the saved model")
+    lora_r: int = arg(16, "LoRA rank")
+    lora_alpha: int = arg(32, "LoRA alpha")
+    lora_target_modules: str = arg("all-linear", "LoRA target modules (PEFT syntax)")
+    generation_batch_size: int = arg(16, "batch size of the in-training evaluation's generation")
+    seed: int = arg(42, "seed of the data order, the feedback noise and initialisation")
+    output_dir: str = arg("runs/sro", "run folder: config.yaml, checkpoints, generations.jsonl, metrics.json, final/")
+    resume_from_checkpoint: Optional[str] = arg(None, "'latest' or a checkpoint folder to resume from")
+
+
+@dataclass
+class SroEvalConfig:
+    """detoxkit sro eval: STA, SIM, FL, J (with 95% intervals) and BLEU/chrF of rewriters on held-out ParaDetox.
+
+    The held-out split is `size` sentences drawn with `split_seed` from the ParaDetox groups that the
+    toxicity scorer never trained on (its 10% held-out hash split, seed 42); SFT and the fluency
+    calibration never see that pool. Each method is NAME=SOURCE: SOURCE is a trained rewriter folder, any
+    causal LM (zero-shot prompting), or `human` (the first human rewrite scored as the output).
+    STA = toxicity scorer < 0.5, SIM = MiniLM cosine, FL = fluency proxy: offline stand-ins for the
+    official RoBERTa/Wieting/CoLA models. Writes metrics.json, outputs.jsonl and table.md in output_dir.
+    """
+
+    methods: list[str] = arg(["human=human", "zero-shot=smollm2-135m-instruct"], "NAME=SOURCE, comma separated")
+    split_seed: int = arg(0, "seed of the held-out split")
+    split_size: int = arg(670, "sentences in the held-out split (the official test set has 671)")
+    max_eval_samples: int = arg(0, "score only the first N held-out sentences (0 = all); reports say it is a subset")
+    max_new_tokens: int = arg(48, "rewrite length limit")
+    batch_size: int = arg(16, "generation batch size")
+    fluency_model: str = arg("smollm2-135m-instruct", "LM of the fluency proxy (calibrated on training-split human rewrites)")
+    data_dir: Optional[str] = arg(None, "the shared corpora folder")
+    output_dir: str = arg("runs/sro-eval", "where metrics.json, outputs.jsonl and table.md go")

@@ -1,0 +1,60 @@
+"""The held-out ParaDetox evaluation split and the training inputs.
+
+The official ParaDetox test set (671 sentences) is not public, so one is carved out of the shared file.
+It is drawn from the groups the toxicity scorer held out when it was trained (configs/scorer_train.yaml:
+seed 42, 10% of groups by a seeded hash), so STA is never measured on sentences its scorer learned.
+Everything that trains or calibrates on ParaDetox (SFT, the fluency threshold) excludes that whole pool.
+"""
+
+from __future__ import annotations
+
+import random
+
+# The toxicity scorer's group split (configs/scorer_train.yaml); the pool is its held-out side.
+SCORER_SPLIT_SEED = 42
+SCORER_EVAL_FRACTION = 0.1
+
+
+def heldout_pool(n_rows: int) -> set[int]:
+    """Indices of builtin:paradetox rows in the toxicity scorer's held-out groups."""
+    from ..scorers.train import split_rows
+
+    rows = [{"group": f"paradetox:{i}", "i": i} for i in range(n_rows)]
+    _, held = split_rows(rows, SCORER_EVAL_FRACTION, SCORER_SPLIT_SEED)
+    return {r["i"] for r in held}
+
+
+def paradetox_split(data_dir: str | None = None, size: int = 670, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(train_rows, test_rows) of builtin:paradetox; test = `size` rows of the held-out pool in a seeded order,
+    train = every row outside the pool. Rows are {text, references}."""
+    from ..data import load_builtin
+    from ..errors import DetoxkitError
+
+    rows = list(load_builtin("paradetox", data_dir))
+    pool = heldout_pool(len(rows))
+    if size > len(pool):
+        raise DetoxkitError(f"split_size {size} is larger than the held-out pool ({len(pool)} sentences)")
+    test_idx = random.Random(seed).sample(sorted(pool), size)
+    return [r for i, r in enumerate(rows) if i not in pool], [rows[i] for i in test_idx]
+
+
+def training_rows(source: str, column: str, data_dir: str | None, tokenizer, max_input_tokens: int,
+                  max_samples: int, seed: int, with_references: bool = False) -> tuple[list[dict], dict]:
+    """Rows {text} (or {text, reference}, one per human rewrite, when with_references) whose text fits
+    max_input_tokens, drawn with the seed; ParaDetox's held-out pool is always removed. Also a count report."""
+    from ..data import load_records, require_columns
+
+    if source == "builtin:paradetox":
+        rows, _ = paradetox_split(data_dir)
+    else:
+        rows = require_columns(load_records(source, data_dir=data_dir), [column] + (["references"] if with_references else []),
+                               allow_empty=True)
+    texts = [(str(r[column]).strip(), r) for r in rows if r[column] is not None and str(r[column]).strip()]
+    kept = [(t, r) for t, r in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) <= max_input_tokens]
+    if with_references:
+        out = [{"text": t, "reference": ref} for t, r in kept for ref in (r["references"] or []) if ref]
+    else:
+        out = [{"text": t} for t, _ in kept]
+    if max_samples and len(out) > max_samples:
+        out = random.Random(seed).sample(out, max_samples)
+    return out, {"rows": len(rows), "non_empty": len(texts), "within_max_input_tokens": len(kept), "used": len(out)}

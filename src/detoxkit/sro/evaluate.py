@@ -1,0 +1,123 @@
+"""`detoxkit sro eval`: ParaDetox metrics of rewriters on the held-out split, one table row per method."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from ..errors import DetoxkitError
+
+
+class DetoxEvaluator:
+    """STA/SIM/FL/J (+ BLEU/chrF) with the toolkit's offline scorers.
+
+    The fluency threshold is calibrated on `n_calibration` human rewrites from the ParaDetox *training* rows (never the
+    held-out pool), under a model name of its own so the default calibration cache is left alone.
+    """
+
+    def __init__(self, train_rows: list[dict], fluency_model: str = "smollm2-135m-instruct", seed: int = 0,
+                 n_calibration: int = 500):
+        from ..eval.detox import FluencyProxy
+        from ..models import load_embedder, load_model_and_tokenizer
+        from ..scorers import get_scorer
+
+        self.toxicity = get_scorer("toxicity")
+        self.embedder = load_embedder()
+        lm, tok = load_model_and_tokenizer(fluency_model)
+        refs = [ref for r in train_rows for ref in r["references"]]
+        refs = random.Random(seed).sample(refs, min(n_calibration, len(refs)))
+        self.fluency = FluencyProxy.calibrate(lm, tok, f"{fluency_model}-paradetox-train-split", references=refs)
+
+    def __call__(self, inputs: list[str], outputs: list[str], references: list[list[str]] | None) -> dict:
+        from ..eval.detox import detox_metrics
+
+        return detox_metrics(inputs, outputs, self.toxicity, self.embedder, self.fluency, references)
+
+
+def parse_methods(specs: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        if not sep or not name or not source:
+            raise DetoxkitError(f"--methods: {spec!r} is not NAME=SOURCE (SOURCE: a rewriter folder, a model, or human)")
+        out.append((name, source))
+    return out
+
+
+def markdown_table(results: dict, note: str) -> str:
+    def ci(m):
+        return f"{m['value']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"
+
+    lines = [note, "", "| method | n | STA | SIM | FL | J | BLEU | chrF |", "|---|---|---|---|---|---|---|---|"]
+    for name, m in results.items():
+        bleu = f"{m['BLEU']:.1f}" if "BLEU" in m else "n/a"
+        chrf = f"{m['chrF']:.1f}" if "chrF" in m else "n/a"
+        lines.append(f"| {name} | {m['n']} | {ci(m['STA'])} | {ci(m['SIM'])} | {ci(m['FL'])} | {ci(m['J'])} | {bleu} | {chrf} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
+    """Rewrite the held-out sentences with every method and score them; writes output_dir files."""
+    from ..runs import append_jsonl, atomic_write_text, prepare_output_dir, write_json
+    from .data import paradetox_split
+    from .rewrite import Rewriter
+
+    methods = parse_methods(cfg.methods)
+    train_rows, test_rows = paradetox_split(cfg.data_dir, cfg.split_size, cfg.split_seed)
+    if cfg.max_eval_samples:
+        test_rows = test_rows[: cfg.max_eval_samples]
+    out = prepare_output_dir(cfg)
+    (out / "outputs.jsonl").unlink(missing_ok=True)
+    evaluator = evaluator or DetoxEvaluator(train_rows, cfg.fluency_model)
+    inputs = [r["text"] for r in test_rows]
+    refs = [r["references"] for r in test_rows]
+    results, timings = {}, {}
+    for name, source in methods:
+        t0 = time.perf_counter()
+        if source == "human":
+            # The first human rewrite is the output; the others (when present) are its references.
+            outputs = [r[0] for r in refs]
+            others = [r[1:] or None for r in refs]
+            metrics = evaluator(inputs, outputs, None)
+            with_refs = [i for i, o in enumerate(others) if o]
+            if with_refs:
+                import sacrebleu
+
+                width = max(len(others[i]) for i in with_refs)
+                ref_cols = [[others[i][k] if k < len(others[i]) else others[i][0] for i in with_refs] for k in range(width)]
+                hyp = [outputs[i] for i in with_refs]
+                metrics.update(BLEU=sacrebleu.corpus_bleu(hyp, ref_cols).score, chrF=sacrebleu.corpus_chrf(hyp, ref_cols).score,
+                               bleu_note=f"against the other human rewrites, on the {len(with_refs)} sentences that have two or more")
+        else:
+            rewriter = Rewriter.from_pretrained(source, max_new_tokens=cfg.max_new_tokens)
+            outputs = rewriter.rewrite(inputs, batch_size=cfg.batch_size, show_progress=True)
+            metrics = evaluator(inputs, outputs, refs)
+        timings[name] = time.perf_counter() - t0
+        per = metrics.pop("per_sentence")
+        append_jsonl(out / "outputs.jsonl", ({"method": name, "input": x, "output": y, "toxicity": t, "J": j}
+                                             for x, y, t, j in zip(inputs, outputs, per["toxicity"], per["J"])))
+        results[name] = {**metrics, "source": source}
+        print(f"sro eval: {name}: J {metrics['J']['value']:.3f} STA {metrics['STA']['value']:.3f} "
+              f"SIM {metrics['SIM']['value']:.3f} FL {metrics['FL']['value']:.3f}", flush=True)
+    note = (f"Held-out ParaDetox split: seed {cfg.split_seed}, {cfg.split_size} sentences"
+            + (f", first {len(inputs)} scored (a subset)" if len(inputs) < cfg.split_size else "")
+            + ". STA: toxicity scorer < 0.5; SIM: MiniLM cosine; FL: fluency proxy; offline proxies of the official metrics.")
+    report = {"split": {"seed": cfg.split_seed, "size": cfg.split_size, "scored": len(inputs),
+                        "pool": "ParaDetox groups held out by the toxicity scorer (seed 42, 10%)"},
+              "note": note, "methods": results, "seconds": timings}
+    write_json(out / "metrics.json", report)
+    atomic_write_text(out / "table.md", markdown_table(results, note))
+    return report
+
+
+def main(argv: list[str]) -> int:
+    from ..config import parse_config
+    from .config import SroEvalConfig
+
+    cfg = parse_config(SroEvalConfig, argv, "detoxkit sro eval")
+    report = evaluate(cfg)
+    best = max(report["methods"].items(), key=lambda kv: kv[1]["J"]["value"])
+    print(f"sro eval: {len(report['methods'])} methods on {report['split']['scored']} held-out sentences; "
+          f"best J {best[1]['J']['value']:.3f} ({best[0]}); table in {Path(cfg.output_dir) / 'table.md'}")
+    return 0

@@ -1,0 +1,128 @@
+"""The rewriter: a causal LM prompted (through its chat template) to detoxify one text.
+
+``Rewriter.from_pretrained(path).rewrite(texts)`` is the Python API; ``detoxkit rewrite "text"`` the command.
+A trained rewriter folder is a plain ``save_pretrained`` model plus ``rewriter.json`` (the instruction and
+generation length it was trained with); any other causal LM name or folder gives zero-shot prompting.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+INSTRUCTION = ("Rewrite the following text so that it is polite and not offensive, keeping its meaning. "
+               "Reply with the rewritten text only.\n\nText: {text}")
+REWRITER_FILE = "rewriter.json"
+
+
+def build_prompt(text: str, instruction: str = INSTRUCTION) -> str:
+    return instruction.format(text=text)
+
+
+def prompt_ids(tokenizer, texts: list[str], instruction: str = INSTRUCTION) -> list[list[int]]:
+    """The chat-templated rewrite prompt of each text, as token ids (the template adds its own specials)."""
+    from ..generation import render_chat
+
+    return [tokenizer(render_chat(tokenizer, build_prompt(t, instruction)), add_special_tokens=False)["input_ids"]
+            for t in texts]
+
+
+def eos_ids(model, tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(gen if isinstance(gen, (list, tuple)) else [gen])
+    return {i for i in ids if i is not None}
+
+
+def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16,
+                 show_progress: bool = False) -> list[list[int]]:
+    """Greedy completions as token ids, each cut after its first end-of-turn token (kept, so it is scored).
+
+    The trainer needs the generated ids themselves: decoding and re-tokenising text does not always give
+    the same ids back, and the loss must score exactly what the model produced.
+    """
+    import torch
+
+    from ..runs import progress
+
+    stops = eos_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    out: list[list[int]] = []
+    for s in progress(range(0, len(prompts), batch_size), desc="rewriting", unit="batch", disable=not show_progress):
+        chunk = prompts[s : s + batch_size]
+        width = max(map(len, chunk))
+        # Left padding: every prompt must end where its generation starts.
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for i, p in enumerate(chunk):
+            ids[i, width - len(p):] = torch.tensor(p)
+            attn[i, width - len(p):] = 1
+        with torch.inference_mode():
+            gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), max_new_tokens=max_new_tokens,
+                                 do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad)
+        for row in gen[:, width:].tolist():
+            cut = next((k + 1 for k, t in enumerate(row) if t in stops), len(row))
+            out.append(row[:cut])
+    return out
+
+
+def decode(tokenizer, ids: list[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+class Rewriter:
+    """A detoxifying rewriter: ``Rewriter.from_pretrained(path).rewrite(["you idiot"])``."""
+
+    def __init__(self, model, tokenizer, instruction: str = INSTRUCTION, max_new_tokens: int = 48, name: str = ""):
+        self.model, self.tokenizer = model, tokenizer
+        self.instruction, self.max_new_tokens, self.name = instruction, max_new_tokens, name
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = "smollm2-135m-instruct", device: str = "cpu",
+                        max_new_tokens: int | None = None) -> "Rewriter":
+        """A trained rewriter folder (with rewriter.json), or any causal LM for zero-shot prompting."""
+        from ..models import load_model_and_tokenizer
+
+        model, tok = load_model_and_tokenizer(name_or_path, device=device)
+        meta_path = Path(name_or_path) / REWRITER_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return cls(model, tok, meta.get("instruction", INSTRUCTION),
+                   max_new_tokens or meta.get("max_new_tokens", 48), name=str(name_or_path))
+
+    def rewrite(self, texts: list[str] | str, batch_size: int = 16, show_progress: bool = False) -> list[str] | str:
+        """Rewrites, one per text (greedy); a single string gives a single string."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        # Shortest first keeps left padding (wasted compute) small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        ids = generate_ids(self.model, self.tokenizer, prompt_ids(self.tokenizer, [texts[i] for i in order], self.instruction),
+                           self.max_new_tokens, batch_size, show_progress)
+        out = [""] * len(texts)
+        for i, completion in zip(order, ids):
+            out[i] = decode(self.tokenizer, completion)
+        return out[0] if single else out
+
+
+def save_rewriter(model, tokenizer, path: str | Path, instruction: str, max_new_tokens: int, **info) -> Path:
+    """save_pretrained + rewriter.json, written into a temporary folder and renamed into place."""
+    import os
+    import shutil
+    import tempfile
+
+    from ..runs import write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / REWRITER_FILE, {"instruction": instruction, "max_new_tokens": max_new_tokens, **info})
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

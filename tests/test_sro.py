@@ -1,0 +1,205 @@
+import json
+
+import pytest
+import torch
+
+from detoxkit.errors import DetoxkitError
+from detoxkit.runs import read_jsonl
+from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
+from detoxkit.sro.train import batch_indices, completion_logps, policy_step, screened_loss, train, verdict_flips
+
+TOXIC = ["shut up, you idiot", "you are stupid and I hate you", "stupid people ruin everything",
+         "get lost, idiot", "I hate this stupid weather", "you idiot, stop it"]
+
+
+def even_length_screener(texts):
+    """A deterministic stand-in screener: 'toxic' (1.0) when the text length is odd."""
+    return [float(len(t) % 2) for t in texts]
+
+
+def fail_all(texts):
+    return [1.0] * len(texts)
+
+
+@pytest.fixture()
+def toxic_file(tmp_path):
+    path = tmp_path / "toxic.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in TOXIC))
+    return path
+
+
+def _cfg(model_dir, data, out, **kw):
+    base = dict(model_name_or_path=str(model_dir), train_dataset=str(data), output_dir=str(out), max_new_tokens=6,
+                per_device_train_batch_size=3, max_steps=4, save_steps=2, logging_steps=1, learning_rate=1e-3,
+                seed=3)
+    base.update(kw)
+    return SroTrainConfig(**base)
+
+
+def _final_params(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "final" / "model.safetensors"))
+
+
+def test_batch_indices_are_seeded_epochs():
+    first = batch_indices(0, 6, 6, seed=1)
+    assert sorted(first) == list(range(6))  # one epoch = one permutation
+    assert batch_indices(1, 6, 6, seed=1) != first or batch_indices(2, 6, 6, seed=1) != first
+    assert batch_indices(3, 6, 4, seed=1) == batch_indices(3, 6, 4, seed=1)
+
+
+def test_feedback_noise_flip_rate():
+    flips = [f for s in range(200) for f in verdict_flips(s, 10, 0.2, seed=0)]
+    assert 0.15 < sum(flips) / len(flips) < 0.25
+    assert not any(verdict_flips(0, 10, 0.0, seed=0))
+
+
+def test_fail_branch_lowers_paraphrase_logprob(tiny_lm):
+    from accelerate import Accelerator
+
+    from detoxkit.models import tiny_causal_lm
+    from detoxkit.sro.rewrite import generate_ids, prompt_ids
+
+    model, tok = tiny_causal_lm(seed=0)
+    ref, _ = tiny_causal_lm(tokenizer=tok, seed=0)
+    prompts = prompt_ids(tok, TOXIC[:2])
+    ys = generate_ids(model, tok, prompts, max_new_tokens=6)
+    xs = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in TOXIC[:2]]
+    pad = tok.pad_token_id
+    with torch.no_grad():
+        ref_y, ref_x = completion_logps(ref, prompts, ys, pad), completion_logps(ref, prompts, xs, pad)
+        before = completion_logps(model, prompts, ys, pad)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    failed = torch.tensor([False, False])
+
+    def loss_fn():
+        both = completion_logps(model, prompts + prompts, ys + xs, pad)
+        return screened_loss("sro", both[:2], ref_y, both[2:], ref_x, failed, 0.1, 0.1)
+
+    policy_step(model, opt, Accelerator(), loss_fn, 1.0, 1e-2)
+    with torch.no_grad():
+        after = completion_logps(model, prompts, ys, pad)
+    assert (after < before).all()
+
+
+def test_sro_train_logs_changes_weights_and_saves_rewriter(tiny_lm_dir, toxic_file, tmp_path):
+    out = tmp_path / "run"
+    m = train(_cfg(tiny_lm_dir, toxic_file, out, max_steps=3, save_steps=0), screener=even_length_screener)
+    rows = read_jsonl(out / "generations.jsonl")
+    assert len(rows) == 9 and {r["step"] for r in rows} == {0, 1, 2}
+    assert {"input", "paraphrase", "verdict", "loss", "screener_score", "flipped"} <= set(rows[0])
+    for r in rows:  # verdicts follow the screener (no noise); an empty paraphrase never passes
+        assert (r["verdict"] == "pass") == (bool(r["paraphrase"]) and len(r["paraphrase"]) % 2 == 0)
+    assert m["pass_rate_overall"] == pytest.approx(sum(r["verdict"] == "pass" for r in rows) / 9)
+    assert [h["step"] for h in m["history"]] == [1, 2, 3]
+    from safetensors.torch import load_file
+
+    before = load_file(str(tiny_lm_dir / "model.safetensors"))
+    after = _final_params(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((out / "final" / "rewriter.json").read_text())["loss_type"] == "sro"
+    assert (out / "checkpoint-3" / "trainer_state.json").exists()
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert len(state["ref_input_logps"]) == len({r["index"] for r in rows})  # one cached ref log-prob per input
+
+    from detoxkit.sro import Rewriter
+
+    rw = Rewriter.from_pretrained(str(out / "final"))
+    assert rw.max_new_tokens == 6
+    outs = rw.rewrite(["you idiot", "shut up"])
+    assert len(outs) == 2 and all(isinstance(o, str) for o in outs)
+    assert isinstance(rw.rewrite("you idiot"), str)
+
+
+def test_resumed_run_equals_uninterrupted(tiny_lm_dir, toxic_file, tmp_path):
+    full = tmp_path / "full"
+    train(_cfg(tiny_lm_dir, toxic_file, full, feedback_noise=0.3), screener=even_length_screener)
+    part = tmp_path / "part"
+    train(_cfg(tiny_lm_dir, toxic_file, part, max_steps=2, feedback_noise=0.3), screener=even_length_screener)
+    train(_cfg(tiny_lm_dir, toxic_file, part, feedback_noise=0.3, resume_from_checkpoint="latest"),
+          screener=even_length_screener)
+    a, b = _final_params(full), _final_params(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]  # noqa: E731
+    assert strip(read_jsonl(full / "generations.jsonl")) == strip(read_jsonl(part / "generations.jsonl"))
+
+
+def test_fail_all_screener_and_full_noise_flip_every_verdict(tiny_lm_dir, toxic_file, tmp_path):
+    out = tmp_path / "noisy"
+    train(_cfg(tiny_lm_dir, toxic_file, out, max_steps=1, feedback_noise=1.0, loss_type="dpo_pass_only"), screener=fail_all)
+    rows = read_jsonl(out / "generations.jsonl")
+    assert all(r["flipped"] and r["verdict"] == "pass" for r in rows if r["paraphrase"])
+
+
+def test_lora_kto_and_npo_run(tiny_lm_dir, toxic_file, tmp_path):
+    for loss_type in ("kto", "npo"):
+        m = train(_cfg(tiny_lm_dir, toxic_file, tmp_path / loss_type, max_steps=1, use_peft=True, lora_r=4,
+                       lora_target_modules="q_proj,v_proj", loss_type=loss_type), screener=even_length_screener)
+        assert m["steps"] == 1
+        assert (tmp_path / loss_type / "final" / "config.json").exists()  # the adapter was merged into a plain model
+
+
+def test_sft_loss_falls(tiny_lm_dir, tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "references": ["please be kind"]}) + "\n" for t in TOXIC[:3]))
+    out = tmp_path / "sft"
+    m = train(_cfg(tiny_lm_dir, data, out, loss_type="sft", max_steps=6, learning_rate=5e-3))
+    losses = [h["loss"] for h in m["history"]]
+    assert losses[-1] < losses[0]
+    assert read_jsonl(out / "generations.jsonl")[0]["target"] == "please be kind"
+
+
+def test_bad_inputs_give_clear_errors(tiny_lm_dir, toxic_file, tmp_path):
+    with pytest.raises(DetoxkitError, match="feedback_noise"):
+        train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "a", feedback_noise=1.5), screener=fail_all)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"comment": "x"}) + "\n")
+    with pytest.raises(DetoxkitError, match="text"):
+        train(_cfg(tiny_lm_dir, bad, tmp_path / "b"), screener=fail_all)
+    with pytest.raises(DetoxkitError, match="screener"):
+        train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "c", screener="nope"))
+    from detoxkit.sro.evaluate import parse_methods
+
+    with pytest.raises(DetoxkitError, match="NAME=SOURCE"):
+        parse_methods(["just-a-name"])
+
+
+def test_cli_rewrite_and_help(tiny_lm_dir, capsys):
+    from detoxkit.cli import main
+
+    assert main(["rewrite", "--model", str(tiny_lm_dir), "--max_new_tokens", "4", "you idiot", "shut up"]) == 0
+    assert capsys.readouterr().out.count("\n") == 2  # one line per text (a random tiny model may say nothing)
+    assert main(["sro", "--help"]) == 0
+    assert main(["rewrite"]) == 2  # nothing to rewrite: a one-line error
+
+
+def test_eval_table_on_heldout_split(tiny_lm_dir, tiny_embedder_dir, tmp_path):
+    """The eval harness end to end with stand-in scorers (the real ones are exercised by benchmarks/sro.py)."""
+    from detoxkit.data import load_builtin
+    from detoxkit.eval.detox import detox_metrics
+    from detoxkit.models import load_embedder
+    from detoxkit.sro.data import heldout_pool, paradetox_split
+    from detoxkit.sro.evaluate import evaluate
+
+    train_rows, test_rows = paradetox_split(size=670, seed=0)
+    assert len(test_rows) == 670
+    rows = load_builtin("paradetox")
+    pool = heldout_pool(len(rows))
+    assert len(train_rows) == len(rows) - len(pool)  # training keeps nothing of the held-out pool
+    pool_texts = {rows[i]["text"] for i in pool}
+    assert all(r["text"] in pool_texts for r in test_rows)
+    assert paradetox_split(size=670, seed=0)[1] == test_rows  # fixed by the seed
+
+    embedder = load_embedder(str(tiny_embedder_dir))
+    evaluator = lambda x, y, refs: detox_metrics(x, y, lambda t: [0.0] * len(t), embedder,  # noqa: E731
+                                                 lambda t: [1.0] * len(t), refs)
+    cfg = SroEvalConfig(methods=["human=human", f"tiny={tiny_lm_dir}"], max_eval_samples=4, max_new_tokens=4,
+                        output_dir=str(tmp_path / "eval"))
+    report = evaluate(cfg, evaluator=evaluator)
+    assert set(report["methods"]) == {"human", "tiny"} and report["split"]["scored"] == 4
+    assert report["methods"]["human"]["STA"]["value"] == 1.0
+    assert "BLEU" in report["methods"]["tiny"]
+    table = (tmp_path / "eval" / "table.md").read_text()
+    assert "| human | 4 |" in table and "subset" in table
+    assert len(read_jsonl(tmp_path / "eval" / "outputs.jsonl")) == 8
