@@ -41,16 +41,20 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays: Sequence, n_boot: int
     """Percentile bootstrap 95% interval of statistic(*arrays) resampling rows jointly."""
     import numpy as np
 
+    import warnings
+
     rng = np.random.default_rng(seed)
     arrays = [np.asarray(a) for a in arrays]
     n = len(arrays[0])
     stats = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        try:
-            stats.append(statistic(*(a[idx] for a in arrays)))
-        except ValueError:  # e.g. ROC-AUC on a resample with one class
-            continue
+    with warnings.catch_warnings():  # a resample with one class warns (or raises) in scikit-learn: skip it
+        warnings.simplefilter("ignore")
+        for _ in range(n_boot):
+            idx = rng.integers(0, n, n)
+            try:
+                stats.append(statistic(*(a[idx] for a in arrays)))
+            except ValueError:
+                continue
     if not stats:
         return [float("nan"), float("nan")]
     return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
