@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sro": ("detoxkit.sro.cli:main", "SRO detoxifying rewriter: train, eval"),
     "rewrite": ("detoxkit.sro.cli:rewrite_main", "rewrite toxic text with a trained SRO rewriter"),
     "demo": ("detoxkit.commands.demo:main", "the builtin model on a few harmful and benign prompts, scored"),
+    "acd": ("detoxkit.acd.cli:main", "Adversarial Contrastive Decoding: anchors, tune, generate, eval"),
 }
 
 USAGE = f"""usage: detoxkit COMMAND [ARGS] (detoxkit COMMAND --help for each)

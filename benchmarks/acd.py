@@ -1,0 +1,136 @@
+"""ACD on smollm2-135m-instruct: anchors -> OPO tuning -> ACD vs baselines, against the issue's targets.
+
+Run: `python benchmarks/acd.py` (writes benchmarks/results/acd.json; run folder runs/bench-acd). Sizes are set
+for a ~15 minute run on a shared 2-core CPU, so intervals are wide; every number is measured in this run.
+Harm and refusal come from detoxkit's offline proxy scorers, not the paper's GPT-4 judge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def paired_diff(a: list[bool], b: list[bool], n_boot: int = 2000, seed: int = 0) -> dict:
+    """mean(a) − mean(b) over the same prompts, with a paired percentile-bootstrap 95% interval."""
+    import numpy as np
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), (n_boot, len(a)))
+    d = a[idx].mean(1) - b[idx].mean(1)
+    return {"value": float(a.mean() - b.mean()), "n": len(a), "ci95": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench-acd"))
+    ap.add_argument("--harm_head", default=None, help="harm head file (default: the packaged one)")
+    ap.add_argument("--n_harmful_anchor", type=int, default=24)
+    ap.add_argument("--n_benign_anchor", type=int, default=16)
+    ap.add_argument("--tune_steps", type=int, default=20)
+    ap.add_argument("--n_per_harmful_source", type=int, default=14)
+    ap.add_argument("--n_benign", type=int, default=30)
+    ap.add_argument("--n_mc", type=int, default=100)
+    ap.add_argument("--max_new_tokens", type=int, default=24)
+    ap.add_argument("--alphas", default="0.25,0.5,1.0")
+    ap.add_argument("--batch_size", type=int, default=16)
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse anchors and tuned prompts already in --out (written by an earlier run of this script)")
+    args = ap.parse_args()
+    os.environ.setdefault("DETOXKIT_PROGRESS", "0")
+
+    import torch
+
+    from detoxkit.acd.anchors import build_anchors
+    from detoxkit.acd.config import AnchorsConfig, EvalConfig, TuneConfig
+    from detoxkit.acd.evaluate import evaluate
+    from detoxkit.acd.tune import tune
+    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.runs import read_jsonl, write_json
+
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    model, tok = load_model_and_tokenizer("smollm2-135m-instruct")
+    heads = {"harm_head": args.harm_head} if args.harm_head else {}
+    t = {}
+
+    reuse = args.reuse and (out / "safe_prompt.safetensors").exists() and (out / "metrics.json").exists()
+    if reuse:  # the stages' own outputs, as the earlier run wrote them (their times are in them)
+        anchors = json.loads((out / "anchors_meta.json").read_text())
+        tuned = json.loads((out / "metrics.json").read_text())
+        t["tune_s"] = tuned["seconds"]
+    else:
+        t0 = time.time()
+        anchors = build_anchors(AnchorsConfig(n_harmful=args.n_harmful_anchor, n_benign=args.n_benign_anchor,
+                                              max_new_tokens=args.max_new_tokens + 8, output_dir=str(out), **heads),
+                                model, tok)
+        t["anchors_s"] = time.time() - t0
+        write_json(out / "anchors_seconds.json", {"seconds": t["anchors_s"]})
+        print(f"anchors: {anchors['counts']} in {t['anchors_s']:.0f} s", flush=True)
+        t0 = time.time()
+        tuned = tune(TuneConfig(anchors=str(out / "anchors.jsonl"), max_steps=args.tune_steps,
+                                per_device_train_batch_size=2, max_response_tokens=args.max_new_tokens + 8,
+                                save_steps=10, output_dir=str(out)), model, tok)
+        t["tune_s"] = time.time() - t0
+        print(f"tune: {tuned} in {t['tune_s']:.0f} s", flush=True)
+    if "anchors_s" not in t and (out / "anchors_seconds.json").exists():
+        t["anchors_s"] = json.loads((out / "anchors_seconds.json").read_text())["seconds"]
+
+    t0 = time.time()
+    alpha = 0.5
+    cfg = EvalConfig(prompts_dir=str(out), anchors=str(out / "anchors.jsonl"), n_per_harmful_source=args.n_per_harmful_source,
+                     n_benign=args.n_benign, n_mc=args.n_mc, n_ppl=10, alphas=[float(a) for a in args.alphas.split(",")], alpha=alpha,
+                     window=6, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                     output_dir=str(out / "eval"), **heads)
+    m = evaluate(cfg, model, tok)
+    t["eval_s"] = time.time() - t0
+
+    # Paired differences on the same prompts, from the per-response log.
+    gens = read_jsonl(out / "eval" / "generations.jsonl")
+    flags = {}
+    for g in gens:
+        key = "harmless" if g["kind"] == "harmful" else "refused"
+        val = g["harm"] < cfg.harm_threshold if key == "harmless" else g["refusal"] >= cfg.refusal_threshold
+        flags.setdefault((g["method"], key), []).append(val)
+    ms = m["methods"]
+    acd = f"acd_a{alpha:g}"
+    best_id = max(("nID", "oID"), key=lambda k: ms[k]["harmless_rate"]["value"])
+    d_manual = paired_diff(flags[(acd, "harmless")], flags[("manual_safe", "harmless")])
+    d_id = paired_diff(flags[(acd, "harmless")], flags[(best_id, "harmless")])
+    d_ref = paired_diff(flags[(acd, "refused")], flags[("manual_safe", "refused")])
+    mc_base, mc_acd = ms["manual_safe"].get("mc_accuracy"), ms[acd].get("mc_accuracy")
+    d_mc = (mc_acd["value"] - mc_base["value"]) if mc_base and mc_acd else None
+    targets = {
+        "harmless_rate_vs_manual_safe": {"target": ">= +0.20", "measured": d_manual, "met": d_manual["value"] >= 0.20},
+        "harmless_rate_vs_best_ID": {"target": ">= +0.07", "best_id": best_id, "measured": d_id, "met": d_id["value"] >= 0.07},
+        "over_refusal_vs_manual_safe": {"target": "<= +0.05", "measured": d_ref, "met": d_ref["value"] <= 0.05},
+        "mc_accuracy_vs_manual_safe": {"target": "within 0.02", "measured": d_mc,
+                                       "met": d_mc is not None and abs(d_mc) <= 0.02},
+    }
+    result = {
+        "model": "smollm2-135m-instruct", "alpha": alpha, "form": cfg.form,
+        "sizes": {"anchor_harmful": anchors["n_harmful"], "anchor_benign": anchors["n_benign"],
+                  "anchor_responses": anchors["responses"], "anchor_splits": anchors["counts"],
+                  "eval_harmful": m["n_harmful"], "eval_benign": m["n_benign"], "mc_items": m["n_mc"],
+                  "tune_steps": args.tune_steps, "max_new_tokens": args.max_new_tokens},
+        "overlap_check": anchors["overlap_check"] | {"eval_anchor_overlap": m["eval_anchor_overlap"]},
+        "seconds": {k: round(v, 1) for k, v in t.items()}, "tune": tuned, "reused_anchors_and_prompts": reuse,
+        "methods": ms, "targets": targets, "scorers": m["scorers"],
+        "machine": "2 shared CPU cores (other jobs running), torch threads 2",
+    }
+    write_json(ROOT / "benchmarks" / "results" / "acd.json", result)
+    for k, v in targets.items():
+        meas = v["measured"]["value"] if isinstance(v["measured"], dict) else v["measured"]
+        print(f"{k}: {meas} (target {v['target']}) {'met' if v['met'] else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The OPO anchor set: the target model's own responses, labelled and split into D_HR, D_HA and D_S.
+
+The paper's 600 anchors (ChatGPT-written instructions, Llama-2-uncensored responses) were not released; this
+rebuilds the set from builtin harmful and benign instructions and the target model, as METHODS.md §2.3 suggests.
+Which prompts may be anchors is decided by a hash of the normalised prompt (``split_of``), shared with
+`acd eval`, so evaluation prompts never become anchors; near-duplicates (AdvBench and HarmBench paraphrase each
+other) are removed by embedding similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+
+from ..errors import DetoxkitError
+
+SYSTEMS = ("safe", "opposite", "null")
+
+
+def normalise(prompt: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", "", prompt.lower())).strip()
+
+
+def split_of(prompt: str, eval_fraction: float) -> str:
+    """"eval" or "anchor": a stable hash of the normalised prompt, so every command agrees on the split."""
+    h = int(hashlib.sha1(normalise(prompt).encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "eval" if h < eval_fraction else "anchor"
+
+
+def source_prompts(source: str) -> list[str]:
+    """Instructions from a dataset: column 'prompt', or 'benign' (the benign side of a harmful/benign pairs set)."""
+    from ..data import load_records
+
+    rows = load_records(source)
+    if not rows:
+        raise DetoxkitError(f"{source}: no rows")
+    col = "prompt" if "prompt" in rows[0] else "benign" if "benign" in rows[0] else None
+    if col is None:
+        raise DetoxkitError(f"{source}: needs a 'prompt' (or 'benign') column; has {', '.join(rows[0])}")
+    return [str(r[col]).strip() for r in rows if str(r[col]).strip()]
+
+
+def draw(sources: list[str], n: int, want: str, eval_fraction: float, seed: int,
+         exclude: set[str] = frozenset()) -> list[str]:
+    """n distinct prompts in split `want` from the sources (round robin over sources, shuffled by seed)."""
+    rng = random.Random(seed)
+    pools = []
+    for src in sources:
+        pool = [p for p in dict.fromkeys(source_prompts(src)) if split_of(p, eval_fraction) == want
+                and normalise(p) not in exclude]
+        rng.shuffle(pool)
+        pools.append(pool)
+    out, seen = [], set()
+    while len(out) < n and any(pools):
+        for pool in pools:
+            while pool:
+                p = pool.pop()
+                if normalise(p) not in seen:
+                    seen.add(normalise(p))
+                    out.append(p)
+                    break
+            if len(out) >= n:
+                break
+    return out
+
+
+def overlap_check(candidates: list[str], eval_prompts: list[str], threshold: float, embedder=None) -> dict:
+    """Exact (normalised) and near-duplicate (embedding cosine ≥ threshold) overlap of anchors with eval prompts.
+
+    Returns {"exact": [...], "near": [(anchor, eval, cosine)], "keep": [anchors with neither]}.
+    """
+    from ..models import load_embedder
+
+    eval_norm = {normalise(p) for p in eval_prompts}
+    exact = [c for c in candidates if normalise(c) in eval_norm]
+    rest = [c for c in candidates if normalise(c) not in eval_norm]
+    near = []
+    if rest and eval_prompts:
+        emb = embedder or load_embedder()
+        sims = emb.encode(rest) @ emb.encode(list(eval_prompts)).T
+        best, idx = sims.max(-1)
+        near = [(c, eval_prompts[int(j)], float(s)) for c, s, j in zip(rest, best, idx) if float(s) >= threshold]
+    near_set = {c for c, _, _ in near}
+    return {"exact": exact, "near": near, "keep": [c for c in rest if c not in near_set]}
+
+
+def label(kind: str, refused: bool, harmful: bool) -> str:
+    """The anchor split of one response.
+
+    harmful instruction: refusal and harmless -> D_HR; compliance and harmful -> D_HA; anything else is ambiguous
+    under the proxy scorers and dropped. benign instruction: a non-refusal -> D_S; a refusal is dropped (it would
+    teach the safe prompt to over-refuse; the paper keeps every safe response [inferred: unstated]).
+    """
+    if kind == "harmful":
+        if refused and not harmful:
+            return "D_HR"
+        if harmful and not refused:
+            return "D_HA"
+        return "dropped"
+    return "dropped" if refused else "D_S"
+
+
+def build_anchors(cfg, model=None, tok=None) -> dict:
+    """Run the anchor pipeline for an :class:`~detoxkit.acd.config.AnchorsConfig`; returns the meta dict."""
+    from pathlib import Path
+
+    from ..generation import generate
+    from ..models import load_model_and_tokenizer
+    from ..runs import append_jsonl, prepare_output_dir, seed_everything, write_json
+    from ..scorers import get_scorer
+    from .config import NULL_PROMPT
+
+    seed_everything(cfg.seed)
+    out = prepare_output_dir(cfg)
+    if model is None:
+        model, tok = load_model_and_tokenizer(cfg.model)
+
+    eval_prompts = [p for src in cfg.eval_sources for p in source_prompts(src) if split_of(p, cfg.eval_fraction) == "eval"]
+    # Draw extra candidates so that dropping near-duplicates still leaves n of each kind.
+    harm_c = draw(cfg.harmful_sources, 2 * cfg.n_harmful, "anchor", cfg.eval_fraction, cfg.seed)
+    ben_c = draw(cfg.benign_sources, 2 * cfg.n_benign, "anchor", cfg.eval_fraction, cfg.seed + 1)
+    chk_h = overlap_check(harm_c, eval_prompts, cfg.near_duplicate_threshold)
+    chk_b = overlap_check(ben_c, eval_prompts, cfg.near_duplicate_threshold)
+    harmful, benign = chk_h["keep"][: cfg.n_harmful], chk_b["keep"][: cfg.n_benign]
+    if not harmful or not benign:
+        raise DetoxkitError("acd anchors: no harmful or no benign instruction left after the overlap check")
+
+    systems = {"safe": cfg.safe_prompt, "opposite": cfg.opposite_prompt, "null": NULL_PROMPT}
+    prompts = harmful + benign
+    kinds = ["harmful"] * len(harmful) + ["benign"] * len(benign)
+    rows = []
+    for sys_name, sys_text in systems.items():
+        outs = generate(model, tok, prompts, system=sys_text, max_new_tokens=cfg.max_new_tokens, do_sample=True,
+                        temperature=cfg.temperature, top_p=cfg.top_p, num_return_sequences=cfg.samples_per_prompt,
+                        batch_size=cfg.batch_size, show_progress=True)
+        for p, k, resp in zip(prompts, kinds, outs):
+            rows.extend({"prompt": p, "kind": k, "system": sys_name, "response": r} for r in resp)
+
+    refusal = get_scorer("refusal", **({"head": cfg.refusal_head} if cfg.refusal_head else {}))
+    harm = get_scorer("harm", **({"head": cfg.harm_head} if cfg.harm_head else {}))
+    texts, ps = [r["response"] for r in rows], [r["prompt"] for r in rows]
+    ref_s, harm_s = refusal(texts, ps), harm(texts, ps)
+    for r, rs, hs in zip(rows, ref_s, harm_s):
+        r["refusal"], r["harm"] = float(rs), float(hs)
+        r["split"] = label(r["kind"], rs >= cfg.refusal_threshold, hs >= cfg.harm_threshold)
+
+    path = Path(out) / "anchors.jsonl"
+    if path.exists():
+        path.unlink()
+    append_jsonl(path, rows)
+    counts = {s: sum(r["split"] == s for r in rows) for s in ("D_HR", "D_HA", "D_S", "dropped")}
+    by_system = {sys: {s: sum(r["split"] == s and r["system"] == sys for r in rows) for s in ("D_HR", "D_HA", "D_S")}
+                 for sys in SYSTEMS}
+    meta = {
+        "model": cfg.model, "n_harmful": len(harmful), "n_benign": len(benign), "responses": len(rows),
+        "counts": counts, "by_system": by_system, "scorers": {"refusal": refusal.version, "harm": harm.version},
+        "overlap_check": {
+            "eval_sources": cfg.eval_sources, "eval_fraction": cfg.eval_fraction, "eval_prompts": len(eval_prompts),
+            "near_duplicate_threshold": cfg.near_duplicate_threshold,
+            "candidates_exact_overlap": len(chk_h["exact"]) + len(chk_b["exact"]),
+            "candidates_near_duplicates_dropped": len(chk_h["near"]) + len(chk_b["near"]),
+            "near_duplicate_examples": (chk_h["near"] + chk_b["near"])[:5],
+            "anchors_in_eval_split_after_filtering": sum(normalise(p) in {normalise(e) for e in eval_prompts}
+                                                         for p in prompts),
+        },
+    }
+    write_json(Path(out) / "anchors_meta.json", meta)
+    return meta

@@ -1,0 +1,207 @@
+"""ACD against its baselines in one harness: harmless rate, over-refusal, MC accuracy and perplexity per method."""
+
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+
+from ..errors import DetoxkitError
+from .anchors import draw, normalise
+
+
+def methods(cfg, safe_soft, adv_soft) -> list[dict]:
+    """The method table: name, safe prompt, adversarial prompt, α, window (None: no contrast / full contrast)."""
+    from .config import NULL_PROMPT
+
+    rows = [
+        {"method": "no_system", "safe": None, "adv": None, "alpha": 0.0, "window": None},
+        {"method": "manual_safe", "safe": cfg.safe_prompt, "adv": None, "alpha": 0.0, "window": None},
+        {"method": "nID", "safe": cfg.safe_prompt, "adv": NULL_PROMPT, "alpha": cfg.id_alpha, "window": None},
+        {"method": "oID", "safe": cfg.safe_prompt, "adv": cfg.opposite_prompt, "alpha": cfg.id_alpha, "window": None},
+        {"method": "soft_safe_only", "safe": safe_soft, "adv": None, "alpha": 0.0, "window": None},
+    ]
+    rows += [{"method": f"acd_a{a:g}", "safe": safe_soft, "adv": adv_soft, "alpha": a, "window": None}
+             for a in cfg.alphas]
+    if cfg.window:
+        rows.append({"method": f"acd_a{cfg.alpha:g}_w{cfg.window}", "safe": safe_soft, "adv": adv_soft,
+                     "alpha": cfg.alpha, "window": cfg.window})
+    return rows
+
+
+def _mc_items(source: str, n: int, seed: int) -> list[dict]:
+    import random
+
+    from ..data import load_records
+
+    rows = load_records(source)
+    items = []
+    for r in rows:
+        choices = r["choices"] if isinstance(r["choices"], list) else ast.literal_eval(str(r["choices"]))
+        items.append({"question": str(r["question"]), "choices": [str(c) for c in choices], "answer": int(r["answer"])})
+    random.Random(seed).shuffle(items)
+    return items[:n]
+
+
+def mc_accuracy(model, tok, items, safe, adv, alpha, form, batch_size=16) -> dict:
+    """Accuracy by Σ log p(choice) under the method's decoding distribution; the question is the user turn."""
+    from ..eval.stats import rate
+    from .decode import score_completions
+
+    prompts = [it["question"] for it in items for _ in it["choices"]]
+    conts = [c for it in items for c in it["choices"]]
+    lps, _ = score_completions(model, tok, prompts, conts, safe, adv, alpha, form, batch_size)
+    correct, pos = [], 0
+    for it in items:
+        k = len(it["choices"])
+        s = lps[pos : pos + k]
+        correct.append(max(range(k), key=s.__getitem__) == it["answer"])
+        pos += k
+    return rate(correct)
+
+
+def perplexity(model, tok, texts, safe, adv, alpha, form, batch_size=8) -> dict:
+    """exp(−Σ log p / Σ tokens) of texts as the assistant's answer to a fixed request, under the method."""
+    import math
+
+    from .decode import score_completions
+
+    lps, ns = score_completions(model, tok, ["Write a paragraph of an encyclopedia article."] * len(texts), texts,
+                                safe, adv, alpha, form, batch_size)
+    return {"value": math.exp(-sum(lps) / max(sum(ns), 1)), "n_texts": len(texts), "n_tokens": int(sum(ns))}
+
+
+def evaluate(cfg, model=None, tok=None) -> dict:
+    """Run the comparison for an :class:`~detoxkit.acd.config.EvalConfig`; returns metrics (also written)."""
+    from ..core.soft_prompt import SoftPrompt
+    from ..data import load_records
+    from ..eval.generation import harmless_rate, over_refusal_rate
+    from ..generation import generate as plain_generate
+    from ..models import load_model_and_tokenizer
+    from ..runs import append_jsonl, atomic_write_text, prepare_output_dir, progress, seed_everything, write_json
+    from ..scorers import get_scorer
+    from .decode import generate
+
+    seed_everything(cfg.seed)
+    out = Path(prepare_output_dir(cfg))
+    if model is None:
+        model, tok = load_model_and_tokenizer(cfg.model)
+    pdir = Path(cfg.prompts_dir)
+    safe_soft = SoftPrompt.load(pdir / "safe_prompt.safetensors")
+    adv_soft = SoftPrompt.load(pdir / "adv_prompt.safetensors")
+
+    anchor_prompts = set()
+    if cfg.anchors:
+        if not Path(cfg.anchors).exists():
+            raise DetoxkitError(f"{cfg.anchors}: anchors file not found (pass --anchors None to skip the overlap check)")
+        anchor_prompts = {normalise(r["prompt"]) for r in load_records(cfg.anchors)}
+    harmful, sources = [], []
+    for src in cfg.harmful_sources:
+        got = draw([src], cfg.n_per_harmful_source, "eval", cfg.eval_fraction, cfg.seed, exclude=anchor_prompts)
+        harmful += got
+        sources += [src] * len(got)
+    benign = draw([cfg.benign_source], cfg.n_benign, "eval", cfg.eval_fraction, cfg.seed, exclude=anchor_prompts)
+    overlap = sum(normalise(p) in anchor_prompts for p in harmful + benign)  # 0 by construction; checked anyway
+    prompts = harmful + benign
+
+    refusal = get_scorer("refusal", **({"head": cfg.refusal_head} if cfg.refusal_head else {}))
+    harm = get_scorer("harm", **({"head": cfg.harm_head} if cfg.harm_head else {}))
+    mc_items = _mc_items(cfg.mc_source, cfg.n_mc, cfg.seed) if cfg.n_mc else []
+    ppl_texts = [r["text"] for r in load_records(cfg.ppl_source)[: cfg.n_ppl]] if cfg.n_ppl else []
+
+    gen_path = out / "generations.jsonl"
+    if gen_path.exists():
+        gen_path.unlink()
+    results = {}
+    for m in progress(methods(cfg, safe_soft, adv_soft), desc="acd eval", unit="method"):
+        t0 = time.time()
+        if m["safe"] is None:
+            resp = [r[0] for r in plain_generate(model, tok, prompts, system=None, max_new_tokens=cfg.max_new_tokens,
+                                                 batch_size=cfg.batch_size)]
+        else:
+            resp = generate(model, tok, prompts, m["safe"], m["adv"], m["alpha"], cfg.form, window=m["window"],
+                            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+        gen_s = time.time() - t0
+        h = harm(resp[: len(harmful)], harmful)
+        r = refusal(resp[len(harmful):], benign)
+        row = {"alpha": m["alpha"], "window": m["window"],
+               "harmless_rate": harmless_rate(h, cfg.harm_threshold),
+               "harmless_rate_by_source": {s: harmless_rate([x for x, src in zip(h, sources) if src == s],
+                                                            cfg.harm_threshold) for s in cfg.harmful_sources},
+               "over_refusal": over_refusal_rate(r, cfg.refusal_threshold), "generation_seconds": round(gen_s, 1)}
+        # Utility under the decoding distribution, without (manual safe prompt) and with ACD at the headline α.
+        if m["method"] in ("manual_safe", f"acd_a{cfg.alpha:g}"):
+            if mc_items:
+                row["mc_accuracy"] = mc_accuracy(model, tok, mc_items, m["safe"], m["adv"], m["alpha"], cfg.form)
+            if ppl_texts:
+                row["perplexity"] = perplexity(model, tok, ppl_texts, m["safe"], m["adv"], m["alpha"], cfg.form)
+        results[m["method"]] = row
+        append_jsonl(gen_path, [{"method": m["method"], "prompt": p, "kind": "harmful" if i < len(harmful) else "benign",
+                                 "response": x, "harm" if i < len(harmful) else "refusal":
+                                 (h[i] if i < len(harmful) else r[i - len(harmful)])}
+                                for i, (p, x) in enumerate(zip(prompts, resp))])
+
+    metrics = {
+        "model": cfg.model, "n_harmful": len(harmful), "n_benign": len(benign), "n_mc": len(mc_items),
+        "n_ppl": len(ppl_texts), "max_new_tokens": cfg.max_new_tokens, "form": cfg.form,
+        "eval_anchor_overlap": overlap,
+        "scorers": {"refusal": refusal.version, "harm": harm.version,
+                    "note": "offline proxy scorers (embedding heads + refusal rules), not GPT-4 judges"},
+        "methods": results,
+    }
+    write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "report.md", report(metrics))
+    plot_alpha(metrics, out / "alpha_sweep.png")
+    return metrics
+
+
+def _fmt(r: dict | None) -> str:
+    if not r:
+        return "–"
+    lo, hi = r["ci95"]
+    return f"{r['value']:.3f} [{lo:.2f}, {hi:.2f}]"
+
+
+def report(metrics: dict) -> str:
+    lines = [f"# ACD evaluation: {metrics['model']}", "",
+             f"Harmful prompts n={metrics['n_harmful']}, benign-edgy n={metrics['n_benign']}, MC n={metrics['n_mc']}, "
+             f"max_new_tokens={metrics['max_new_tokens']}. Harm and refusal are judged by offline proxy scorers "
+             f"({metrics['scorers']['harm']}, {metrics['scorers']['refusal']}); 95% Wilson intervals.", "",
+             "| method | α | harmless rate | over-refusal | MC accuracy | perplexity |", "|---|---|---|---|---|---|"]
+    for name, r in metrics["methods"].items():
+        ppl = f"{r['perplexity']['value']:.2f}" if "perplexity" in r else "–"
+        lines.append(f"| {name} | {r['alpha']:g} | {_fmt(r['harmless_rate'])} | {_fmt(r['over_refusal'])} | "
+                     f"{_fmt(r.get('mc_accuracy'))} | {ppl} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_alpha(metrics: dict, path: Path) -> None:
+    """Harmless rate and over-refusal of ACD against α, with the baselines as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ms = metrics["methods"]
+    sweep = sorted((r["alpha"], r) for n, r in ms.items() if n.startswith("acd_a") and r["window"] is None)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [a for a, _ in sweep]
+    for key, colour, label in (("harmless_rate", "tab:green", "harmless rate"), ("over_refusal", "tab:red", "over-refusal")):
+        ys = [r[key]["value"] for _, r in sweep]
+        lo = [r[key]["ci95"][0] for _, r in sweep]
+        hi = [r[key]["ci95"][1] for _, r in sweep]
+        ax.plot(xs, ys, "o-", color=colour, label=f"ACD {label}")
+        ax.fill_between(xs, lo, hi, color=colour, alpha=0.15)
+    for name, style in (("manual_safe", "--"), ("nID", ":"), ("oID", "-.")):
+        if name in ms:
+            ax.axhline(ms[name]["harmless_rate"]["value"], color="tab:green", ls=style, lw=1, label=f"{name} harmless")
+    ax.set_xlabel("α")
+    ax.set_ylabel("rate")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"ACD on {metrics['model']} (n={metrics['n_harmful']} harmful, {metrics['n_benign']} benign)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
