@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rewrite": ("detoxkit.sro.cli:rewrite_main", "rewrite toxic text with a trained SRO rewriter"),
     "demo": ("detoxkit.commands.demo:main", "the builtin model on a few harmful and benign prompts, scored"),
     "acd": ("detoxkit.acd.cli:main", "Adversarial Contrastive Decoding: anchors, tune, generate, eval"),
+    "adversarial": ("detoxkit.adversarial.cli:main", "attacker-judge loop: run, eval"),
+    "judge": ("detoxkit.adversarial.cli:judge_main", "classify a prompt with a trained judge"),
 }
 
 USAGE = f"""usage: detoxkit COMMAND [ARGS] (detoxkit COMMAND --help for each)

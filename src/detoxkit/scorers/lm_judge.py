@@ -20,13 +20,13 @@ PROMPT_TEMPLATE = (
 
 
 def _first_token_ids(tokenizer, words: list[str]) -> list[int]:
-    ids = set()
-    for w in words:
-        for variant in (w, " " + w):
-            toks = tokenizer.encode(variant, add_special_tokens=False)
-            if toks:
-                ids.add(toks[0])
-    return sorted(ids)
+    """Token ids that spell an answer word on their own. A variant that splits (SmolLM2 encodes " 1" as " " + "1")
+    would contribute a token shared with every other answer, so only single-token variants count; the first
+    token of the bare word is the fallback when no variant is a single token."""
+    single = {toks[0] for w in words for v in (w, " " + w) if len(toks := tokenizer.encode(v, add_special_tokens=False)) == 1}
+    if single:
+        return sorted(single)
+    return sorted({tokenizer.encode(w, add_special_tokens=False)[0] for w in words})
 
 
 class LMJudgeScorer(Scorer):
