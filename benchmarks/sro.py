@@ -8,10 +8,14 @@
 2. SRO trained on builtin:jigsaw-toxic (no parallel data), evaluated during training (the curve: pass rate
    and J over steps) and afterwards on the held-out ParaDetox split with the same scorers as the human
    rewrites and zero-shot prompting (a subset of the 670 sentences: sizes below).
-Optional (flags): the dpo_pass_only and sft baselines, and the feedback-noise study.
+   The follower is content-aware (--screener_min_similarity, τ): pass = toxicity screener passes AND MiniLM
+   cosine(input, paraphrase) >= τ; τ = 0 gives the paper's toxicity-only follower (which collapsed in the first run).
+Optional (flags): the dpo_pass_only and sft baselines, and the feedback-noise study (SRO at noise 0.1 and 0.2, the
+same steps; noise 0 is the main run). With --reuse_speed the speed section is copied from an earlier results file
+and marked with its date instead of being re-measured.
 
-Sizes are set for ~15 minutes on the shared 2-core CPU; on a GPU or an idle machine raise them.
-    python benchmarks/sro.py [--train_steps 12] [--eval_n 60] [--baselines] [--noise_study]
+Sizes are set for ~25 minutes on the shared 2-core CPU; on a GPU or an idle machine raise them.
+    python benchmarks/sro.py [--train_steps 8] [--eval_n 50] [--baselines] [--noise_study] [--reuse_speed FILE]
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int
         from detoxkit.sro.train import completion_logps, policy_step
 
         eos, pad = tok.eos_token_id, tok.pad_token_id
-        prompts = prompt_ids(tok, [x for x, _ in pairs])
+        prompts = prompt_ids(tok, [x for x, _ in pairs], shots=())  # TRL's side gets the single-turn prompt too
         chosen = [tok(y, add_special_tokens=False)["input_ids"] + [eos] for _, y in pairs]
         rejected = [tok(x, add_special_tokens=False)["input_ids"] + [eos] for x, _ in pairs]
         t0 = time.perf_counter()
@@ -148,15 +152,24 @@ def speed(args) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train_steps", type=int, default=12)
+    p.add_argument("--train_steps", type=int, default=8)
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--max_new_tokens", type=int, default=24)
-    p.add_argument("--learning_rate", type=float, default=5e-5)
-    p.add_argument("--eval_n", type=int, default=60, help="held-out sentences scored in the table (a subset of 670)")
+    p.add_argument("--max_new_tokens", type=int, default=20)
+    p.add_argument("--learning_rate", type=float, default=3e-5)
+    p.add_argument("--screener_min_similarity", type=float, default=0.5)
+    p.add_argument("--eval_n", type=int, default=50, help="held-out sentences scored in the table (a subset of 670)")
     p.add_argument("--curve_n", type=int, default=30, help="held-out sentences scored at each curve point")
-    p.add_argument("--curve_points", type=int, default=2, help="curve evaluations after step 0")
+    p.add_argument("--curve_points", type=int, default=0,
+                   help="in-training curve evaluations after step 0 (0: the curve's J is zero-shot at step 0 and the "
+                        "trained SRO row at the last step, both from the table)")
+    p.add_argument("--reuse_speed", help="copy the speed section of this earlier results file instead of measuring")
     p.add_argument("--n_calibration", type=int, default=200)
-    p.add_argument("--baselines", action="store_true", help="also train dpo_pass_only and sft (same steps)")
+    p.add_argument("--baselines", nargs="?", const="dpo-pass-only,sft", default="",
+                   help="also train these baselines (same steps; bare flag: dpo-pass-only,sft)")
+    p.add_argument("--reuse_trained", action="store_true",
+                   help="skip training a run whose runs/bench-sro/NAME/metrics.json has the same loss_type and steps")
+    p.add_argument("--wait_noise", help="instead of training the noise runs, wait for this noise-worker output "
+                                        "(from an earlier invocation still running) and merge it")
     p.add_argument("--noise_study", action="store_true", help="also train SRO at feedback noise 0.1 and 0.2")
     p.add_argument("--speed_batch", type=int, default=2)
     p.add_argument("--speed_steps", type=int, default=3)
@@ -165,6 +178,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest when the 2 cores are shared)")
     p.add_argument("--speed_worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--speed_out", help=argparse.SUPPRESS)
+    p.add_argument("--noise_worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
@@ -186,38 +200,77 @@ def main() -> int:
                                     "(smollm2 NLL vs the 95th percentile of training-split human rewrites): offline "
                                     "proxies of the official ParaDetox metrics. The screener used in training is the "
                                     "same toxicity scorer, so STA partly measures agreement with the screener."}
-    if not args.skip_speed:
+    if args.reuse_speed:
+        earlier = Path(args.reuse_speed)
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(earlier.stat().st_mtime))
+        result["speed"] = {**json.loads(earlier.read_text())["speed"],
+                           "measured": f"not re-measured in this run: copied from {earlier.name} written {stamp} "
+                                       "(the first benchmark run, single-turn prompt)"}
+    elif not args.skip_speed and not args.noise_worker:
         result["speed"] = speed(args)
+    if "speed" in result:
         print(f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
               f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x", flush=True)
 
+    noise_proc = None
+    if args.noise_study and not args.noise_worker:
+        # The noise runs train in a second process alongside the main ones: on the shared CPU two 1-thread
+        # processes get more of the machine than one, and the runs are independent (same seed and settings).
+        noise_out = RESULTS / ".sro-noise.json"
+        noise_out.unlink(missing_ok=True)
+        argv = [a for a in sys.argv[1:] if a not in ("--noise_study",) and not a.startswith("--baselines")]
+        noise_proc = subprocess.Popen([sys.executable, __file__, *argv, "--noise_worker", str(noise_out)],
+                                      env={**os.environ, "DETOXKIT_PROGRESS": "0"})
     train_rows, _ = paradetox_split()
     evaluator = DetoxEvaluator(train_rows, n_calibration=args.n_calibration)
     runs = ROOT / "runs" / "bench-sro"
     common = dict(per_device_train_batch_size=args.batch, max_new_tokens=args.max_new_tokens, max_steps=args.train_steps,
-                  learning_rate=args.learning_rate, save_steps=0, logging_steps=1, max_input_tokens=48, seed=42)
-    curve_every = max(1, args.train_steps // max(1, args.curve_points))
+                  learning_rate=args.learning_rate, save_steps=0, logging_steps=1, max_input_tokens=48, seed=42,
+                  screener_min_similarity=args.screener_min_similarity)
+    curve_every = max(1, args.train_steps // args.curve_points) if args.curve_points else 0
     trained = {}
     plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n))]
-    if args.baselines:
-        plan += [("dpo-pass-only", dict(loss_type="dpo_pass_only")),
-                 ("sft", dict(loss_type="sft", train_dataset="builtin:paradetox"))]
-    if args.noise_study:
-        plan += [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q)) for q in (0.1, 0.2)]
+    baselines = {"dpo-pass-only": dict(loss_type="dpo_pass_only"),
+                 "sft": dict(loss_type="sft", train_dataset="builtin:paradetox")}
+    for name in filter(None, args.baselines.split(",")):
+        plan.append((name, baselines[name]))
+    if args.noise_worker:
+        plan = [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q)) for q in (0.1, 0.2)]
     for name, kw in plan:
         t0 = time.perf_counter()
         cfg = SroTrainConfig(**{**common, **kw, "output_dir": str(runs / name)})
-        m = train(cfg, evaluator=evaluator)
-        trained[name] = {"output_dir": str(runs / name / "final"), "seconds": time.perf_counter() - t0,
+        done = runs / name / "metrics.json"
+        m = json.loads(done.read_text()) if args.reuse_trained and done.exists() else None
+        if m and (m["steps"], m["loss_type"]) == (cfg.max_steps, cfg.loss_type):
+            print(f"reusing the trained {name} (an earlier invocation)", flush=True)
+            m["reused_from_earlier_invocation"] = True
+        else:
+            m = train(cfg, evaluator=evaluator)
+        trained[name] = {"output_dir": str(runs / name / "final"), "seconds": m["seconds_this_session"],
+                         "reused": bool(m.get("reused_from_earlier_invocation")),
                          "pass_rate_overall": m["pass_rate_overall"], "history": m["history"],
                          "eval_history": m["eval_history"], "config": {**common, **kw}}
         print(f"trained {name} in {trained[name]['seconds']:.0f}s", flush=True)
     result["training"] = trained
 
-    methods = ["human=human", "zero-shot=smollm2-135m-instruct"] + [f"{n}={t['output_dir']}" for n, t in trained.items()]
+    methods = [] if args.noise_worker else ["human=human", "zero-shot=smollm2-135m-instruct"]
+    methods += [f"{n}={t['output_dir']}" for n, t in trained.items()]
     ecfg = SroEvalConfig(methods=methods, max_eval_samples=args.eval_n, max_new_tokens=args.max_new_tokens,
-                         output_dir=str(runs / "eval"))
+                         output_dir=str(runs / ("eval-noise" if args.noise_worker else "eval")))
     report = evaluate(ecfg, evaluator=evaluator)
+    if args.noise_worker:
+        write_json(Path(args.noise_worker), {"training": trained, "evaluation": report})
+        return 0
+    if noise_proc is not None or args.wait_noise:
+        if noise_proc is not None and noise_proc.wait() != 0:
+            raise SystemExit("the noise-study process failed (see its output above)")
+        noise_file = Path(args.wait_noise) if args.wait_noise else RESULTS / ".sro-noise.json"
+        while not noise_file.exists():
+            time.sleep(5)
+        noise = json.loads(noise_file.read_text())
+        trained.update(noise["training"])
+        report["methods"].update(noise["evaluation"]["methods"])
+        report["seconds"].update(noise["evaluation"]["seconds"])
     result["evaluation"] = report
     ms = report["methods"]
     j = {k: v["J"]["value"] for k, v in ms.items()}
@@ -226,9 +279,15 @@ def main() -> int:
         "sro_ge_human": j.get("sro", -1) >= j.get("human", 2),
         "sro_ge_zero_shot_plus_0.15": j.get("sro", -1) >= j.get("zero-shot", 2) + 0.15,
         "speedup_ge_1.3": result.get("speed", {}).get("speedup_examples_per_second", 0) >= 1.3,
-        "noise_study": {n: j.get(n) for n in ("sro", "sro-noise-0.1", "sro-noise-0.2")} if args.noise_study else "not run (time)",
+        "sro_ge_dpo_pass_only": j.get("sro", -1) >= j["dpo-pass-only"] if "dpo-pass-only" in j else "not run",
+        "sro_ge_sft": j.get("sro", -1) >= j["sft"] if "sft" in j else "not run",
+        "noise_study": {f"noise_{q}": j.get(n) for q, n in ((0.0, "sro"), (0.1, "sro-noise-0.1"), (0.2, "sro-noise-0.2"))}
+                       if args.noise_study or args.wait_noise else "not run (time)",
     }
     curve = [{"step": h["step"], "J": h["J"], "J_ci95": h["J_ci95"], "n": h["n"]} for h in trained["sro"]["eval_history"]]
+    if not curve:  # step 0 is the base model with the same prompt, i.e. the zero-shot row
+        curve = [{"step": s, "J": ms[k]["J"]["value"], "J_ci95": ms[k]["J"]["ci95"], "n": ms[k]["n"]}
+                 for s, k in ((0, "zero-shot"), (args.train_steps, "sro"))]
     pass_curve = [{"step": h["step"], "pass_rate": h["pass_rate"]} for h in trained["sro"]["history"]]
     result["curve"] = {"J": curve, "pass_rate": pass_curve}
     _plot(curve, pass_curve, RESULTS / "sro_curve.png")

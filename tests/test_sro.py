@@ -6,7 +6,8 @@ import torch
 from detoxkit.errors import DetoxkitError
 from detoxkit.runs import read_jsonl
 from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
-from detoxkit.sro.train import batch_indices, completion_logps, policy_step, screened_loss, train, verdict_flips
+from detoxkit.sro.train import (batch_indices, completion_logps, follower_verdicts, policy_step, screened_loss, train,
+                                verdict_flips)
 
 TOXIC = ["shut up, you idiot", "you are stupid and I hate you", "stupid people ruin everything",
          "get lost, idiot", "I hate this stupid weather", "you idiot, stop it"]
@@ -21,6 +22,19 @@ def fail_all(texts):
     return [1.0] * len(texts)
 
 
+def pass_all(texts):
+    return [0.0] * len(texts)
+
+
+def word_overlap(inputs, outputs):
+    """A scripted similarity: Jaccard overlap of lower-cased word sets."""
+    out = []
+    for x, y in zip(inputs, outputs):
+        a, b = set(x.lower().split()), set(y.lower().split())
+        out.append(len(a & b) / len(a | b) if a | b else 0.0)
+    return out
+
+
 @pytest.fixture()
 def toxic_file(tmp_path):
     path = tmp_path / "toxic.jsonl"
@@ -31,7 +45,7 @@ def toxic_file(tmp_path):
 def _cfg(model_dir, data, out, **kw):
     base = dict(model_name_or_path=str(model_dir), train_dataset=str(data), output_dir=str(out), max_new_tokens=6,
                 per_device_train_batch_size=3, max_steps=4, save_steps=2, logging_steps=1, learning_rate=1e-3,
-                seed=3)
+                seed=3, screener_min_similarity=0.0)  # toxicity-only follower unless a test asks for the similarity gate
     base.update(kw)
     return SroTrainConfig(**base)
 
@@ -53,6 +67,37 @@ def test_feedback_noise_flip_rate():
     flips = [f for s in range(200) for f in verdict_flips(s, 10, 0.2, seed=0)]
     assert 0.15 < sum(flips) / len(flips) < 0.25
     assert not any(verdict_flips(0, 10, 0.0, seed=0))
+
+
+def test_follower_fails_clean_but_off_topic_paraphrase():
+    x = ["you are a fucking idiot , stop editing this page", "shut up about the damn weather"]
+    y = ["Dear Sarah, hope all is well", "please stop talking about the weather"]
+    tox = [0.05, 0.1]  # the toxicity screener passes both
+    sims = word_overlap(x, y)  # 0/16 and 3/9 by hand
+    assert sims == [0.0, pytest.approx(1 / 3)]
+    assert follower_verdicts(y, tox, None, 0.5, 0.0) == [True, True]  # toxicity-only: the fixed polite text passes
+    assert follower_verdicts(y, tox, sims, 0.5, 0.25) == [False, True]  # content-aware: it now fails
+    assert follower_verdicts(["", "x"], [0.0, 0.9], [1.0, 1.0], 0.5, 0.0) == [False, False]  # empty / toxic
+
+
+def test_similarity_gate_fails_a_fixed_polite_text(tiny_lm_dir, toxic_file, tmp_path, monkeypatch):
+    """The first benchmark's collapse, scripted: the rewriter emits one fixed polite text and the screener passes
+    everything. Without the gate every paraphrase passes (DPO pulls the fixed text up); with it every one fails
+    (the push-down branch hits it)."""
+    import detoxkit.sro.rewrite as rewrite
+
+    fixed = "Dear Sarah, hope all is well"
+    monkeypatch.setattr(rewrite, "decode", lambda tok, ids: fixed)
+    kw = dict(max_steps=2, save_steps=0, screener_min_similarity=0.5)
+    train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "gate", **kw), screener=pass_all, similarity=word_overlap)
+    train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "nogate", **{**kw, "screener_min_similarity": 0.0}),
+          screener=pass_all, similarity=word_overlap)
+    gated, plain = read_jsonl(tmp_path / "gate" / "generations.jsonl"), read_jsonl(tmp_path / "nogate" / "generations.jsonl")
+    assert len(gated) == len(plain) == 6 and all(r["paraphrase"] == fixed for r in gated + plain)
+    assert all(r["verdict"] == "pass" and r["similarity"] is None for r in plain)
+    for r in gated:
+        assert r["screener_score"] < 0.5 and r["similarity"] == 0.0 and r["verdict"] == "fail"
+    assert json.loads((tmp_path / "gate" / "final" / "rewriter.json").read_text())["screener_min_similarity"] == 0.5
 
 
 def test_fail_branch_lowers_paraphrase_logprob(tiny_lm):
@@ -153,6 +198,8 @@ def test_sft_loss_falls(tiny_lm_dir, tmp_path):
 def test_bad_inputs_give_clear_errors(tiny_lm_dir, toxic_file, tmp_path):
     with pytest.raises(DetoxkitError, match="feedback_noise"):
         train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "a", feedback_noise=1.5), screener=fail_all)
+    with pytest.raises(DetoxkitError, match="screener_min_similarity"):
+        train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "a2", screener_min_similarity=2.0), screener=fail_all)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"comment": "x"}) + "\n")
     with pytest.raises(DetoxkitError, match="text"):

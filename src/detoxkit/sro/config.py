@@ -12,8 +12,9 @@ from ..config import arg
 class SroTrainConfig:
     """detoxkit sro train: learn a detoxifying rewriter from toxic text alone (SRO, Xie, Li, Zhu 2024).
 
-    Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched), the screener judges
-    each paraphrase ŷ, and the loss is DPO preferring ŷ over x where ŷ passed and a push-down of ŷ's
+    Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched), the follower judges
+    each paraphrase ŷ (pass = the screener finds it clean AND its MiniLM cosine to x is at least
+    screener_min_similarity, i.e. a detoxified paraphrase, not just any clean text), and the loss is DPO preferring ŷ over x where ŷ passed and a push-down of ŷ's
     likelihood (relative to the frozen reference) where it failed. Reference log-probs are computed once
     per input and once per generated paraphrase. Every (input, paraphrase, verdict, loss) goes to
     output_dir/generations.jsonl. Baselines run in the same loop: --loss_type dpo_pass_only (skip the fail
@@ -35,6 +36,12 @@ class SroTrainConfig:
     label_smoothing: float = arg(0.1, "ε, the conservative-DPO label smoothing of the sro/dpo_pass_only losses (paper: 0.1)")
     screener: str = arg("toxicity", "the follower: a detoxkit scorer name or `module:callable` returning a scorer")
     screener_threshold: float = arg(0.5, "a paraphrase passes when its screener score is below this")
+    screener_min_similarity: float = arg(
+        0.5, "τ: a paraphrase also needs MiniLM cosine(x, ŷ) >= τ to pass (0 = toxicity only, the paper's follower). "
+             "Without it the rewriter collapses onto one fixed polite text the screener passes (SIM 0.04 in the first "
+             "benchmark). 0.5 passes ~85-90% of ParaDetox human rewrites (their 10th/20th percentiles: 0.45/0.60) "
+             "while generic apologies and fixed texts (0.05-0.3) fail")
+    similarity_model: Optional[str] = arg(None, "sentence embedder of the similarity check (default: the builtin MiniLM)")
     feedback_noise: float = arg(0.0, "flip each verdict with this probability (seeded): the paper's screener-noise study")
     max_new_tokens: int = arg(32, "paraphrase length limit (greedy generation)")
     per_device_train_batch_size: int = arg(8, "toxic inputs per step and device")

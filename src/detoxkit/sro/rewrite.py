@@ -1,8 +1,13 @@
 """The rewriter: a causal LM prompted (through its chat template) to detoxify one text.
 
 ``Rewriter.from_pretrained(path).rewrite(texts)`` is the Python API; ``detoxkit rewrite "text"`` the command.
-A trained rewriter folder is a plain ``save_pretrained`` model plus ``rewriter.json`` (the instruction and
-generation length it was trained with); any other causal LM name or folder gives zero-shot prompting.
+A trained rewriter folder is a plain ``save_pretrained`` model plus ``rewriter.json`` (the instruction, few-shot
+turns and generation length it was trained with); any other causal LM name or folder gives zero-shot prompting.
+
+The prompt is the instruction plus FEW_SHOT as earlier chat turns. With the instruction alone SmolLM2-135M mostly
+answers with apologies ("I'm sorry for your loss...") or copies the input; two hand-written (not ParaDetox) example
+turns make it edit the sentence instead: on 24 held-out sentences SIM rose from 0.52 to 0.70 (toxic copies, which
+the screener fails, remain), so SRO starts near a paraphrase. Examples inside one user message were copied verbatim.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from pathlib import Path
 
 INSTRUCTION = ("Rewrite the following text so that it is polite and not offensive, keeping its meaning. "
                "Reply with the rewritten text only.\n\nText: {text}")
+FEW_SHOT = (("this is a fucking stupid idea .", "this is a bad idea ."),
+            ("shut up , you idiot , nobody asked you", "please be quiet , nobody asked you"))
 REWRITER_FILE = "rewriter.json"
 
 
@@ -19,11 +26,23 @@ def build_prompt(text: str, instruction: str = INSTRUCTION) -> str:
     return instruction.format(text=text)
 
 
-def prompt_ids(tokenizer, texts: list[str], instruction: str = INSTRUCTION) -> list[list[int]]:
+def prompt_messages(text: str, instruction: str = INSTRUCTION, shots=FEW_SHOT) -> list[dict]:
+    """Chat messages: each (toxic, rewrite) shot as a user/assistant exchange, then the text to rewrite."""
+    msgs = []
+    for toxic, polite in shots:
+        msgs += [{"role": "user", "content": build_prompt(toxic, instruction)}, {"role": "assistant", "content": polite}]
+    return msgs + [{"role": "user", "content": build_prompt(text, instruction)}]
+
+
+def prompt_ids(tokenizer, texts: list[str], instruction: str = INSTRUCTION, shots=FEW_SHOT) -> list[list[int]]:
     """The chat-templated rewrite prompt of each text, as token ids (the template adds its own specials)."""
     from ..generation import render_chat
 
-    return [tokenizer(render_chat(tokenizer, build_prompt(t, instruction)), add_special_tokens=False)["input_ids"]
+    if not shots:
+        return [tokenizer(render_chat(tokenizer, build_prompt(t, instruction)), add_special_tokens=False)["input_ids"]
+                for t in texts]
+    return [tokenizer(tokenizer.apply_chat_template(prompt_messages(t, instruction, shots), tokenize=False,
+                                                    add_generation_prompt=True), add_special_tokens=False)["input_ids"]
             for t in texts]
 
 
@@ -74,9 +93,11 @@ def decode(tokenizer, ids: list[int]) -> str:
 class Rewriter:
     """A detoxifying rewriter: ``Rewriter.from_pretrained(path).rewrite(["you idiot"])``."""
 
-    def __init__(self, model, tokenizer, instruction: str = INSTRUCTION, max_new_tokens: int = 48, name: str = ""):
+    def __init__(self, model, tokenizer, instruction: str = INSTRUCTION, max_new_tokens: int = 48, name: str = "",
+                 shots=FEW_SHOT):
         self.model, self.tokenizer = model, tokenizer
         self.instruction, self.max_new_tokens, self.name = instruction, max_new_tokens, name
+        self.shots = tuple(tuple(s) for s in shots)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "smollm2-135m-instruct", device: str = "cpu",
@@ -87,8 +108,10 @@ class Rewriter:
         model, tok = load_model_and_tokenizer(name_or_path, device=device)
         meta_path = Path(name_or_path) / REWRITER_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        # Folders written before few-shot prompting existed were trained on the bare instruction.
+        shots = meta.get("few_shot", []) if meta else FEW_SHOT
         return cls(model, tok, meta.get("instruction", INSTRUCTION),
-                   max_new_tokens or meta.get("max_new_tokens", 48), name=str(name_or_path))
+                   max_new_tokens or meta.get("max_new_tokens", 48), name=str(name_or_path), shots=shots)
 
     def rewrite(self, texts: list[str] | str, batch_size: int = 16, show_progress: bool = False) -> list[str] | str:
         """Rewrites, one per text (greedy); a single string gives a single string."""
@@ -96,7 +119,8 @@ class Rewriter:
         texts = [texts] if single else list(texts)
         # Shortest first keeps left padding (wasted compute) small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        ids = generate_ids(self.model, self.tokenizer, prompt_ids(self.tokenizer, [texts[i] for i in order], self.instruction),
+        prompts = prompt_ids(self.tokenizer, [texts[i] for i in order], self.instruction, self.shots)
+        ids = generate_ids(self.model, self.tokenizer, prompts,
                            self.max_new_tokens, batch_size, show_progress)
         out = [""] * len(texts)
         for i, completion in zip(order, ids):
@@ -104,7 +128,8 @@ class Rewriter:
         return out[0] if single else out
 
 
-def save_rewriter(model, tokenizer, path: str | Path, instruction: str, max_new_tokens: int, **info) -> Path:
+def save_rewriter(model, tokenizer, path: str | Path, instruction: str, max_new_tokens: int, shots=FEW_SHOT,
+                  **info) -> Path:
     """save_pretrained + rewriter.json, written into a temporary folder and renamed into place."""
     import os
     import shutil
@@ -118,7 +143,8 @@ def save_rewriter(model, tokenizer, path: str | Path, instruction: str, max_new_
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / REWRITER_FILE, {"instruction": instruction, "max_new_tokens": max_new_tokens, **info})
+        write_json(tmp / REWRITER_FILE, {"instruction": instruction, "few_shot": [list(x) for x in shots],
+                                             "max_new_tokens": max_new_tokens, **info})
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -59,6 +59,15 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
     return out
 
 
+def follower_verdicts(paraphrases: list[str], toxicity: list[float], similarity: list[float] | None,
+                      threshold: float, min_similarity: float) -> list[bool]:
+    """The follower's raw verdicts: pass iff ŷ is non-empty, toxicity(ŷ) < threshold and (when similarities are
+    given) cosine(x, ŷ) >= min_similarity. The similarity condition makes the follower screen for a detoxified
+    *paraphrase*: a clean but off-topic ŷ fails, so the fail branch pushes it down instead of DPO pulling it up."""
+    sims = similarity if similarity is not None else [1.0] * len(paraphrases)
+    return [bool(y) and t < threshold and s >= min_similarity for y, t, s in zip(paraphrases, toxicity, sims)]
+
+
 def verdict_flips(step: int, n: int, noise: float, seed: int) -> list[bool]:
     rng = random.Random(f"{seed}:{step}:feedback-noise")
     return [rng.random() < noise for _ in range(n)]
@@ -130,9 +139,10 @@ def _load_trainable(model, tensors: dict, path) -> None:
             p.copy_(tensors[n].to(p.device, p.dtype))
 
 
-def train(cfg, screener=None, evaluator=None) -> dict:
-    """Run the recipe; `screener` (texts -> scores) overrides cfg.screener and `evaluator` (a
-    DetoxEvaluator) the one built for the in-training evaluation (Python API, tests, benchmarks)."""
+def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
+    """Run the recipe; `screener` (texts -> scores) overrides cfg.screener, `similarity` ((inputs, outputs) ->
+    cosines) the follower's embedder, and `evaluator` (a DetoxEvaluator) the one built for the in-training
+    evaluation (Python API, tests, benchmarks)."""
     import torch
     from accelerate import Accelerator
 
@@ -140,10 +150,12 @@ def train(cfg, screener=None, evaluator=None) -> dict:
     from ..runs import (append_jsonl, load_checkpoint, prepare_output_dir, progress, read_jsonl, resolve_resume,
                         save_checkpoint, seed_everything, write_json)
     from .data import paradetox_split, training_rows
-    from .rewrite import decode, generate_ids, prompt_ids, save_rewriter, INSTRUCTION
+    from .rewrite import decode, generate_ids, prompt_ids, save_rewriter, FEW_SHOT, INSTRUCTION
 
     if not 0.0 <= cfg.feedback_noise <= 1.0:
         raise DetoxkitError(f"--feedback_noise must be in [0, 1], got {cfg.feedback_noise}")
+    if not 0.0 <= cfg.screener_min_similarity <= 1.0:
+        raise DetoxkitError(f"--screener_min_similarity must be in [0, 1], got {cfg.screener_min_similarity}")
     if cfg.max_steps < 1 or cfg.per_device_train_batch_size < 1:
         raise DetoxkitError("--max_steps and --per_device_train_batch_size must be at least 1")
     accelerator = Accelerator()
@@ -159,6 +171,12 @@ def train(cfg, screener=None, evaluator=None) -> dict:
 
     if not sft and screener is None:
         screener = load_screener(cfg.screener)
+    if not sft and cfg.screener_min_similarity > 0 and similarity is None:
+        from ..eval.detox import similarity as cosine
+        from ..models import load_embedder
+
+        embedder = load_embedder(cfg.similarity_model) if cfg.similarity_model else load_embedder()
+        similarity = lambda xs, ys: cosine(embedder, xs, ys)  # noqa: E731
     model = load_model(cfg.model_name_or_path)
     ref_model = None
     if cfg.use_peft:
@@ -242,7 +260,8 @@ def train(cfg, screener=None, evaluator=None) -> dict:
             y_ids = generate_ids(unwrapped.eval(), tok, prompts, cfg.max_new_tokens, batch_size=len(prompts))
             y_text = [decode(tok, c) for c in y_ids]
             scores = screener(y_text)
-            raw = [bool(t) and s < cfg.screener_threshold for t, s in zip(y_text, scores)]
+            sims = (similarity([rows[i]["text"] for i in idx], y_text) if cfg.screener_min_similarity > 0 else None)
+            raw = follower_verdicts(y_text, scores, sims, cfg.screener_threshold, cfg.screener_min_similarity)
             flips = verdict_flips(step, len(idx) * world, cfg.feedback_noise, cfg.seed)[rank::world]
             passed = torch.tensor([r != f for r, f in zip(raw, flips)], device=accelerator.device)
             x_ids = [tok(rows[i]["text"], add_special_tokens=False)["input_ids"] + [eos] for i in idx]
@@ -264,8 +283,9 @@ def train(cfg, screener=None, evaluator=None) -> dict:
 
             losses = policy_step(model, optimizer, accelerator, loss_fn, cfg.max_grad_norm, lr_at(step, cfg))
             records = [{"step": step, "index": i, "input": rows[i]["text"], "paraphrase": y, "screener_score": s,
-                        "verdict": "pass" if p else "fail", "flipped": f, "loss": l}
-                       for i, y, s, p, f, l in zip(idx, y_text, scores, passed.tolist(), flips, losses.tolist())]
+                        "similarity": sim, "verdict": "pass" if p else "fail", "flipped": f, "loss": l}
+                       for i, y, s, sim, p, f, l in zip(idx, y_text, scores, sims or [None] * len(idx), passed.tolist(),
+                                                        flips, losses.tolist())]
         if world > 1:
             from accelerate.utils import gather_object
 
@@ -303,8 +323,9 @@ def train(cfg, screener=None, evaluator=None) -> dict:
                "history": state["history"], "eval_history": state["eval_history"]}
     if main:
         final = unwrapped.merge_and_unload() if cfg.use_peft else unwrapped
-        save_rewriter(final, tok, out / "final", INSTRUCTION, cfg.max_new_tokens,
-                      base_model=cfg.model_name_or_path, loss_type=cfg.loss_type, steps=step)
+        save_rewriter(final, tok, out / "final", INSTRUCTION, cfg.max_new_tokens, FEW_SHOT,
+                      screener_min_similarity=cfg.screener_min_similarity, base_model=cfg.model_name_or_path,
+                      loss_type=cfg.loss_type, steps=step)
         write_json(out / "metrics.json", metrics)
     return metrics
 
