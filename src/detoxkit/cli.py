@@ -33,6 +33,20 @@ Caches live in $DETOXKIT_CACHE (default ~/.cache/detoxkit); the shared corpora a
 --data_dir or $DETOXKIT_DATA. Errors print one line and exit with code 2."""
 
 
+def dispatch(prog: str, subcommands: dict[str, tuple[str, str]], argv: list[str]) -> int:
+    """Run `prog SUB ...` where subcommands maps SUB -> ("module:function", one-line help); lazy imports."""
+    usage = (f"usage: {prog} {{{','.join(subcommands)}}} [--config YAML] [--FIELD VALUE ...] (each has --help)\n\n"
+             + "\n".join(f"  {name:<10}{help_}" for name, (_, help_) in subcommands.items()))
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage)
+        return 0
+    if argv[0] not in subcommands:
+        print(f"{prog}: unknown subcommand {argv[0]!r}\n\n{usage}", file=sys.stderr)
+        return 2
+    module, func = subcommands[argv[0]][0].split(":")
+    return getattr(importlib.import_module(module), func)(argv[1:])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):

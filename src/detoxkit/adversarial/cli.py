@@ -11,14 +11,9 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str]) -> int:
-    import importlib
+    from ..cli import dispatch
 
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
-        lines = "\n".join(f"  {k:<6}{h}" for k, (_, h) in SUBCOMMANDS.items())
-        print(f"usage: detoxkit adversarial {{{','.join(SUBCOMMANDS)}}} [--config YAML] [--FIELD VALUE ...]\n\n{lines}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module, func = SUBCOMMANDS[argv[0]][0].split(":")
-    return getattr(importlib.import_module(module), func)(argv[1:])
+    return dispatch("detoxkit adversarial", SUBCOMMANDS, argv)
 
 
 def judge_main(argv: list[str]) -> int:
