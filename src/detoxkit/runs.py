@@ -9,6 +9,7 @@ Checkpoints hold tensors as safetensors and the rest as JSON; optimizer state is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -42,6 +43,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path):
+    """Yield a temporary folder beside `final`; on success it replaces `final` in one rename, on error it is removed.
+
+    A reader never sees a half-written model, checkpoint or rewriter folder."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -145,20 +164,13 @@ def save_checkpoint(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     final = out / f"checkpoint-{step}"
-    tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".checkpoint-{step}."))
-    try:
+    with atomic_dir(final) as tmp:
         for stem, named in tensors.items():
             save_file({k: v.detach().contiguous().cpu() for k, v in named.items()}, str(tmp / f"{stem}.safetensors"))
         for name, opt in (optimizers or {}).items():
             torch.save(opt.state_dict(), tmp / f"{name}.optimizer.pt")
         torch.save({"torch": torch.get_rng_state(), "python": _py_rng_tensor()}, tmp / "rng.pt")
         write_json(tmp / "trainer_state.json", {"step": step, **state})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(out)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

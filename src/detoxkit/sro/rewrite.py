@@ -131,24 +131,12 @@ class Rewriter:
 def save_rewriter(model, tokenizer, path: str | Path, instruction: str, max_new_tokens: int, shots=FEW_SHOT,
                   **info) -> Path:
     """save_pretrained + rewriter.json, written into a temporary folder and renamed into place."""
-    import os
-    import shutil
-    import tempfile
-
-    from ..runs import write_json
+    from ..runs import atomic_dir, write_json
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
+    with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / REWRITER_FILE, {"instruction": instruction, "few_shot": [list(x) for x in shots],
-                                             "max_new_tokens": max_new_tokens, **info})
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                                         "max_new_tokens": max_new_tokens, **info})
     return path
