@@ -99,8 +99,9 @@ def pair_features(embedder, prompts: list[str], responses: list[str], pooling: s
     """
     from .refusal import refusal_rule
 
-    p, r = embedder.encode(prompts, pooling="last"), embedder.encode(responses, pooling=pooling)
+    p, r_last = embedder.encode(prompts), embedder.encode(responses)
+    r = r_last if pooling == "last" else embedder.encode(responses, pooling=pooling)
     rule = torch.tensor([[1.0 if refusal_rule(t) else 0.0] for t in responses])
-    cos = (p * r[:, : p.shape[1]]).sum(-1, keepdim=True) if pooling == "last" else (p * embedder.encode(responses)).sum(-1, keepdim=True)
+    cos = (p * r_last).sum(-1, keepdim=True)  # sentence similarity: last-layer embeddings
     length = torch.tensor([[math.log1p(len(t)) / 8.0] for t in responses])
     return torch.cat([rule, cos, length, r], dim=-1)

@@ -123,7 +123,7 @@ def build_rows(cfg: ScorerTrainConfig) -> tuple[list[dict], dict]:
             kept = [it for it in items if _norm(it["text"]) not in exclude]
             removed[f"{name}/{label}"] = len(items) - len(kept)
             if cfg.max_per_source_class and len(kept) > cfg.max_per_source_class:
-                # Sample whole groups' rows by a stable order so caps do not split a pair across splits unevenly.
+                # Sampled rows keep their group id, so the split below still never separates a pair.
                 kept = rng.sample(kept, cfg.max_per_source_class)
             rows.extend({**it, "source": name} for it in kept)
     return rows, {"removed_as_benchmark_overlap": removed}
