@@ -1,0 +1,285 @@
+"""The guard pipeline: judge the prompt, decode (ACD or plain), screen the answer, rewrite it if flagged.
+
+Every stage is an object passed to :class:`Guard` (or built from a :class:`GuardConfig` by ``Guard.from_config``),
+so tests and users can swap any of them:
+
+- judge: ``predict_proba(prompts) -> list[float]`` (P(problematic)), e.g. ``detoxkit.adversarial.Judge``;
+- screener: ``screener(texts, prompts) -> list[float]`` with a ``name``, e.g. ``detoxkit.scorers.get_scorer(...)``;
+- rewriter: ``rewrite(texts) -> list[str]``, e.g. ``detoxkit.sro.Rewriter``;
+- safe_prompt / adv_prompt: ACD's soft (or hard) system prompts; None decodes plainly with the chat template.
+
+``Guard.chat`` takes a batch of chat-message lists and runs each stage once for the whole batch (one batched
+forward per stage); it is not thread-safe, so the server gives it to one worker thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import DetoxkitError
+from .config import GuardConfig
+
+
+@dataclass
+class ChatResult:
+    """One request's answer and what every stage decided (``trace``, JSON-able)."""
+
+    text: str
+    finish_reason: str  # "stop", "length", or "content_filter" (blocked or withheld)
+    prompt_tokens: int
+    completion_tokens: int
+    trace: dict = field(default_factory=dict)
+
+
+def is_off(value) -> bool:
+    """"off" (also YAML's unquoted off, read as false) or None; "" is not off: it is ACD's null prompt."""
+    return value is None or str(value).strip().lower() in ("off", "false", "none")
+
+
+def last_user_message(messages: Sequence[dict]) -> str:
+    """The text the judge and the screener look at: the newest user turn (the request being made now)."""
+    for m in reversed(messages):
+        if m["role"] == "user":
+            return m["content"]
+    raise DetoxkitError("a chat request needs at least one user message")
+
+
+def acd_prompt(messages: Sequence[dict]) -> str:
+    """ACD's soft prompts own the system slot, so a conversation becomes one user turn and system turns are dropped."""
+    turns = [m for m in messages if m["role"] != "system"]
+    if len(turns) == 1:
+        return turns[0]["content"]
+    return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in turns)
+
+
+class Guard:
+    """Judge -> decode -> screen -> rewrite, batched. ``Guard.from_config("configs/guard.yaml").chat([[msg]])``."""
+
+    def __init__(self, model, tokenizer, config: GuardConfig | None = None, judge=None, screener=None, rewriter=None,
+                 safe_prompt=None, adv_prompt=None):
+        import torch
+
+        from ..acd.decode import as_soft_prompt
+
+        self.model, self.tokenizer = model, tokenizer
+        self.config = config or GuardConfig()
+        self.judge, self.screener, self.rewriter = judge, screener, rewriter
+        self.safe_prompt = as_soft_prompt(model, tokenizer, safe_prompt)
+        self.adv_prompt = as_soft_prompt(model, tokenizer, adv_prompt)
+        if self.adv_prompt is not None and self.safe_prompt is None:
+            raise DetoxkitError("acd_adv_prompt needs an acd_safe_prompt to contrast with")
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def from_config(cls, cfg: GuardConfig | str | Path) -> "Guard":
+        """Load every piece a config names (a GuardConfig or a YAML path); pieces naming the model share its weights."""
+        from ..models import load_model_and_tokenizer
+
+        if not isinstance(cfg, GuardConfig):
+            from ..config import load_yaml
+
+            cfg = GuardConfig(**load_yaml(cfg, GuardConfig))
+        model, tok = load_model_and_tokenizer(cfg.model)
+        judge = screener = rewriter = None
+        if not is_off(cfg.judge):
+            from ..adversarial import Judge
+
+            # A zero-shot judge on the answering model itself needs no second copy of the weights.
+            judge = Judge(model, tok, {"base_model": cfg.model}) if cfg.judge == cfg.model else Judge.from_pretrained(cfg.judge)
+        if not is_off(cfg.screener):
+            from ..scorers import get_scorer
+
+            screener = get_scorer(cfg.screener)
+        if not is_off(cfg.rewriter):
+            from ..sro import Rewriter
+
+            rewriter = (Rewriter(model, tok, max_new_tokens=cfg.rewrite_max_new_tokens, name=cfg.model)
+                        if cfg.rewriter == cfg.model
+                        else Rewriter.from_pretrained(cfg.rewriter, max_new_tokens=cfg.rewrite_max_new_tokens))
+        safe = None if is_off(cfg.acd_safe_prompt) else cfg.acd_safe_prompt
+        adv = None if is_off(cfg.acd_adv_prompt) else cfg.acd_adv_prompt
+        return cls(model, tok, cfg, judge, screener, rewriter, safe, adv)
+
+    # ------------------------------------------------------------------------------------------------ stages
+
+    @property
+    def judge_threshold(self) -> float:
+        if self.config.judge_threshold is not None:
+            return self.config.judge_threshold
+        return float(getattr(self.judge, "threshold", 0.5))
+
+    @property
+    def screener_threshold(self) -> float:
+        if self.config.screener_threshold is not None:
+            return self.config.screener_threshold
+        return float(getattr(self.screener, "threshold", 0.5))
+
+    def _render(self, messages: Sequence[dict]) -> str:
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+    def _stop_ids(self) -> set[int]:
+        from ..sro.rewrite import eos_ids
+
+        return eos_ids(self.model, self.tokenizer)
+
+    def _cut(self, ids: list[int], limit: int) -> tuple[list[int], str]:
+        """A row's ids up to its first stop token (finish "stop") or its own token limit (finish "length")."""
+        stops = self._stop_ids()
+        for k, t in enumerate(ids[:limit]):
+            if t in stops:
+                return ids[:k], "stop"
+        return ids[:limit], "length" if len(ids) >= limit else "stop"
+
+    def _decode_plain(self, messages_batch, limits, temperature, top_p) -> list[list[int]]:
+        import torch
+
+        tok = self.tokenizer
+        side = tok.padding_side
+        tok.padding_side = "left"  # new tokens must follow every prompt directly
+        try:
+            enc = tok([self._render(m) for m in messages_batch], return_tensors="pt", padding=True,
+                      add_special_tokens=False).to(self.model.device)
+        finally:
+            tok.padding_side = side
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else \
+            dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=max(limits), pad_token_id=tok.pad_token_id, **sampling)
+        return out[:, enc["input_ids"].shape[1]:].tolist()
+
+    def _decode_acd(self, messages_batch, limits, temperature, top_p) -> list[list[int]]:
+        # acd.generate returns text only; the guard needs token ids to cut each row at its own max_tokens and to
+        # tell "stop" from "length", so it steps the same batched two-branch decoder directly.
+        from ..acd.decode import _decode_batch
+
+        window = self.config.acd_window or None
+        rows: list[list[int]] = [[] for _ in messages_batch]
+        for nxt in _decode_batch(self.model, self.tokenizer, [acd_prompt(m) for m in messages_batch], self.safe_prompt,
+                                 self.adv_prompt, self.config.acd_alpha, "acd", None, window, max(limits),
+                                 temperature > 0, temperature or 1.0, top_p, self.generator):
+            for row, t in zip(rows, nxt.tolist()):
+                if t >= 0:
+                    row.append(t)
+        return rows
+
+    # ------------------------------------------------------------------------------------------------ API
+
+    def chat(self, messages_batch: Sequence[Sequence[dict]], max_tokens: int | Sequence[int] | None = None,
+             temperature: float = 0.0, top_p: float = 1.0) -> list[ChatResult]:
+        """Answer a batch of conversations ({"role", "content"} dicts); temperature 0 is greedy.
+
+        max_tokens: one limit for all, one per conversation, or None (config.max_new_tokens).
+        """
+        n = len(messages_batch)
+        if max_tokens is None or isinstance(max_tokens, int):
+            limits = [max_tokens or self.config.max_new_tokens] * n
+        else:
+            limits = list(max_tokens)
+        prompts = [last_user_message(m) for m in messages_batch]
+        traces: list[dict] = [{"batch_size": n} for _ in range(n)]
+        texts: list[str | None] = [None] * n
+        finish = ["stop"] * n
+        completion_tokens = [0] * n
+
+        # 1. Judge the prompt: a blocked request is never decoded.
+        t0 = time.perf_counter()
+        if self.judge is None:
+            for tr in traces:
+                tr["judge"] = {"decision": "off"}
+        else:
+            thr = self.judge_threshold
+            for i, p in enumerate(self.judge.predict_proba(prompts)):
+                traces[i]["judge"] = {"decision": "block" if p >= thr else "allow", "score": p, "threshold": thr}
+                if p >= thr:
+                    texts[i], finish[i] = self.config.block_message, "content_filter"
+            self._timing(traces, "judge", t0)
+
+        # 2. Decode the allowed requests in one batch.
+        todo = [i for i in range(n) if texts[i] is None]
+        mode = "acd" if self.safe_prompt is not None else "plain"
+        t0 = time.perf_counter()
+        if todo:
+            decode = self._decode_acd if mode == "acd" else self._decode_plain
+            ids = decode([messages_batch[i] for i in todo], [limits[i] for i in todo], temperature, top_p)
+            for i, row in zip(todo, ids):
+                cut, finish[i] = self._cut(row, limits[i])
+                texts[i] = self.tokenizer.decode(cut, skip_special_tokens=True).strip()
+                completion_tokens[i] = len(cut)
+        for i in range(n):
+            traces[i]["decode"] = ({"decision": mode, "tokens": completion_tokens[i], "finish_reason": finish[i]}
+                                   if i in todo else {"decision": "skipped"})
+            if mode == "acd" and i in todo:
+                traces[i]["decode"].update(alpha=self.config.acd_alpha, contrast=self.adv_prompt is not None)
+        if todo:
+            self._timing([traces[i] for i in todo], "decode", t0)
+
+        # 3. Screen the answers, 4. rewrite the flagged ones (a rewrite the screener still flags is withheld).
+        self._screen_and_rewrite(todo, prompts, texts, finish, traces)
+        prompt_tokens = [len(self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"]) for m in messages_batch]
+        return [ChatResult(texts[i], finish[i], prompt_tokens[i], completion_tokens[i], traces[i]) for i in range(n)]
+
+    def _screen_and_rewrite(self, todo, prompts, texts, finish, traces) -> None:
+        if self.screener is None or not todo:
+            for i in range(len(traces)):
+                traces[i]["screen"] = {"decision": "off" if self.screener is None else "skipped"}
+                traces[i]["rewrite"] = {"decision": "off" if self.rewriter is None else "skipped"}
+            return
+        thr = self.screener_threshold
+        t0 = time.perf_counter()
+        scores = self.screener([texts[i] for i in todo], [prompts[i] for i in todo])
+        flagged = []
+        for i in range(len(traces)):
+            traces[i]["screen"] = {"decision": "skipped"}
+            traces[i]["rewrite"] = {"decision": "skipped"}
+        for i, s in zip(todo, scores):
+            traces[i]["screen"] = {"decision": "flag" if s >= thr else "pass", "scorer": getattr(self.screener, "name", "screener"),
+                                   "score": s, "threshold": thr}
+            traces[i]["rewrite"] = {"decision": "not_needed"}
+            if s >= thr:
+                flagged.append(i)
+        self._timing([traces[i] for i in todo], "screen", t0)
+        if not flagged:
+            return
+        t0 = time.perf_counter()
+        if self.rewriter is None:
+            rewrites, after = [None] * len(flagged), [None] * len(flagged)
+        else:
+            rewrites = self.rewriter.rewrite([texts[i] for i in flagged])
+            after = self.screener(rewrites, [prompts[i] for i in flagged])
+        for i, new, s in zip(flagged, rewrites, after):
+            if new is not None and s < thr:
+                traces[i]["rewrite"] = {"decision": "rewritten", "score_after": s, "original": texts[i]}
+                texts[i] = new
+            else:
+                traces[i]["rewrite"] = {"decision": "withheld" if new is None else "withheld_after_rewrite",
+                                        **({} if s is None else {"score_after": s, "rewrite": new})}
+                texts[i], finish[i] = self.config.block_message, "content_filter"
+        if self.rewriter is not None:
+            self._timing([traces[i] for i in flagged], "rewrite", t0)
+
+    @staticmethod
+    def _timing(traces: list[dict], stage: str, t0: float) -> None:
+        """The stage's wall time for the whole batch (shared by every request in it)."""
+        dt = round(time.perf_counter() - t0, 4)
+        for tr in traces:
+            tr[stage]["batch_seconds"] = dt
+
+    def moderate(self, texts: Sequence[str]) -> list[dict]:
+        """OpenAI moderation results: the screener's score of each text and the judge's P(problematic)."""
+        texts = list(texts)
+        scores: dict[str, tuple[list[float], float]] = {}
+        if self.screener is not None:
+            scores[getattr(self.screener, "name", "screener")] = (self.screener(texts), self.screener_threshold)
+        if self.judge is not None:
+            scores["harmful_request"] = (self.judge.predict_proba(texts), self.judge_threshold)
+        results = []
+        for k in range(len(texts)):
+            cats = {name: s[k] >= thr for name, (s, thr) in scores.items()}
+            results.append({"flagged": any(cats.values()), "categories": cats,
+                            "category_scores": {name: s[k] for name, (s, _) in scores.items()}})
+        return results

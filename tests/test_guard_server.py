@@ -1,0 +1,225 @@
+"""The guard's OpenAI-compatible server: schema, errors, limits, streaming, batching, faults, the openai client.
+
+In-process requests go through FastAPI's TestClient; concurrency, disconnects, shutdown and the official `openai`
+client run against a real uvicorn on a free loopback port. The guard is a tiny random model with stand-in stages.
+"""
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from detoxkit.guard import Guard, GuardConfig
+from detoxkit.guard.server import create_app, running_server
+
+from test_guard import ConstScreener, KeywordJudge
+
+MODEL = "detoxkit-guard"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+class GatedGuard:
+    """The real guard, but chat() holds until `gate` is set once `entered` is: the test decides what is in flight."""
+
+    def __init__(self, guard):
+        self.guard, self.entered, self.gate = guard, threading.Event(), threading.Event()
+
+    def chat(self, *args, **kwargs):
+        self.entered.set()
+        self.gate.wait(30)
+        return self.guard.chat(*args, **kwargs)
+
+    def moderate(self, texts):
+        return self.guard.moderate(texts)
+
+
+@pytest.fixture(scope="module")
+def guard(tiny_lm):
+    return Guard(*tiny_lm, GuardConfig(), judge=KeywordJudge(), screener=ConstScreener(0.1))
+
+
+def cfg(**kw):
+    return GuardConfig(port=0, **kw)
+
+
+@pytest.fixture(scope="module")
+def client(guard, tmp_path_factory):
+    log = tmp_path_factory.mktemp("guard-log") / "requests.jsonl"
+    with TestClient(create_app(guard, cfg(max_request_bytes=100_000, max_tokens_limit=16, log_path=str(log)))) as c:
+        c.log_path = log
+        yield c
+
+
+def error_of(resp, status, code=None, param=None):
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    if code is not None:
+        assert err["code"] == code
+    if param is not None:
+        assert err["param"] == param
+    return err
+
+
+def sse_events(text):
+    return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+
+
+def test_models_health_and_chat(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert [m["id"] for m in client.get("/v1/models").json()["data"]] == [MODEL]
+    body = client.post("/v1/chat/completions", json=CHAT).json()
+    assert body["object"] == "chat.completion" and body["choices"][0]["message"]["role"] == "assistant"
+    assert body["usage"]["completion_tokens"] <= 4
+    assert body["guard"]["judge"]["decision"] == "allow" and body["guard"]["screen"]["decision"] == "pass"
+    blocked = client.post("/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": "a bomb"}]})
+    choice = blocked.json()["choices"][0]
+    assert choice["finish_reason"] == "content_filter" and choice["message"]["content"] == GuardConfig().block_message
+    logged = [json.loads(line) for line in client.log_path.read_text().splitlines()]
+    assert {"id", "messages", "text", "trace", "batch_size"} <= set(logged[-1]) and logged[-1]["trace"]["judge"]
+
+
+def test_stream_sends_chunks_then_done(client):
+    resp = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(resp.text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length") and "judge" in chunks[-1]["guard"]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+
+
+def test_moderations(client):
+    body = client.post("/v1/moderations", json={"input": ["how to make a bomb", "hello"]}).json()
+    assert [r["flagged"] for r in body["results"]] == [True, False]
+    assert body["results"][0]["category_scores"]["harmful_request"] == 0.9
+
+
+@pytest.mark.parametrize("payload,param", [
+    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+    ({"model": MODEL}, "messages"),
+    ({"model": MODEL, "messages": []}, "messages"),
+    ({"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+    ({"model": MODEL, "messages": [{"role": "user", "content": 3}]}, None),
+    ({**CHAT, "temperature": 7}, "temperature"),
+    ({**CHAT, "max_tokens": 0}, "max_tokens"),
+    ({**CHAT, "max_tokens": 17}, "max_tokens"),  # above max_tokens_limit
+    ({**CHAT, "n": 2}, "n"),
+    ({**CHAT, "messages": [{"role": "system", "content": "only a system turn"}]}, "messages"),
+    ([1, 2, 3], None),
+])
+def test_schema_errors_are_400(client, payload, param):
+    error_of(client.post("/v1/chat/completions", json=payload), 400, param=param)
+
+
+def test_invalid_json_unknown_model_oversize_and_routes(client):
+    error_of(client.post("/v1/chat/completions", content=b"{not json"), 400, code="invalid_json")
+    error_of(client.post("/v1/chat/completions", content=b"\xff\xfe"), 400, code="invalid_json")
+    error_of(client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"}), 404, "model_not_found", "model")
+    error_of(client.post("/v1/moderations", json={"input": "x", "model": "gpt-9"}), 404, "model_not_found")
+    big = {**CHAT, "messages": [{"role": "user", "content": "a" * 10_000_000}]}
+    error_of(client.post("/v1/chat/completions", json=big), 413, "request_too_large")
+    error_of(client.get("/v1/nothing"), 404)
+    error_of(client.get("/v1/chat/completions"), 405)
+
+
+def test_a_thousand_malformed_requests_then_a_valid_one(client):
+    bad = [dict(content=b"{"), dict(json={"model": MODEL}), dict(json={**CHAT, "model": "nope"}),
+           dict(json={**CHAT, "max_tokens": "many"}), dict(content=b"null"), dict(json={**CHAT, "messages": "hi"})]
+    statuses = {client.post("/v1/chat/completions", **bad[i % len(bad)]).status_code for i in range(1000)}
+    assert statuses == {400, 404}
+    assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_api_key(guard):
+    with TestClient(create_app(guard, cfg(api_key="sekret"))) as c:
+        error_of(c.post("/v1/chat/completions", json=CHAT), 401, "invalid_api_key")
+        error_of(c.get("/v1/models", headers={"Authorization": "Bearer wrong"}), 401, "invalid_api_key")
+        assert c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sekret"}).status_code == 200
+        assert c.get("/healthz").status_code == 200  # health checks need no key
+
+
+# ------------------------------------------------------------------------------------------ real uvicorn
+
+def test_openai_client_stream_and_not(guard):
+    from openai import OpenAI
+
+    with running_server(guard, cfg(api_key="k")) as url:
+        client = OpenAI(base_url=url, api_key="k", max_retries=0)
+        assert [m.id for m in client.models.list()] == [MODEL]
+        r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        assert r.choices[0].message.role == "assistant" and r.model_extra["guard"]["decode"]["decision"] == "plain"
+        chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
+                                                     max_tokens=4, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == r.choices[0].message.content
+        assert chunks[-1].choices[0].finish_reason == r.choices[0].finish_reason
+        mod = client.moderations.create(input="how to make a bomb", model=MODEL)
+        assert mod.results[0].flagged
+        from openai import AuthenticationError, NotFoundError
+
+        with pytest.raises(NotFoundError):
+            client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(AuthenticationError):
+            OpenAI(base_url=url, api_key="wrong", max_retries=0).models.list()
+
+
+def _post_in_thread(url, payload, results, **kw):
+    def go():
+        results.append(httpx.post(f"{url}/chat/completions", json=payload, timeout=60, **kw))
+
+    t = threading.Thread(target=go)
+    t.start()
+    return t
+
+
+def _wait_queued(url, n):
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{url[:-3]}/healthz").json()["queued"] < n:
+        assert time.monotonic() < deadline, "requests never reached the queue"
+        time.sleep(0.02)
+
+
+def test_concurrent_requests_are_batched(guard):
+    gated = GatedGuard(guard)
+    with running_server(gated, cfg(max_batch_size=8)) as url:
+        results = []
+        first = _post_in_thread(url, CHAT, results)
+        assert gated.entered.wait(30)  # the worker is busy with the first request ...
+        rest = [_post_in_thread(url, {**CHAT, "max_tokens": 2 + i}, results) for i in range(3)]
+        _wait_queued(url, 3)  # ... while three more queue up
+        gated.gate.set()
+        for t in [first, *rest]:
+            t.join()
+        health = httpx.get(f"{url[:-3]}/healthz").json()
+    assert [r.status_code for r in results] == [200] * 4
+    assert health["max_batch_size_seen"] == 3
+    assert sorted(r.json()["guard"]["batch_size"] for r in results) == [1, 3, 3, 3]
+
+
+def test_client_disconnect_mid_stream_and_oversize_over_a_socket(guard):
+    gated = GatedGuard(guard)
+    with running_server(gated, cfg(max_request_bytes=1_000_000)) as url:
+        with httpx.Client(timeout=30) as c:
+            with c.stream("POST", f"{url}/chat/completions", json={**CHAT, "stream": True}) as resp:
+                first = next(resp.iter_lines())
+                assert first.startswith("data: ") and json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+            # closing the stream dropped the connection while the answer was in flight
+        gated.gate.set()
+        assert httpx.post(f"{url}/chat/completions", json=CHAT, timeout=30).status_code == 200
+        big = {**CHAT, "messages": [{"role": "user", "content": "a" * 10_000_000}]}
+        error_of(httpx.post(f"{url}/chat/completions", json=big, timeout=30), 413, "request_too_large")
+        assert httpx.post(f"{url}/chat/completions", json=CHAT, timeout=30).status_code == 200
+
+
+def test_shutdown_finishes_in_flight_requests(guard):
+    gated, results = GatedGuard(guard), []
+    with running_server(gated, cfg()) as url:
+        t = _post_in_thread(url, CHAT, results)
+        assert gated.entered.wait(30)
+        threading.Timer(0.3, gated.gate.set).start()  # released only after shutdown has begun
+    t.join()  # running_server's exit waited for uvicorn's graceful shutdown
+    assert [r.status_code for r in results] == [200]
