@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "acd": ("detoxkit.acd.cli:main", "Adversarial Contrastive Decoding: anchors, tune, generate, eval"),
     "adversarial": ("detoxkit.adversarial.cli:main", "attacker-judge loop: run, eval"),
     "judge": ("detoxkit.adversarial.cli:judge_main", "classify a prompt with a trained judge"),
+    "attribute": ("detoxkit.attribute.cli:main", "attribute-controlled fine-tuning with a NADO regulariser: nado-train, train, eval"),
 }
 
 USAGE = f"""usage: detoxkit COMMAND [ARGS] (detoxkit COMMAND --help for each)

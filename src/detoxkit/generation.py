@@ -41,3 +41,19 @@ def generate(model, tokenizer, prompts: list[str], system: str | None = None, ma
     finally:
         tokenizer.padding_side = side
     return out
+
+
+def choose_next_token(logits, do_sample: bool, temperature: float, top_p: float, generator=None):
+    """(k, V) logits -> (k,) next tokens: argmax, or a sample after temperature and nucleus (top-p) filtering."""
+    import torch
+
+    if not do_sample:
+        return logits.argmax(-1)
+    logits = logits.float() / max(temperature, 1e-5)
+    if top_p < 1.0:
+        sorted_logits, idx = logits.sort(-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set whose mass reaches top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)

@@ -20,6 +20,7 @@ from ..core.contrastive import contrastive_logits
 from ..core.logprobs import token_logprobs
 from ..core.soft_prompt import SoftPrompt, build_inputs, positions_from_mask, splice_rows, template_pieces
 from ..errors import DetoxkitError
+from ..generation import choose_next_token
 
 PromptLike = SoftPrompt | str | Path | None
 
@@ -42,21 +43,6 @@ def _stop_ids(model, tokenizer) -> set[int]:
     eos = getattr(model.generation_config, "eos_token_id", None)
     ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
     return {i for i in ids if i is not None}
-
-
-def _choose(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float,
-            generator: torch.Generator | None) -> torch.Tensor:
-    """(k, V) -> (k,) next tokens: argmax, or a sample after temperature and nucleus (top-p) filtering."""
-    if not do_sample:
-        return logits.argmax(-1)
-    logits = logits.float() / max(temperature, 1e-5)
-    if top_p < 1.0:
-        sorted_logits, idx = logits.sort(-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs > top_p  # keep the smallest set whose mass reaches top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
 @torch.no_grad()
@@ -102,7 +88,7 @@ def _decode_batch(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: S
             step_logits = contrastive_logits(logits[:k], logits[k:], alpha, form, plausibility)
         else:
             step_logits = logits
-        nxt = _choose(step_logits, do_sample, temperature, top_p, generator)
+        nxt = choose_next_token(step_logits, do_sample, temperature, top_p, generator)
         yield torch.where(done, torch.full_like(nxt, -1), nxt)
         done |= torch.isin(nxt, stops)
         if bool(done.all()):
