@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "adversarial": ("detoxkit.adversarial.cli:main", "attacker-judge loop: run, eval"),
     "judge": ("detoxkit.adversarial.cli:judge_main", "classify a prompt with a trained judge"),
     "attribute": ("detoxkit.attribute.cli:main", "attribute-controlled fine-tuning with a NADO regulariser: nado-train, train, eval"),
+    "serve": ("detoxkit.guard.server:main", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
 }
 
 USAGE = f"""usage: detoxkit COMMAND [ARGS] (detoxkit COMMAND --help for each)
