@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("detoxkit.adversarial.cli:judge_main", "classify a prompt with a trained judge"),
     "attribute": ("detoxkit.attribute.cli:main", "attribute-controlled fine-tuning with a NADO regulariser: nado-train, train, eval"),
     "serve": ("detoxkit.guard.server:main", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
+    "report": ("detoxkit.report:main", "an HTML and markdown report of one or more run folders"),
 }
 
 USAGE = f"""usage: detoxkit COMMAND [ARGS] (detoxkit COMMAND --help for each)
