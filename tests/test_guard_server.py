@@ -223,3 +223,43 @@ def test_shutdown_finishes_in_flight_requests(guard):
         threading.Timer(0.3, gated.gate.set).start()  # released only after shutdown has begun
     t.join()  # running_server's exit waited for uvicorn's graceful shutdown
     assert [r.status_code for r in results] == [200]
+
+
+def test_api_key_from_the_environment(guard, monkeypatch):
+    monkeypatch.setenv("DETOXKIT_API_KEY", "from-env")
+    with TestClient(create_app(guard, cfg())) as c:
+        error_of(c.get("/v1/models"), 401, "invalid_api_key")
+        assert c.get("/v1/models", headers={"Authorization": "Bearer from-env"}).status_code == 200
+
+
+def test_serve_command_answers_and_stops_on_sigterm(tiny_lm_dir, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "requests.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "detoxkit.cli", "serve", "--model", str(tiny_lm_dir), "--screener",
+                             "off", "--port", str(port), "--log_path", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "DETOXKIT_API_KEY": ""})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.poll() else ""
+                time.sleep(0.1)
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=CHAT, timeout=30).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    # uvicorn re-raises the signal once its graceful shutdown is done, so the exit status says "ended by SIGTERM"
+    assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in out, out
+    assert json.loads(log.read_text().splitlines()[0])["endpoint"] == "chat.completions"

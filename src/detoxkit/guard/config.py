@@ -51,4 +51,4 @@ class GuardConfig:
     max_request_bytes: int = arg(1_000_000, "larger request bodies get a 413")
     max_batch_size: int = arg(8, "requests decoded together in one batch (1: no dynamic batching)")
     batch_wait_ms: float = arg(10.0, "how long the worker waits for more requests after the first one of a batch")
-    seed: int = arg(0, "random seed (sampled answers)")
+    seed: int = arg(0, "random seed of sampled ACD answers (requests with temperature > 0)")

@@ -188,7 +188,8 @@ def create_app(guard, cfg: GuardConfig):
             raise APIError(400, "messages must contain at least one user message", param="messages",
                            code="invalid_value")
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        future = submit("chat", (messages, max_tokens, req.temperature, req.top_p),
+        top_p = req.top_p if req.temperature > 0 else 1.0  # greedy ignores top_p: do not split batches over it
+        future = submit("chat", (messages, max_tokens, req.temperature, top_p),
                         {"id": rid, "endpoint": "chat.completions", "messages": messages, "max_tokens": max_tokens})
         head = {"id": rid, "created": created, "model": cfg.served_model_name}
         if req.stream:
