@@ -56,7 +56,7 @@ def test_regularized_run_trains_model_and_nado_and_logs(tiny_lm_dir, corpus_file
     from detoxkit.attribute import NadoModel
 
     nado = NadoModel.from_pretrained(out / "final" / "nado")
-    assert nado.head.weight.abs().sum() > 0  # the head starts at zero: it learned something
+    assert nado.proj.weight.abs().sum() > 0  # the head starts at zero: it learned something
     rows = read_jsonl(out / "samples.jsonl")
     assert len(rows) == 2 * 2 * 2 * 2  # iterations × steps × prompts × samples
     assert all(r["toxicity"] == float("e" in r["continuation"]) for r in rows)
@@ -137,7 +137,7 @@ def test_nado_decoding_lowers_toxicity(tiny_lm_dir, corpus_file, tmp_path):
 
     cfg = NadoTrainConfig(model_name_or_path=str(tiny_lm_dir), train_dataset=str(corpus_file), max_train_samples=0,
                           output_dir=str(tmp_path / "nado"), iterations=6, prompts_per_iteration=8, samples_per_prompt=4,
-                          prompt_tokens=3, max_new_tokens=3, nado_layers=1, nado_learning_rate=3e-2, nado_epochs=3,
+                          prompt_tokens=3, max_new_tokens=3, nado_layers=1, nado_learning_rate=1e-1, nado_epochs=5,
                           nado_batch_size=8)
     m = train_nado_only(cfg, scorer=e_scorer)
     assert m["history"][-1]["nado_loss"] < m["history"][0]["nado_loss"]
@@ -189,3 +189,17 @@ def test_cli_help_lists_subcommands(capsys):
     with pytest.raises(SystemExit):
         main(["attribute", "train", "--help"])
     assert "--reg_lambda" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, command, cls", [("train", "train", "AttributeTrainConfig"),
+                                                 ("nado", "nado-train", "NadoTrainConfig"),
+                                                 ("eval", "eval", "AttributeEvalConfig")])
+def test_shipped_configs_parse_and_name_their_command(name, command, cls):
+    from pathlib import Path
+
+    from detoxkit.attribute import config as configs
+    from detoxkit.config import parse_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"attribute_{name}.yaml"
+    assert path.read_text().splitlines()[0] == f"# detoxkit attribute {command} --config configs/attribute_{name}.yaml"
+    parse_config(getattr(configs, cls), ["--config", str(path)], "test")

@@ -18,7 +18,7 @@ class SamplingArgs:
     samples_per_prompt: int = arg(2, "continuations sampled per prompt for NADO training (the first also feeds the KL)")
     top_p: float = arg(1.0, "nucleus sampling of the continuations (1 = plain sampling, as in the reference code)")
     nado_layers: int = arg(2, "transformer layers of the NADO trunk, copied from the base's lowest layers")
-    nado_learning_rate: float = arg(1e-4, "AdamW learning rate of the NADO model")
+    nado_learning_rate: float = arg(1e-3, "AdamW learning rate of the NADO model")
     nado_epochs: int = arg(2, "passes over each iteration's samples when training the NADO model")
     nado_batch_size: int = arg(16, "sequences per NADO update")
     guidance_strength: float = arg(1.0, "exponent of R in q* ∝ p·R^s (1 = the closest distribution satisfying C)")

@@ -1,11 +1,14 @@
 """The NADO auxiliary model: a few transformer layers and a per-token head giving R(x, y_<t ⊕ v) for every v.
 
 The trunk is the base model's own architecture cut to `num_layers` layers and initialised from its embeddings
-and lowest layers (so it starts out reading text the way the base does); the head is a fresh `hidden → vocab`
-linear layer with a bias. The head starts at zero weight and the bias at logit(prior): R is then the same
-constant for every token, which makes q* = p exactly — guidance starts neutral and is learned from samples.
-One forward gives the logits for all next tokens at every position, so training and guided decoding cost one
-pass of a small model. Saved as `config.json` (the trunk's) + `nado.json` + `model.safetensors`.
+and lowest layers (so it starts out reading text the way the base does). The head scores every candidate
+token through the trunk's token embeddings E: r[v] = (W h + c) · E[v] + b[v]. The reference code uses a fresh
+`hidden → vocab` matrix instead; trained on a few thousand samples, its rows only move for tokens that were
+actually sampled, while the bilinear form learns one d×d map from every sample and carries what it learned
+about a token to tokens with similar embeddings (a slur it has seen to one it has not). W and c start at zero
+and b at logit(prior), so R starts as one constant for every token and q* = p exactly: guidance starts
+neutral. One forward gives the logits for all next tokens at every position, so training and guided
+decoding cost one pass of a small model. Saved as `config.json` (the trunk's) + `nado.json` + `model.safetensors`.
 """
 
 from __future__ import annotations
@@ -27,10 +30,18 @@ class NadoModel(nn.Module):
 
         super().__init__()
         self.trunk = AutoModel.from_config(config)
-        self.head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
-        nn.init.zeros_(self.head.weight)
-        nn.init.constant_(self.head.bias, math.log(prior / (1 - prior)))
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.set_prior(prior)
         self.meta: dict = {}
+
+    def set_prior(self, prior: float) -> None:
+        """Reset the per-token bias to logit(prior): R = prior everywhere while W and c are still zero."""
+        prior = min(max(prior, 1e-3), 1 - 1e-3)
+        with torch.no_grad():
+            self.bias.fill_(math.log(prior / (1 - prior)))
 
     @classmethod
     def from_base(cls, base_model, num_layers: int = 2, prior: float = 0.5) -> "NadoModel":
@@ -48,6 +59,9 @@ class NadoModel(nn.Module):
         missing = nado.trunk.load_state_dict({k: v for k, v in base_trunk.state_dict().items() if k in own}, strict=False)
         if missing.missing_keys:
             raise DetoxkitError(f"cannot initialise the NADO trunk from the base model: {missing.missing_keys[:3]} missing")
+        # E stays the base's: the head reads tokens through it, and a frozen 49k×d table keeps each NADO update
+        # to the layers and the head (AdamW would otherwise rewrite the whole table every step).
+        nado.trunk.get_input_embeddings().weight.requires_grad_(False)
         nado.meta = {"num_layers": num_layers, "prior": prior}
         return nado.to(next(base_model.parameters()).device)
 
@@ -59,17 +73,17 @@ class NadoModel(nn.Module):
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache: bool = False):
         """(B, T) ids -> ((B, T, V) logits r with R(prefix ⊕ v) = σ(r[..., v]), cache)."""
         h, cache = self.hidden(input_ids, attention_mask, position_ids, past_key_values, use_cache)
-        return self.head(h), cache
+        return self.proj(h) @ self.trunk.get_input_embeddings().weight.T + self.bias, cache
 
     def selected_logits(self, input_ids, attention_mask=None) -> torch.Tensor:
         """(B, T-1): r at position t for the token that actually came next, i.e. R(y_≤t+1)'s logit.
 
-        Gathers the head's rows instead of computing all V logits: training never needs the others.
+        Gathers the embeddings of those tokens instead of scoring all V: training never needs the others.
         """
         h, _ = self.hidden(input_ids, attention_mask)
         nxt = input_ids[:, 1:]
-        w = self.head.weight[nxt]  # (B, T-1, d)
-        return (h[:, :-1] * w).sum(-1) + self.head.bias[nxt]
+        e = self.trunk.get_input_embeddings()(nxt)  # (B, T-1, d)
+        return (self.proj(h[:, :-1]) * e).sum(-1) + self.bias[nxt]
 
     def save_pretrained(self, path: str | Path) -> Path:
         from safetensors.torch import save_file

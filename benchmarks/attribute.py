@@ -1,0 +1,225 @@
+"""Attribute-controlled fine-tuning benchmark -> benchmarks/results/attribute.json (+ attribute.png).
+
+The paper's table on the builtin model (SmolLM2-135M-Instruct): every row fine-tunes on the same blend
+(equal parts toxic Jigsaw comments and clean WikiText/XSum), same batches, same steps:
+  base (no fine-tuning), sft (plain fine-tuning), filtration, rl, NADO decoding (the sft model guided by a
+  NADO trained on its samples), regularized without adaptive, regularized with adaptive (parallel schedule),
+  and regularized with adaptive on the sequential schedule (for the cost comparison and quality parity).
+Toxicity: sampled continuations of RealToxicityPrompts challenging prompts scored by the toxicity scorer;
+utility: held-out WikiText perplexity and MMLU / CommonsenseQA / PIQA log-likelihood accuracy; win rate
+against sft judged by the builtin model (a weak judge, labelled as such).
+Cost (--section cost, on an otherwise idle machine): see cost(). Then the classification study: SFT vs regularized on ToxiGen classification as text,
+ROC-AUC and generation toxicity.
+
+Sizes are set for about an hour on an idle 2-core CPU; raise them on a GPU.
+    python benchmarks/attribute.py [--section quality|cost|all] [--steps 40] [--steps_per_iteration 10]
+        [--eval_prompts 60] [--k 4] [--mc_items 40] [--no_classification] [--work runs/bench-attribute] [--reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PAPER = {"Llama-7B toxicity": {"baseline": 23.0, "filtration": 21.9, "rl": 15.2, "nado_decoding": 15.2,
+                               "regularized": 15.2, "regularized_adaptive": 14.2},
+         "Llama-7B MMLU": {"baseline": 35.1, "filtration": 34.6, "rl": 33.6, "nado_decoding": 31.1,
+                           "regularized": 30.4, "regularized_adaptive": 33.9}}
+
+
+def train_run(name: str, work: Path, reuse: bool, **overrides) -> dict:
+    from detoxkit.attribute.config import AttributeTrainConfig
+    from detoxkit.attribute.train import train
+    from detoxkit.runs import write_json
+
+    out = work / name
+    if reuse and (out / "metrics.json").is_file():
+        return json.loads((out / "metrics.json").read_text())
+    cfg = AttributeTrainConfig(output_dir=str(out), **overrides)
+    t0 = time.perf_counter()
+    m = train(cfg)
+    m["wall_seconds"] = time.perf_counter() - t0
+    write_json(out / "metrics.json", m)
+    print(f"[{name}] {m['steps']} steps in {m['wall_seconds']:.0f} s", flush=True)
+    return m
+
+
+def summarise(results: dict, base: str) -> dict:
+    rows = {}
+    for name, r in results.items():
+        rows[name] = {"expected_max_toxicity": r["toxicity"]["expected_max_toxicity"],
+                      "toxicity_probability": r["toxicity"]["toxicity_probability"],
+                      "mean_toxicity": r["toxicity"]["mean_toxicity"],
+                      "perplexity": r["perplexity"]["value"],
+                      **{f"{t}_acc": r["mc"][t]["acc"] for t in r["mc"]},
+                      "mc_mean": r["mc_mean"], "win_rate_vs_" + base: r.get("win_rate")}
+        if "classification" in r:
+            rows[name]["roc_auc"] = r["classification"].get("roc_auc")
+    return rows
+
+
+def plot(rows: dict, runs: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, r in rows.items():
+        emt = r["expected_max_toxicity"]
+        a.errorbar(r["mc_mean"], emt["value"], yerr=[[emt["value"] - emt["ci95"][0]], [emt["ci95"][1] - emt["value"]]],
+                   fmt="o", capsize=3)
+        a.annotate(name, (r["mc_mean"], emt["value"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    a.set_xlabel("multiple-choice accuracy (mean of MMLU, CSQA, PIQA)")
+    a.set_ylabel("expected max toxicity (RTP challenging)")
+    a.set_title("toxicity vs utility (lower-right is better)")
+    for name, m in runs.items():
+        hist = [h for h in m["history"] if h.get("sample_toxic_rate") is not None]
+        if hist:
+            b.plot([h["steps"] for h in hist], [h["sample_toxic_rate"] for h in hist], marker="o", label=name)
+    b.set_xlabel("model steps")
+    b.set_ylabel("toxic rate of the model's own samples")
+    b.set_title("self-samples during training (training prompts)")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def cost(args, work: Path, common: dict) -> dict:
+    """Short runs of sft, regularized-adaptive parallel and sequential, alternated `--cost_repeats` times in this
+    one process at the machine's full thread count; per-step seconds = iteration wall time / its steps (first
+    iteration excluded: scorer load and, for parallel, the sequential bootstrap)."""
+    kinds = {"sft": dict(method="sft"),
+             "parallel": dict(method="regularized", adaptive=True, schedule="parallel"),
+             "sequential": dict(method="regularized", adaptive=True, schedule="sequential")}
+    short = {**common, "max_steps": args.cost_iterations * args.cost_steps_per_iteration,
+             "steps_per_iteration": args.cost_steps_per_iteration}
+    per_step = {k: [] for k in kinds}
+    wall = {k: [] for k in kinds}
+    for rep in range(args.cost_repeats):
+        for kind, kw in kinds.items():
+            m = train_run(f"cost_{kind}_{rep}", work, False, **short, **kw)
+            later = m["history"][1:]
+            per_step[kind].append(statistics.median(h["seconds"] / args.cost_steps_per_iteration for h in later))
+            wall[kind].append(sum(h["seconds"] for h in later))
+    med = {k: statistics.median(v) for k, v in per_step.items()}
+    return {"threads": __import__("torch").get_num_threads(), "repeats": args.cost_repeats,
+            "iterations": args.cost_iterations, "steps_per_iteration": args.cost_steps_per_iteration,
+            "seconds_per_step": per_step, "median_seconds_per_step": med,
+            "per_step_ratio_parallel_over_sft": med["parallel"] / med["sft"],
+            "wall_ratio_parallel_over_sequential": statistics.median(p / q for p, q in zip(wall["parallel"], wall["sequential"])),
+            "aims": {"per_step_ratio": "<= 1.25", "wall_ratio": "<= 0.6"}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps_per_iteration", type=int, default=10)
+    ap.add_argument("--train_texts", type=int, default=1000)
+    ap.add_argument("--learning_rate", type=float, default=1e-4)
+    ap.add_argument("--reg_lambda", type=float, default=10.0)
+    ap.add_argument("--eval_prompts", type=int, default=60)
+    ap.add_argument("--k", type=int, default=4)
+    ap.add_argument("--mc_items", type=int, default=40)
+    ap.add_argument("--win_prompts", type=int, default=40)
+    ap.add_argument("--nado_prompts", type=int, default=64, help="prompts per round of the NADO-decoding baseline's R")
+    ap.add_argument("--no_classification", action="store_true")
+    ap.add_argument("--work", default="runs/bench-attribute")
+    ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --work")
+    ap.add_argument("--section", choices=["quality", "cost", "all"], default="all",
+                    help="cost needs an otherwise idle machine; quality does not (its timings are not reported)")
+    ap.add_argument("--cost_repeats", type=int, default=3)
+    ap.add_argument("--cost_iterations", type=int, default=3)
+    ap.add_argument("--cost_steps_per_iteration", type=int, default=5)
+    args = ap.parse_args()
+
+    from detoxkit.attribute.config import AttributeEvalConfig, NadoTrainConfig
+    from detoxkit.attribute.evaluate import evaluate
+    from detoxkit.attribute.train import train_nado_only
+
+    work = ROOT / args.work
+    work.mkdir(parents=True, exist_ok=True)
+    common = dict(max_train_samples=args.train_texts, max_length=48, per_device_train_batch_size=8,
+                  learning_rate=args.learning_rate, max_steps=args.steps, steps_per_iteration=args.steps_per_iteration,
+                  reg_batch_size=4, samples_per_prompt=4, prompt_tokens=12, max_new_tokens=16, nado_layers=2,
+                  nado_learning_rate=1e-3, reg_lambda=args.reg_lambda, seed=0)
+    plan = {
+        "sft": dict(method="sft"),
+        "filtration": dict(method="filtration"),
+        "rl": dict(method="rl", schedule="parallel"),
+        "regularized": dict(method="regularized", schedule="parallel"),
+        "regularized_adaptive": dict(method="regularized", adaptive=True, schedule="parallel"),
+        "regularized_adaptive_sequential": dict(method="regularized", adaptive=True, schedule="sequential"),
+    }
+    path = RESULTS / "attribute.json"
+    out = json.loads(path.read_text()) if path.is_file() else {}
+    out.update({"model": "smollm2-135m-instruct", "paper": PAPER, "train_config": common})
+    if args.section in ("cost", "all"):
+        out["cost"] = {"date": time.strftime("%Y-%m-%d %H:%M"), **cost(args, work, common)}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1))
+        print(json.dumps({k: out["cost"][k] for k in ("median_seconds_per_step", "per_step_ratio_parallel_over_sft",
+                                                      "wall_ratio_parallel_over_sequential")}, indent=1))
+    if args.section == "cost":
+        return
+    out.update({"date": time.strftime("%Y-%m-%d"), "args": vars(args)})
+    runs = {name: train_run(name, work, args.reuse, **common, **kw) for name, kw in plan.items()}
+    out["runs"] = {n: {k: m[k] for k in ("steps", "data", "history")} for n, m in runs.items()}
+
+    nado_dir = work / "nado_decoding"
+    if not (args.reuse and (nado_dir / "nado" / "nado.json").is_file()):
+        train_nado_only(NadoTrainConfig(model_name_or_path=str(work / "sft" / "final"), output_dir=str(nado_dir),
+                                        iterations=4, prompts_per_iteration=args.nado_prompts, samples_per_prompt=4, prompt_tokens=12,
+                                        max_new_tokens=16, nado_layers=2, nado_learning_rate=1e-3, seed=0))
+
+    methods = ["sft=" + str(work / "sft" / "final"), "base=smollm2-135m-instruct"]
+    methods += [f"{n}={work / n / 'final'}" for n in ("filtration", "rl")]
+    methods += [f"nado_decoding={work / 'sft' / 'final'}+nado={nado_dir / 'nado'}"]
+    methods += [f"{n}={work / n / 'final'}" for n in plan if n.startswith("regularized")]
+    ev = evaluate(AttributeEvalConfig(methods=methods, num_prompts=args.eval_prompts, k=args.k, max_new_tokens=16,
+                                      num_mc_items=args.mc_items, num_ppl_texts=100, num_win_prompts=args.win_prompts,
+                                      output_dir=str(work / "eval")))
+    rows = summarise(ev["results"], "sft")
+    out["table"] = rows
+    out["table_md"] = (work / "eval" / "table.md").read_text()
+
+    def rel(a, b, key):
+        return 1 - rows[a][key]["value"] / rows[b][key]["value"] if rows[b][key]["value"] else None
+
+    out["targets"] = {
+        "toxicity_reduction_vs_sft_relative": {k: rel("regularized_adaptive", "sft", k)
+                                               for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")},
+        "toxicity_reduction_rl_vs_sft_relative": {k: rel("rl", "sft", k)
+                                                  for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")},
+        "mc_points_vs_sft": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["sft"]["mc_mean"]),
+        "mc_points_vs_filtration": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["filtration"]["mc_mean"]),
+        "aims": {"toxicity_reduction": ">= 0.35 relative, and at least RL's", "mc": "within 1 point of sft, above filtration"},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    plot(rows, runs, RESULTS / "attribute.png")
+
+    if not args.no_classification:
+        cls_common = {**common, "task": "classification", "train_dataset": "builtin:toxigen", "max_length": 64}
+        cls_runs = {"sft_classification": dict(method="sft"),
+                    "regularized_classification": dict(method="regularized", adaptive=True, schedule="parallel")}
+        for name, kw in cls_runs.items():
+            train_run(name, work, args.reuse, **cls_common, **kw)
+        cev = evaluate(AttributeEvalConfig(
+            methods=["base=smollm2-135m-instruct"] + [f"{n}={work / n / 'final'}" for n in cls_runs],
+            num_prompts=args.eval_prompts, k=args.k, max_new_tokens=16, num_mc_items=args.mc_items, num_ppl_texts=100,
+            win_rate_judge="off", classification=True, num_classification_items=300, output_dir=str(work / "eval_classification")))
+        out["classification_study"] = summarise(cev["results"], "base")
+        out["classification_table_md"] = (work / "eval_classification" / "table.md").read_text()
+        path.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out["targets"], indent=1))
+    print(out["table_md"])
+
+
+if __name__ == "__main__":
+    main()
