@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from detoxkit.acd import SoftPrompt, generate, score_completions, stream
-from detoxkit.acd.decode import _decode_batch
+from detoxkit.acd.decode import decode_steps
 from detoxkit.core.contrastive import contrastive_logits
 from detoxkit.core.soft_prompt import positions_from_mask, splice_rows, template_pieces
 from detoxkit.errors import DetoxkitError
@@ -30,7 +30,7 @@ def lm():
 
 
 def _ids(model, tok, prompts, safe, adv, alpha, window=None, n=10):
-    steps = list(_decode_batch(model, tok, prompts, safe, adv, alpha, "acd", None, window, n, False, 1.0, 1.0, None))
+    steps = list(decode_steps(model, tok, prompts, safe, adv, alpha, "acd", None, window, n, False, 1.0, 1.0, None))
     return torch.stack(steps, 1).tolist()
 
 

@@ -46,9 +46,9 @@ def _stop_ids(model, tokenizer) -> set[int]:
 
 
 @torch.no_grad()
-def _decode_batch(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None, alpha: float,
-                  form: str, plausibility: float | None, window: int | None, max_new_tokens: int, do_sample: bool,
-                  temperature: float, top_p: float, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None, alpha: float,
+                 form: str, plausibility: float | None, window: int | None, max_new_tokens: int, do_sample: bool,
+                 temperature: float, top_p: float, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
     """Yield the next token of each prompt, one (k,) tensor per step (−1 where a prompt has finished)."""
     k = len(prompts)
     contrast = adv is not None and alpha != 0 and (window is None or window > 0)
@@ -111,8 +111,8 @@ def stream(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_pr
     stops = _stop_ids(model, tokenizer)
     ids: list[list[int]] = [[] for _ in prompts]
     shown = [""] * len(prompts)
-    for nxt in _decode_batch(model, tokenizer, prompts, safe, adv, alpha, form, plausibility, window, max_new_tokens,
-                             do_sample, temperature, top_p, gen):
+    for nxt in decode_steps(model, tokenizer, prompts, safe, adv, alpha, form, plausibility, window, max_new_tokens,
+                            do_sample, temperature, top_p, gen):
         deltas = []
         for i, t in enumerate(nxt.tolist()):
             if t >= 0 and t not in stops:
@@ -145,8 +145,8 @@ def generate(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_
     for s in progress(range(0, len(prompts), batch_size), desc="acd generate", unit="batch", disable=not show_progress):
         batch = prompts[s : s + batch_size]
         ids: list[list[int]] = [[] for _ in batch]
-        for nxt in _decode_batch(model, tokenizer, batch, safe, adv, alpha, form, plausibility, window,
-                                 max_new_tokens, do_sample, temperature, top_p, gen):
+        for nxt in decode_steps(model, tokenizer, batch, safe, adv, alpha, form, plausibility, window,
+                                max_new_tokens, do_sample, temperature, top_p, gen):
             for i, t in enumerate(nxt.tolist()):
                 if t >= 0 and t not in stops:
                     ids[i].append(t)

@@ -154,14 +154,14 @@ class Guard:
 
     def _decode_acd(self, messages_batch, limits, temperature, top_p) -> list[list[int]]:
         # acd.generate returns text only; the guard needs token ids to cut each row at its own max_tokens and to
-        # tell "stop" from "length", so it steps the same batched two-branch decoder directly.
-        from ..acd.decode import _decode_batch
+        # tell "stop" from "length", so it steps the batched two-branch decoder itself.
+        from ..acd.decode import decode_steps
 
         window = self.config.acd_window or None
         rows: list[list[int]] = [[] for _ in messages_batch]
-        for nxt in _decode_batch(self.model, self.tokenizer, [acd_prompt(m) for m in messages_batch], self.safe_prompt,
-                                 self.adv_prompt, self.config.acd_alpha, "acd", None, window, max(limits),
-                                 temperature > 0, temperature or 1.0, top_p, self.generator):
+        for nxt in decode_steps(self.model, self.tokenizer, [acd_prompt(m) for m in messages_batch], self.safe_prompt,
+                                self.adv_prompt, self.config.acd_alpha, "acd", None, window, max(limits),
+                                temperature > 0, temperature or 1.0, top_p, self.generator):
             for row, t in zip(rows, nxt.tolist()):
                 if t >= 0:
                     row.append(t)
