@@ -8,11 +8,13 @@ The paper's table on the builtin model (SmolLM2-135M-Instruct): every row fine-t
 Toxicity: sampled continuations of RealToxicityPrompts challenging prompts scored by the toxicity scorer;
 utility: held-out WikiText perplexity and MMLU / CommonsenseQA / PIQA log-likelihood accuracy; win rate
 against sft judged by the builtin model (a weak judge, labelled as such).
-Cost (--section cost, on an otherwise idle machine): see cost(). Then the classification study: SFT vs regularized on ToxiGen classification as text,
+Cost, on an otherwise idle machine: --section cost_from_runs reads the timings of the quality runs above
+(sft, regularized adaptive parallel and sequential, run one after another by this script); --section cost
+makes dedicated short runs, repeated. Then the classification study: SFT vs regularized on ToxiGen classification as text,
 ROC-AUC and generation toxicity.
 
 Sizes are set for about an hour on an idle 2-core CPU; raise them on a GPU.
-    python benchmarks/attribute.py [--section quality|cost|all] [--steps 40] [--steps_per_iteration 10]
+    python benchmarks/attribute.py [--section quality|cost|cost_from_runs|all] [--steps 40] [--steps_per_iteration 10]
         [--eval_prompts 60] [--k 4] [--mc_items 40] [--no_classification] [--work runs/bench-attribute] [--reuse]
 """
 
@@ -90,6 +92,26 @@ def plot(rows: dict, runs: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def cost_from_runs(work: Path, spi: int) -> dict:
+    """Cost of the quality runs themselves (one script run, one after another on the same machine): per-step
+    seconds per iteration, the first iteration excluded (scorer load; the parallel bootstrap)."""
+    runs = {k: json.loads((work / n / "metrics.json").read_text()) for k, n in
+            (("sft", "sft"), ("parallel", "regularized_adaptive"), ("sequential", "regularized_adaptive_sequential"))}
+    per_step = {k: [h["seconds"] / spi for h in m["history"][1:]] for k, m in runs.items()}
+    med = {k: statistics.median(v) for k, v in per_step.items()}
+    stages = {k: {s: statistics.median(h[s] for h in m["history"][1:]) for s in
+                  ("finetune_seconds", "sample_seconds", "nado_seconds") if s in m["history"][-1]}
+              for k, m in runs.items()}
+    return {"source": "the quality runs (4 iterations of 10 steps each)", "seconds_per_step": per_step,
+            "median_seconds_per_step": med, "median_stage_seconds_per_iteration": stages,
+            "wall_seconds": {k: sum(h["seconds"] for h in m["history"]) for k, m in runs.items()},
+            "per_step_ratio_parallel_over_sft": med["parallel"] / med["sft"],
+            "per_step_ratio_sequential_over_sft": med["sequential"] / med["sft"],
+            "wall_ratio_parallel_over_sequential": sum(h["seconds"] for h in runs["parallel"]["history"])
+                                                   / sum(h["seconds"] for h in runs["sequential"]["history"]),
+            "aims": {"per_step_ratio": "<= 1.25", "wall_ratio": "<= 0.6"}}
+
+
 def cost(args, work: Path, common: dict) -> dict:
     """Short runs of sft, regularized-adaptive parallel and sequential, alternated `--cost_repeats` times in this
     one process at the machine's full thread count; per-step seconds = iteration wall time / its steps (first
@@ -116,6 +138,26 @@ def cost(args, work: Path, common: dict) -> dict:
             "aims": {"per_step_ratio": "<= 1.25", "wall_ratio": "<= 0.6"}}
 
 
+def classification_study(args, work: Path, common: dict, out: dict, path: Path) -> None:
+    """SFT vs regularized (adaptive, parallel) on ToxiGen classification as text: ROC-AUC of P(Yes) on held-out
+    ToxiGen, and generation toxicity (no multiple-choice: the table's utility columns are the main study's)."""
+    from detoxkit.attribute.config import AttributeEvalConfig
+    from detoxkit.attribute.evaluate import evaluate
+
+    cls_common = {**common, "task": "classification", "train_dataset": "builtin:toxigen", "max_length": 64}
+    cls_runs = {"sft_classification": dict(method="sft"),
+                "regularized_classification": dict(method="regularized", adaptive=True, schedule="parallel")}
+    for name, kw in cls_runs.items():
+        train_run(name, work, args.reuse, **cls_common, **kw)
+    cev = evaluate(AttributeEvalConfig(
+        methods=["base=smollm2-135m-instruct"] + [f"{n}={work / n / 'final'}" for n in cls_runs],
+        num_prompts=args.eval_prompts, k=args.k, max_new_tokens=16, num_mc_items=0, num_ppl_texts=100,
+        win_rate_judge="off", classification=True, num_classification_items=300, output_dir=str(work / "eval_classification")))
+    out["classification_study"] = summarise(cev["results"], "base")
+    out["classification_table_md"] = (work / "eval_classification" / "table.md").read_text()
+    path.write_text(json.dumps(out, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
@@ -131,8 +173,9 @@ def main() -> None:
     ap.add_argument("--no_classification", action="store_true")
     ap.add_argument("--work", default="runs/bench-attribute")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --work")
-    ap.add_argument("--section", choices=["quality", "cost", "all"], default="all",
-                    help="cost needs an otherwise idle machine; quality does not (its timings are not reported)")
+    ap.add_argument("--section", choices=["quality", "classification", "cost", "cost_from_runs", "all"], default="all",
+                    help="cost: dedicated short runs, repeated; cost_from_runs: the timings of the quality runs in "
+                         "--work. Both need an otherwise idle machine")
     ap.add_argument("--cost_repeats", type=int, default=3)
     ap.add_argument("--cost_iterations", type=int, default=3)
     ap.add_argument("--cost_steps_per_iteration", type=int, default=5)
@@ -165,7 +208,14 @@ def main() -> None:
         path.write_text(json.dumps(out, indent=1))
         print(json.dumps({k: out["cost"][k] for k in ("median_seconds_per_step", "per_step_ratio_parallel_over_sft",
                                                       "wall_ratio_parallel_over_sequential")}, indent=1))
-    if args.section == "cost":
+    if args.section == "cost_from_runs":
+        out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
+        path.write_text(json.dumps(out, indent=1))
+        print(json.dumps(out["cost_from_quality_runs"], indent=1))
+    if args.section in ("cost", "cost_from_runs"):
+        return
+    if args.section == "classification":
+        classification_study(args, work, common, out, path)
         return
     out.update({"date": time.strftime("%Y-%m-%d"), "args": vars(args)})
     runs = {name: train_run(name, work, args.reuse, **common, **kw) for name, kw in plan.items()}
@@ -205,18 +255,7 @@ def main() -> None:
     plot(rows, runs, RESULTS / "attribute.png")
 
     if not args.no_classification:
-        cls_common = {**common, "task": "classification", "train_dataset": "builtin:toxigen", "max_length": 64}
-        cls_runs = {"sft_classification": dict(method="sft"),
-                    "regularized_classification": dict(method="regularized", adaptive=True, schedule="parallel")}
-        for name, kw in cls_runs.items():
-            train_run(name, work, args.reuse, **cls_common, **kw)
-        cev = evaluate(AttributeEvalConfig(
-            methods=["base=smollm2-135m-instruct"] + [f"{n}={work / n / 'final'}" for n in cls_runs],
-            num_prompts=args.eval_prompts, k=args.k, max_new_tokens=16, num_mc_items=args.mc_items, num_ppl_texts=100,
-            win_rate_judge="off", classification=True, num_classification_items=300, output_dir=str(work / "eval_classification")))
-        out["classification_study"] = summarise(cev["results"], "base")
-        out["classification_table_md"] = (work / "eval_classification" / "table.md").read_text()
-        path.write_text(json.dumps(out, indent=1))
+        classification_study(args, work, common, out, path)
     print(json.dumps(out["targets"], indent=1))
     print(out["table_md"])
 
