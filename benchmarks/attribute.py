@@ -9,12 +9,12 @@ Toxicity: sampled continuations of RealToxicityPrompts challenging prompts score
 utility: held-out WikiText perplexity and MMLU / CommonsenseQA / PIQA log-likelihood accuracy; win rate
 against sft judged by the builtin model (a weak judge, labelled as such).
 Cost, on an otherwise idle machine: --section cost_from_runs reads the timings of the quality runs above
-(sft, regularized adaptive parallel and sequential, run one after another by this script); --section cost
-makes dedicated short runs, repeated. Then the classification study: SFT vs regularized on ToxiGen classification as text,
+(sft, regularized adaptive parallel and sequential, run one after another by this script; medians over
+iterations 2-4 of each). Then the classification study: SFT vs regularized on ToxiGen classification as text,
 ROC-AUC and generation toxicity.
 
 Sizes are set for about an hour on an idle 2-core CPU; raise them on a GPU.
-    python benchmarks/attribute.py [--section quality|cost|cost_from_runs|all] [--steps 40] [--steps_per_iteration 10]
+    python benchmarks/attribute.py [--section quality|classification|cost_from_runs|all] [--steps 40] [--steps_per_iteration 10]
         [--eval_prompts 60] [--k 4] [--mc_items 40] [--no_classification] [--work runs/bench-attribute] [--reuse]
 """
 
@@ -112,32 +112,6 @@ def cost_from_runs(work: Path, spi: int) -> dict:
             "aims": {"per_step_ratio": "<= 1.25", "wall_ratio": "<= 0.6"}}
 
 
-def cost(args, work: Path, common: dict) -> dict:
-    """Short runs of sft, regularized-adaptive parallel and sequential, alternated `--cost_repeats` times in this
-    one process at the machine's full thread count; per-step seconds = iteration wall time / its steps (first
-    iteration excluded: scorer load and, for parallel, the sequential bootstrap)."""
-    kinds = {"sft": dict(method="sft"),
-             "parallel": dict(method="regularized", adaptive=True, schedule="parallel"),
-             "sequential": dict(method="regularized", adaptive=True, schedule="sequential")}
-    short = {**common, "max_steps": args.cost_iterations * args.cost_steps_per_iteration,
-             "steps_per_iteration": args.cost_steps_per_iteration}
-    per_step = {k: [] for k in kinds}
-    wall = {k: [] for k in kinds}
-    for rep in range(args.cost_repeats):
-        for kind, kw in kinds.items():
-            m = train_run(f"cost_{kind}_{rep}", work, False, **short, **kw)
-            later = m["history"][1:]
-            per_step[kind].append(statistics.median(h["seconds"] / args.cost_steps_per_iteration for h in later))
-            wall[kind].append(sum(h["seconds"] for h in later))
-    med = {k: statistics.median(v) for k, v in per_step.items()}
-    return {"threads": __import__("torch").get_num_threads(), "repeats": args.cost_repeats,
-            "iterations": args.cost_iterations, "steps_per_iteration": args.cost_steps_per_iteration,
-            "seconds_per_step": per_step, "median_seconds_per_step": med,
-            "per_step_ratio_parallel_over_sft": med["parallel"] / med["sft"],
-            "wall_ratio_parallel_over_sequential": statistics.median(p / q for p, q in zip(wall["parallel"], wall["sequential"])),
-            "aims": {"per_step_ratio": "<= 1.25", "wall_ratio": "<= 0.6"}}
-
-
 def classification_study(args, work: Path, common: dict, out: dict, path: Path) -> None:
     """SFT vs regularized (adaptive, parallel) on ToxiGen classification as text: ROC-AUC of P(Yes) on held-out
     ToxiGen, and generation toxicity (no multiple-choice: the table's utility columns are the main study's)."""
@@ -173,12 +147,8 @@ def main() -> None:
     ap.add_argument("--no_classification", action="store_true")
     ap.add_argument("--work", default="runs/bench-attribute")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --work")
-    ap.add_argument("--section", choices=["quality", "classification", "cost", "cost_from_runs", "all"], default="all",
-                    help="cost: dedicated short runs, repeated; cost_from_runs: the timings of the quality runs in "
-                         "--work. Both need an otherwise idle machine")
-    ap.add_argument("--cost_repeats", type=int, default=3)
-    ap.add_argument("--cost_iterations", type=int, default=3)
-    ap.add_argument("--cost_steps_per_iteration", type=int, default=5)
+    ap.add_argument("--section", choices=["quality", "classification", "cost_from_runs", "all"], default="all",
+                    help="cost_from_runs: the timings of the quality runs in --work (they need an otherwise idle machine)")
     args = ap.parse_args()
 
     from detoxkit.attribute.config import AttributeEvalConfig, NadoTrainConfig
@@ -202,17 +172,10 @@ def main() -> None:
     path = RESULTS / "attribute.json"
     out = json.loads(path.read_text()) if path.is_file() else {}
     out.update({"model": "smollm2-135m-instruct", "paper": PAPER, "train_config": common})
-    if args.section in ("cost", "all"):
-        out["cost"] = {"date": time.strftime("%Y-%m-%d %H:%M"), **cost(args, work, common)}
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=1))
-        print(json.dumps({k: out["cost"][k] for k in ("median_seconds_per_step", "per_step_ratio_parallel_over_sft",
-                                                      "wall_ratio_parallel_over_sequential")}, indent=1))
     if args.section == "cost_from_runs":
         out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
         path.write_text(json.dumps(out, indent=1))
         print(json.dumps(out["cost_from_quality_runs"], indent=1))
-    if args.section in ("cost", "cost_from_runs"):
         return
     if args.section == "classification":
         classification_study(args, work, common, out, path)
@@ -253,6 +216,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     plot(rows, runs, RESULTS / "attribute.png")
+    out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
+    path.write_text(json.dumps(out, indent=1))
 
     if not args.no_classification:
         classification_study(args, work, common, out, path)

@@ -176,6 +176,28 @@ def save_checkpoint(
     return final
 
 
+def trainable_tensors(model) -> dict:
+    """{name: parameter} of the trainable parameters: what a checkpoint stores for a model.
+
+    named_parameters() lists tied weights once, so the dict never holds shared storage (safetensors refuses it)."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable_tensors(model, tensors: dict, where) -> None:
+    """Copy checkpoint tensors into the model's trainable parameters; the names must match exactly."""
+    import torch
+
+    from .errors import DetoxkitError
+
+    params = trainable_tensors(model)
+    if set(params) != set(tensors):
+        raise DetoxkitError(f"{where}: checkpoint tensors do not match this model's trainable parameters "
+                            f"(a different model or adapter setting than the run that wrote it?)")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(tensors[n].to(p.device, p.dtype))
+
+
 def _py_rng_tensor():
     import torch
 

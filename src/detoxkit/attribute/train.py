@@ -28,15 +28,10 @@ from ..core.logprobs import token_logprobs
 from ..core.nado import guided_logprobs, nado_loss, token_kl
 from ..errors import DetoxkitError
 from ..runs import progress
+from ..sro.train import batch_indices
 from .sampling import right_pad, sample_continuations
 
 SAMPLING_METHODS = ("rl", "regularized")
-
-
-def step_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
-    from ..sro.train import batch_indices
-
-    return batch_indices(step, n, batch_size, seed)
 
 
 class Corpus:
@@ -132,7 +127,8 @@ def method_term(model, nado, entries: list[dict], weights: list[float], cfg, pad
     """The method's extra loss on one step's samples: λ·Σ w·KL(q*‖p_θ) (regularized) or the RL push-down."""
     device = next(model.parameters()).device
     ids, attn, cmask = (t.to(device) for t in continuation_batch(entries, pad_id))
-    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1]
+    full = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+    logits = full[:, :-1]  # position t predicts token t+1
     m = cmask[:, 1:].float()
     n_tok = m.sum(-1).clamp(min=1)
     if cfg.method == "regularized":
@@ -144,8 +140,7 @@ def method_term(model, nado, entries: list[dict], weights: list[float], cfg, pad
         per_seq = (token_kl(target, logits) * m).sum(-1) / n_tok
         w = torch.tensor(weights, device=device)
         return cfg.reg_lambda * (w * per_seq).mean(), {"kl": per_seq.mean().item()}
-    logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-    lp = (logp * m).sum(-1) / n_tok
+    lp = (token_logprobs(full, ids) * m).sum(-1) / n_tok
     toxic = torch.tensor([e["tox"][0] >= cfg.filter_threshold for e in entries], device=device, dtype=lp.dtype)
     return cfg.rl_coef * (toxic * lp).mean(), {"toxic_samples": int(toxic.sum().item())}
 
@@ -174,17 +169,13 @@ def _check(cfg, world: int) -> None:
         raise DetoxkitError("--adaptive applies to --method regularized only")
 
 
-def _trainable(model) -> dict:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
 def train(cfg, scorer=None) -> dict:
     """Run the recipe; `scorer` (texts -> toxicity) overrides cfg.scorer (tests, benchmarks)."""
     from accelerate import Accelerator
 
     from ..models import load_model, load_tokenizer
-    from ..runs import (append_jsonl, load_checkpoint, prepare_output_dir, read_jsonl, resolve_resume,
-                        save_checkpoint, seed_everything, write_json)
+    from ..runs import (append_jsonl, load_checkpoint, load_trainable_tensors, prepare_output_dir, read_jsonl,
+                        resolve_resume, save_checkpoint, seed_everything, trainable_tensors, write_json)
     from ..sro.rewrite import eos_ids
     from ..sro.train import load_screener
     from .data import training_texts
@@ -236,9 +227,7 @@ def train(cfg, scorer=None) -> dict:
     if resume is not None:
         opts = {"optimizer": optimizer, **({"nado_optimizer": nado_opt} if nado_opt else {})}
         tensors, saved = load_checkpoint(resume, opts)
-        with torch.no_grad():
-            for n, p in _trainable(unwrapped).items():
-                p.copy_(tensors["model"][n])
+        load_trainable_tensors(unwrapped, tensors["model"], resume)
         if nado is not None:
             nado.load_state_dict(tensors["nado"])
         step = saved.pop("step")
@@ -256,7 +245,7 @@ def train(cfg, scorer=None) -> dict:
     def plan_for(it: int) -> dict[int, list[int]]:
         # Not cut at max_steps: a run stopped early and resumed with more steps must find the same samples.
         steps = range(it * cfg.steps_per_iteration, (it + 1) * cfg.steps_per_iteration)
-        return {s: corpus.reg_rows(step_indices(s, len(corpus), batch_size * world, cfg.seed)[rank::world],
+        return {s: corpus.reg_rows(batch_indices(s, len(corpus), batch_size * world, cfg.seed)[rank::world],
                                    cfg.reg_batch_size) for s in steps}
 
     def sample_stage(sampler_model, it: int) -> tuple[dict, float]:
@@ -327,7 +316,7 @@ def train(cfg, scorer=None) -> dict:
             for s in range(iteration * cfg.steps_per_iteration, min((iteration + 1) * cfg.steps_per_iteration, cfg.max_steps)):
                 if s < step:
                     continue
-                idx = step_indices(s, len(corpus), batch_size * world, cfg.seed)[rank::world]
+                idx = batch_indices(s, len(corpus), batch_size * world, cfg.seed)[rank::world]
                 model.train()
                 loss = task_loss(model, corpus, idx, pad)
                 sums["task_loss"] += loss.item()
@@ -362,7 +351,7 @@ def train(cfg, scorer=None) -> dict:
             iteration += 1
             accelerator.wait_for_everyone()
             if main:
-                tensors = {"model": _trainable(unwrapped), **({"nado": nado.state_dict()} if nado is not None else {})}
+                tensors = {"model": trainable_tensors(unwrapped), **({"nado": nado.state_dict()} if nado is not None else {})}
                 opts = {"optimizer": optimizer, **({"nado_optimizer": nado_opt} if nado_opt else {})}
                 save_checkpoint(out, step, tensors, state, opts, keep_last=cfg.save_total_limit)
     finally:

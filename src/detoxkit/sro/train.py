@@ -122,23 +122,6 @@ def screened_loss(loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: floa
                     fail_weight=0.0 if loss_type == "dpo_pass_only" else 1.0)
 
 
-def _trainable(model) -> dict:
-    # named_parameters() lists tied weights once; safetensors refuses shared storage.
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _load_trainable(model, tensors: dict, path) -> None:
-    params = _trainable(model)
-    if set(params) != set(tensors):
-        raise DetoxkitError(f"{path}: checkpoint tensors do not match this model's trainable parameters "
-                            f"(use_peft or model_name_or_path differs from the run that wrote it?)")
-    import torch
-
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(tensors[n].to(p.device, p.dtype))
-
-
 def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
     """Run the recipe; `screener` (texts -> scores) overrides cfg.screener, `similarity` ((inputs, outputs) ->
     cosines) the follower's embedder, and `evaluator` (a DetoxEvaluator) the one built for the in-training
@@ -147,8 +130,8 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
     from accelerate import Accelerator
 
     from ..models import load_model, load_tokenizer
-    from ..runs import (append_jsonl, load_checkpoint, prepare_output_dir, progress, read_jsonl, resolve_resume,
-                        save_checkpoint, seed_everything, write_json)
+    from ..runs import (append_jsonl, load_checkpoint, load_trainable_tensors, prepare_output_dir, progress, read_jsonl,
+                        resolve_resume, save_checkpoint, seed_everything, trainable_tensors, write_json)
     from .data import paradetox_split, training_rows
     from .rewrite import decode, generate_ids, prompt_ids, save_rewriter, FEW_SHOT, INSTRUCTION
 
@@ -207,7 +190,7 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
     resume = resolve_resume(out, cfg.resume_from_checkpoint)
     if resume is not None:
         tensors, saved = load_checkpoint(resume, {"optimizer": optimizer})
-        _load_trainable(unwrapped, tensors["model"], resume)
+        load_trainable_tensors(unwrapped, tensors["model"], resume)
         step = saved.pop("step")
         state.update(saved)
     log_path = out / "generations.jsonl"
@@ -313,7 +296,7 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
         if (cfg.save_steps and step % cfg.save_steps == 0) or step == cfg.max_steps:
             accelerator.wait_for_everyone()
             if main:
-                save_checkpoint(out, step, {"model": _trainable(unwrapped)}, state, {"optimizer": optimizer},
+                save_checkpoint(out, step, {"model": trainable_tensors(unwrapped)}, state, {"optimizer": optimizer},
                                 keep_last=cfg.save_total_limit)
     bar.close()
     seconds = time.perf_counter() - t_start
