@@ -3,6 +3,11 @@
 Run: `python benchmarks/acd.py` (writes benchmarks/results/acd.json; run folder runs/bench-acd). Sizes are set
 for a ~15 minute run on a shared 2-core CPU, so intervals are wide; every number is measured in this run.
 Harm and refusal come from detoxkit's offline proxy scorers, not the paper's GPT-4 judge.
+
+`--section speed` times decoding side by side on the prompts tuned by an earlier quality run: plain
+`transformers` generate under the manual safe prompt, full ACD and the window variant, at 1 and 8 requests,
+the same prompts and exactly the same number of new tokens (stop tokens held back), interleaved repetitions,
+medians. Each section replaces only its own part of acd.json.
 """
 
 from __future__ import annotations
@@ -28,36 +33,70 @@ def paired_diff(a: list[bool], b: list[bool], n_boot: int = 2000, seed: int = 0)
     return {"value": float(a.mean() - b.mean()), "n": len(a), "ci95": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))]}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default=str(ROOT / "runs" / "bench-acd"))
-    ap.add_argument("--harm_head", default=None, help="harm head file (default: the packaged one)")
-    ap.add_argument("--n_harmful_anchor", type=int, default=24)
-    ap.add_argument("--n_benign_anchor", type=int, default=16)
-    ap.add_argument("--tune_steps", type=int, default=20)
-    ap.add_argument("--n_per_harmful_source", type=int, default=14)
-    ap.add_argument("--n_benign", type=int, default=30)
-    ap.add_argument("--n_mc", type=int, default=100)
-    ap.add_argument("--max_new_tokens", type=int, default=24)
-    ap.add_argument("--alphas", default="0.25,0.5,1.0")
-    ap.add_argument("--batch_size", type=int, default=16)
-    ap.add_argument("--reuse", action="store_true",
-                    help="reuse anchors and tuned prompts already in --out (written by an earlier run of this script)")
-    args = ap.parse_args()
-    os.environ.setdefault("DETOXKIT_PROGRESS", "0")
+def speed(args, model, tok) -> dict:
+    """Seconds per request batch: HF generate vs ACD (two rows per request) vs the window variant, side by side."""
+    import statistics
 
     import torch
 
+    from detoxkit.acd.anchors import draw
+    from detoxkit.acd.config import SAFE_PROMPT
+    from detoxkit.acd.decode import generate as acd_generate
+    from detoxkit.core.soft_prompt import SoftPrompt
+    from detoxkit.generation import generate as plain_generate
+
+    out = Path(args.out)
+    safe, adv = SoftPrompt.load(out / "safe_prompt.safetensors"), SoftPrompt.load(out / "adv_prompt.safetensors")
+    prompts = draw(["builtin:advbench", "builtin:benign-edgy"], max(args.speed_batches), "eval", 0.5, 0)
+    n = args.speed_tokens
+    fns = {
+        "plain_generate": lambda b: plain_generate(model, tok, b, system=SAFE_PROMPT, max_new_tokens=n,
+                                                   min_new_tokens=n, batch_size=len(b)),
+        "acd": lambda b: acd_generate(model, tok, b, safe, adv, alpha=0.5, max_new_tokens=n, min_new_tokens=n,
+                                      batch_size=len(b)),
+        f"acd_window{args.window}": lambda b: acd_generate(model, tok, b, safe, adv, alpha=0.5, window=args.window,
+                                                           max_new_tokens=n, min_new_tokens=n, batch_size=len(b)),
+    }
+    result = {"new_tokens_per_request": n, "repetitions": args.speed_reps, "torch_threads": torch.get_num_threads(),
+              "load_average_at_start": round(os.getloadavg()[0], 2),
+              "order": "interleaved: each repetition runs every method once, in turn", "batches": {}}
+    for k in args.speed_batches:
+        batch = prompts[:k]
+        for fn in fns.values():  # warm-up (allocator, first-call paths)
+            fn(batch)
+        times = {name: [] for name in fns}
+        for _ in range(args.speed_reps):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn(batch)
+                times[name].append(time.perf_counter() - t0)
+        med = {name: statistics.median(v) for name, v in times.items()}
+        result["batches"][str(k)] = {
+            "median_seconds": med, "seconds": times,
+            "tokens_per_second": {name: k * n / v for name, v in med.items()},
+            "ratio_to_plain": {name: med[name] / med["plain_generate"] for name in fns if name != "plain_generate"},
+        }
+        print(f"speed, {k} request(s): " + ", ".join(f"{a} {v:.2f} s" for a, v in med.items()), flush=True)
+    one, many = result["batches"].get("1"), result["batches"].get(str(max(args.speed_batches)))
+    result["targets"] = {
+        "acd_1_request": {"target": "<= 1.9", "measured": one and one["ratio_to_plain"]["acd"]},
+        f"acd_{max(args.speed_batches)}_requests": {"target": "<= 1.4", "measured": many and many["ratio_to_plain"]["acd"]},
+        "window_1_request": {"target": "<= 1.2", "measured": one and one["ratio_to_plain"][f"acd_window{args.window}"]},
+    }
+    for v in result["targets"].values():
+        v["met"] = v["measured"] is not None and v["measured"] <= float(v["target"].split()[-1])
+    return result
+
+
+def quality(args, model, tok) -> dict:
+    """Anchors -> OPO -> the evaluation harness; harmless-rate, over-refusal and MC targets as paired differences."""
     from detoxkit.acd.anchors import build_anchors
     from detoxkit.acd.config import AnchorsConfig, EvalConfig, TuneConfig
     from detoxkit.acd.evaluate import evaluate
     from detoxkit.acd.tune import tune
-    from detoxkit.models import load_model_and_tokenizer
     from detoxkit.runs import read_jsonl, write_json
 
-    torch.set_num_threads(2)
     out = Path(args.out)
-    model, tok = load_model_and_tokenizer("smollm2-135m-instruct")
     heads = {"harm_head": args.harm_head} if args.harm_head else {}
     t = {}
 
@@ -87,7 +126,7 @@ def main() -> int:
     alpha = 0.5
     cfg = EvalConfig(prompts_dir=str(out), anchors=str(out / "anchors.jsonl"), n_per_harmful_source=args.n_per_harmful_source,
                      n_benign=args.n_benign, n_mc=args.n_mc, n_ppl=10, alphas=[float(a) for a in args.alphas.split(",")], alpha=alpha,
-                     window=6, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                     window=args.window, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                      output_dir=str(out / "eval"), **heads)
     m = evaluate(cfg, model, tok)
     t["eval_s"] = time.time() - t0
@@ -123,12 +162,51 @@ def main() -> int:
         "overlap_check": anchors["overlap_check"] | {"eval_anchor_overlap": m["eval_anchor_overlap"]},
         "seconds": {k: round(v, 1) for k, v in t.items()}, "tune": tuned, "reused_anchors_and_prompts": reuse,
         "methods": ms, "targets": targets, "scorers": m["scorers"],
-        "machine": "2 shared CPU cores (other jobs running), torch threads 2",
+        "machine": f"2 CPU cores, torch threads 2, load average {os.getloadavg()[0]:.1f} at the end",
     }
-    write_json(ROOT / "benchmarks" / "results" / "acd.json", result)
     for k, v in targets.items():
         meas = v["measured"]["value"] if isinstance(v["measured"], dict) else v["measured"]
         print(f"{k}: {meas} (target {v['target']}) {'met' if v['met'] else 'MISSED'}")
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "bench-acd"))
+    ap.add_argument("--harm_head", default=None, help="harm head file (default: the packaged one)")
+    ap.add_argument("--n_harmful_anchor", type=int, default=24)
+    ap.add_argument("--n_benign_anchor", type=int, default=16)
+    ap.add_argument("--tune_steps", type=int, default=20)
+    ap.add_argument("--n_per_harmful_source", type=int, default=14)
+    ap.add_argument("--n_benign", type=int, default=30)
+    ap.add_argument("--n_mc", type=int, default=100)
+    ap.add_argument("--max_new_tokens", type=int, default=24)
+    ap.add_argument("--alphas", default="0.25,0.5,1.0")
+    ap.add_argument("--batch_size", type=int, default=16)
+    ap.add_argument("--section", choices=["quality", "speed", "all"], default="all")
+    ap.add_argument("--window", type=int, default=6, help="window of the window variant (quality and speed)")
+    ap.add_argument("--speed_tokens", type=int, default=32, help="new tokens per request in the speed section")
+    ap.add_argument("--speed_batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
+    ap.add_argument("--speed_reps", type=int, default=5)
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse anchors and tuned prompts already in --out (written by an earlier run of this script)")
+    args = ap.parse_args()
+    os.environ.setdefault("DETOXKIT_PROGRESS", "0")
+
+    import torch
+
+    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.runs import write_json
+
+    torch.set_num_threads(2)
+    model, tok = load_model_and_tokenizer("smollm2-135m-instruct")
+    path = ROOT / "benchmarks" / "results" / "acd.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    if args.section in ("quality", "all"):
+        result.update(quality(args, model, tok))
+    if args.section in ("speed", "all"):
+        result["speed"] = speed(args, model, tok)
+    write_json(path, result)
     return 0
 
 

@@ -81,6 +81,29 @@ def test_batched_equals_one_by_one_and_window_is_a_prefix(lm):
     assert _ids(model, tok, PROMPTS, safe, adv, 0.5, window=10) == full
 
 
+def test_min_new_tokens_holds_back_the_stop_token_like_transformers(lm):
+    """A model that always wants to stop: without min_new_tokens it stops at once, with it after exactly n."""
+    from detoxkit.generation import generate as plain
+
+    model, tok = lm
+    safe, adv = SoftPrompt.from_text(model, tok, SAFE), SoftPrompt.from_text(model, tok, ADV)
+
+    def favour_eos(module, args, logits):
+        return logits.index_add(-1, torch.tensor([tok.eos_token_id]), torch.full((*logits.shape[:-1], 1), 100.0))
+
+    hook = model.get_output_embeddings().register_forward_hook(favour_eos)
+    try:
+        assert [[t for t in r if t >= 0] for r in _ids(model, tok, PROMPTS, safe, adv, 0.5)] == [[tok.eos_token_id]] * 3
+        steps = torch.stack(list(decode_steps(model, tok, PROMPTS, safe, adv, 0.5, "acd", None, None, 10, False, 1.0,
+                                              1.0, None, min_new_tokens=4)), 1)
+        assert steps.shape == (3, 5) and (steps[:, :4] != tok.eos_token_id).all() and (steps[:, 4] == tok.eos_token_id).all()
+        # the same semantics as transformers' generate, which the plain baseline uses
+        ours = generate(model, tok, PROMPTS, SAFE, ADV, alpha=0.0, max_new_tokens=10, min_new_tokens=4)
+        assert ours == [x[0] for x in plain(model, tok, PROMPTS, system=SAFE, max_new_tokens=10, min_new_tokens=4)]
+    finally:
+        hook.remove()
+
+
 def test_contrast_changes_output_and_cfg_alpha_zero_is_safe(lm):
     model, tok = lm
     base = generate(model, tok, PROMPTS, SAFE, None, max_new_tokens=10)

@@ -13,7 +13,8 @@ def render_chat(tokenizer, prompt: str, system: str | None = None) -> str:
 
 def generate(model, tokenizer, prompts: list[str], system: str | None = None, max_new_tokens: int = 64,
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, num_return_sequences: int = 1,
-             batch_size: int = 8, chat: bool = True, show_progress: bool = False) -> list[list[str]]:
+             batch_size: int = 8, chat: bool = True, show_progress: bool = False,
+             min_new_tokens: int = 0) -> list[list[str]]:
     """Completions for each prompt: a list of `num_return_sequences` strings per prompt."""
     import torch
 
@@ -27,7 +28,7 @@ def generate(model, tokenizer, prompts: list[str], system: str | None = None, ma
         for s in progress(range(0, len(texts), batch_size), desc="generating", unit="batch", disable=not show_progress):
             enc = tokenizer(texts[s : s + batch_size], return_tensors="pt", padding=True, add_special_tokens=not chat)
             enc = enc.to(model.device)
-            kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=num_return_sequences,
+            kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=do_sample, num_return_sequences=num_return_sequences,
                           pad_token_id=tokenizer.pad_token_id)
             if do_sample:
                 kwargs.update(temperature=temperature, top_p=top_p)

@@ -11,6 +11,7 @@ safe branch alone (SafeDecoding's observation: the first tokens decide whether t
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Iterator
 
@@ -45,11 +46,21 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+def _last_logits_only(model) -> dict:
+    """``logits_to_keep=1`` where the model takes it (as ``generate`` does): a prefill then skips the vocabulary
+    projection of every prompt position, which on CPU costs as much as several decoding steps."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
 @torch.no_grad()
 def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None, alpha: float,
                  form: str, plausibility: float | None, window: int | None, max_new_tokens: int, do_sample: bool,
-                 temperature: float, top_p: float, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
-    """Yield the next token of each prompt, one (k,) tensor per step (−1 where a prompt has finished)."""
+                 temperature: float, top_p: float, generator: torch.Generator | None,
+                 min_new_tokens: int = 0) -> Iterator[torch.Tensor]:
+    """Yield the next token of each prompt, one (k,) tensor per step (−1 where a prompt has finished).
+
+    min_new_tokens: stop tokens are masked out before this many tokens (as in ``transformers``' generate).
+    """
     k = len(prompts)
     contrast = adv is not None and alpha != 0 and (window is None or window > 0)
     branches = [safe, adv] if contrast else [safe]
@@ -61,8 +72,10 @@ def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: So
         raise DetoxkitError("the chat template's text before the system prompt depends on the request")
 
     # 1. The shared prefix (template start + each branch's prompt), once per branch.
+    last_only = _last_logits_only(model)
     embeds, pmask, _ = splice_rows(model, [[before, sp.embeddings] for sp in branches], pad)
-    out = model(inputs_embeds=embeds, attention_mask=pmask, position_ids=positions_from_mask(pmask), use_cache=True)
+    out = model(inputs_embeds=embeds, attention_mask=pmask, position_ids=positions_from_mask(pmask), use_cache=True,
+                **last_only)
     cache = out.past_key_values
     cache.batch_repeat_interleave(k)  # rows: branch 0 × k, then branch 1 × k
     pmask = pmask.repeat_interleave(k, 0)
@@ -72,7 +85,7 @@ def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: So
     semb, smask, _ = splice_rows(model, [[pieces[i % k][1]] for i in range(nb * k)], pad)
     mask = torch.cat([pmask, smask], 1)
     out = model(inputs_embeds=semb, attention_mask=mask, position_ids=positions_from_mask(smask, plen),
-                past_key_values=cache, use_cache=True)
+                past_key_values=cache, use_cache=True, **last_only)
     logits = out.logits[:, -1]
     pos = plen + smask.sum(-1)  # the next token's position in every row
 
@@ -88,10 +101,12 @@ def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: So
             step_logits = contrastive_logits(logits[:k], logits[k:], alpha, form, plausibility)
         else:
             step_logits = logits
+        if step < min_new_tokens:
+            step_logits = step_logits.index_fill(-1, stops, float("-inf"))
         nxt = choose_next_token(step_logits, do_sample, temperature, top_p, generator)
         yield torch.where(done, torch.full_like(nxt, -1), nxt)
         done |= torch.isin(nxt, stops)
-        if bool(done.all()):
+        if bool(done.all()) or step == max_new_tokens - 1:  # no forward whose logits would go unused
             return
         feed = torch.where(done, torch.full_like(nxt, pad), nxt).repeat(nb).unsqueeze(-1)
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
@@ -126,12 +141,14 @@ def stream(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_pr
 def generate(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_prompt: PromptLike = None,
              alpha: float = 0.5, form: str = "acd", plausibility: float | None = None, window: int | None = None,
              max_new_tokens: int = 64, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             batch_size: int = 8, seed: int | None = None, show_progress: bool = False) -> list[str]:
+             batch_size: int = 8, seed: int | None = None, show_progress: bool = False,
+             min_new_tokens: int = 0) -> list[str]:
     """ACD responses, one string per prompt: tokens from softmax(logits_safe − α·logits_adv) (or the "cfg" form).
 
     safe_prompt / adv_prompt: a :class:`SoftPrompt`, a saved ``.safetensors`` path, or a text used as a hard
     system prompt ("" is the null prompt). adv_prompt=None or alpha=0 decodes from the safe prompt alone.
     window: contrast only the first `window` tokens, then continue on the safe branch alone.
+    min_new_tokens: no stop token before this many tokens.
     """
     from ..runs import progress
 
@@ -146,7 +163,7 @@ def generate(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_
         batch = prompts[s : s + batch_size]
         ids: list[list[int]] = [[] for _ in batch]
         for nxt in decode_steps(model, tokenizer, batch, safe, adv, alpha, form, plausibility, window,
-                                max_new_tokens, do_sample, temperature, top_p, gen):
+                                max_new_tokens, do_sample, temperature, top_p, gen, min_new_tokens):
             for i, t in enumerate(nxt.tolist()):
                 if t >= 0 and t not in stops:
                     ids[i].append(t)
