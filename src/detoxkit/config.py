@@ -125,7 +125,7 @@ def build_parser(cls, prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="YAML", help="YAML file setting any of the fields below; flags override it")
     for name, (f, tp) in _fields(cls).items():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
+        help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")  # argparse formats help
         base, _ = _unwrap_optional(tp)
         if base is bool:
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, help=help_text)
