@@ -157,6 +157,9 @@ def main() -> int:
     p.add_argument("--max_new_tokens", type=int, default=20)
     p.add_argument("--learning_rate", type=float, default=3e-5)
     p.add_argument("--screener_min_similarity", type=float, default=0.5)
+    p.add_argument("--split_sentences", action="store_true",
+                   help="train on the screener-flagged sentences of the Jigsaw comments (see SroTrainConfig)")
+    p.add_argument("--max_train_samples", type=int, default=0, help="inputs to draw (0: all)")
     p.add_argument("--eval_n", type=int, default=50, help="held-out sentences scored in the table (a subset of 670)")
     p.add_argument("--curve_n", type=int, default=30, help="held-out sentences scored at each curve point")
     p.add_argument("--curve_points", type=int, default=0,
@@ -226,16 +229,17 @@ def main() -> int:
     runs = ROOT / "runs" / "bench-sro"
     common = dict(per_device_train_batch_size=args.batch, max_new_tokens=args.max_new_tokens, max_steps=args.train_steps,
                   learning_rate=args.learning_rate, save_steps=0, logging_steps=1, max_input_tokens=48, seed=42,
-                  screener_min_similarity=args.screener_min_similarity)
+                  screener_min_similarity=args.screener_min_similarity, max_train_samples=args.max_train_samples)
+    jigsaw = dict(split_sentences=args.split_sentences)  # the SRO-style runs; sft trains on ParaDetox references
     curve_every = max(1, args.train_steps // args.curve_points) if args.curve_points else 0
     trained = {}
-    plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n))]
-    baselines = {"dpo-pass-only": dict(loss_type="dpo_pass_only"),
+    plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n, **jigsaw))]
+    baselines = {"dpo-pass-only": dict(loss_type="dpo_pass_only", **jigsaw),
                  "sft": dict(loss_type="sft", train_dataset="builtin:paradetox")}
     for name in filter(None, args.baselines.split(",")):
         plan.append((name, baselines[name]))
     if args.noise_worker:
-        plan = [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q)) for q in (0.1, 0.2)]
+        plan = [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q, **jigsaw)) for q in (0.1, 0.2)]
     for name, kw in plan:
         t0 = time.perf_counter()
         cfg = SroTrainConfig(**{**common, **kw, "output_dir": str(runs / name)})

@@ -100,6 +100,43 @@ def test_similarity_gate_fails_a_fixed_polite_text(tiny_lm_dir, toxic_file, tmp_
     assert json.loads((tmp_path / "gate" / "final" / "rewriter.json").read_text())["screener_min_similarity"] == 0.5
 
 
+def test_split_sentences_trains_on_the_flagged_sentences_only(tiny_lm_dir, tmp_path):
+    from detoxkit.sro.data import sentences
+
+    assert sentences("Fuck You \n\nYou are a total idiot. Thanks for the edit, see the talk page!") == \
+        ["You are a total idiot.", "Thanks for the edit, see the talk page!"]  # the 2-word header is dropped
+    data = tmp_path / "comments.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in [
+        "Hello there. You are a stupid idiot and a fool.", "Nice work on this article today. Go away you stupid troll now."]))
+    flags_stupid = lambda texts: [float("stupid" in t) for t in texts]  # noqa: E731
+    out = tmp_path / "sent"
+    m = train(_cfg(tiny_lm_dir, data, out, max_steps=2, split_sentences=True), screener=flags_stupid)
+    inputs = {r["input"] for r in read_jsonl(out / "generations.jsonl")}
+    assert inputs == {"You are a stupid idiot and a fool.", "Go away you stupid troll now."}
+    assert m["data"]["toxic_sentences"] == 2 and m["data"]["sentences_screened"] == 3
+    with pytest.raises(DetoxkitError, match="split_sentences"):
+        train(_cfg(tiny_lm_dir, data, tmp_path / "sft", loss_type="sft", split_sentences=True))
+
+
+def test_completion_logps_equals_one_row_at_a_time():
+    """Left-padded prompts, right-padded completions and logits for the completion columns only give each row's
+    unpadded log-likelihood."""
+    from detoxkit.core.logprobs import sequence_logprobs
+    from detoxkit.models import tiny_causal_lm
+
+    model, tok = tiny_causal_lm(seed=0)
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
+    completions = [[20, 21], [22, 23, 24, 25], [26]]
+    with torch.no_grad():
+        got = completion_logps(model, prompts, completions, tok.pad_token_id)
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            ids = torch.tensor([p + c])
+            want = sequence_logprobs(model(input_ids=ids).logits, ids, torch.tensor([[0] * len(p) + [1] * len(c)]))
+            assert got[i].item() == pytest.approx(want.item(), abs=1e-4)
+    assert completion_logps(model, prompts, completions, tok.pad_token_id, average=True)[1].item() == \
+        pytest.approx(got[1].item() / 4, abs=1e-5)
+
+
 def test_fail_branch_lowers_paraphrase_logprob(tiny_lm):
     from accelerate import Accelerator
 

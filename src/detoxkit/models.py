@@ -130,6 +130,16 @@ _TINY_CORPUS = [
 ]
 
 
+def last_logits_kwargs(model, n: int) -> dict:
+    """``{"logits_to_keep": n}`` where the model's forward takes it (as ``generate`` uses it), else ``{}``: only the
+    last n positions then go through the vocabulary projection, which on CPU costs as much as the rest of a long
+    prompt's forward. A PEFT wrapper is looked through to its base model's forward."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return {"logits_to_keep": n} if "logits_to_keep" in inspect.signature(base.forward).parameters else {}
+
+
 def tiny_tokenizer(vocab_size: int = 384):
     """A small byte-level BPE tokenizer with ChatML special tokens, trained in memory (no network)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -11,7 +11,6 @@ safe branch alone (SafeDecoding's observation: the first tokens decide whether t
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +21,7 @@ from ..core.logprobs import token_logprobs
 from ..core.soft_prompt import SoftPrompt, build_inputs, positions_from_mask, splice_rows, template_pieces
 from ..errors import DetoxkitError
 from ..generation import choose_next_token
+from ..models import last_logits_kwargs
 
 PromptLike = SoftPrompt | str | Path | None
 
@@ -46,12 +46,6 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def _last_logits_only(model) -> dict:
-    """``logits_to_keep=1`` where the model takes it (as ``generate`` does): a prefill then skips the vocabulary
-    projection of every prompt position, which on CPU costs as much as several decoding steps."""
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-
-
 @torch.no_grad()
 def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None, alpha: float,
                  form: str, plausibility: float | None, window: int | None, max_new_tokens: int, do_sample: bool,
@@ -72,7 +66,7 @@ def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: So
         raise DetoxkitError("the chat template's text before the system prompt depends on the request")
 
     # 1. The shared prefix (template start + each branch's prompt), once per branch.
-    last_only = _last_logits_only(model)
+    last_only = last_logits_kwargs(model, 1)  # the prefill needs only its last position's logits
     embeds, pmask, _ = splice_rows(model, [[before, sp.embeddings] for sp in branches], pad)
     out = model(inputs_embeds=embeds, attention_mask=pmask, position_ids=positions_from_mask(pmask), use_cache=True,
                 **last_only)

@@ -29,6 +29,9 @@ class SroTrainConfig:
     data_dir: Optional[str] = arg(None, "the shared corpora folder (default: $DETOXKIT_DATA or ../shared/data)")
     max_input_tokens: int = arg(64, "inputs longer than this many tokens are skipped (a cut comment is not a sentence)")
     max_train_samples: int = arg(0, "use at most this many inputs (0 = all), drawn with the seed")
+    split_sentences: bool = arg(False, "train on the sentences (4-40 words) of the inputs that the screener flags, "
+                                       "screened in a seeded order until max_train_samples are found: single toxic "
+                                       "sentences like ParaDetox's, instead of whole multi-sentence comments")
     loss_type: Literal["sro", "dpo_pass_only", "npo", "kto", "sft"] = arg(
         "sro", "sro: DPO on pass + push-down on fail; dpo_pass_only: pass branch only; npo: DPO on pass + NPO on fail; "
                "kto: unpaired KTO on the paraphrase; sft: cross-entropy on the dataset's references")

@@ -9,6 +9,7 @@ Everything that trains or calibrates on ParaDetox (SFT, the fluency threshold) e
 from __future__ import annotations
 
 import random
+import re
 
 # The toxicity scorer's group split (configs/scorer_train.yaml); the pool is its held-out side.
 SCORER_SPLIT_SEED = 42
@@ -38,10 +39,34 @@ def paradetox_split(data_dir: str | None = None, size: int = 670, seed: int = 0)
     return [r for i, r in enumerate(rows) if i not in pool], [rows[i] for i in test_idx]
 
 
+def sentences(text: str, min_words: int = 4, max_words: int = 40) -> list[str]:
+    """The sentences of a comment (split at . ! ? and line breaks) that have min_words..max_words words."""
+    parts = (p.strip() for p in re.split(r"(?<=[.!?])\s+|\n+", text))
+    return [p for p in parts if min_words <= len(p.split()) <= max_words]
+
+
+def toxic_sentences(texts: list[str], screener, threshold: float, wanted: int, seed: int) -> tuple[list[str], int]:
+    """Distinct sentences of the texts that the screener flags (score >= threshold), in a seeded order; screening
+    stops once `wanted` are found (0: screen all). Returns them and how many sentences were screened."""
+    pool = list(dict.fromkeys(s for t in texts for s in sentences(t)))
+    random.Random(seed).shuffle(pool)
+    found, screened = [], 0
+    for i in range(0, len(pool), 512):
+        chunk = pool[i : i + 512]
+        found += [s for s, v in zip(chunk, screener(chunk)) if v >= threshold]
+        screened += len(chunk)
+        if wanted and len(found) >= wanted:
+            break
+    return found, screened
+
+
 def training_rows(source: str, column: str, data_dir: str | None, tokenizer, max_input_tokens: int,
-                  max_samples: int, seed: int, with_references: bool = False) -> tuple[list[dict], dict]:
+                  max_samples: int, seed: int, with_references: bool = False, sentence_screener=None,
+                  screener_threshold: float = 0.5) -> tuple[list[dict], dict]:
     """Rows {text} (or {text, reference}, one per human rewrite, when with_references) whose text fits
-    max_input_tokens, drawn with the seed; ParaDetox's held-out pool is always removed. Also a count report."""
+    max_input_tokens, drawn with the seed; ParaDetox's held-out pool is always removed. Also a count report.
+
+    With a sentence_screener, the inputs are the texts' sentences that it flags as toxic (see toxic_sentences)."""
     from ..data import load_records, require_columns
 
     if source == "builtin:paradetox":
@@ -50,6 +75,11 @@ def training_rows(source: str, column: str, data_dir: str | None, tokenizer, max
         rows = require_columns(load_records(source, data_dir=data_dir), [column] + (["references"] if with_references else []),
                                allow_empty=True)
     texts = [(str(r[column]).strip(), r) for r in rows if r[column] is not None and str(r[column]).strip()]
+    report = {"rows": len(rows), "non_empty": len(texts)}
+    if sentence_screener is not None:
+        found, screened = toxic_sentences([t for t, _ in texts], sentence_screener, screener_threshold, max_samples, seed)
+        texts = [(s, {}) for s in found]
+        report.update(sentences_screened=screened, toxic_sentences=len(found))
     kept = [(t, r) for t, r in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) <= max_input_tokens]
     if with_references:
         out = [{"text": t, "reference": ref} for t, r in kept for ref in (r["references"] or []) if ref]
@@ -57,4 +87,4 @@ def training_rows(source: str, column: str, data_dir: str | None, tokenizer, max
         out = [{"text": t} for t, _ in kept]
     if max_samples and len(out) > max_samples:
         out = random.Random(seed).sample(out, max_samples)
-    return out, {"rows": len(rows), "non_empty": len(texts), "within_max_input_tokens": len(kept), "used": len(out)}
+    return out, {**report, "within_max_input_tokens": len(kept), "used": len(out)}

@@ -74,24 +74,31 @@ def verdict_flips(step: int, n: int, noise: float, seed: int) -> list[bool]:
 
 
 def completion_logps(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, average: bool = False):
-    """(B,) sum (or mean) log p(completion | prompt) over prompt+completion ids, right-padded into one batch."""
+    """(B,) sum (or mean) log p(completion | prompt).
+
+    Prompts are left-padded and completions right-padded, so every completion starts at the same column and only
+    the last (longest completion + 1) positions go through the vocabulary projection: with the few-shot rewrite
+    prompt that is a fraction of the sequence, and of the time and memory of the logits."""
     import torch
 
     from ..core.logprobs import sequence_logprobs
+    from ..models import last_logits_kwargs
 
-    seqs = [p + c for p, c in zip(prompts, completions)]
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    width_p, width_c = max(map(len, prompts)), max(map(len, completions))
+    ids = torch.full((len(prompts), width_p + width_c), pad_id, dtype=torch.long)
     attn = torch.zeros_like(ids)
     mask = torch.zeros_like(ids)
     for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, : len(p) + len(c)] = torch.tensor(p + c)
-        attn[i, : len(p) + len(c)] = 1
-        mask[i, len(p) : len(p) + len(c)] = 1
+        ids[i, width_p - len(p) : width_p + len(c)] = torch.tensor(p + c)
+        attn[i, width_p - len(p) : width_p + len(c)] = 1
+        mask[i, width_p : width_p + len(c)] = 1
     device = next(model.parameters()).device
     ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
-    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
-    return sequence_logprobs(logits, ids, mask, average=average)
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)  # left padding: positions count real tokens only
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False,
+                   **last_logits_kwargs(model, width_c + 1)).logits
+    kept = logits.shape[1]
+    return sequence_logprobs(logits, ids[:, -kept:], mask[:, -kept:], average=average)
 
 
 def policy_step(model, optimizer, accelerator, loss_fn, max_grad_norm: float, lr: float):
@@ -147,13 +154,17 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
     out = prepare_output_dir(cfg) if main else Path(cfg.output_dir)
     tok = load_tokenizer(cfg.model_name_or_path)
     sft = cfg.loss_type == "sft"
-    rows, data_report = training_rows(cfg.train_dataset, cfg.text_column, cfg.data_dir, tok, cfg.max_input_tokens,
-                                      cfg.max_train_samples, cfg.seed, with_references=sft)
-    if not rows:
-        raise DetoxkitError(f"{cfg.train_dataset}: no usable rows (none within --max_input_tokens {cfg.max_input_tokens})")
-
+    if sft and cfg.split_sentences:
+        raise DetoxkitError("--split_sentences needs a screener; the sft baseline trains on whole references")
     if not sft and screener is None:
         screener = load_screener(cfg.screener)
+    rows, data_report = training_rows(cfg.train_dataset, cfg.text_column, cfg.data_dir, tok, cfg.max_input_tokens,
+                                      cfg.max_train_samples, cfg.seed, with_references=sft,
+                                      sentence_screener=screener if cfg.split_sentences else None,
+                                      screener_threshold=cfg.screener_threshold)
+    if not rows:
+        raise DetoxkitError(f"{cfg.train_dataset}: no usable rows (none within --max_input_tokens {cfg.max_input_tokens}"
+                            + (", or no sentence the screener flags)" if cfg.split_sentences else ")"))
     if not sft and cfg.screener_min_similarity > 0 and similarity is None:
         from ..eval.detox import similarity as cosine
         from ..models import load_embedder
