@@ -140,7 +140,7 @@ class EvalConfig:
     n_ppl: int = arg(20, "perplexity texts (0: skip)")
     safe_prompt: str = arg(SAFE_PROMPT, "the manual safe system prompt (also the ID baselines' instruction)")
     opposite_prompt: str = arg(OPPOSITE_PROMPT, "the hand-written opposite prompt of opposite-prompt ID")
-    alpha: float = arg(0.5, "ACD's α for the headline row and for utility")
+    alpha: float = arg(0.5, "ACD's α for the headline row and the window variant")
     alphas: list[float] = arg([0.25, 0.5, 0.75, 1.0], "α sweep for ACD")
     id_alpha: float = arg(0.5, "α of the Instructive Decoding baselines")
     window: int = arg(8, "window variant: contrast only the first N tokens (0: skip the variant)")

@@ -129,8 +129,9 @@ def evaluate(cfg, model=None, tok=None) -> dict:
                "harmless_rate_by_source": {s: harmless_rate([x for x, src in zip(h, sources) if src == s],
                                                             cfg.harm_threshold) for s in cfg.harmful_sources},
                "over_refusal": over_refusal_rate(r, cfg.refusal_threshold), "generation_seconds": round(gen_s, 1)}
-        # Utility under the decoding distribution, without (manual safe prompt) and with ACD at the headline α.
-        if m["method"] in ("manual_safe", f"acd_a{cfg.alpha:g}"):
+        # Utility under each decoding distribution: the manual safe prompt, the tuned safe prompt alone and ACD at
+        # every α of the sweep (the window variant decodes like ACD at the headline α, and its utility with it).
+        if m["method"] in ("manual_safe", "soft_safe_only") or (m["method"].startswith("acd_a") and m["window"] is None):
             if mc_items:
                 row["mc_accuracy"] = mc_accuracy(model, tok, mc_items, m["safe"], m["adv"], m["alpha"], cfg.form)
             if ppl_texts:
@@ -186,7 +187,10 @@ def plot_alpha(metrics: dict, path: Path) -> None:
     sweep = sorted((r["alpha"], r) for n, r in ms.items() if n.startswith("acd_a") and r["window"] is None)
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [a for a, _ in sweep]
-    for key, colour, label in (("harmless_rate", "tab:green", "harmless rate"), ("over_refusal", "tab:red", "over-refusal")):
+    curves = [("harmless_rate", "tab:green", "harmless rate"), ("over_refusal", "tab:red", "over-refusal")]
+    if all("mc_accuracy" in r for _, r in sweep):
+        curves.append(("mc_accuracy", "tab:blue", "MC accuracy"))
+    for key, colour, label in curves:
         ys = [r[key]["value"] for _, r in sweep]
         lo = [r[key]["ci95"][0] for _, r in sweep]
         hi = [r[key]["ci95"][1] for _, r in sweep]
@@ -195,6 +199,8 @@ def plot_alpha(metrics: dict, path: Path) -> None:
     for name, style in (("manual_safe", "--"), ("nID", ":"), ("oID", "-.")):
         if name in ms:
             ax.axhline(ms[name]["harmless_rate"]["value"], color="tab:green", ls=style, lw=1, label=f"{name} harmless")
+    if "mc_accuracy" in ms.get("manual_safe", {}):
+        ax.axhline(ms["manual_safe"]["mc_accuracy"]["value"], color="tab:blue", ls="--", lw=1, label="manual_safe MC")
     ax.set_xlabel("α")
     ax.set_ylabel("rate")
     ax.set_ylim(0, 1)
