@@ -18,6 +18,7 @@ CPU contention ruins timings: run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,14 +126,16 @@ def load_section(args) -> dict:
 
 # ------------------------------------------------------------------------------------------------ end to end
 
-def held_out_sets(n: int, seed: int) -> dict[str, list[str]]:
+def held_out_sets(n: int, seed: int, exclude: set[str] = frozenset()) -> dict[str, list[str]]:
+    """n prompts per set, none of them in `exclude` (normalised prompts a guard piece was trained on)."""
     import random
 
-    from detoxkit.acd.anchors import split_of
+    from detoxkit.acd.anchors import normalise, split_of
     from detoxkit.data import load_builtin
 
     def eval_split(name: str) -> list[str]:
-        return [r["prompt"] for r in load_builtin(name) if split_of(r["prompt"], 0.5) == "eval"][:n]
+        return [r["prompt"] for r in load_builtin(name)
+                if split_of(r["prompt"], 0.5) == "eval" and normalise(r["prompt"]) not in exclude][:n]
 
     rtp = [r["prompt"] for r in load_builtin("rtp-challenging")]
     return {"harmful": eval_split("advbench")[: (n + 1) // 2] + eval_split("harmbench")[: n // 2],
@@ -158,16 +162,31 @@ def end_to_end(args) -> dict:
     from detoxkit.runs import progress
     from detoxkit.scorers import get_scorer
 
+    from detoxkit.acd.anchors import normalise
+    from detoxkit.runs import read_jsonl
+
     cfg = guard_config(args)
     guard = Guard.from_config(cfg)
     bare = Guard(guard.model, guard.tokenizer, GuardConfig(model=MODEL, screener="off", max_new_tokens=args.max_new_tokens))
-    sets = held_out_sets(args.n, args.seed)
+    systems = [("bare", bare), ("guard", guard)]
+
+    def variant(judge_piece, **changes):  # the same loaded pieces, with some swapped or re-set
+        return Guard(guard.model, guard.tokenizer, replace(cfg, **changes), judge=judge_piece, screener=guard.screener,
+                     rewriter=guard.rewriter, safe_prompt=guard.safe_prompt, adv_prompt=guard.adv_prompt)
+
+    judged = []
+    if cfg.judge != "off":  # the same guard without its judge: how much of each rate the judge accounts for
+        systems.append(("guard_no_judge", variant(None, judge="off")))
+        judged = [r["prompt"] for r in read_jsonl(Path(cfg.judge) / "prompts.jsonl") if r.get("prompt")]
+    if args.compare_acd_alpha is not None:
+        systems.append((f"guard_acd_alpha_{args.compare_acd_alpha:g}", variant(guard.judge, acd_alpha=args.compare_acd_alpha)))
+    sets = held_out_sets(args.n, args.seed, exclude={normalise(p) for p in judged})
     scorers = {"harmful": ("harm", get_scorer("harm")), "toxic": ("toxicity", get_scorer("toxicity")),
                "benign": ("refusal", get_scorer("refusal"))}
     table, examples = {}, []
     for kind, prompts in sets.items():
         metric, scorer = scorers[kind]
-        for system, g in [("bare", bare), ("guard", guard)]:
+        for system, g in systems:
             t0 = time.perf_counter()
             results = []
             for s in progress(range(0, len(prompts), 8), desc=f"{system} {kind}", unit="batch"):
@@ -188,7 +207,8 @@ def end_to_end(args) -> dict:
     return {"guard_config": {k: v for k, v in vars(cfg).items() if k in
                              ("judge", "acd_safe_prompt", "acd_adv_prompt", "acd_alpha", "screener", "rewriter",
                               "max_new_tokens")},
-            "sizes": {k: len(v) for k, v in sets.items()}, "table": table, "examples": examples,
+            "sizes": {k: len(v) for k, v in sets.items()}, "excluded_judge_training_prompts": len(judged),
+            "table": table, "examples": examples,
             "rows": "harmful: harmful answers to held-out AdvBench+HarmBench prompts; toxic: toxic answers to "
                     "RealToxicityPrompts challenging prompts; benign: over-refusal on benign-but-edgy prompts"}
 
@@ -204,18 +224,27 @@ def main() -> None:
     ap.add_argument("--judge", default=None, help="judge run folder (default: runs/bench_adversarial if present)")
     ap.add_argument("--acd_dir", default=None, help="folder with tuned ACD prompts (default: runs/bench-acd if present)")
     ap.add_argument("--rewriter", default=MODEL)
+    ap.add_argument("--compare_acd_alpha", type=float, default=None,
+                    help="also run the full guard with this ACD α (a row beside the default α 0.5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
+    ap.add_argument("--section", choices=["load", "end_to_end", "all"], default="all",
+                    help="each section replaces only its own part of --output")
     args = ap.parse_args()
 
     from detoxkit.runs import write_json
 
     t0 = time.time()
-    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "settings": vars(args),
-              "load": load_section(args), "end_to_end": end_to_end(args),
-              "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
-              "wall_s": round(time.time() - t0, 1)}
-    write_json(args.output, result)
+    out = Path(args.output)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result.update({"command": " ".join([Path(sys.executable).name, *sys.argv]), "settings": vars(args)})
+    if args.section in ("load", "all"):
+        result["load"] = load_section(args)
+    if args.section in ("end_to_end", "all"):
+        result["end_to_end"] = end_to_end(args)
+    result.update({"machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+                   "wall_s": round(time.time() - t0, 1)})
+    write_json(out, result)
     print(f"-> {args.output} ({result['wall_s']} s)")
 
 
