@@ -178,6 +178,8 @@ def main() -> int:
     p.add_argument("--speed_steps", type=int, default=3)
     p.add_argument("--speed_reps", type=int, default=2)
     p.add_argument("--skip_speed", action="store_true")
+    p.add_argument("--speed_only", action="store_true",
+                   help="measure only the speed section and replace it in the existing sro.json")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest when the 2 cores are shared)")
     p.add_argument("--speed_worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--speed_out", help=argparse.SUPPRESS)
@@ -192,6 +194,15 @@ def main() -> int:
         return 0
 
     from detoxkit.runs import write_json
+
+    if args.speed_only:
+        path = RESULTS / "sro.json"
+        result = json.loads(path.read_text()) if path.exists() else {}
+        result["speed"] = speed(args)
+        write_json(path, result)
+        print(f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
+              f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x")
+        return 0
     from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
     from detoxkit.sro.data import paradetox_split
     from detoxkit.sro.evaluate import DetoxEvaluator, evaluate
