@@ -218,8 +218,7 @@ def main() -> int:
         earlier = Path(args.reuse_speed)
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(earlier.stat().st_mtime))
         result["speed"] = {**json.loads(earlier.read_text())["speed"],
-                           "measured": f"not re-measured in this run: copied from {earlier.name} written {stamp} "
-                                       "(the first benchmark run, single-turn prompt)"}
+                           "measured": f"not re-measured in this run: copied from {earlier.name} written {stamp}"}
     elif not args.skip_speed and not args.noise_worker:
         result["speed"] = speed(args)
     if "speed" in result:

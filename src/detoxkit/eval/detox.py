@@ -6,7 +6,10 @@
 - FL_i = 1 if the output's mean token negative log-likelihood under a reference LM is no worse than the
   `quantile` (default 95th percentile) of ParaDetox's human rewrites under the same LM. The official FL is a
   RoBERTa CoLA acceptability classifier (a download); "as fluent as 95% of human rewrites" keeps its binary,
-  human-anchored reading: human rewrites score FL ≈ 0.95 by construction and word salad scores 0.
+  human-anchored reading: human rewrites score FL ≈ 0.95 by construction.
+  Known weakness (measured): the threshold under SmolLM2 is ~8.8 nats/token, because short rewrites are scored
+  without context, and repetitive or made-up-word salad ("HADYBADYY-SHEY-SHEY-", 3.4) stays below it, so a
+  collapsed rewriter still gets FL 1. J then rests on STA and SIM; read FL together with the outputs.
 """
 
 from __future__ import annotations

@@ -297,7 +297,8 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
         if main:
             append_jsonl(log_path, records)
             bar.update(1)
-            bar.set_postfix(pass_rate=f"{state['n_pass'] / state['n_seen']:.2f}", loss=f"{losses.mean().item():.3f}")
+            bar.set_postfix(loss=f"{losses.mean().item():.3f}",  # sft has no screener, so no pass rate
+                            **({} if sft else {"pass_rate": f"{state['n_pass'] / state['n_seen']:.2f}"}))
         if step % cfg.logging_steps == 0 or step == cfg.max_steps:
             state["history"].append({"step": step, "pass_rate": window["pass"] / window["seen"] if not sft else None,
                                      "loss": window["loss"] / window["seen"], "lr": lr_at(step - 1, cfg)})
