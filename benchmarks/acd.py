@@ -4,6 +4,7 @@ Run: `python benchmarks/acd.py` (writes benchmarks/results/acd.json; run folder 
 for a ~15 minute run on a shared 2-core CPU, so intervals are wide; every number is measured in this run.
 Harm and refusal come from detoxkit's offline proxy scorers, not the paper's GPT-4 judge.
 
+`--section opo_time` times `acd tune` at its default steps and batch on the anchor set of an earlier quality run.
 `--section speed` times decoding side by side on the prompts tuned by an earlier quality run: plain
 `transformers` generate under the manual safe prompt, full ACD and the window variant, at 1 and 8 requests,
 the same prompts and exactly the same number of new tokens (stop tokens held back), interleaved repetitions,
@@ -86,6 +87,26 @@ def speed(args, model, tok) -> dict:
     for v in result["targets"].values():
         v["met"] = v["measured"] is not None and v["measured"] <= float(v["target"].split()[-1])
     return result
+
+
+def opo_time(args, model, tok) -> dict:
+    """Opposite Prompt Optimization with `acd tune`'s default steps and batch on the benchmark's anchor set, timed.
+
+    A step draws the same number of pairs whatever the anchor set's size, so this is the default run's time."""
+    import tempfile
+
+    from detoxkit.acd.config import TuneConfig
+    from detoxkit.acd.tune import tune
+
+    with tempfile.TemporaryDirectory(prefix="opo-time-") as tmp:
+        cfg = TuneConfig(anchors=str(Path(args.out) / "anchors.jsonl"), output_dir=tmp)
+        t0 = time.perf_counter()
+        tuned = tune(cfg, model, tok)
+        seconds = time.perf_counter() - t0
+    print(f"OPO, {cfg.max_steps} steps x batch {cfg.per_device_train_batch_size}: {seconds:.0f} s", flush=True)
+    return {"seconds": round(seconds, 1), "max_steps": cfg.max_steps, "per_device_train_batch_size": cfg.per_device_train_batch_size,
+            "max_response_tokens": cfg.max_response_tokens, "anchors": tuned["anchors"],
+            "load_average_at_end": round(os.getloadavg()[0], 2), "target": "<= 600 s", "met": seconds <= 600}
 
 
 def quality(args, model, tok) -> dict:
@@ -183,7 +204,7 @@ def main() -> int:
     ap.add_argument("--max_new_tokens", type=int, default=24)
     ap.add_argument("--alphas", default="0.25,0.5,1.0")
     ap.add_argument("--batch_size", type=int, default=16)
-    ap.add_argument("--section", choices=["quality", "speed", "all"], default="all")
+    ap.add_argument("--section", choices=["quality", "speed", "opo_time", "all"], default="all")
     ap.add_argument("--window", type=int, default=6, help="window of the window variant (quality and speed)")
     ap.add_argument("--speed_tokens", type=int, default=32, help="new tokens per request in the speed section")
     ap.add_argument("--speed_batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8])
@@ -206,6 +227,8 @@ def main() -> int:
         result.update(quality(args, model, tok))
     if args.section in ("speed", "all"):
         result["speed"] = speed(args, model, tok)
+    if args.section in ("opo_time", "all"):
+        result["opo_time"] = opo_time(args, model, tok)
     write_json(path, result)
     return 0
 
