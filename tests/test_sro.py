@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -205,6 +206,20 @@ def test_resumed_run_equals_uninterrupted(tiny_lm_dir, toxic_file, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]  # noqa: E731
     assert strip(read_jsonl(full / "generations.jsonl")) == strip(read_jsonl(part / "generations.jsonl"))
+
+
+def test_fail_weight_zero_is_dpo_pass_only_and_scales_the_fail_branch(tiny_lm_dir, toxic_file, tmp_path):
+    runs = {name: _cfg(tiny_lm_dir, toxic_file, tmp_path / name, max_steps=2, **kw) for name, kw in
+            [("zero", dict(fail_weight=0.0)), ("pass_only", dict(loss_type="dpo_pass_only")), ("half", dict(fail_weight=0.5))]}
+    for cfg in runs.values():
+        train(cfg, screener=even_length_screener)
+    a, b, c = (_final_params(tmp_path / n) for n in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the fail branch was used at 0.5
+    fails = [r for r in read_jsonl(tmp_path / "half" / "generations.jsonl") if r["verdict"] == "fail"]
+    assert fails and all(r["loss"] == pytest.approx(0.5 * math.log(2), abs=1e-4) for r in fails if r["step"] == 0)
+    with pytest.raises(DetoxkitError, match="fail_weight"):
+        train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "bad", fail_weight=-1.0), screener=even_length_screener)
 
 
 def test_fail_all_screener_and_full_noise_flip_every_verdict(tiny_lm_dir, toxic_file, tmp_path):

@@ -37,6 +37,9 @@ class SroTrainConfig:
                "kto: unpaired KTO on the paraphrase; sft: cross-entropy on the dataset's references")
     beta: float = arg(0.1, "β, the KL strength of DPO/SRO/NPO/KTO (paper: 0.1)")
     label_smoothing: float = arg(0.1, "ε, the conservative-DPO label smoothing of the sro/dpo_pass_only losses (paper: 0.1)")
+    fail_weight: float = arg(1.0, "weight of the sro loss's fail branch (the push-down of failed rewrites); 0 is "
+                                  "dpo_pass_only. Below 1 when few rewrites pass: the push-down alone then turns a "
+                                  "small rewriter's output into word salad")
     screener: str = arg("toxicity", "the follower: a detoxkit scorer name or `module:callable` returning a scorer")
     screener_threshold: float = arg(0.5, "a paraphrase passes when its screener score is below this")
     screener_min_similarity: float = arg(

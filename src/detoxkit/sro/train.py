@@ -115,7 +115,8 @@ def policy_step(model, optimizer, accelerator, loss_fn, max_grad_norm: float, lr
     return losses.detach()
 
 
-def screened_loss(loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: float, label_smoothing: float):
+def screened_loss(loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: float, label_smoothing: float,
+                  fail_weight: float = 1.0):
     """Per-example loss of one online batch for each loss_type (see SroTrainConfig)."""
     import torch
 
@@ -126,7 +127,7 @@ def screened_loss(loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: floa
     if loss_type == "npo":
         return torch.where(passed, dpo_loss(pol_y, pol_x, ref_y, ref_x, beta, label_smoothing), npo_loss(pol_y, ref_y, beta))
     return sro_loss(pol_y, ref_y, pol_x, ref_x, passed, beta, label_smoothing,
-                    fail_weight=0.0 if loss_type == "dpo_pass_only" else 1.0)
+                    fail_weight=0.0 if loss_type == "dpo_pass_only" else fail_weight)
 
 
 def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
@@ -144,6 +145,8 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
 
     if not 0.0 <= cfg.feedback_noise <= 1.0:
         raise DetoxkitError(f"--feedback_noise must be in [0, 1], got {cfg.feedback_noise}")
+    if cfg.fail_weight < 0:
+        raise DetoxkitError(f"--fail_weight must be >= 0, got {cfg.fail_weight}")
     if not 0.0 <= cfg.screener_min_similarity <= 1.0:
         raise DetoxkitError(f"--screener_min_similarity must be in [0, 1], got {cfg.screener_min_similarity}")
     if cfg.max_steps < 1 or cfg.per_device_train_batch_size < 1:
@@ -273,7 +276,8 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
                 else:
                     both = completion_logps(model, prompts + prompts, y_ids + x_ids, pad)
                     pol_y, pol_x = both[:n], both[n:]
-                return screened_loss(cfg.loss_type, pol_y, ref_y, pol_x, ref_x, passed, cfg.beta, cfg.label_smoothing)
+                return screened_loss(cfg.loss_type, pol_y, ref_y, pol_x, ref_x, passed, cfg.beta, cfg.label_smoothing,
+                                     cfg.fail_weight)
 
             losses = policy_step(model, optimizer, accelerator, loss_fn, cfg.max_grad_norm, lr_at(step, cfg))
             records = [{"step": step, "index": i, "input": rows[i]["text"], "paraphrase": y, "screener_score": s,
