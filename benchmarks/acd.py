@@ -217,19 +217,18 @@ def main() -> int:
     import torch
 
     from detoxkit.models import load_model_and_tokenizer
-    from detoxkit.runs import write_json
+    from detoxkit.runs import update_json
 
     torch.set_num_threads(2)
     model, tok = load_model_and_tokenizer("smollm2-135m-instruct")
     path = ROOT / "benchmarks" / "results" / "acd.json"
-    result = json.loads(path.read_text()) if path.exists() else {}
+    command = ["python", *sys.argv]
     if args.section in ("quality", "all"):
-        result.update(quality(args, model, tok))
+        update_json(path, quality(args, model, tok), command)
     if args.section in ("speed", "all"):
-        result["speed"] = speed(args, model, tok)
+        update_json(path, {"speed": speed(args, model, tok)}, command)
     if args.section in ("opo_time", "all"):
-        result["opo_time"] = opo_time(args, model, tok)
-    write_json(path, result)
+        update_json(path, {"opo_time": opo_time(args, model, tok)}, command)
     return 0
 
 

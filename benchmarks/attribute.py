@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -112,7 +113,7 @@ def cost_from_runs(work: Path, spi: int) -> dict:
             "aims": {"per_step_ratio": "<= 1.25", "wall_ratio": "<= 0.6"}}
 
 
-def classification_study(args, work: Path, common: dict, out: dict, path: Path) -> None:
+def classification_study(args, work: Path, common: dict) -> dict:
     """SFT vs regularized (adaptive, parallel) on ToxiGen classification as text: ROC-AUC of P(Yes) on held-out
     ToxiGen, and generation toxicity (no multiple-choice: the table's utility columns are the main study's)."""
     from detoxkit.attribute.config import AttributeEvalConfig
@@ -127,9 +128,8 @@ def classification_study(args, work: Path, common: dict, out: dict, path: Path) 
         methods=["base=smollm2-135m-instruct"] + [f"{n}={work / n / 'final'}" for n in cls_runs],
         num_prompts=args.eval_prompts, k=args.k, max_new_tokens=16, num_mc_items=0, num_ppl_texts=100,
         win_rate_judge="off", classification=True, num_classification_items=300, output_dir=str(work / "eval_classification")))
-    out["classification_study"] = summarise(cev["results"], "base")
-    out["classification_table_md"] = (work / "eval_classification" / "table.md").read_text()
-    path.write_text(json.dumps(out, indent=1))
+    return {"classification_study": summarise(cev["results"], "base"),
+            "classification_table_md": (work / "eval_classification" / "table.md").read_text()}
 
 
 def main() -> None:
@@ -154,6 +154,7 @@ def main() -> None:
     from detoxkit.attribute.config import AttributeEvalConfig, NadoTrainConfig
     from detoxkit.attribute.evaluate import evaluate
     from detoxkit.attribute.train import train_nado_only
+    from detoxkit.runs import update_json
 
     work = ROOT / args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -170,17 +171,17 @@ def main() -> None:
         "regularized_adaptive_sequential": dict(method="regularized", adaptive=True, schedule="sequential"),
     }
     path = RESULTS / "attribute.json"
-    out = json.loads(path.read_text()) if path.is_file() else {}
-    out.update({"model": "smollm2-135m-instruct", "paper": PAPER, "train_config": common})
+    command = ["python", *sys.argv]
+    header = {"model": "smollm2-135m-instruct", "paper": PAPER, "train_config": common}
     if args.section == "cost_from_runs":
-        out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
-        path.write_text(json.dumps(out, indent=1))
-        print(json.dumps(out["cost_from_quality_runs"], indent=1))
+        cost = cost_from_runs(work, args.steps_per_iteration)
+        update_json(path, {**header, "cost_from_quality_runs": cost}, command)
+        print(json.dumps(cost, indent=1))
         return
     if args.section == "classification":
-        classification_study(args, work, common, out, path)
+        update_json(path, {**header, **classification_study(args, work, common)}, command)
         return
-    out.update({"date": time.strftime("%Y-%m-%d"), "args": vars(args)})
+    out = {**header, "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
     runs = {name: train_run(name, work, args.reuse, **common, **kw) for name, kw in plan.items()}
     out["runs"] = {n: {k: m[k] for k in ("steps", "data", "history")} for n, m in runs.items()}
 
@@ -213,14 +214,11 @@ def main() -> None:
         "mc_points_vs_filtration": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["filtration"]["mc_mean"]),
         "aims": {"toxicity_reduction": ">= 0.35 relative, and at least RL's", "mc": "within 1 point of sft, above filtration"},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
     plot(rows, runs, RESULTS / "attribute.png")
     out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
-    path.write_text(json.dumps(out, indent=1))
-
+    update_json(path, out, command)
     if not args.no_classification:
-        classification_study(args, work, common, out, path)
+        update_json(path, classification_study(args, work, common), command)
     print(json.dumps(out["targets"], indent=1))
     print(out["table_md"])
 

@@ -18,7 +18,6 @@ CPU contention ruins timings: run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -232,20 +231,19 @@ def main() -> None:
                     help="each section replaces only its own part of --output")
     args = ap.parse_args()
 
-    from detoxkit.runs import write_json
+    from detoxkit.runs import update_json
 
     t0 = time.time()
-    out = Path(args.output)
-    result = json.loads(out.read_text()) if out.exists() else {}
-    result.update({"command": " ".join([Path(sys.executable).name, *sys.argv]), "settings": vars(args)})
+    sections = {}
     if args.section in ("load", "all"):
-        result["load"] = load_section(args)
+        sections["load"] = load_section(args)
     if args.section in ("end_to_end", "all"):
-        result["end_to_end"] = end_to_end(args)
-    result.update({"machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
-                   "wall_s": round(time.time() - t0, 1)})
-    write_json(out, result)
-    print(f"-> {args.output} ({result['wall_s']} s)")
+        sections["end_to_end"] = end_to_end(args)
+    for part in sections.values():
+        part.update(settings=vars(args), machine={"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+                    wall_s=round(time.time() - t0, 1))
+    update_json(args.output, sections, ["python", *sys.argv])
+    print(f"-> {args.output} ({round(time.time() - t0, 1)} s)")
 
 
 if __name__ == "__main__":

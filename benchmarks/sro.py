@@ -193,13 +193,10 @@ def main() -> int:
         speed_worker(args.speed_worker, "smollm2-135m-instruct", args.speed_batch, args.speed_steps, 1, args.speed_out)
         return 0
 
-    from detoxkit.runs import write_json
+    from detoxkit.runs import update_json, write_json
 
     if args.speed_only:
-        path = RESULTS / "sro.json"
-        result = json.loads(path.read_text()) if path.exists() else {}
-        result["speed"] = speed(args)
-        write_json(path, result)
+        result = update_json(RESULTS / "sro.json", {"speed": speed(args)}, ["python", *sys.argv])
         print(f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
               f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x")
         return 0
@@ -209,7 +206,7 @@ def main() -> int:
     from detoxkit.sro.train import train
 
     t_all = time.perf_counter()
-    result: dict = {"machine": f"{os.cpu_count()} CPU cores (shared), torch threads {args.threads}",
+    result: dict = {"command": " ".join(["python", *sys.argv]), "machine": f"{os.cpu_count()} CPU cores (shared), torch threads {args.threads}",
                     "scorers_note": "STA = toxicity scorer (MiniLM head) < 0.5, SIM = MiniLM cosine, FL = fluency proxy "
                                     "(smollm2 NLL vs the 95th percentile of training-split human rewrites): offline "
                                     "proxies of the official ParaDetox metrics. The screener used in training is the "
@@ -217,8 +214,10 @@ def main() -> int:
     if args.reuse_speed:
         earlier = Path(args.reuse_speed)
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(earlier.stat().st_mtime))
-        result["speed"] = {**json.loads(earlier.read_text())["speed"],
-                           "measured": f"not re-measured in this run: copied from {earlier.name} written {stamp}"}
+        copied = json.loads(earlier.read_text())
+        by = copied.get("provenance", {}).get("speed", {}).get("command", "an earlier run")
+        result["speed"] = {**copied["speed"], "measured": f"not re-measured in this run: copied from {earlier.name} "
+                                                          f"written {stamp}, measured by `{by}`"}
     elif not args.skip_speed and not args.noise_worker:
         result["speed"] = speed(args)
     if "speed" in result:
@@ -251,7 +250,6 @@ def main() -> int:
     if args.noise_worker:
         plan = [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q, **jigsaw)) for q in (0.1, 0.2)]
     for name, kw in plan:
-        t0 = time.perf_counter()
         cfg = SroTrainConfig(**{**common, **kw, "output_dir": str(runs / name)})
         done = runs / name / "metrics.json"
         m = json.loads(done.read_text()) if args.reuse_trained and done.exists() else None

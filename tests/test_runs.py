@@ -1,3 +1,5 @@
+import json
+
 import torch
 
 from detoxkit.runs import append_jsonl, list_checkpoints, load_checkpoint, read_jsonl, resolve_resume, save_checkpoint
@@ -33,3 +35,16 @@ def test_jsonl_log_survives_truncated_last_line(tmp_path):
     with path.open("a") as f:
         f.write('{"a": 3')  # a run killed mid-write
     assert read_jsonl(path) == [{"a": 1}, {"a": 2}]
+
+
+def test_update_json_keeps_other_sections_and_records_who_wrote_each(tmp_path):
+    from detoxkit.runs import update_json
+
+    path = tmp_path / "results" / "bench.json"
+    update_json(path, {"quality": {"j": 0.5}, "sizes": 3}, ["bench.py", "--section", "quality"])
+    data = update_json(path, {"speed": {"ratio": 1.2}}, ["bench.py", "--section", "speed"])
+    assert data == json.loads(path.read_text())
+    assert data["quality"] == {"j": 0.5} and data["sizes"] == 3 and data["speed"] == {"ratio": 1.2}
+    assert data["provenance"]["quality"]["command"] == "bench.py --section quality"
+    assert data["provenance"]["speed"]["command"] == "bench.py --section speed"
+    assert update_json(path, {"note": "x"})["provenance"].keys() == {"quality", "sizes", "speed"}

@@ -75,6 +75,23 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def update_json(path: str | Path, sections: dict, command: list[str] | None = None) -> dict:
+    """Set top-level keys of a JSON results file (created if missing), keep the others, write it atomically.
+
+    With `command` (e.g. sys.argv), each key written gets a "provenance" entry {command, written (UTC)}: a file
+    assembled by several runs, one section at a time, then says which run wrote which part."""
+    import time
+
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(sections)
+    if command is not None:
+        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        data.setdefault("provenance", {}).update({k: {"command": " ".join(command), "written": stamp} for k in sections})
+    write_json(path, data)
+    return data
+
+
 def _json_default(o):
     if hasattr(o, "item"):
         return o.item()
