@@ -119,23 +119,31 @@ def test_split_sentences_trains_on_the_flagged_sentences_only(tiny_lm_dir, tmp_p
         train(_cfg(tiny_lm_dir, data, tmp_path / "sft", loss_type="sft", split_sentences=True))
 
 
-def test_completion_logps_equals_one_row_at_a_time():
-    """Left-padded prompts, right-padded completions and logits for the completion columns only give each row's
-    unpadded log-likelihood."""
+@pytest.mark.parametrize("prompts", [[[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]],
+                                     [[5, 6, 7, 8, 9, 10], [5, 6, 7, 11, 12], [5, 6, 7, 8, 13, 14, 15]]],
+                         ids=["no-shared-prefix", "shared-prefix"])
+def test_completion_logps_equals_one_row_at_a_time(prompts):
+    """Left-padded prompts, right-padded completions, logits for the completion columns only and a shared prompt
+    start run once as a cache give each row's unpadded log-likelihood, and the same gradient."""
     from detoxkit.core.logprobs import sequence_logprobs
     from detoxkit.models import tiny_causal_lm
 
     model, tok = tiny_causal_lm(seed=0)
-    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
     completions = [[20, 21], [22, 23, 24, 25], [26]]
+    got = completion_logps(model, prompts, completions, tok.pad_token_id)
+    got.sum().backward()
+    batched_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids = torch.tensor([p + c])
+        want = sequence_logprobs(model(input_ids=ids).logits, ids, torch.tensor([[0] * len(p) + [1] * len(c)]))
+        assert got[i].item() == pytest.approx(want.item(), abs=1e-4)
+        want.sum().backward()
+    for batched, one_by_one in zip(batched_grads, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-4)
     with torch.no_grad():
-        got = completion_logps(model, prompts, completions, tok.pad_token_id)
-        for i, (p, c) in enumerate(zip(prompts, completions)):
-            ids = torch.tensor([p + c])
-            want = sequence_logprobs(model(input_ids=ids).logits, ids, torch.tensor([[0] * len(p) + [1] * len(c)]))
-            assert got[i].item() == pytest.approx(want.item(), abs=1e-4)
-    assert completion_logps(model, prompts, completions, tok.pad_token_id, average=True)[1].item() == \
-        pytest.approx(got[1].item() / 4, abs=1e-5)
+        assert completion_logps(model, prompts, completions, tok.pad_token_id, average=True)[1].item() == \
+            pytest.approx(got[1].item() / 4, abs=1e-5)
 
 
 def test_fail_branch_lowers_paraphrase_logprob(tiny_lm):
@@ -206,6 +214,44 @@ def test_resumed_run_equals_uninterrupted(tiny_lm_dir, toxic_file, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]  # noqa: E731
     assert strip(read_jsonl(full / "generations.jsonl")) == strip(read_jsonl(part / "generations.jsonl"))
+
+
+def test_num_generations_screens_every_sample_and_resumes(tiny_lm_dir, toxic_file, tmp_path):
+    """k sampled paraphrases per input: the loss takes a passing one whenever any passes, and a resumed run samples
+    what the uninterrupted one did (sampling is seeded by step)."""
+    kw = dict(num_generations=4, temperature=1.5)
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(_cfg(tiny_lm_dir, toxic_file, full, **kw), screener=even_length_screener)
+    train(_cfg(tiny_lm_dir, toxic_file, part, max_steps=2, **kw), screener=even_length_screener)
+    train(_cfg(tiny_lm_dir, toxic_file, part, resume_from_checkpoint="latest", **kw), screener=even_length_screener)
+    rows = read_jsonl(full / "generations.jsonl")
+    assert rows == read_jsonl(part / "generations.jsonl")
+    a, b = _final_params(full), _final_params(part)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert len(rows) == 12 and all(0 <= r["candidates_passed"] <= 4 for r in rows)
+    for r in rows:
+        assert (r["verdict"] == "pass") == (r["candidates_passed"] > 0)
+        assert (r["verdict"] == "pass") == (bool(r["paraphrase"]) and len(r["paraphrase"]) % 2 == 0)
+    assert len({r["paraphrase"] for r in rows}) > 1  # sampled, not one greedy answer
+    with pytest.raises(DetoxkitError, match="temperature"):
+        train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "bad", num_generations=2, temperature=0.0),
+              screener=even_length_screener)
+
+
+def test_generate_ids_with_a_shared_prompt_start_equals_one_at_a_time():
+    from detoxkit.models import tiny_causal_lm
+    from detoxkit.sro.rewrite import generate_ids, prompt_ids
+
+    model, tok = tiny_causal_lm(seed=1)
+    torch.manual_seed(0)
+    with torch.no_grad():  # wide random weights, so that each row's greedy output depends on its own tokens
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.5)
+    prompts = prompt_ids(tok, TOXIC[:4])  # the template and few-shot turns are a long shared start
+    batched = generate_ids(model, tok, prompts, max_new_tokens=8, batch_size=4)
+    assert len({tuple(b) for b in batched}) == 4
+    assert batched == [generate_ids(model, tok, [p], max_new_tokens=8)[0] for p in prompts]
 
 
 def test_fail_weight_zero_is_dpo_pass_only_and_scales_the_fail_branch(tiny_lm_dir, toxic_file, tmp_path):

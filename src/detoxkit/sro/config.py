@@ -12,7 +12,8 @@ from ..config import arg
 class SroTrainConfig:
     """detoxkit sro train: learn a detoxifying rewriter from toxic text alone (SRO, Xie, Li, Zhu 2024).
 
-    Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched), the follower judges
+    Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched; or best of num_generations
+    samples), the follower judges
     each paraphrase ŷ (pass = the screener finds it clean AND its MiniLM cosine to x is at least
     screener_min_similarity, i.e. a detoxified paraphrase, not just any clean text), and the loss is DPO preferring ŷ over x where ŷ passed and a push-down of ŷ's
     likelihood (relative to the frozen reference) where it failed. Reference log-probs are computed once
@@ -49,7 +50,12 @@ class SroTrainConfig:
              "while generic apologies and fixed texts (0.05-0.3) fail")
     similarity_model: Optional[str] = arg(None, "sentence embedder of the similarity check (default: the builtin MiniLM)")
     feedback_noise: float = arg(0.0, "flip each verdict with this probability (seeded): the paper's screener-noise study")
-    max_new_tokens: int = arg(32, "paraphrase length limit (greedy generation)")
+    max_new_tokens: int = arg(32, "paraphrase length limit")
+    num_generations: int = arg(1, "paraphrases proposed per input (TRL's name). 1: one greedy paraphrase (the paper). "
+                                  "k > 1: k paraphrases sampled at `temperature` (seeded by step), all screened; the "
+                                  "loss takes the first that passes, or the first if none does. An exploration aid "
+                                  "not in the paper, for rewriters whose greedy output rarely passes")
+    temperature: float = arg(1.0, "sampling temperature when num_generations > 1")
     per_device_train_batch_size: int = arg(8, "toxic inputs per step and device")
     learning_rate: float = arg(2e-5, "AdamW learning rate (paper: 2e-5)")
     weight_decay: float = arg(0.01, "AdamW weight decay (paper: 0.01)")

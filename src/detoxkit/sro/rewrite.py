@@ -54,8 +54,9 @@ def eos_ids(model, tokenizer) -> set[int]:
 
 
 def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16,
-                 show_progress: bool = False) -> list[list[int]]:
-    """Greedy completions as token ids, each cut after its first end-of-turn token (kept, so it is scored).
+                 show_progress: bool = False, temperature: float | None = None) -> list[list[int]]:
+    """Greedy (or, given a temperature, sampled from the full distribution) completions as token ids, each cut after
+    its first end-of-turn token (kept, so it is scored). Sampling draws from torch's global generator: seed it.
 
     The trainer needs the generated ids themselves: decoding and re-tokenising text does not always give
     the same ids back, and the loss must score exactly what the model produced.
@@ -64,23 +65,32 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
 
     from ..runs import progress
 
+    from ..models import common_prefix_length, shared_prefix_cache
+
     stops = eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     out: list[list[int]] = []
     for s in progress(range(0, len(prompts), batch_size), desc="rewriting", unit="batch", disable=not show_progress):
         chunk = prompts[s : s + batch_size]
-        width = max(map(len, chunk))
-        # Left padding: every prompt must end where its generation starts.
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        # The prompt start the rows share (template, instruction, few-shot turns) is prefilled once; after it each
+        # row's own tokens are left-padded, so every prompt ends where its generation starts.
+        shared = common_prefix_length(chunk)
+        width = max(map(len, chunk)) - shared
+        ids = torch.full((len(chunk), shared + width), pad, dtype=torch.long)
         attn = torch.zeros_like(ids)
+        ids[:, :shared] = torch.tensor(chunk[0][:shared])
+        attn[:, :shared] = 1
         for i, p in enumerate(chunk):
-            ids[i, width - len(p):] = torch.tensor(p)
-            attn[i, width - len(p):] = 1
+            ids[i, shared + width - (len(p) - shared):] = torch.tensor(p[shared:])
+            attn[i, shared + width - (len(p) - shared):] = 1
         with torch.inference_mode():
+            cache = {"past_key_values": shared_prefix_cache(model, chunk[0][:shared], len(chunk))} if shared else {}
             gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), max_new_tokens=max_new_tokens,
-                                 do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad)
-        for row in gen[:, width:].tolist():
+                                 do_sample=temperature is not None, temperature=temperature,
+                                 top_p=None if temperature is None else 1.0, top_k=None if temperature is None else 0,
+                                 pad_token_id=pad, **cache)
+        for row in gen[:, shared + width:].tolist():
             cut = next((k + 1 for k, t in enumerate(row) if t in stops), len(row))
             out.append(row[:cut])
     return out

@@ -76,14 +76,17 @@ def verdict_flips(step: int, n: int, noise: float, seed: int) -> list[bool]:
 def completion_logps(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, average: bool = False):
     """(B,) sum (or mean) log p(completion | prompt).
 
-    Prompts are left-padded and completions right-padded, so every completion starts at the same column and only
-    the last (longest completion + 1) positions go through the vocabulary projection: with the few-shot rewrite
-    prompt that is a fraction of the sequence, and of the time and memory of the logits."""
+    The prompt start the rows share (chat template and few-shot turns: ~170 of ~186 tokens of the rewrite prompt)
+    runs once, as a cache the rows continue from. After it, the rest of each prompt is left-padded and completions
+    right-padded, so every completion starts at the same column and only the last (longest completion + 1) positions
+    go through the vocabulary projection."""
     import torch
 
     from ..core.logprobs import sequence_logprobs
-    from ..models import last_logits_kwargs
+    from ..models import common_prefix_length, last_logits_kwargs, shared_prefix_cache
 
+    shared = common_prefix_length(prompts)
+    prefix, prompts = prompts[0][:shared], [p[shared:] for p in prompts]
     width_p, width_c = max(map(len, prompts)), max(map(len, completions))
     ids = torch.full((len(prompts), width_p + width_c), pad_id, dtype=torch.long)
     attn = torch.zeros_like(ids)
@@ -94,9 +97,13 @@ def completion_logps(model, prompts: list[list[int]], completions: list[list[int
         mask[i, width_p : width_p + len(c)] = 1
     device = next(model.parameters()).device
     ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
-    positions = (attn.cumsum(-1) - 1).clamp(min=0)  # left padding: positions count real tokens only
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=False,
-                   **last_logits_kwargs(model, width_c + 1)).logits
+    positions = shared + (attn.cumsum(-1) - 1).clamp(min=0)  # padding inside the batch: positions count real tokens
+    extra = {}
+    if shared:
+        extra["past_key_values"] = shared_prefix_cache(model, prefix, len(ids))
+        attn = torch.cat([attn.new_ones(len(ids), shared), attn], dim=1)
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=bool(shared),
+                   **extra, **last_logits_kwargs(model, width_c + 1)).logits
     kept = logits.shape[1]
     return sequence_logprobs(logits, ids[:, -kept:], mask[:, -kept:], average=average)
 
@@ -149,8 +156,10 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
         raise DetoxkitError(f"--fail_weight must be >= 0, got {cfg.fail_weight}")
     if not 0.0 <= cfg.screener_min_similarity <= 1.0:
         raise DetoxkitError(f"--screener_min_similarity must be in [0, 1], got {cfg.screener_min_similarity}")
-    if cfg.max_steps < 1 or cfg.per_device_train_batch_size < 1:
-        raise DetoxkitError("--max_steps and --per_device_train_batch_size must be at least 1")
+    if cfg.max_steps < 1 or cfg.per_device_train_batch_size < 1 or cfg.num_generations < 1:
+        raise DetoxkitError("--max_steps, --per_device_train_batch_size and --num_generations must be at least 1")
+    if cfg.num_generations > 1 and not cfg.temperature > 0:
+        raise DetoxkitError(f"--temperature must be > 0 to sample num_generations={cfg.num_generations}, got {cfg.temperature}")
     accelerator = Accelerator()
     main = accelerator.is_main_process
     seed_everything(cfg.seed)
@@ -254,11 +263,23 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
             records = [{"step": step, "index": i, "input": rows[i]["text"], "target": rows[i]["reference"], "loss": l}
                        for i, l in zip(idx, losses.tolist())]
         else:
-            y_ids = generate_ids(unwrapped.eval(), tok, prompts, cfg.max_new_tokens, batch_size=len(prompts))
+            k = cfg.num_generations
+            if k > 1:  # a pure function of (seed, step, rank), so a resumed run samples what it would have
+                torch.manual_seed(random.Random(f"{cfg.seed}:{step}:{rank}:sampling").getrandbits(63))
+            y_ids = generate_ids(unwrapped.eval(), tok, [p for p in prompts for _ in range(k)], cfg.max_new_tokens,
+                                 batch_size=len(prompts) * k, temperature=cfg.temperature if k > 1 else None)
             y_text = [decode(tok, c) for c in y_ids]
             scores = screener(y_text)
-            sims = (similarity([rows[i]["text"] for i in idx], y_text) if cfg.screener_min_similarity > 0 else None)
+            sims = (similarity([rows[i]["text"] for i in idx for _ in range(k)], y_text)
+                    if cfg.screener_min_similarity > 0 else None)
             raw = follower_verdicts(y_text, scores, sims, cfg.screener_threshold, cfg.screener_min_similarity)
+            if k > 1:
+                n_passed = [sum(raw[j * k : (j + 1) * k]) for j in range(len(idx))]
+                keep = [j * k + next((c for c in range(k) if raw[j * k + c]), 0) for j in range(len(idx))]
+                y_ids, y_text, scores, raw = ([v[c] for c in keep] for v in (y_ids, y_text, scores, raw))
+                sims = [sims[c] for c in keep] if sims is not None else None
+            else:
+                n_passed = [int(r) for r in raw]
             flips = verdict_flips(step, len(idx) * world, cfg.feedback_noise, cfg.seed)[rank::world]
             passed = torch.tensor([r != f for r, f in zip(raw, flips)], device=accelerator.device)
             x_ids = [tok(rows[i]["text"], add_special_tokens=False)["input_ids"] + [eos] for i in idx]
@@ -281,9 +302,10 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
 
             losses = policy_step(model, optimizer, accelerator, loss_fn, cfg.max_grad_norm, lr_at(step, cfg))
             records = [{"step": step, "index": i, "input": rows[i]["text"], "paraphrase": y, "screener_score": s,
-                        "similarity": sim, "verdict": "pass" if p else "fail", "flipped": f, "loss": l}
-                       for i, y, s, sim, p, f, l in zip(idx, y_text, scores, sims or [None] * len(idx), passed.tolist(),
-                                                        flips, losses.tolist())]
+                        "similarity": sim, "verdict": "pass" if p else "fail", "flipped": f, "loss": l,
+                        "candidates_passed": c}
+                       for i, y, s, sim, p, f, l, c in zip(idx, y_text, scores, sims or [None] * len(idx),
+                                                           passed.tolist(), flips, losses.tolist(), n_passed)]
         if world > 1:
             from accelerate.utils import gather_object
 
