@@ -1,7 +1,7 @@
 """SRO benchmark -> benchmarks/results/sro.json (+ sro_curve.png).
 
 1. Speed: examples/s of the toolkit's offline DPO step (reference log-probs computed once and cached, no
-   reference model in memory while training) against TRL's DPOTrainer (reference forward every step), fp32,
+   reference model in memory while training, the rows' shared prompt start run once) against TRL's DPOTrainer (reference forward every step), fp32,
    same model, same batch, same ParaDetox pairs (prompt = the rewrite prompt, chosen = a human rewrite,
    rejected = the toxic input). Each side runs in its own subprocess, alternated, so peak RSS is each side's
    own; per-step medians; the ratio is measured side by side in one run.
@@ -10,8 +10,10 @@
    rewrites and zero-shot prompting (a subset of the 670 sentences: sizes below).
    The follower is content-aware (--screener_min_similarity, τ): pass = toxicity screener passes AND MiniLM
    cosine(input, paraphrase) >= τ; τ = 0 gives the paper's toxicity-only follower (which collapsed in the first run).
-Optional (flags): the dpo_pass_only and sft baselines, and the feedback-noise study (SRO at noise 0.1 and 0.2, the
-same steps; noise 0 is the main run). With --reuse_speed the speed section is copied from an earlier results file
+   The sro run's leader can sample --num_generations paraphrases per input at --temperature (the loss takes the
+   passing one most similar to the input) and weight its fail branch by --fail_weight; the defaults are the paper's.
+Optional (flags): the dpo-pass-only, sro-greedy (the paper's leader, beside an sro run with other settings) and sft
+baselines, and the feedback-noise study (SRO at noise 0.1 and 0.2 with the sro run's settings; noise 0 is the main run). With --reuse_speed the speed section is copied from an earlier results file
 and marked with its date instead of being re-measured.
 
 Sizes are set for ~25 minutes on the shared 2-core CPU; on a GPU or an idle machine raise them.
@@ -143,7 +145,8 @@ def speed(args) -> dict:
                     "timed_steps_per_run": args.speed_steps, "warmup_steps": 1, "runs_per_side": args.speed_reps,
                     "trl_config": "DPOConfig(bf16=False, gradient_checkpointing=False, loss_type=[sigmoid], beta=0.1)",
                     "trl": __import__("importlib.metadata").metadata.version("trl"),
-                    "note": "ours excludes the one-off reference pass (ref_precompute_seconds, reported) from step times; "
+                    "note": "ours runs the prompt start its rows share (template + instruction) once as a KV cache; "
+                            "ours excludes the one-off reference pass (ref_precompute_seconds, reported) from step times; "
                             "TRL's default recomputes the reference every step. Peak RSS is the whole process "
                             "(model load included); TRL keeps a reference copy in memory, ours frees it after caching. "
                             "TRL's chat-template completion adds a trailing newline token ours does not."}
@@ -160,6 +163,10 @@ def main() -> int:
     p.add_argument("--split_sentences", action="store_true",
                    help="train on the screener-flagged sentences of the Jigsaw comments (see SroTrainConfig)")
     p.add_argument("--max_train_samples", type=int, default=0, help="inputs to draw (0: all)")
+    p.add_argument("--num_generations", type=int, default=1,
+                   help="the sro run (and its noise runs): paraphrases sampled per input (1: one greedy, the paper's)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature when --num_generations > 1")
+    p.add_argument("--fail_weight", type=float, default=1.0, help="the sro run's fail-branch weight (1: the paper's)")
     p.add_argument("--eval_n", type=int, default=50, help="held-out sentences scored in the table (a subset of 670)")
     p.add_argument("--curve_n", type=int, default=30, help="held-out sentences scored at each curve point")
     p.add_argument("--curve_points", type=int, default=0,
@@ -168,9 +175,11 @@ def main() -> int:
     p.add_argument("--reuse_speed", help="copy the speed section of this earlier results file instead of measuring")
     p.add_argument("--n_calibration", type=int, default=200)
     p.add_argument("--baselines", nargs="?", const="dpo-pass-only,sft", default="",
-                   help="also train these baselines (same steps; bare flag: dpo-pass-only,sft)")
+                   help="also train these baselines (same steps; bare flag: dpo-pass-only,sft). sro-greedy: SRO as "
+                        "the paper runs it (one greedy paraphrase, fail weight 1), beside an sro run with other settings; "
+                        "dpo-pass-only is greedy too")
     p.add_argument("--reuse_trained", action="store_true",
-                   help="skip training a run whose runs/bench-sro/NAME/metrics.json has the same loss_type and steps")
+                   help="skip training a run whose runs/bench-sro/NAME has finished with the same training settings")
     p.add_argument("--wait_noise", help="instead of training the noise runs, wait for this noise-worker output "
                                         "(from an earlier invocation still running) and merge it")
     p.add_argument("--noise_study", action="store_true", help="also train SRO at feedback noise 0.1 and 0.2")
@@ -240,20 +249,22 @@ def main() -> int:
                   learning_rate=args.learning_rate, save_steps=0, logging_steps=1, max_input_tokens=48, seed=42,
                   screener_min_similarity=args.screener_min_similarity, max_train_samples=args.max_train_samples)
     jigsaw = dict(split_sentences=args.split_sentences)  # the SRO-style runs; sft trains on ParaDetox references
+    leader = dict(num_generations=args.num_generations, temperature=args.temperature, fail_weight=args.fail_weight)
     curve_every = max(1, args.train_steps // args.curve_points) if args.curve_points else 0
     trained = {}
-    plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n, **jigsaw))]
+    plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n, **jigsaw, **leader))]
     baselines = {"dpo-pass-only": dict(loss_type="dpo_pass_only", **jigsaw),
+                 "sro-greedy": dict(loss_type="sro", **jigsaw),
                  "sft": dict(loss_type="sft", train_dataset="builtin:paradetox")}
     for name in filter(None, args.baselines.split(",")):
         plan.append((name, baselines[name]))
     if args.noise_worker:
-        plan = [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q, **jigsaw)) for q in (0.1, 0.2)]
+        plan = [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q, **jigsaw, **leader)) for q in (0.1, 0.2)]
     for name, kw in plan:
         cfg = SroTrainConfig(**{**common, **kw, "output_dir": str(runs / name)})
         done = runs / name / "metrics.json"
         m = json.loads(done.read_text()) if args.reuse_trained and done.exists() else None
-        if m and (m["steps"], m["loss_type"]) == (cfg.max_steps, cfg.loss_type):
+        if m and same_training(runs / name / "config.yaml", cfg):
             print(f"reusing the trained {name} (an earlier invocation)", flush=True)
             m["reused_from_earlier_invocation"] = True
         else:
@@ -292,6 +303,7 @@ def main() -> int:
         "sro_ge_zero_shot_plus_0.15": j.get("sro", -1) >= j.get("zero-shot", 2) + 0.15,
         "speedup_ge_1.3": result.get("speed", {}).get("speedup_examples_per_second", 0) >= 1.3,
         "sro_ge_dpo_pass_only": j.get("sro", -1) >= j["dpo-pass-only"] if "dpo-pass-only" in j else "not run",
+        "sro_ge_sro_greedy": j.get("sro", -1) >= j["sro-greedy"] if "sro-greedy" in j else "not run",
         "sro_ge_sft": j.get("sro", -1) >= j["sft"] if "sft" in j else "not run",
         "noise_study": {f"noise_{q}": j.get(n) for q, n in ((0.0, "sro"), (0.1, "sro-noise-0.1"), (0.2, "sro-noise-0.2"))}
                        if args.noise_study or args.wait_noise else "not run (time)",
@@ -309,6 +321,21 @@ def main() -> int:
           f"on {report['split']['scored']} held-out sentences; speed x{result.get('speed', {}).get('speedup_examples_per_second', float('nan')):.2f}; "
           f"{result['total_seconds'] / 60:.1f} min -> benchmarks/results/sro.json")
     return 0
+
+
+def same_training(saved_yaml: Path, cfg) -> bool:
+    """Whether the run saved with saved_yaml trained as cfg would: every field but where it writes, how often it logs
+    and its in-training evaluation (fields added since the run was saved count at their defaults)."""
+    import dataclasses
+
+    import yaml
+
+    from detoxkit.sro.config import SroTrainConfig
+
+    saved = SroTrainConfig(**yaml.safe_load(saved_yaml.read_text()))
+    ignore = {"output_dir", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "eval_size",
+              "generation_batch_size", "resume_from_checkpoint"}
+    return all(getattr(saved, f.name) == getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ignore)
 
 
 def _plot(curve, pass_curve, path):

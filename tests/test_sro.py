@@ -7,8 +7,8 @@ import torch
 from detoxkit.errors import DetoxkitError
 from detoxkit.runs import read_jsonl
 from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
-from detoxkit.sro.train import (batch_indices, completion_logps, follower_verdicts, policy_step, screened_loss, train,
-                                verdict_flips)
+from detoxkit.sro.train import (batch_indices, completion_logps, follower_verdicts, pick_candidate, policy_step,
+                                screened_loss, train, verdict_flips)
 
 TOXIC = ["shut up, you idiot", "you are stupid and I hate you", "stupid people ruin everything",
          "get lost, idiot", "I hate this stupid weather", "you idiot, stop it"]
@@ -214,6 +214,12 @@ def test_resumed_run_equals_uninterrupted(tiny_lm_dir, toxic_file, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]  # noqa: E731
     assert strip(read_jsonl(full / "generations.jsonl")) == strip(read_jsonl(part / "generations.jsonl"))
+
+
+def test_pick_candidate_prefers_the_most_similar_passing_paraphrase():
+    assert pick_candidate([False, True, True], [0.9, 0.6, 0.7]) == 2
+    assert pick_candidate([False, True, True], None) == 1
+    assert pick_candidate([False, False], [0.9, 0.1]) == 0
 
 
 def test_num_generations_screens_every_sample_and_resumes(tiny_lm_dir, toxic_file, tmp_path):

@@ -53,8 +53,9 @@ class SroTrainConfig:
     max_new_tokens: int = arg(32, "paraphrase length limit")
     num_generations: int = arg(1, "paraphrases proposed per input (TRL's name). 1: one greedy paraphrase (the paper). "
                                   "k > 1: k paraphrases sampled at `temperature` (seeded by step), all screened; the "
-                                  "loss takes the first that passes, or the first if none does. An exploration aid "
-                                  "not in the paper, for rewriters whose greedy output rarely passes")
+                                  "loss takes the passing one most similar to the input, or the first if none "
+                                  "passes. An exploration aid not in the paper, for rewriters whose greedy output "
+                                  "rarely passes")
     temperature: float = arg(1.0, "sampling temperature when num_generations > 1")
     per_device_train_batch_size: int = arg(8, "toxic inputs per step and device")
     learning_rate: float = arg(2e-5, "AdamW learning rate (paper: 2e-5)")

@@ -68,6 +68,15 @@ def follower_verdicts(paraphrases: list[str], toxicity: list[float], similarity:
     return [bool(y) and t < threshold and s >= min_similarity for y, t, s in zip(paraphrases, toxicity, sims)]
 
 
+def pick_candidate(verdicts: list[bool], similarity: list[float] | None) -> int:
+    """Which of an input's k screened paraphrases the loss uses: the passing one most similar to the input (the
+    most faithful detoxification, the best DPO 'chosen'), else the first (a plain sample, pushed down)."""
+    passing = [c for c, v in enumerate(verdicts) if v]
+    if not passing:
+        return 0
+    return max(passing, key=lambda c: similarity[c]) if similarity is not None else passing[0]
+
+
 def verdict_flips(step: int, n: int, noise: float, seed: int) -> list[bool]:
     rng = random.Random(f"{seed}:{step}:feedback-noise")
     return [rng.random() < noise for _ in range(n)]
@@ -275,7 +284,8 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
             raw = follower_verdicts(y_text, scores, sims, cfg.screener_threshold, cfg.screener_min_similarity)
             if k > 1:
                 n_passed = [sum(raw[j * k : (j + 1) * k]) for j in range(len(idx))]
-                keep = [j * k + next((c for c in range(k) if raw[j * k + c]), 0) for j in range(len(idx))]
+                keep = [pick_candidate(raw[j * k : (j + 1) * k], sims[j * k : (j + 1) * k] if sims else None) + j * k
+                        for j in range(len(idx))]
                 y_ids, y_text, scores, raw = ([v[c] for c in keep] for v in (y_ids, y_text, scores, raw))
                 sims = [sims[c] for c in keep] if sims is not None else None
             else:
