@@ -11,7 +11,8 @@
    The follower is content-aware (--screener_min_similarity, τ): pass = toxicity screener passes AND MiniLM
    cosine(input, paraphrase) >= τ; τ = 0 gives the paper's toxicity-only follower (which collapsed in the first run).
    The sro run's leader can sample --num_generations paraphrases per input at --temperature (the loss takes the
-   passing one most similar to the input) and weight its fail branch by --fail_weight; the defaults are the paper's.
+   passing one most similar to the input), weight its fail branch by --fail_weight and add --rpo_alpha × the NLL of
+   passing paraphrases; the defaults are the paper's.
 Optional (flags): the dpo-pass-only, sro-greedy (the paper's leader, beside an sro run with other settings) and sft
 baselines, and the feedback-noise study (SRO at noise 0.1 and 0.2 with the sro run's settings; noise 0 is the main run). With --reuse_speed the speed section is copied from an earlier results file
 and marked with its date instead of being re-measured.
@@ -167,6 +168,8 @@ def main() -> int:
                    help="the sro run (and its noise runs): paraphrases sampled per input (1: one greedy, the paper's)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature when --num_generations > 1")
     p.add_argument("--fail_weight", type=float, default=1.0, help="the sro run's fail-branch weight (1: the paper's)")
+    p.add_argument("--rpo_alpha", type=float, default=0.0,
+                   help="the sro run's NLL weight on passing paraphrases (0: the paper's plain DPO pass branch)")
     p.add_argument("--eval_n", type=int, default=50, help="held-out sentences scored in the table (a subset of 670)")
     p.add_argument("--curve_n", type=int, default=30, help="held-out sentences scored at each curve point")
     p.add_argument("--curve_points", type=int, default=0,
@@ -249,7 +252,8 @@ def main() -> int:
                   learning_rate=args.learning_rate, save_steps=0, logging_steps=1, max_input_tokens=48, seed=42,
                   screener_min_similarity=args.screener_min_similarity, max_train_samples=args.max_train_samples)
     jigsaw = dict(split_sentences=args.split_sentences)  # the SRO-style runs; sft trains on ParaDetox references
-    leader = dict(num_generations=args.num_generations, temperature=args.temperature, fail_weight=args.fail_weight)
+    leader = dict(num_generations=args.num_generations, temperature=args.temperature, fail_weight=args.fail_weight,
+                  rpo_alpha=args.rpo_alpha)
     curve_every = max(1, args.train_steps // args.curve_points) if args.curve_points else 0
     trained = {}
     plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n, **jigsaw, **leader))]

@@ -274,6 +274,33 @@ def test_fail_weight_zero_is_dpo_pass_only_and_scales_the_fail_branch(tiny_lm_di
         train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "bad", fail_weight=-1.0), screener=even_length_screener)
 
 
+def test_rpo_alpha_adds_the_nll_of_passing_paraphrases(tiny_lm_dir, toxic_file, tmp_path, monkeypatch):
+    """At step 0 the policy is the initial model, so each passing row's loss grows by exactly α × the mean token NLL
+    of its paraphrase under that model; a failing row's loss is unchanged."""
+    import detoxkit.sro.rewrite as rewrite
+    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.sro.rewrite import generate_ids, prompt_ids
+
+    monkeypatch.setattr(rewrite, "decode", lambda tok, ids: "thanks")  # the tiny model's text is often empty
+
+    def first_step(screener, alpha):
+        out = tmp_path / f"{screener.__name__}-{alpha}"
+        train(_cfg(tiny_lm_dir, toxic_file, out, max_steps=1, save_steps=0, rpo_alpha=alpha), screener=screener)
+        return read_jsonl(out / "generations.jsonl")
+
+    model, tok = load_model_and_tokenizer(str(tiny_lm_dir))
+    plain, rpo = first_step(pass_all, 0.0), first_step(pass_all, 2.0)
+    prompts = prompt_ids(tok, [r["input"] for r in plain])
+    ys = generate_ids(model, tok, prompts, max_new_tokens=6)  # what step 0 generated (greedy, same weights)
+    with torch.no_grad():
+        nll = -completion_logps(model, prompts, ys, tok.pad_token_id, average=True)
+    for a, b, n in zip(plain, rpo, nll.tolist()):
+        assert a["verdict"] == b["verdict"] == "pass" and n > 0
+        assert b["loss"] - a["loss"] == pytest.approx(2.0 * n, rel=1e-4)
+    for a, b in zip(first_step(fail_all, 0.0), first_step(fail_all, 2.0)):
+        assert a["verdict"] == "fail" and b["loss"] == pytest.approx(a["loss"], abs=1e-7)
+
+
 def test_fail_all_screener_and_full_noise_flip_every_verdict(tiny_lm_dir, toxic_file, tmp_path):
     out = tmp_path / "noisy"
     train(_cfg(tiny_lm_dir, toxic_file, out, max_steps=1, feedback_noise=1.0, loss_type="dpo_pass_only"), screener=fail_all)

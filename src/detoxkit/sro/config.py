@@ -41,6 +41,10 @@ class SroTrainConfig:
     fail_weight: float = arg(1.0, "weight of the sro loss's fail branch (the push-down of failed rewrites); 0 is "
                                   "dpo_pass_only. Below 1 when few rewrites pass: the push-down alone then turns a "
                                   "small rewriter's output into word salad")
+    rpo_alpha: float = arg(0.0, "α: adds α × the mean token NLL of each *passing* paraphrase to its loss (RPO, Pang et "
+                                "al. 2024; TRL: loss_type [sigmoid, sft], loss_weights [1, α]). DPO alone can lower the "
+                                "likelihood of both responses; the NLL keeps the passing rewrite itself likely. 0 = off "
+                                "(the paper)")
     screener: str = arg("toxicity", "the follower: a detoxkit scorer name or `module:callable` returning a scorer")
     screener_threshold: float = arg(0.5, "a paraphrase passes when its screener score is below this")
     screener_min_similarity: float = arg(

@@ -161,8 +161,8 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
 
     if not 0.0 <= cfg.feedback_noise <= 1.0:
         raise DetoxkitError(f"--feedback_noise must be in [0, 1], got {cfg.feedback_noise}")
-    if cfg.fail_weight < 0:
-        raise DetoxkitError(f"--fail_weight must be >= 0, got {cfg.fail_weight}")
+    if cfg.fail_weight < 0 or cfg.rpo_alpha < 0:
+        raise DetoxkitError(f"--fail_weight and --rpo_alpha must be >= 0, got {cfg.fail_weight} and {cfg.rpo_alpha}")
     if not 0.0 <= cfg.screener_min_similarity <= 1.0:
         raise DetoxkitError(f"--screener_min_similarity must be in [0, 1], got {cfg.screener_min_similarity}")
     if cfg.max_steps < 1 or cfg.per_device_train_batch_size < 1 or cfg.num_generations < 1:
@@ -300,6 +300,7 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
             ref_x = torch.tensor([state["ref_input_logps"][str(i)] for i in idx], device=accelerator.device)
             ref_y = ref_logps(prompts, y_ids)
             n = len(idx)
+            y_len = torch.tensor([max(1, len(y)) for y in y_ids], device=accelerator.device)
 
             def loss_fn():
                 if cfg.loss_type == "kto":  # KTO never looks at the input as a response
@@ -307,8 +308,11 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
                 else:
                     both = completion_logps(model, prompts + prompts, y_ids + x_ids, pad)
                     pol_y, pol_x = both[:n], both[n:]
-                return screened_loss(cfg.loss_type, pol_y, ref_y, pol_x, ref_x, passed, cfg.beta, cfg.label_smoothing,
+                loss = screened_loss(cfg.loss_type, pol_y, ref_y, pol_x, ref_x, passed, cfg.beta, cfg.label_smoothing,
                                      cfg.fail_weight)
+                if cfg.rpo_alpha:
+                    loss = loss + cfg.rpo_alpha * passed * (-pol_y / y_len)
+                return loss
 
             losses = policy_step(model, optimizer, accelerator, loss_fn, cfg.max_grad_norm, lr_at(step, cfg))
             records = [{"step": step, "index": i, "input": rows[i]["text"], "paraphrase": y, "screener_score": s,
