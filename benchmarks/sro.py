@@ -268,7 +268,7 @@ def main() -> int:
         cfg = SroTrainConfig(**{**common, **kw, "output_dir": str(runs / name)})
         done = runs / name / "metrics.json"
         m = json.loads(done.read_text()) if args.reuse_trained and done.exists() else None
-        if m and same_training(runs / name / "config.yaml", cfg):
+        if m and finished_same_training(runs / name, m, cfg):
             print(f"reusing the trained {name} (an earlier invocation)", flush=True)
             m["reused_from_earlier_invocation"] = True
         else:
@@ -327,15 +327,19 @@ def main() -> int:
     return 0
 
 
-def same_training(saved_yaml: Path, cfg) -> bool:
-    """Whether the run saved with saved_yaml trained as cfg would: every field but where it writes, how often it logs
-    and its in-training evaluation (fields added since the run was saved count at their defaults)."""
+def finished_same_training(run: Path, metrics: dict, cfg) -> bool:
+    """Whether the run folder holds a *finished* run (its metrics.json written after its config.yaml, at cfg's steps)
+    that trained as cfg would: every field but where it writes, how often it logs and its in-training evaluation
+    (fields added since the run was saved count at their defaults)."""
     import dataclasses
 
     import yaml
 
     from detoxkit.sro.config import SroTrainConfig
 
+    saved_yaml = run / "config.yaml"
+    if metrics.get("steps") != cfg.max_steps or (run / "metrics.json").stat().st_mtime < saved_yaml.stat().st_mtime:
+        return False
     saved = SroTrainConfig(**yaml.safe_load(saved_yaml.read_text()))
     ignore = {"output_dir", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "eval_size",
               "generation_batch_size", "resume_from_checkpoint"}
