@@ -242,7 +242,11 @@ def main() -> int:
         # processes get more of the machine than one, and the runs are independent (same seed and settings).
         noise_out = RESULTS / ".sro-noise.json"
         noise_out.unlink(missing_ok=True)
-        argv = [a for a in sys.argv[1:] if a not in ("--noise_study",) and not a.startswith("--baselines")]
+        argv = [a for a in sys.argv[1:] if a != "--noise_study"]
+        if "--baselines" in argv:  # the worker trains only the noise runs; drop the flag and its optional value
+            k = argv.index("--baselines")
+            del argv[k : k + (2 if k + 1 < len(argv) and not argv[k + 1].startswith("--") else 1)]
+        argv = [a for a in argv if not a.startswith("--baselines=")]
         noise_proc = subprocess.Popen([sys.executable, __file__, *argv, "--noise_worker", str(noise_out)],
                                       env={**os.environ, "DETOXKIT_PROGRESS": "0"})
     train_rows, _ = paradetox_split()
