@@ -12,9 +12,8 @@ from ..config import arg
 class SroTrainConfig:
     """detoxkit sro train: learn a detoxifying rewriter from toxic text alone (SRO, Xie, Li, Zhu 2024).
 
-    Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched; or best of num_generations
-    samples), the follower judges
-    each paraphrase ŷ (pass = the screener finds it clean AND its MiniLM cosine to x is at least
+    Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched; or the best of num_generations
+    samples), the follower judges each paraphrase ŷ (pass = the screener finds it clean AND its MiniLM cosine to x is at least
     screener_min_similarity, i.e. a detoxified paraphrase, not just any clean text), and the loss is DPO preferring ŷ over x where ŷ passed and a push-down of ŷ's
     likelihood (relative to the frozen reference) where it failed. Reference log-probs are computed once
     per input and once per generated paraphrase. Every (input, paraphrase, verdict, loss) goes to

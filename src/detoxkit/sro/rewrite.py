@@ -63,9 +63,8 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
     """
     import torch
 
-    from ..runs import progress
-
     from ..models import common_prefix_length, shared_prefix_cache
+    from ..runs import progress
 
     stops = eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
