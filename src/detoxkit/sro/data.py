@@ -50,8 +50,10 @@ def toxic_sentences(texts: list[str], screener, threshold: float, wanted: int, s
     stops once `wanted` are found (0: screen all). Returns them and how many sentences were screened."""
     pool = list(dict.fromkeys(s for t in texts for s in sentences(t)))
     random.Random(seed).shuffle(pool)
+    from ..runs import progress
+
     found, screened = [], 0
-    for i in range(0, len(pool), 512):
+    for i in progress(range(0, len(pool), 512), desc="screening sentences", unit="batch"):
         chunk = pool[i : i + 512]
         found += [s for s, v in zip(chunk, screener(chunk)) if v >= threshold]
         screened += len(chunk)
