@@ -24,16 +24,22 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_to
 class GatedGuard:
     """The real guard, but chat() holds until `gate` is set once `entered` is: the test decides what is in flight."""
 
-    def __init__(self, guard):
-        self.guard, self.entered, self.gate = guard, threading.Event(), threading.Event()
+    def __init__(self, guard, hold_s=30):
+        self.guard, self.entered, self.gate, self.hold_s = guard, threading.Event(), threading.Event(), hold_s
+        self.returned = threading.Event()  # set when a chat call has finished (the worker is idle again)
+        self.chat_calls = []
 
-    def chat(self, *args, **kwargs):
+    def chat(self, messages_batch, *args, **kwargs):
+        self.chat_calls.append([m[-1]["content"] for m in messages_batch])
         self.entered.set()
-        self.gate.wait(30)
-        return self.guard.chat(*args, **kwargs)
+        self.gate.wait(self.hold_s)
+        try:
+            return self.guard.chat(messages_batch, *args, **kwargs)
+        finally:
+            self.returned.set()
 
-    def moderate(self, texts):
-        return self.guard.moderate(texts)
+    def __getattr__(self, name):  # moderate, prompt_tokens, context_length: the real guard's
+        return getattr(self.guard, name)
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +252,7 @@ def test_serve_command_answers_and_stops_on_sigterm(tiny_lm_dir, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "detoxkit.cli", "serve", "--model", str(tiny_lm_dir), "--screener",
                              "off", "--port", str(port), "--log_path", str(log)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "DETOXKIT_API_KEY": ""})
+                            env={k: v for k, v in os.environ.items() if k != "DETOXKIT_API_KEY"})
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -262,4 +268,5 @@ def test_serve_command_answers_and_stops_on_sigterm(tiny_lm_dir, tmp_path):
         out, _ = proc.communicate(timeout=30)
     # uvicorn re-raises the signal once its graceful shutdown is done, so the exit status says "ended by SIGTERM"
     assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in out, out
+    assert "auth off (no key)" in out
     assert json.loads(log.read_text().splitlines()[0])["endpoint"] == "chat.completions"

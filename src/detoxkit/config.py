@@ -64,13 +64,20 @@ def _coerce(value: Any, tp, field: str) -> Any:
             return value.lower() in ("true", "yes", "1")
         raise ValueError(f"must be true or false, got {value!r}")
     if base is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
+                isinstance(value, float) and not value.is_integer()):
             raise ValueError(f"must be an integer, got {value!r}")
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"must be an integer, got {value!r}") from None
     if base is float:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError(f"must be a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"must be a number, got {value!r}") from None
     if base is str:
         if isinstance(value, (dict, list)):
             raise ValueError(f"must be a string, got {value!r}")
@@ -92,6 +99,10 @@ def load_yaml(path: str | Path, cls) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DetoxkitError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not a UTF-8 text file (byte {e.start}: {e.reason}); a config is YAML text") from None
+    except OSError as e:
+        raise DetoxkitError(f"{path}: cannot read the config file: {e.strerror or e}") from None
     try:
         node = yaml.compose(text)
     except yaml.YAMLError as e:

@@ -72,7 +72,7 @@ def _public(path) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def update_json(path: str | Path, sections: dict, command: list[str] | None = None) -> dict:
@@ -92,7 +92,7 @@ def update_json(path: str | Path, sections: dict, command: list[str] | None = No
     return data
 
 
-def _json_default(o):
+def json_default(o):
     if hasattr(o, "item"):
         return o.item()
     if isinstance(o, Path):
@@ -106,7 +106,7 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+            f.write(json.dumps(row, ensure_ascii=False, default=json_default) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

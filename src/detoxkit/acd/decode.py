@@ -11,6 +11,7 @@ safe branch alone (SafeDecoding's observation: the first tokens decide whether t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -19,21 +20,46 @@ import torch
 from ..core.contrastive import contrastive_logits
 from ..core.logprobs import token_logprobs
 from ..core.soft_prompt import SoftPrompt, build_inputs, positions_from_mask, splice_rows, template_pieces
-from ..errors import DetoxkitError
+from ..errors import DataError, DetoxkitError
 from ..generation import choose_next_token
 from ..models import last_logits_kwargs
 
 PromptLike = SoftPrompt | str | Path | None
 
 
+def names_a_file(value: str | Path) -> bool:
+    """A prompt option names a file when it is a Path, or one word with a path separator or a file extension;
+    anything else (spaces, or a bare word) is the prompt text itself."""
+    s = str(value)
+    return isinstance(value, Path) or (bool(s) and not any(c.isspace() for c in s)
+                                       and ("/" in s or "\\" in s or re.search(r"\.[A-Za-z0-9]{1,12}$", s) is not None))
+
+
+def read_prompt_option(prompt: PromptLike) -> SoftPrompt | str | None:
+    """A prompt option as given by a user: a SoftPrompt, a ``.safetensors`` file, a text file, or the text itself.
+
+    A value that names a file (see :func:`names_a_file`) must exist: a typo in a path is an error, never a prompt.
+    Needs no model, so a bad file fails before one is loaded."""
+    if prompt is None or isinstance(prompt, SoftPrompt) or not names_a_file(prompt):
+        return prompt if prompt is None or isinstance(prompt, SoftPrompt) else str(prompt)
+    path = Path(prompt)
+    if not path.is_file():
+        raise DetoxkitError(f"{path}: prompt file not found (give a tuned .safetensors file, a text file, "
+                            "or the prompt text itself)")
+    if path.suffix == ".safetensors":
+        return SoftPrompt.load(path)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"a prompt text file must be UTF-8 (byte {e.start}: {e.reason})") from None
+
+
 def as_soft_prompt(model, tokenizer, prompt: PromptLike) -> SoftPrompt | None:
-    """A SoftPrompt, a ``.safetensors`` path, or a text (used as a hard prompt: its token embeddings)."""
-    if prompt is None or isinstance(prompt, SoftPrompt):
-        sp = prompt
-    elif isinstance(prompt, Path) or str(prompt).endswith(".safetensors"):
-        sp = SoftPrompt.load(prompt)
-    else:
-        sp = SoftPrompt.from_text(model, tokenizer, str(prompt))
+    """The prompt option (see :func:`read_prompt_option`) as a SoftPrompt for this model; a text becomes a hard
+    prompt (its token embeddings)."""
+    sp = read_prompt_option(prompt)
+    if isinstance(sp, str):
+        sp = SoftPrompt.from_text(model, tokenizer, sp)
     if sp is not None:
         sp.check_compatible(model, tokenizer)
     return sp

@@ -66,12 +66,19 @@ class SoftPrompt(nn.Module):
         path = Path(path)
         if not path.exists():
             raise DetoxkitError(f"{path}: soft prompt file not found")
-        with safe_open(str(path), "pt") as f:
-            raw = (f.metadata() or {}).get("detoxkit")
-            if raw is None or "embeddings" not in f.keys():
-                raise DetoxkitError(f"{path}: not a detoxkit soft prompt (no 'detoxkit' metadata or 'embeddings')")
-            emb = f.get_tensor("embeddings")
-        meta = json.loads(raw)
+        try:
+            with safe_open(str(path), "pt") as f:
+                raw = (f.metadata() or {}).get("detoxkit")
+                if raw is None or "embeddings" not in f.keys():
+                    raise DetoxkitError(f"{path}: not a detoxkit soft prompt (no 'detoxkit' metadata or 'embeddings')")
+                emb = f.get_tensor("embeddings")
+            meta = json.loads(raw)
+        except DetoxkitError:
+            raise
+        except Exception as e:  # SafetensorError, OSError, bad JSON metadata: all mean "not a soft prompt file"
+            raise DetoxkitError(f"{path}: not a readable safetensors soft prompt ({type(e).__name__}: {e})") from None
+        if emb.ndim != 2:
+            raise DetoxkitError(f"{path}: field 'embeddings' must be (tokens, width), got shape {tuple(emb.shape)}")
         return cls(emb, meta.get("init_text", ""), meta.get("model_name", ""), meta.get("template", ""))
 
     def check_compatible(self, model, tokenizer, where: str = "soft prompt") -> None:

@@ -3,17 +3,25 @@
 Model calls are not thread-safe, and a batch of k requests costs far less than k single forwards on a CPU, so a
 single worker owns the guard: it takes the first queued job, waits up to ``wait_s`` for more (at most
 ``max_batch_size``), and answers them with one ``Guard.chat`` call per sampling setting. Callers get a
-``concurrent.futures.Future``; a job whose caller has gone (cancelled future) is skipped. ``close()`` lets the
-worker finish everything already queued, so shutting down never drops an accepted request.
+``concurrent.futures.Future``. ``close()`` lets the worker finish everything already queued, so shutting down never
+drops an accepted request.
+
+The worker must outlive every fault of the work it runs: an exception in scoring or decoding fails only the
+request that caused it (a batch that fails is retried one request at a time), a failed log write never fails a
+request (see :class:`~detoxkit.guard.requestlog.RequestLog`), and anything else is caught at the top of the loop,
+counted and reported by :meth:`Batcher.health`. Work for a caller that has gone (disconnected, or past its
+deadline) is dropped before it runs, and a batch in progress stops decoding once none of its callers is waiting.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,20 +32,35 @@ class ShuttingDown(Exception):
     """The server is shutting down and takes no new jobs."""
 
 
+class DeadlineExceeded(Exception):
+    """The job's deadline passed before the worker could start it."""
+
+
 @dataclass
 class Job:
     kind: str  # "chat" or "moderate"
     payload: Any  # chat: (messages, max_tokens, temperature, top_p); moderate: list of texts
     log: dict = field(default_factory=dict)  # what the JSONL log records about the request
+    deadline: float | None = None  # time.monotonic() after which nobody waits for the answer
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.perf_counter)
+    abandoned: str | None = None  # why the caller stopped waiting ("client_disconnected", "deadline")
+
+    def unwanted(self, now: float) -> bool:
+        return self.abandoned is not None or (self.deadline is not None and now > self.deadline)
 
 
 class Batcher:
-    def __init__(self, guard, max_batch_size: int = 8, wait_s: float = 0.01, log_path: str | None = None):
-        self.guard, self.max_batch_size, self.wait_s, self.log_path = guard, max(1, max_batch_size), wait_s, log_path
+    def __init__(self, guard, max_batch_size: int = 8, wait_s: float = 0.01, log=None, stall_timeout_s: float = 120.0):
+        """log: a RequestLog (or None); stall_timeout_s: health() says "stuck" after this long without progress."""
+        self.guard, self.max_batch_size, self.wait_s, self.log = guard, max(1, max_batch_size), wait_s, log
+        self.stall_timeout_s = stall_timeout_s
         self.queue: queue.Queue = queue.Queue()
         self.batch_sizes: collections.Counter = collections.Counter()  # chat batch size -> how many ran
+        self.counts: collections.Counter = collections.Counter()  # answered, failed, cancelled, worker_errors
+        self.last_error: str | None = None
+        self._busy = False
+        self._progress_at = time.monotonic()  # last sign of life: a batch taken or finished, a decoding step
         self._closed = False
         self._lock = threading.Lock()  # orders submit() against close(): nothing slips in behind the stop marker
         self._thread = threading.Thread(target=self._run, name="guard-worker", daemon=True)
@@ -46,45 +69,93 @@ class Batcher:
         self._thread.start()
         return self
 
-    def submit(self, kind: str, payload: Any, log: dict | None = None) -> Future:
-        job = Job(kind, payload, log or {})
+    def submit(self, kind: str, payload: Any, log: dict | None = None, deadline: float | None = None) -> Job:
+        job = Job(kind, payload, log or {}, deadline)
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
             self.queue.put(job)
-        return job.future
+        return job
 
-    def close(self, timeout: float | None = None) -> None:
-        """Stop taking jobs, finish the queued ones, and stop the worker."""
+    @staticmethod
+    def abandon(job: Job, reason: str) -> None:
+        """The caller stopped waiting: a queued job is skipped, a running one stops as soon as its batch allows."""
+        if job.abandoned is None:
+            job.abandoned = reason
+        job.future.cancel()  # succeeds only while queued
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop taking jobs, finish the queued ones, and stop the worker; False if it was still busy at `timeout`."""
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self.queue.put(_STOP)
+            if not self._closed:
+                self._closed = True
+                self.queue.put(_STOP)
         self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def health(self) -> dict:
+        """{"healthy": bool, "reason": str | None, ...counters}: unhealthy when the worker is dead or stuck."""
+        queued, idle_for = self.queue.qsize(), time.monotonic() - self._progress_at
+        reason = None
+        if not self._thread.is_alive() and not self._closed:
+            reason = "the batching worker thread has stopped"
+        elif (self._busy or queued) and idle_for > self.stall_timeout_s:
+            reason = f"the batching worker has made no progress for {idle_for:.0f} s with work waiting"
+        return {"healthy": reason is None, "reason": reason, "queued": queued, "busy": self._busy,
+                "seconds_since_progress": round(idle_for, 1), "batches": sum(self.batch_sizes.values()),
+                "max_batch_size_seen": self.max_batch_seen, **{k: self.counts[k] for k in
+                                                              ("answered", "failed", "cancelled", "worker_errors")},
+                "last_error": self.last_error, "log": None if self.log is None else self.log.stats()}
+
+    # ------------------------------------------------------------------------------------------------ the worker
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self.queue.get()
-            if first is _STOP:
-                return
-            batch, deadline = [first], time.monotonic() + self.wait_s
-            while len(batch) < self.max_batch_size:
+        while True:
+            batch, stopping = self._next_batch()
+            if batch:
+                self._busy, self._progress_at = True, time.monotonic()
                 try:
-                    job = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stopping = True  # FIFO: every job queued before close() is already in hand
-                    break
-                batch.append(job)
-            # A caller that disconnected while queued cancelled its future: skip its work.
-            self._process([j for j in batch if j.future.set_running_or_notify_cancel()])
+                    self._process(batch)
+                except BaseException as e:  # noqa: BLE001 - the worker is the server's only one: it must go on
+                    self._note_error("worker", e)
+                    # SystemExit and the like must not reach the event loop that awaits the future
+                    err = e if isinstance(e, Exception) else RuntimeError(f"{type(e).__name__}: {e}")
+                    for j in batch:
+                        with contextlib.suppress(InvalidStateError):
+                            j.future.set_exception(err)
+                finally:
+                    self._busy, self._progress_at = False, time.monotonic()
+            if stopping:
+                return
+
+    def _next_batch(self) -> tuple[list[Job], bool]:
+        first = self.queue.get()
+        if first is _STOP:
+            return [], True
+        batch, deadline = [first], time.monotonic() + self.wait_s
+        while len(batch) < self.max_batch_size:
+            try:
+                job = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return batch, True  # FIFO: every job queued before close() is already in hand
+            batch.append(job)
+        return batch, False
 
     def _process(self, jobs: list[Job]) -> None:
-        groups: dict[tuple, list[Job]] = collections.defaultdict(list)
+        live, now = [], time.monotonic()
         for j in jobs:
+            if j.unwanted(now):
+                j.abandoned = j.abandoned or "deadline"
+                with contextlib.suppress(InvalidStateError):  # the caller may cancel it at this very moment
+                    j.future.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
+            if j.future.done() or not j.future.set_running_or_notify_cancel():
+                self._log_cancelled(j)  # its caller has gone: skip the work
+            else:
+                live.append(j)
+        groups: dict[tuple, list[Job]] = collections.defaultdict(list)
+        for j in live:
             groups[("chat", j.payload[2], j.payload[3]) if j.kind == "chat" else ("moderate",)].append(j)
         for key, group in groups.items():
             self._run_group(key, group)
@@ -97,8 +168,14 @@ class Batcher:
                 out.append(results[k : k + len(j.payload)])
                 k += len(j.payload)
             return out
+
+        def should_stop() -> bool:  # called between decoding steps: a sign of life, and a way out
+            self._progress_at = now = time.monotonic()
+            return all(j.unwanted(now) for j in group)
+
         self.batch_sizes[len(group)] += 1
-        return self.guard.chat([j.payload[0] for j in group], [j.payload[1] for j in group], key[1], key[2])
+        return self.guard.chat([j.payload[0] for j in group], [j.payload[1] for j in group], key[1], key[2],
+                               should_stop=should_stop)
 
     def _run_group(self, key: tuple, group: list[Job]) -> None:
         try:
@@ -108,25 +185,34 @@ class Batcher:
                 for j in group:
                     self._run_group(key, [j])
             else:
+                self._note_error("failed", e)
                 group[0].future.set_exception(e)
+                self._write_log(group, [{"status": "failed", "error": f"{type(e).__name__}: {e}"}])
             return
         for j, r in zip(group, results):
-            j.future.set_result(r)
-        if self.log_path:
-            self._log(group, results)
-
-    def _log(self, group: list[Job], results: list) -> None:
-        import dataclasses
-
-        from ..runs import append_jsonl
-
-        now = time.perf_counter()
+            j.future.set_result(r)  # answers first: the log must never hold them back
         rows = []
         for j, r in zip(group, results):
             out = dataclasses.asdict(r) if dataclasses.is_dataclass(r) else {"results": r}
-            rows.append({**j.log, "time": time.time(), "seconds": round(now - j.queued_at, 4),
-                         "batch_size": len(group), **out})
-        append_jsonl(self.log_path, rows)
+            status = "answered" if j.abandoned is None else "cancelled"
+            self.counts[status] += 1
+            rows.append({"status": status, **({"reason": j.abandoned} if j.abandoned else {}), **out})
+        self._write_log(group, rows)
+
+    def _log_cancelled(self, job: Job) -> None:
+        self.counts["cancelled"] += 1
+        self._write_log([job], [{"status": "cancelled", "reason": job.abandoned or "client_disconnected"}])
+
+    def _write_log(self, group: list[Job], outcomes: list[dict]) -> None:
+        if self.log is None:
+            return
+        now = time.perf_counter()
+        self.log.write([{**j.log, "time": time.time(), "seconds": round(now - j.queued_at, 4),
+                         "batch_size": len(group), **o} for j, o in zip(group, outcomes)])
+
+    def _note_error(self, kind: str, e: BaseException) -> None:
+        self.counts["worker_errors" if kind == "worker" else kind] += 1
+        self.last_error = f"{type(e).__name__}: {e}"[:500]
 
     @property
     def max_batch_seen(self) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
 from ..config import arg
+from ..errors import DetoxkitError
 
 BLOCK_MESSAGE = "I can't help with that request."
 API_KEY_ENV = "DETOXKIT_API_KEY"
@@ -49,6 +51,41 @@ class GuardConfig:
     port: int = arg(8000, "port to bind")
     api_key: Optional[str] = arg(None, f"bearer key clients must send (default: ${API_KEY_ENV} if set, else none)")
     max_request_bytes: int = arg(1_000_000, "larger request bodies get a 413")
+    max_prompt_tokens: int = arg(4096, "a conversation longer than this in tokens (chat template included) gets a "
+                                       "400; prompt + max_tokens must also fit the model's context")
+    max_messages: int = arg(64, "a chat request with more messages gets a 400")
+    max_message_chars: int = arg(32_000, "a message (or moderation input) longer than this in characters gets a 400")
+    max_moderation_inputs: int = arg(128, "a moderation request with more inputs gets a 400")
+    request_timeout_s: float = arg(120.0, "a request not answered within this many seconds gets a 504 and its "
+                                          "work is dropped")
+    body_timeout_s: float = arg(30.0, "a client that takes longer than this to send its body gets a 408")
+    stall_timeout_s: float = arg(120.0, "/healthz reports unhealthy (503) when the worker has work but has shown "
+                                        "no progress for this long")
+    drain_timeout_s: float = arg(30.0, "on SIGTERM, requests in flight get this long to finish before the "
+                                       "process exits anyway")
     max_batch_size: int = arg(8, "requests decoded together in one batch (1: no dynamic batching)")
     batch_wait_ms: float = arg(10.0, "how long the worker waits for more requests after the first one of a batch")
     seed: int = arg(0, "random seed of sampled ACD answers (requests with temperature > 0)")
+
+    def __post_init__(self):
+        for name in ("max_new_tokens", "max_tokens_limit", "max_request_bytes", "max_prompt_tokens", "max_messages",
+                     "max_message_chars", "max_moderation_inputs", "max_batch_size", "rewrite_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise DetoxkitError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("request_timeout_s", "body_timeout_s", "stall_timeout_s", "drain_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise DetoxkitError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
+        if self.batch_wait_ms < 0:
+            raise DetoxkitError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise DetoxkitError("api_key is empty: give a key, or leave it unset (null) to serve without one")
+
+
+def resolve_api_key(cfg: GuardConfig) -> str | None:
+    """The bearer key clients must send: the config's, else ${API_KEY_ENV}; an empty one is an error, not "none"."""
+    if cfg.api_key is not None:
+        return cfg.api_key
+    key = os.environ.get(API_KEY_ENV)
+    if key is not None and not key.strip():
+        raise DetoxkitError(f"${API_KEY_ENV} is set but empty: give a key, or unset it to serve without one")
+    return key

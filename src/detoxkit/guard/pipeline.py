@@ -14,13 +14,18 @@ forward per stage); it is not thread-safe, so the server gives it to one worker 
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import DetoxkitError
 from .config import GuardConfig
+
+# Temperatures below this are greedy (vLLM's rule): dividing logits by a subnormal number overflows to NaN.
+GREEDY_BELOW = 1e-5
 
 
 @dataclass
@@ -74,16 +79,22 @@ class Guard:
         self.generator = torch.Generator().manual_seed(self.config.seed)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        # The server counts prompt tokens in its request threads while the worker decodes: on a copy of its own.
+        self._counter, self._counter_lock = copy.deepcopy(tokenizer), threading.Lock()
 
     @classmethod
     def from_config(cls, cfg: GuardConfig | str | Path) -> "Guard":
         """Load every piece a config names (a GuardConfig or a YAML path); pieces naming the model share its weights."""
+        from ..acd.decode import read_prompt_option
         from ..models import load_model_and_tokenizer
 
         if not isinstance(cfg, GuardConfig):
             from ..config import load_yaml
 
             cfg = GuardConfig(**load_yaml(cfg, GuardConfig))
+        # Prompt files are read first: a bad one fails before the model loads.
+        safe = None if is_off(cfg.acd_safe_prompt) else read_prompt_option(cfg.acd_safe_prompt)
+        adv = None if is_off(cfg.acd_adv_prompt) else read_prompt_option(cfg.acd_adv_prompt)
         model, tok = load_model_and_tokenizer(cfg.model)
         judge = screener = rewriter = None
         if not is_off(cfg.judge):
@@ -101,8 +112,6 @@ class Guard:
             rewriter = (Rewriter(model, tok, max_new_tokens=cfg.rewrite_max_new_tokens, name=cfg.model)
                         if cfg.rewriter == cfg.model
                         else Rewriter.from_pretrained(cfg.rewriter, max_new_tokens=cfg.rewrite_max_new_tokens))
-        safe = None if is_off(cfg.acd_safe_prompt) else cfg.acd_safe_prompt
-        adv = None if is_off(cfg.acd_adv_prompt) else cfg.acd_adv_prompt
         return cls(model, tok, cfg, judge, screener, rewriter, safe, adv)
 
     # ------------------------------------------------------------------------------------------------ stages
@@ -119,8 +128,21 @@ class Guard:
             return self.config.screener_threshold
         return float(getattr(self.screener, "threshold", 0.5))
 
-    def _render(self, messages: Sequence[dict]) -> str:
-        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    def _render(self, messages: Sequence[dict], tokenizer=None) -> str:
+        return (tokenizer or self.tokenizer).apply_chat_template(list(messages), tokenize=False,
+                                                                 add_generation_prompt=True)
+
+    @property
+    def context_length(self) -> int | None:
+        """The answering model's context window in tokens (None if its config does not say)."""
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def prompt_tokens(self, messages: Sequence[dict]) -> int:
+        """Tokens of a conversation as the model sees it (chat template included). Thread-safe: the server calls
+        it to refuse an oversized prompt before it reaches the worker."""
+        with self._counter_lock:
+            text = self._render(messages, self._counter)
+            return len(self._counter(text, add_special_tokens=False)["input_ids"])
 
     def _stop_ids(self) -> set[int]:
         from ..sro.rewrite import eos_ids
@@ -135,8 +157,13 @@ class Guard:
                 return ids[:k], "stop"
         return ids[:limit], "length" if len(ids) >= limit else "stop"
 
-    def _decode_plain(self, messages_batch, limits, temperature, top_p) -> list[list[int]]:
+    def _decode_plain(self, messages_batch, limits, temperature, top_p, should_stop) -> list[list[int]]:
         import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), should_stop(), dtype=torch.bool, device=input_ids.device)
 
         tok = self.tokenizer
         side = tok.padding_side
@@ -149,10 +176,11 @@ class Guard:
         sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else \
             dict(do_sample=False, temperature=None, top_p=None, top_k=None)
         with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=max(limits), pad_token_id=tok.pad_token_id, **sampling)
+            out = self.model.generate(**enc, max_new_tokens=max(limits), pad_token_id=tok.pad_token_id, **sampling,
+                                      **({"stopping_criteria": StoppingCriteriaList([_Stop()])} if should_stop else {}))
         return out[:, enc["input_ids"].shape[1]:].tolist()
 
-    def _decode_acd(self, messages_batch, limits, temperature, top_p) -> list[list[int]]:
+    def _decode_acd(self, messages_batch, limits, temperature, top_p, should_stop) -> list[list[int]]:
         # acd.generate returns text only; the guard needs token ids to cut each row at its own max_tokens and to
         # tell "stop" from "length", so it steps the batched two-branch decoder itself.
         from ..acd.decode import decode_steps
@@ -165,16 +193,22 @@ class Guard:
             for row, t in zip(rows, nxt.tolist()):
                 if t >= 0:
                     row.append(t)
+            if should_stop is not None and should_stop():
+                break  # nobody waits for this batch any more: stop the generator
         return rows
 
     # ------------------------------------------------------------------------------------------------ API
 
     def chat(self, messages_batch: Sequence[Sequence[dict]], max_tokens: int | Sequence[int] | None = None,
-             temperature: float = 0.0, top_p: float = 1.0) -> list[ChatResult]:
-        """Answer a batch of conversations ({"role", "content"} dicts); temperature 0 is greedy.
+             temperature: float = 0.0, top_p: float = 1.0,
+             should_stop: Callable[[], bool] | None = None) -> list[ChatResult]:
+        """Answer a batch of conversations ({"role", "content"} dicts); temperature below 1e-5 is greedy.
 
         max_tokens: one limit for all, one per conversation, or None (config.max_new_tokens).
+        should_stop: asked between decoding steps; True ends decoding early (the server's callers have all gone).
         """
+        if temperature < GREEDY_BELOW:
+            temperature = 0.0
         n = len(messages_batch)
         if max_tokens is None or isinstance(max_tokens, int):
             limits = [max_tokens or self.config.max_new_tokens] * n
@@ -205,7 +239,7 @@ class Guard:
         t0 = time.perf_counter()
         if todo:
             decode = self._decode_acd if mode == "acd" else self._decode_plain
-            ids = decode([messages_batch[i] for i in todo], [limits[i] for i in todo], temperature, top_p)
+            ids = decode([messages_batch[i] for i in todo], [limits[i] for i in todo], temperature, top_p, should_stop)
             for i, row in zip(todo, ids):
                 cut, finish[i] = self._cut(row, limits[i])
                 texts[i] = self.tokenizer.decode(cut, skip_special_tokens=True).strip()
