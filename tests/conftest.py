@@ -9,14 +9,14 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 @pytest.fixture(scope="session")
 def tiny_lm():
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
 
     return tiny_causal_lm(seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory):
-    from detoxkit.models import save_tiny_causal_lm
+    from tiny import save_tiny_causal_lm
 
     return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
 

@@ -19,7 +19,7 @@ PROMPTS = ["Rewrite the sentence: shut up.", "Is the weather sunny today?", "hi"
 @pytest.fixture(scope="module")
 def lm():
     """A tiny model with larger weights, so that greedy outputs depend on the context (not one repeated token)."""
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
 
     model, tok = tiny_causal_lm(seed=0, hidden_size=64)
     g = torch.Generator().manual_seed(0)
@@ -222,7 +222,7 @@ def _tune_cfg(tmp_path, anchors, **kw):
 
 def test_tune_lowers_both_losses_and_leaves_the_model_unchanged(tmp_path):
     from detoxkit.acd.tune import tune
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
     from detoxkit.runs import read_jsonl
 
     model, tok = tiny_causal_lm(seed=2)
@@ -242,7 +242,7 @@ def test_tune_resume_equals_uninterrupted(tmp_path):
     import shutil
 
     from detoxkit.acd.tune import tune
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
 
     model, tok = tiny_causal_lm(seed=2)
     anchors = _write_anchors(tmp_path / "anchors.jsonl")

@@ -72,7 +72,7 @@ def test_pass_branch_equals_trl_dpo_trainer_loss(tmp_path):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
 
     policy, tok = tiny_causal_lm(seed=0)
     ref, _ = tiny_causal_lm(tokenizer=tok, seed=1)  # a different reference, so the ratios are not all zero

@@ -45,7 +45,7 @@ def test_completion_mask_marks_completion_and_eos(tiny_lm):
 
 
 def test_gradient_reaches_only_the_soft_prompt():
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
 
     model, tok = tiny_causal_lm(seed=1)  # its own model: freezing must not leak into the shared fixture
     freeze(model)
@@ -86,7 +86,7 @@ def test_bad_files_and_mismatches_are_clear_errors(tiny_lm, tmp_path):
 
 
 def test_template_without_chat_template_is_an_error(tiny_lm):
-    from detoxkit.models import tiny_tokenizer
+    from tiny import tiny_tokenizer
 
     tok = tiny_tokenizer()
     tok.chat_template = None

@@ -126,7 +126,7 @@ def test_completion_logps_equals_one_row_at_a_time(prompts):
     """Left-padded prompts, right-padded completions, logits for the completion columns only and a shared prompt
     start run once as a cache give each row's unpadded log-likelihood, and the same gradient."""
     from detoxkit.core.logprobs import sequence_logprobs
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
 
     model, tok = tiny_causal_lm(seed=0)
     completions = [[20, 21], [22, 23, 24, 25], [26]]
@@ -149,7 +149,7 @@ def test_completion_logps_equals_one_row_at_a_time(prompts):
 def test_fail_branch_lowers_paraphrase_logprob(tiny_lm):
     from accelerate import Accelerator
 
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
     from detoxkit.sro.rewrite import generate_ids, prompt_ids
 
     model, tok = tiny_causal_lm(seed=0)
@@ -245,7 +245,7 @@ def test_num_generations_screens_every_sample_and_resumes(tiny_lm_dir, toxic_fil
 
 
 def test_generate_ids_with_a_shared_prompt_start_equals_one_at_a_time():
-    from detoxkit.models import tiny_causal_lm
+    from tiny import tiny_causal_lm
     from detoxkit.sro.rewrite import generate_ids, prompt_ids
 
     model, tok = tiny_causal_lm(seed=1)
