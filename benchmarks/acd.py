@@ -43,8 +43,8 @@ def speed(args, model, tok) -> dict:
     from detoxkit.acd.anchors import draw
     from detoxkit.acd.config import SAFE_PROMPT
     from detoxkit.acd.decode import generate as acd_generate
-    from detoxkit.core.soft_prompt import SoftPrompt
-    from detoxkit.generation import generate as plain_generate
+    from detoxkit.lm.soft_prompt import SoftPrompt
+    from detoxkit.lm.generate import generate as plain_generate
 
     out = Path(args.out)
     safe, adv = SoftPrompt.load(out / "safe_prompt.safetensors"), SoftPrompt.load(out / "adv_prompt.safetensors")
@@ -216,7 +216,7 @@ def main() -> int:
 
     import torch
 
-    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.lm.load import load_model_and_tokenizer
     from detoxkit.runs import update_json
 
     torch.set_num_threads(2)

@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def oracle_quality(n: int, seed: int) -> dict:
     """Accuracy of candidate prompt oracles on held-out builtin prompts (harmful = 1, benign-edgy = 0)."""
     from detoxkit.adversarial.evaluate import builtin_splits
-    from detoxkit.adversarial.roles import PromptClassifierOracle
+    from detoxkit.adversarial.oracles import PromptClassifierOracle
     from detoxkit.eval.classification import classification_metrics
-    from detoxkit.models import load_embedder
+    from detoxkit.lm.embedder import load_embedder
     from detoxkit.scorers import get_scorer
 
     splits = builtin_splits()

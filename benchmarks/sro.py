@@ -49,7 +49,7 @@ def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int
 
     import torch
 
-    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.lm.load import load_model_and_tokenizer
     from detoxkit.sro.rewrite import build_prompt
 
     torch.manual_seed(0)
@@ -62,9 +62,10 @@ def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int
         from accelerate import Accelerator
 
         from detoxkit.core.preference import dpo_loss
-        from detoxkit.models import load_model
+        from detoxkit.lm.load import load_model
         from detoxkit.sro.rewrite import prompt_ids
-        from detoxkit.sro.train import completion_logps, policy_step
+        from detoxkit.lm.score import completion_logprobs as completion_logps
+        from detoxkit.training import optimizer_step as policy_step
 
         eos, pad = tok.eos_token_id, tok.pad_token_id
         prompts = prompt_ids(tok, [x for x, _ in pairs], shots=())  # TRL's side gets the single-turn prompt too

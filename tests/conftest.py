@@ -26,7 +26,7 @@ def tiny_embedder_dir(tmp_path_factory):
     """A 1-layer random BERT with MiniLM's tokenizer: loads through the same Embedder code path."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from detoxkit.models import resolve_model
+    from detoxkit.lm.load import resolve_model
 
     path = tmp_path_factory.mktemp("tiny-embedder")
     tok = AutoTokenizer.from_pretrained(resolve_model("all-minilm-l6-v2"))

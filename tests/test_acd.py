@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from detoxkit.acd import SoftPrompt, generate, score_completions, stream
-from detoxkit.acd.decode import decode_steps
+from detoxkit.acd.decode import Contrast, decode_steps
 from detoxkit.core.contrastive import contrastive_logits
-from detoxkit.core.soft_prompt import positions_from_mask, splice_rows, template_pieces
+from detoxkit.lm.soft_prompt import positions_from_mask, splice_rows, template_pieces
 from detoxkit.errors import DetoxkitError
 
 SAFE = "You are a helpful assistant. Answer the question politely and safely."
@@ -30,7 +30,7 @@ def lm():
 
 
 def _ids(model, tok, prompts, safe, adv, alpha, window=None, n=10):
-    steps = list(decode_steps(model, tok, prompts, safe, adv, alpha, "acd", None, window, n, False, 1.0, 1.0, None))
+    steps = list(decode_steps(model, tok, prompts, safe, adv, Contrast(alpha, window=window), n))
     return torch.stack(steps, 1).tolist()
 
 
@@ -62,7 +62,7 @@ def test_cached_batched_decoding_equals_recomputation(lm):
 
 
 def test_alpha_zero_equals_plain_generation_under_the_safe_prompt(lm):
-    from detoxkit.generation import generate as plain
+    from detoxkit.lm.generate import generate as plain
 
     model, tok = lm
     got = generate(model, tok, PROMPTS, SAFE, ADV, alpha=0.0, max_new_tokens=10)
@@ -83,7 +83,7 @@ def test_batched_equals_one_by_one_and_window_is_a_prefix(lm):
 
 def test_min_new_tokens_holds_back_the_stop_token_like_transformers(lm):
     """A model that always wants to stop: without min_new_tokens it stops at once, with it after exactly n."""
-    from detoxkit.generation import generate as plain
+    from detoxkit.lm.generate import generate as plain
 
     model, tok = lm
     safe, adv = SoftPrompt.from_text(model, tok, SAFE), SoftPrompt.from_text(model, tok, ADV)
@@ -94,8 +94,7 @@ def test_min_new_tokens_holds_back_the_stop_token_like_transformers(lm):
     hook = model.get_output_embeddings().register_forward_hook(favour_eos)
     try:
         assert [[t for t in r if t >= 0] for r in _ids(model, tok, PROMPTS, safe, adv, 0.5)] == [[tok.eos_token_id]] * 3
-        steps = torch.stack(list(decode_steps(model, tok, PROMPTS, safe, adv, 0.5, "acd", None, None, 10, False, 1.0,
-                                              1.0, None, min_new_tokens=4)), 1)
+        steps = torch.stack(list(decode_steps(model, tok, PROMPTS, safe, adv, Contrast(0.5), 10, min_new_tokens=4)), 1)
         assert steps.shape == (3, 5) and (steps[:, :4] != tok.eos_token_id).all() and (steps[:, 4] == tok.eos_token_id).all()
         # the same semantics as transformers' generate, which the plain baseline uses
         ours = generate(model, tok, PROMPTS, SAFE, ADV, alpha=0.0, max_new_tokens=10, min_new_tokens=4)
@@ -188,7 +187,7 @@ def test_build_anchors_end_to_end(lm, tmp_path, monkeypatch):
     from detoxkit.acd.config import AnchorsConfig
     from detoxkit.runs import read_jsonl
 
-    import detoxkit.models
+    import detoxkit.lm.embedder
 
     _rule_scorers(monkeypatch)
 
@@ -196,7 +195,7 @@ def test_build_anchors_end_to_end(lm, tmp_path, monkeypatch):
         def encode(self, texts):
             return torch.zeros(len(texts), 2)
 
-    monkeypatch.setattr(detoxkit.models, "load_embedder", lambda *a, **k: NoEmbedder())
+    monkeypatch.setattr(detoxkit.lm.embedder, "load_embedder", lambda *a, **k: NoEmbedder())
     model, tok = lm
     cfg = AnchorsConfig(n_harmful=3, n_benign=2, max_new_tokens=4, near_duplicate_threshold=0.9,
                         eval_sources=["builtin:advbench"], output_dir=str(tmp_path))
@@ -295,7 +294,7 @@ def test_eval_end_to_end_and_cli(lm, tmp_path, monkeypatch, tiny_lm_dir):
     args = ["--model", str(tiny_lm_dir), "--prompt", "hi,hello", "--max_new_tokens", "3"]
     assert main(["acd", "generate", "--prompts_dir", str(tmp_path), *args]) == 2
     # ... and prompts made for it decode.
-    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.lm.load import load_model_and_tokenizer
 
     small, stok = load_model_and_tokenizer(str(tiny_lm_dir))
     SoftPrompt.from_text(small, stok, SAFE).save(tmp_path / "small" / "safe_prompt.safetensors")

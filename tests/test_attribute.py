@@ -133,7 +133,7 @@ def test_nado_decoding_lowers_toxicity(tiny_lm_dir, corpus_file, tmp_path):
     """R trained on the tiny model's own labelled samples steers guided sampling away from what the oracle flags."""
     from detoxkit.attribute import NadoModel
     from detoxkit.attribute.sampling import sample_continuations
-    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.lm.load import load_model_and_tokenizer
 
     cfg = NadoTrainConfig(model_name_or_path=str(tiny_lm_dir), train_dataset=str(corpus_file), max_train_samples=0,
                           output_dir=str(tmp_path / "nado"), iterations=6, prompts_per_iteration=8, samples_per_prompt=4,

@@ -57,8 +57,8 @@ def test_env_reports_assets():
 
 @pytest.mark.slow
 def test_builtin_model_loads_from_cache_and_chats():
-    from detoxkit.generation import generate
-    from detoxkit.models import load_model_and_tokenizer
+    from detoxkit.lm.generate import generate
+    from detoxkit.lm.load import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer("smollm2-135m-instruct")
     assert model.config.num_hidden_layers == 30 and model.config.vocab_size == 49152

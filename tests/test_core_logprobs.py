@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from detoxkit.core.logprobs import score_continuations, sequence_logprobs, token_logprobs
+from detoxkit.core.logprobs import sequence_logprobs, token_logprobs
+from detoxkit.lm.score import score_continuations
 
 
 def test_token_logprobs_are_shifted_by_hand():

@@ -33,17 +33,18 @@ def lm():
 
 
 def outputs(model, tok) -> dict:
-    from detoxkit.acd.decode import decode_steps, as_soft_prompt
+    from detoxkit.acd.decode import decode_steps, as_soft_prompt, Contrast
     from detoxkit.adversarial import Judge
     from detoxkit.attribute.evaluate import PairwiseJudge
     from detoxkit.attribute.nado import NadoModel
     from detoxkit.attribute.sampling import sample_continuations
-    from detoxkit.core.logprobs import score_continuations
-    from detoxkit.generation import generate
+    from detoxkit.lm.score import score_continuations
+    from detoxkit.lm.generate import generate
     from detoxkit.guard import Guard, GuardConfig
     from detoxkit.scorers.lm_judge import LMJudgeScorer
-    from detoxkit.sro.rewrite import Rewriter, generate_ids, prompt_ids
-    from detoxkit.sro.train import completion_logps
+    from detoxkit.lm.generate import Sampling, generate_ids
+    from detoxkit.lm.score import completion_logprobs as completion_logps
+    from detoxkit.sro.rewrite import Rewriter, prompt_ids
 
     out = {}
     out["plain_text"] = [o[0] for o in generate(model, tok, PROMPTS, max_new_tokens=8)]
@@ -53,11 +54,11 @@ def outputs(model, tok) -> dict:
     ids = prompt_ids(tok, PROMPTS)
     out["rewrite_ids"] = generate_ids(model, tok, ids, max_new_tokens=8)
     torch.manual_seed(0)
-    out["rewrite_ids_sampled"] = generate_ids(model, tok, ids, max_new_tokens=8, temperature=0.7)
+    out["rewrite_ids_sampled"] = generate_ids(model, tok, ids, max_new_tokens=8, sampling=Sampling(True, 0.7))
     safe, adv = as_soft_prompt(model, tok, SAFE), as_soft_prompt(model, tok, ADV)
     for name, window in (("acd_ids", None), ("acd_window_ids", 3)):
         rows = [[] for _ in PROMPTS]
-        for nxt in decode_steps(model, tok, PROMPTS, safe, adv, 0.5, "acd", None, window, 8, False, 1.0, 1.0, None):
+        for nxt in decode_steps(model, tok, PROMPTS, safe, adv, Contrast(0.5, window=window), 8):
             for r, t in zip(rows, nxt.tolist()):
                 if t >= 0:
                     r.append(t)

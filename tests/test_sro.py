@@ -7,8 +7,9 @@ import torch
 from detoxkit.errors import DetoxkitError
 from detoxkit.runs import read_jsonl
 from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
-from detoxkit.sro.train import (batch_indices, completion_logps, follower_verdicts, pick_candidate, policy_step,
-                                screened_loss, train, verdict_flips)
+from detoxkit.lm.score import completion_logprobs as completion_logps
+from detoxkit.sro.train import follower_verdicts, pick_candidate, screened_loss, train, verdict_flips
+from detoxkit.training import batch_indices, optimizer_step as policy_step
 
 TOXIC = ["shut up, you idiot", "you are stupid and I hate you", "stupid people ruin everything",
          "get lost, idiot", "I hate this stupid weather", "you idiot, stop it"]
@@ -150,7 +151,8 @@ def test_fail_branch_lowers_paraphrase_logprob(tiny_lm):
     from accelerate import Accelerator
 
     from tiny import tiny_causal_lm
-    from detoxkit.sro.rewrite import generate_ids, prompt_ids
+    from detoxkit.lm.generate import generate_ids
+    from detoxkit.sro.rewrite import prompt_ids
 
     model, tok = tiny_causal_lm(seed=0)
     ref, _ = tiny_causal_lm(tokenizer=tok, seed=0)
@@ -246,7 +248,8 @@ def test_num_generations_screens_every_sample_and_resumes(tiny_lm_dir, toxic_fil
 
 def test_generate_ids_with_a_shared_prompt_start_equals_one_at_a_time():
     from tiny import tiny_causal_lm
-    from detoxkit.sro.rewrite import generate_ids, prompt_ids
+    from detoxkit.lm.generate import generate_ids
+    from detoxkit.sro.rewrite import prompt_ids
 
     model, tok = tiny_causal_lm(seed=1)
     torch.manual_seed(0)
@@ -278,8 +281,9 @@ def test_rpo_alpha_adds_the_nll_of_passing_paraphrases(tiny_lm_dir, toxic_file, 
     """At step 0 the policy is the initial model, so each passing row's loss grows by exactly α × the mean token NLL
     of its paraphrase under that model; a failing row's loss is unchanged."""
     import detoxkit.sro.rewrite as rewrite
-    from detoxkit.models import load_model_and_tokenizer
-    from detoxkit.sro.rewrite import generate_ids, prompt_ids
+    from detoxkit.lm.load import load_model_and_tokenizer
+    from detoxkit.lm.generate import generate_ids
+    from detoxkit.sro.rewrite import prompt_ids
 
     monkeypatch.setattr(rewrite, "decode", lambda tok, ids: "thanks")  # the tiny model's text is often empty
 
@@ -337,10 +341,10 @@ def test_bad_inputs_give_clear_errors(tiny_lm_dir, toxic_file, tmp_path):
         train(_cfg(tiny_lm_dir, bad, tmp_path / "b"), screener=fail_all)
     with pytest.raises(DetoxkitError, match="screener"):
         train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "c", screener="nope"))
-    from detoxkit.sro.evaluate import parse_methods
+    from detoxkit.config import parse_named
 
-    with pytest.raises(DetoxkitError, match="NAME=SOURCE"):
-        parse_methods(["just-a-name"])
+    with pytest.raises(DetoxkitError, match="--methods: 'just-a-name' is not NAME=SOURCE"):
+        parse_named(["just-a-name"], "methods", "SOURCE: a rewriter folder, a model, or human")
 
 
 def test_cli_rewrite_and_help(tiny_lm_dir, capsys):
@@ -356,7 +360,7 @@ def test_eval_table_on_heldout_split(tiny_lm_dir, tiny_embedder_dir, tmp_path):
     """The eval harness end to end with stand-in scorers (the real ones are exercised by benchmarks/sro.py)."""
     from detoxkit.data import load_builtin
     from detoxkit.eval.detox import detox_metrics
-    from detoxkit.models import load_embedder
+    from detoxkit.lm.embedder import load_embedder
     from detoxkit.sro.data import heldout_pool, paradetox_split
     from detoxkit.sro.evaluate import evaluate
 

@@ -173,3 +173,14 @@ def save_config(cfg, path: str | Path) -> None:
     from .runs import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def parse_named(specs: list[str], field: str = "methods", what: str = "SOURCE") -> list[tuple[str, str]]:
+    """NAME=VALUE items of a list field -> [(name, value)]; a malformed item is an error naming the field."""
+    out = []
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value:
+            raise DetoxkitError(f"--{field}: {spec!r} is not NAME={what.split(':')[0]} ({what})")
+        out.append((name, value))
+    return out

@@ -100,13 +100,18 @@ def json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def json_line(row: dict) -> str:
+    """One JSONL row (UTF-8 kept as text, numpy/torch scalars and paths as plain values)."""
+    return json.dumps(row, ensure_ascii=False, default=json_default) + "\n"
+
+
 def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """Append rows to a JSONL log; each row is flushed so a killed run loses at most the row in flight."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=json_default) + "\n")
+            f.write(json_line(row))
         f.flush()
         os.fsync(f.fileno())
 
@@ -191,28 +196,6 @@ def save_checkpoint(
     for old in list_checkpoints(out)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def trainable_tensors(model) -> dict:
-    """{name: parameter} of the trainable parameters: what a checkpoint stores for a model.
-
-    named_parameters() lists tied weights once, so the dict never holds shared storage (safetensors refuses it)."""
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
-def load_trainable_tensors(model, tensors: dict, where) -> None:
-    """Copy checkpoint tensors into the model's trainable parameters; the names must match exactly."""
-    import torch
-
-    from .errors import DetoxkitError
-
-    params = trainable_tensors(model)
-    if set(params) != set(tensors):
-        raise DetoxkitError(f"{where}: checkpoint tensors do not match this model's trainable parameters "
-                            f"(a different model or adapter setting than the run that wrote it?)")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(tensors[n].to(p.device, p.dtype))
 
 
 def _py_rng_tensor():

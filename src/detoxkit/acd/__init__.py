@@ -4,7 +4,7 @@ Python API: ``generate`` / ``stream`` / ``score_completions`` (decode.py), ``Sof
 ``tune`` (tune.py), ``build_anchors`` (anchors.py), ``evaluate`` (evaluate.py); the CLI is ``detoxkit acd``.
 """
 
-from ..core.soft_prompt import SoftPrompt
+from ..lm.soft_prompt import SoftPrompt
 from .decode import generate, score_completions, stream
 
 __all__ = ["SoftPrompt", "generate", "stream", "score_completions"]

@@ -70,7 +70,7 @@ def overlap_check(candidates: list[str], eval_prompts: list[str], threshold: flo
 
     Returns {"exact": [...], "near": [(anchor, eval, cosine)], "keep": [anchors with neither]}.
     """
-    from ..models import load_embedder
+    from ..lm.embedder import load_embedder
 
     eval_norm = {normalise(p) for p in eval_prompts}
     exact = [c for c in candidates if normalise(c) in eval_norm]
@@ -105,8 +105,8 @@ def build_anchors(cfg, model=None, tok=None) -> dict:
     """Run the anchor pipeline for an :class:`~detoxkit.acd.config.AnchorsConfig`; returns the meta dict."""
     from pathlib import Path
 
-    from ..generation import generate
-    from ..models import load_model_and_tokenizer
+    from ..lm.generate import generate
+    from ..lm.load import load_model_and_tokenizer
     from ..runs import append_jsonl, prepare_output_dir, seed_everything, write_json
     from ..scorers import get_scorer
     from .config import NULL_PROMPT

@@ -59,7 +59,7 @@ def _generate(argv):
     from ..config import parse_config
     from ..data import load_records, require_columns
     from ..errors import DetoxkitError
-    from ..models import load_model_and_tokenizer
+    from ..lm.load import load_model_and_tokenizer
     from ..runs import append_jsonl, seed_everything
     from .config import GenerateConfig
     from .decode import generate, stream

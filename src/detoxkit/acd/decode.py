@@ -1,17 +1,16 @@
 """Contrastive decoding with two system prompts, both branches as rows of one batched forward.
 
-Why a loop of our own rather than a ``LogitsProcessor``: a processor sees one row per sequence and would need
-a second model call (and a second KV cache it cannot own) for the adversarial branch. Here a batch of k
-prompts is 2k rows — rows [0, k) under the safe prompt, rows [k, 2k) under the adversarial one — sharing one
-``DynamicCache``. The template prefix with each soft prompt (identical for every request) is run once for the
-two prompts and its cache repeated to all rows; each step then feeds the chosen token to both rows of a pair.
-With ``window=m`` the adversarial rows are dropped from the cache after m tokens and decoding continues on the
-safe branch alone (SafeDecoding's observation: the first tokens decide whether the model refuses).
+A batch of k prompts is 2k rows of one ``DynamicCache`` (:class:`TwoBranchStepper`), driven by the shared
+decoding loop of ``detoxkit.lm.generate``: a ``LogitsProcessor`` sees one row per sequence and would need a
+second model call (and a second cache it cannot own) for the adversarial branch. With ``window=m`` the
+adversarial rows are dropped from the cache after m tokens and decoding continues on the safe branch alone
+(SafeDecoding's observation: the first tokens decide whether the model refuses).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -19,10 +18,11 @@ import torch
 
 from ..core.contrastive import contrastive_logits
 from ..core.logprobs import token_logprobs
-from ..core.soft_prompt import SoftPrompt, build_inputs, positions_from_mask, splice_rows, template_pieces
+from ..lm.soft_prompt import SoftPrompt, build_inputs, splice_rows, template_pieces
 from ..errors import DataError, DetoxkitError
-from ..generation import choose_next_token
-from ..models import last_logits_kwargs
+from ..lm.batch import pad_id, positions_from_mask
+from ..lm.cache import last_logits_kwargs
+from ..lm.generate import GREEDY, Sampling, collect, decode_loop, stop_ids
 
 PromptLike = SoftPrompt | str | Path | None
 
@@ -65,74 +65,88 @@ def as_soft_prompt(model, tokenizer, prompt: PromptLike) -> SoftPrompt | None:
     return sp
 
 
-def _stop_ids(model, tokenizer) -> set[int]:
-    ids = {tokenizer.eos_token_id}
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
-    return {i for i in ids if i is not None}
+@dataclass(frozen=True)
+class Contrast:
+    """How the two branches combine: logits_safe − α·logits_adv ("acd") or (1+α)·safe − α·adv ("cfg"), an
+    optional plausibility mask β, and a window (contrast only the first `window` tokens; None: every token)."""
+
+    alpha: float = 0.5
+    form: str = "acd"
+    plausibility: float | None = None
+    window: int | None = None
+
+
+class TwoBranchStepper:
+    """The rows of both branches of a batch of prompts in one cache: rows [0, k) under the safe prompt, rows
+    [k, 2k) under the adversarial one. The template prefix with each soft prompt (the same for every request) runs
+    once per branch and its cache is repeated to all rows; each step feeds the chosen token to both rows of a pair."""
+
+    def __init__(self, model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None,
+                 contrast: Contrast):
+        k = len(prompts)
+        self.model, self.k, self.rows, self.contrast = model, k, k, contrast
+        self.active = adv is not None and contrast.alpha != 0 and (contrast.window is None or contrast.window > 0)
+        branches = [safe, adv] if self.active else [safe]
+        self.nb = len(branches)
+        pad = pad_id(tokenizer)
+        pieces = [template_pieces(tokenizer, p) for p in prompts]
+        before = pieces[0][0]
+        if any(b != before for b, _ in pieces):
+            raise DetoxkitError("the chat template's text before the system prompt depends on the request")
+        # 1. The shared prefix (template start + each branch's prompt), once per branch.
+        last_only = last_logits_kwargs(model, 1)  # the prefill needs only its last position's logits
+        embeds, pmask, _ = splice_rows(model, [[before, sp.embeddings] for sp in branches], pad)
+        out = model(inputs_embeds=embeds, attention_mask=pmask, position_ids=positions_from_mask(pmask),
+                    use_cache=True, **last_only)
+        self.cache = out.past_key_values
+        self.cache.batch_repeat_interleave(k)  # rows: branch 0 × k, then branch 1 × k
+        pmask = pmask.repeat_interleave(k, 0)
+        plen = pmask.sum(-1)
+        # 2. Each request's suffix (rest of the template + user prompt), left-padded after the prefix.
+        semb, smask, _ = splice_rows(model, [[pieces[i % k][1]] for i in range(self.nb * k)], pad)
+        self.mask = torch.cat([pmask, smask], 1)
+        out = model(inputs_embeds=semb, attention_mask=self.mask, position_ids=positions_from_mask(smask, plen),
+                    past_key_values=self.cache, use_cache=True, **last_only)
+        self.first = out.logits[:, -1]
+        self.pos = plen + smask.sum(-1)  # the next token's position in every row
+
+    def transform(self, step: int, logits: torch.Tensor) -> torch.Tensor:
+        c = self.contrast
+        if self.nb == 2 and c.window is not None and step == c.window:
+            # Past the window the adversarial rows are no longer needed: drop them from the cache.
+            keep = torch.arange(self.k, device=logits.device)
+            self.cache.batch_select_indices(keep)
+            self.mask, self.pos, self.nb = self.mask[keep], self.pos[keep], 1
+            return logits[keep]
+        if self.nb == 2:
+            return contrastive_logits(logits[: self.k], logits[self.k :], c.alpha, c.form, c.plausibility)
+        return logits[: self.k]
+
+    def advance(self, tokens: torch.Tensor) -> torch.Tensor:
+        feed = tokens.repeat(self.nb).unsqueeze(-1)
+        self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], 1)
+        out = self.model(input_ids=feed, attention_mask=self.mask, position_ids=self.pos.unsqueeze(-1),
+                         past_key_values=self.cache, use_cache=True)
+        self.pos = self.pos + 1
+        return out.logits[:, -1]
 
 
 @torch.no_grad()
-def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None, alpha: float,
-                 form: str, plausibility: float | None, window: int | None, max_new_tokens: int, do_sample: bool,
-                 temperature: float, top_p: float, generator: torch.Generator | None,
-                 min_new_tokens: int = 0) -> Iterator[torch.Tensor]:
+def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None,
+                 contrast: Contrast = Contrast(), max_new_tokens: int = 64, sampling: Sampling = GREEDY,
+                 min_new_tokens: int = 0, should_stop=None) -> Iterator[torch.Tensor]:
     """Yield the next token of each prompt, one (k,) tensor per step (−1 where a prompt has finished).
 
-    min_new_tokens: stop tokens are masked out before this many tokens (as in ``transformers``' generate).
-    """
-    k = len(prompts)
-    contrast = adv is not None and alpha != 0 and (window is None or window > 0)
-    branches = [safe, adv] if contrast else [safe]
-    nb = len(branches)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    pieces = [template_pieces(tokenizer, p) for p in prompts]
-    before = pieces[0][0]
-    if any(b != before for b, _ in pieces):
-        raise DetoxkitError("the chat template's text before the system prompt depends on the request")
+    min_new_tokens: stop tokens are masked out before this many tokens (as in ``transformers``' generate);
+    should_stop(): asked after every step, True ends decoding (the guard's callers have gone)."""
+    stepper = TwoBranchStepper(model, tokenizer, prompts, safe, adv, contrast)
+    yield from decode_loop(stepper, max_new_tokens, stop_ids(model, tokenizer), sampling, pad_id(tokenizer),
+                           min_new_tokens, should_stop=should_stop)
 
-    # 1. The shared prefix (template start + each branch's prompt), once per branch.
-    last_only = last_logits_kwargs(model, 1)  # the prefill needs only its last position's logits
-    embeds, pmask, _ = splice_rows(model, [[before, sp.embeddings] for sp in branches], pad)
-    out = model(inputs_embeds=embeds, attention_mask=pmask, position_ids=positions_from_mask(pmask), use_cache=True,
-                **last_only)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(k)  # rows: branch 0 × k, then branch 1 × k
-    pmask = pmask.repeat_interleave(k, 0)
-    plen = pmask.sum(-1)
 
-    # 2. Each request's suffix (rest of the template + user prompt), left-padded after the prefix.
-    semb, smask, _ = splice_rows(model, [[pieces[i % k][1]] for i in range(nb * k)], pad)
-    mask = torch.cat([pmask, smask], 1)
-    out = model(inputs_embeds=semb, attention_mask=mask, position_ids=positions_from_mask(smask, plen),
-                past_key_values=cache, use_cache=True, **last_only)
-    logits = out.logits[:, -1]
-    pos = plen + smask.sum(-1)  # the next token's position in every row
-
-    stops = torch.tensor(sorted(_stop_ids(model, tokenizer)), device=logits.device)
-    done = torch.zeros(k, dtype=torch.bool, device=logits.device)
-    for step in range(max_new_tokens):
-        if contrast and window is not None and step == window:
-            # Past the window: the adversarial rows are no longer needed; drop them from the cache.
-            keep = torch.arange(k, device=logits.device)
-            cache.batch_select_indices(keep)
-            mask, pos, logits, nb = mask[keep], pos[keep], logits[keep], 1
-        if nb == 2:
-            step_logits = contrastive_logits(logits[:k], logits[k:], alpha, form, plausibility)
-        else:
-            step_logits = logits
-        if step < min_new_tokens:
-            step_logits = step_logits.index_fill(-1, stops, float("-inf"))
-        nxt = choose_next_token(step_logits, do_sample, temperature, top_p, generator)
-        yield torch.where(done, torch.full_like(nxt, -1), nxt)
-        done |= torch.isin(nxt, stops)
-        if bool(done.all()) or step == max_new_tokens - 1:  # no forward whose logits would go unused
-            return
-        feed = torch.where(done, torch.full_like(nxt, pad), nxt).repeat(nb).unsqueeze(-1)
-        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
-        out = model(input_ids=feed, attention_mask=mask, position_ids=pos.unsqueeze(-1), past_key_values=cache,
-                    use_cache=True)
-        logits, pos = out.logits[:, -1], pos + 1
+def _options(alpha, form, plausibility, window, do_sample, temperature, top_p, seed) -> tuple[Contrast, Sampling]:
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    return Contrast(alpha, form, plausibility, window), Sampling(do_sample, temperature, top_p, generator=gen)
 
 
 def stream(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_prompt: PromptLike = None,
@@ -142,12 +156,11 @@ def stream(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_pr
     """Stream one batch: yields, per step, the new text of each prompt ("" where nothing new or finished)."""
     safe = as_soft_prompt(model, tokenizer, safe_prompt)
     adv = as_soft_prompt(model, tokenizer, adv_prompt)
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    stops = _stop_ids(model, tokenizer)
+    contrast, sampling = _options(alpha, form, plausibility, window, do_sample, temperature, top_p, seed)
+    stops = stop_ids(model, tokenizer)
     ids: list[list[int]] = [[] for _ in prompts]
     shown = [""] * len(prompts)
-    for nxt in decode_steps(model, tokenizer, prompts, safe, adv, alpha, form, plausibility, window, max_new_tokens,
-                            do_sample, temperature, top_p, gen):
+    for nxt in decode_steps(model, tokenizer, prompts, safe, adv, contrast, max_new_tokens, sampling):
         deltas = []
         for i, t in enumerate(nxt.tolist()):
             if t >= 0 and t not in stops:
@@ -176,17 +189,12 @@ def generate(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_
     adv = as_soft_prompt(model, tokenizer, adv_prompt)
     if safe is None:
         raise DetoxkitError("acd.generate needs a safe_prompt (a SoftPrompt, a .safetensors file or a text)")
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    stops = _stop_ids(model, tokenizer)
+    contrast, sampling = _options(alpha, form, plausibility, window, do_sample, temperature, top_p, seed)
     out: list[str] = []
     for s in progress(range(0, len(prompts), batch_size), desc="acd generate", unit="batch", disable=not show_progress):
         batch = prompts[s : s + batch_size]
-        ids: list[list[int]] = [[] for _ in batch]
-        for nxt in decode_steps(model, tokenizer, batch, safe, adv, alpha, form, plausibility, window,
-                                max_new_tokens, do_sample, temperature, top_p, gen, min_new_tokens):
-            for i, t in enumerate(nxt.tolist()):
-                if t >= 0 and t not in stops:
-                    ids[i].append(t)
+        ids = collect(decode_steps(model, tokenizer, batch, safe, adv, contrast, max_new_tokens, sampling,
+                                   min_new_tokens), len(batch))
         out.extend(tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids)
     return out
 

@@ -73,11 +73,11 @@ def perplexity(model, tok, texts, safe, adv, alpha, form, batch_size=8) -> dict:
 
 def evaluate(cfg, model=None, tok=None) -> dict:
     """Run the comparison for an :class:`~detoxkit.acd.config.EvalConfig`; returns metrics (also written)."""
-    from ..core.soft_prompt import SoftPrompt
+    from ..lm.soft_prompt import SoftPrompt
     from ..data import load_records
     from ..eval.generation import harmless_rate, over_refusal_rate
-    from ..generation import generate as plain_generate
-    from ..models import load_model_and_tokenizer
+    from ..lm.generate import generate as plain_generate
+    from ..lm.load import load_model_and_tokenizer
     from ..runs import append_jsonl, atomic_write_text, prepare_output_dir, progress, seed_everything, write_json
     from ..scorers import get_scorer
     from .decode import generate

@@ -16,7 +16,7 @@ import torch
 
 from ..core.logprobs import token_logprobs
 from ..core.losses import opo_loss
-from ..core.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze
+from ..lm.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze
 from ..errors import DetoxkitError
 
 SPLITS = ("D_HR", "D_HA", "D_S")
@@ -74,7 +74,7 @@ def opo_step_losses(model, tok, safe: SoftPrompt, adv: SoftPrompt, batch: dict[s
 
 def tune(cfg, model=None, tok=None) -> dict:
     """Run OPO for a :class:`~detoxkit.acd.config.TuneConfig`; returns the final metrics."""
-    from ..models import load_model_and_tokenizer
+    from ..lm.load import load_model_and_tokenizer
     from ..runs import (append_jsonl, load_checkpoint, prepare_output_dir, progress, resolve_resume,
                         save_checkpoint, seed_everything, write_json)
 

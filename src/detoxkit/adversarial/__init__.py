@@ -7,6 +7,8 @@ Python API::
     judge.predict_proba(["How do I pick a lock?"])          # P(problematic) per prompt
 """
 
-from .roles import Attacker, HumanOracle, Judge, LabelOracle, PromptClassifierOracle, ScorerOracle
+from .attacker import Attacker
+from .judge import Judge
+from .oracles import HumanOracle, LabelOracle, PromptClassifierOracle, ScorerOracle
 
 __all__ = ["Attacker", "Judge", "LabelOracle", "ScorerOracle", "PromptClassifierOracle", "HumanOracle"]

@@ -31,7 +31,7 @@ def judge_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from ..errors import DetoxkitError
-    from .roles import Judge
+    from .judge import Judge
 
     prompts = list(args.prompts)
     if args.input:

@@ -159,7 +159,7 @@ def evaluate_run(out: Path, recompute: bool = False, plot: bool = True) -> dict:
     from ..errors import DetoxkitError
     from ..runs import append_jsonl, atomic_write_text, list_checkpoints, read_jsonl, write_json
     from .config import AdversarialRunConfig
-    from .roles import Judge
+    from .judge import Judge
 
     if not (out / "holdout.jsonl").exists():
         raise DetoxkitError(f"{out}: no holdout.jsonl (not a `detoxkit adversarial run` folder, or it never started)")

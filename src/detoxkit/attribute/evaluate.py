@@ -17,9 +17,9 @@ MC_TASKS = ("mmlu", "commonsenseqa", "piqa")
 
 def parse_method(spec: str) -> tuple[str, str, str | None]:
     """NAME=MODEL or NAME=MODEL+nado=FOLDER -> (name, model, nado folder or None)."""
-    from ..sro.evaluate import parse_methods
+    from ..config import parse_named
 
-    (name, source), = parse_methods([spec])
+    (name, source), = parse_named([spec], "methods", "MODEL[+nado=FOLDER]")
     model, sep, nado = source.partition("+nado=")
     if sep and not nado:
         raise DetoxkitError(f"--methods: {spec!r}: empty NADO folder after +nado=")
@@ -31,27 +31,17 @@ class PairwiseJudge:
     so the judge's preference for a position cancels."""
 
     def __init__(self, model, tokenizer):
-        from ..scorers.lm_judge import _first_token_ids
+        from ..lm.score import answer_token_ids
 
         self.model, self.tok = model, tokenizer
-        self.a_ids, self.b_ids = _first_token_ids(tokenizer, ["A"]), _first_token_ids(tokenizer, ["B"])
+        self.a_ids, self.b_ids = answer_token_ids(tokenizer, ["A"]), answer_token_ids(tokenizer, ["B"])
 
-    @torch.no_grad()
     def _p_first(self, prompts, firsts, seconds, batch_size=8) -> list[float]:
-        from ..generation import render_chat
+        from ..lm.chat import render_chat
+        from ..lm.score import answer_probability
 
         texts = [render_chat(self.tok, WIN_TEMPLATE.format(prompt=p, a=a, b=b)) for p, a, b in zip(prompts, firsts, seconds)]
-        side, self.tok.padding_side = self.tok.padding_side, "left"
-        out = []
-        try:
-            for s in range(0, len(texts), batch_size):
-                enc = self.tok(texts[s : s + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-                logp = torch.log_softmax(self.model(**enc.to(self.model.device)).logits[:, -1].float(), -1)
-                a, b = torch.logsumexp(logp[:, self.a_ids], -1), torch.logsumexp(logp[:, self.b_ids], -1)
-                out.extend(torch.sigmoid(a - b).tolist())
-        finally:
-            self.tok.padding_side = side
-        return out
+        return answer_probability(self.model, self.tok, texts, self.a_ids, self.b_ids, batch_size)
 
     def prefer(self, prompts: list[str], ours: list[str], theirs: list[str]) -> list[float]:
         """P(ours is better) per prompt, averaged over both presentation orders."""
@@ -61,7 +51,7 @@ class PairwiseJudge:
 
 
 def rtp_continuations(model, tok, prompts: list[str], cfg, nado=None) -> list[list[str]]:
-    from ..sro.rewrite import eos_ids
+    from ..lm.generate import stop_ids as eos_ids
     from .sampling import sample_continuations
 
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -75,7 +65,7 @@ def rtp_continuations(model, tok, prompts: list[str], cfg, nado=None) -> list[li
 
 def classification_scores(model, tok, items: list[dict], batch_size: int) -> list[float]:
     """log P(' Yes') − log P(' No') after the classification prompt: a score for ROC-AUC."""
-    from ..core.logprobs import score_continuations
+    from ..lm.score import score_continuations
     from .data import ANSWERS, classification_text
 
     ctx = [classification_text(r["text"]) for r in items]
@@ -110,7 +100,7 @@ def evaluate(cfg, scorer=None) -> dict:
     from ..eval.generation import generation_toxicity
     from ..eval.stats import rate
     from ..eval.utility import multiple_choice_accuracy, perplexity
-    from ..models import load_model_and_tokenizer
+    from ..lm.load import load_model_and_tokenizer
     from ..runs import append_jsonl, atomic_write_text, prepare_output_dir, progress, write_json
     from .data import rtp_prompts, toxigen_split, wikitext_split
     from .nado import GuidedLM, NadoModel

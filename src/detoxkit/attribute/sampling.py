@@ -1,8 +1,8 @@
 """Continuations of plain-text prompts, sampled with a KV cache, optionally guided by a NADO model.
 
-A loop of our own rather than `model.generate`: guidance needs a second model with its own cache at every
-step, and sampling takes an explicit `torch.Generator`, so samples are a pure function of the seed even when
-the sampler runs in a background thread beside training (the parallel schedule).
+The shared decoding loop (``detoxkit.lm.generate``) with an explicit ``torch.Generator``, so samples are a pure
+function of the seed even when the sampler runs in a background thread beside training (the parallel schedule).
+Guidance needs a second model with its own cache at every step: :class:`NadoGuidedStepper`.
 """
 
 from __future__ import annotations
@@ -10,28 +10,30 @@ from __future__ import annotations
 import torch
 
 from ..core.nado import guided_logprobs
-from ..core.soft_prompt import positions_from_mask
-from ..generation import choose_next_token
+from ..lm.batch import left_pad, model_device, positions_from_mask
+from ..lm.generate import CausalStepper, Sampling, collect, decode_loop
 
 
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
-    return ids, mask
+class NadoGuidedStepper(CausalStepper):
+    """The base model's next-token logits turned into log q* = log p + s·log R − log Z by a NADO model that reads
+    the same tokens (its own cache)."""
 
+    def __init__(self, model, nado, prompts: list[list[int]], pad: int, strength: float = 1.0):
+        super().__init__(model, prompts, pad, share_prefix=False)  # no shared prefix: self.mask is the NADO's too
+        ids, _ = left_pad(prompts, pad)
+        self.nado, self.strength = nado, strength
+        r, self.r_cache = nado(ids.to(model_device(model)), self.mask, positions_from_mask(self.mask), None,
+                               use_cache=True)
+        self.r_last = r[:, -1]
 
-def right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
+    def transform(self, step: int, logits: torch.Tensor) -> torch.Tensor:
+        return guided_logprobs(logits, self.r_last, self.strength)
+
+    def advance(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits = super().advance(tokens)  # extends self.mask and moves self.pos past the token just fed
+        r, self.r_cache = self.nado(tokens[:, None], self.mask, (self.pos - 1)[:, None], self.r_cache, use_cache=True)
+        self.r_last = r[:, -1]
+        return logits
 
 
 @torch.no_grad()
@@ -40,39 +42,16 @@ def sample_continuations(model, prompts: list[list[int]], max_new_tokens: int, p
                          do_sample: bool = True, temperature: float = 1.0, top_p: float = 1.0,
                          batch_size: int = 16) -> list[list[int]]:
     """Token ids of one continuation per prompt (the stop token is kept when one was produced)."""
+    sampling = Sampling(do_sample, temperature, top_p, generator=generator)
     out: list[list[int]] = []
     was_training = model.training
     model.eval()
-    for s in range(0, len(prompts), batch_size):
-        ids, mask = left_pad(prompts[s : s + batch_size], pad_id)
-        ids, mask = ids.to(model.device), mask.to(model.device)
-        pos = positions_from_mask(mask)
-        cache = r_cache = None
-        done = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
-        new: list[torch.Tensor] = []
-        step_ids = ids
-        for _ in range(max_new_tokens):
-            o = model(input_ids=step_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
-            cache, logits = o.past_key_values, o.logits[:, -1]
-            if nado is not None:
-                r, r_cache = nado(step_ids, mask, pos, r_cache, use_cache=True)
-                logits = guided_logprobs(logits, r[:, -1], strength)
-            nxt = choose_next_token(logits, do_sample, temperature, top_p, generator)
-            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-            new.append(nxt)
-            done |= torch.isin(nxt, torch.tensor(sorted(stop_ids), device=nxt.device))
-            if bool(done.all()):
-                break
-            step_ids = nxt[:, None]
-            mask = torch.cat([mask, torch.ones_like(step_ids)], 1)
-            pos = pos[:, -1:] + 1
-        gen = torch.stack(new, 1).tolist()
-        for row in gen:
-            seq = []
-            for t in row:
-                seq.append(t)
-                if t in stop_ids:
-                    break
-            out.append(seq)
-    model.train(was_training)
+    try:
+        for s in range(0, len(prompts), batch_size):
+            chunk = prompts[s : s + batch_size]
+            stepper = (NadoGuidedStepper(model, nado, chunk, pad_id, strength) if nado is not None
+                       else CausalStepper(model, chunk, pad_id, share_prefix=False))
+            out += collect(decode_loop(stepper, max_new_tokens, stop_ids, sampling, pad_id), len(chunk))
+    finally:
+        model.train(was_training)
     return out

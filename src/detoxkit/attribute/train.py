@@ -28,8 +28,10 @@ from ..core.logprobs import token_logprobs
 from ..core.nado import guided_logprobs, nado_loss, token_kl
 from ..errors import DetoxkitError
 from ..runs import progress
-from ..sro.train import batch_indices
-from .sampling import right_pad, sample_continuations
+from ..training import batch_indices
+from ..lm.batch import pair_batch
+from ..lm.score import completion_logprobs
+from .sampling import sample_continuations
 
 SAMPLING_METHODS = ("rl", "regularized")
 
@@ -85,11 +87,7 @@ def draw_samples(model, tokenizer, scorer, corpus: Corpus, plan: dict[int, list[
 def continuation_batch(entries: list[dict], pad_id: int, which: int | None = 0):
     """(ids, attention, continuation mask) of prompt+continuation rows; which=None takes every continuation."""
     pairs = [(e["prompt"], c) for e in entries for c in (e["conts"] if which is None else [e["conts"][which]])]
-    ids, attn = right_pad([p + c for p, c in pairs], pad_id)
-    cmask = torch.zeros_like(ids)
-    for r, (p, c) in enumerate(pairs):
-        cmask[r, len(p) : len(p) + len(c)] = 1
-    return ids, attn, cmask
+    return pair_batch([p for p, _ in pairs], [c for _, c in pairs], pad_id)
 
 
 def train_nado(nado, optimizer, samples: dict[int, list[dict]], cfg, iteration: int, pad_id: int) -> float:
@@ -146,12 +144,10 @@ def method_term(model, nado, entries: list[dict], weights: list[float], cfg, pad
 
 
 def task_loss(model, corpus: Corpus, idx: list[int], pad_id: int) -> torch.Tensor:
-    device = next(model.parameters()).device
-    ids, attn = right_pad([corpus.ids[i] for i in idx], pad_id)
-    ids, attn = ids.to(device), attn.to(device)
-    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
-    m = attn[:, 1:].float()
-    return -(token_logprobs(logits, ids) * m).sum() / m.sum().clamp(min=1)
+    """The language-model loss of a batch of texts: mean NLL per token (every token after the first)."""
+    texts = [corpus.ids[i] for i in idx]
+    total = completion_logprobs(model, [t[:1] for t in texts], [t[1:] for t in texts], pad_id).sum()
+    return -total / max(1, sum(len(t) - 1 for t in texts))
 
 
 def _check(cfg, world: int) -> None:
@@ -173,11 +169,12 @@ def train(cfg, scorer=None) -> dict:
     """Run the recipe; `scorer` (texts -> toxicity) overrides cfg.scorer (tests, benchmarks)."""
     from accelerate import Accelerator
 
-    from ..models import load_model, load_tokenizer
-    from ..runs import (append_jsonl, load_checkpoint, load_trainable_tensors, prepare_output_dir, read_jsonl,
-                        resolve_resume, save_checkpoint, seed_everything, trainable_tensors, write_json)
-    from ..sro.rewrite import eos_ids
-    from ..sro.train import load_screener
+    from ..lm.load import load_model, load_tokenizer
+    from ..lm.generate import stop_ids as eos_ids
+    from ..runs import (append_jsonl, load_checkpoint, prepare_output_dir, read_jsonl, resolve_resume, save_checkpoint,
+                        seed_everything, write_json)
+    from ..scorers import load_scorer as load_screener
+    from ..training import load_trainable_tensors, trainable_tensors
     from .data import training_texts
     from .nado import NadoModel
 
@@ -386,10 +383,10 @@ def _mean(xs) -> float | None:
 
 def train_nado_only(cfg, scorer=None) -> dict:
     """`detoxkit attribute nado-train`: R for a frozen model from its own labelled samples."""
-    from ..models import load_model, load_tokenizer
+    from ..lm.load import load_model, load_tokenizer
     from ..runs import append_jsonl, prepare_output_dir, seed_everything, write_json
-    from ..sro.rewrite import eos_ids
-    from ..sro.train import load_screener
+    from ..lm.generate import stop_ids as eos_ids
+    from ..scorers import load_scorer as load_screener
     from .data import training_texts
     from .nado import NadoModel
 

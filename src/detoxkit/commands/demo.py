@@ -24,8 +24,8 @@ def main(argv: list[str]) -> int:
     from pathlib import Path
 
     from ..data import load_builtin
-    from ..generation import generate
-    from ..models import load_model_and_tokenizer
+    from ..lm.generate import generate
+    from ..lm.load import load_model_and_tokenizer
     from ..runs import append_jsonl, write_json
     from ..scorers import get_scorer
 

@@ -53,8 +53,8 @@ def _prompts(cfg: EvalConfig, source: str) -> list[str]:
 
 
 def _generations(cfg: EvalConfig, prompts: list[str], k: int, sample: bool) -> list[list[str]]:
-    from ..generation import generate
-    from ..models import load_model_and_tokenizer
+    from ..lm.generate import generate
+    from ..lm.load import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(cfg.model)
     return generate(model, tok, prompts, system=cfg.system_prompt, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
@@ -130,7 +130,8 @@ def run(cfg: EvalConfig) -> dict:
     elif cfg.task == "detox":
         from ..data import read_file, require_columns
         from ..eval.detox import FluencyProxy, detox_metrics
-        from ..models import DEFAULT_LM, load_embedder, load_model_and_tokenizer
+        from ..lm.embedder import load_embedder
+        from ..lm.load import DEFAULT_LM, load_model_and_tokenizer
 
         rows = require_columns(read_file(cfg.input), ["text", "rewrite"], allow_empty=True)
         fl_model = cfg.model or DEFAULT_LM
@@ -152,7 +153,7 @@ def run(cfg: EvalConfig) -> dict:
     else:  # utility
         from ..data import load_builtin
         from ..eval.utility import multiple_choice_accuracy, perplexity
-        from ..models import load_model_and_tokenizer
+        from ..lm.load import load_model_and_tokenizer
 
         model, tok = load_model_and_tokenizer(cfg.model)
         texts = [r["text"] for r in load_builtin("wikitext")][: cfg.n]

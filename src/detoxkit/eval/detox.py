@@ -30,7 +30,7 @@ def j_score(sta: Sequence[float], sim: Sequence[float], fl: Sequence[float]) -> 
 
 
 def mean_token_nll(model, tokenizer, texts: list[str], batch_size: int = 16) -> list[float]:
-    from ..core.logprobs import score_continuations
+    from ..lm.score import score_continuations
 
     lps, ns = score_continuations(model, tokenizer, [""] * len(texts), texts, batch_size)
     return [-lp / max(n, 1) for lp, n in zip(lps, ns)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..core.logprobs import score_continuations
+from ..lm.score import score_continuations
 from .stats import rate
 
 

@@ -65,7 +65,7 @@ class GuardConfig:
                                        "process exits anyway")
     max_batch_size: int = arg(8, "requests decoded together in one batch (1: no dynamic batching)")
     batch_wait_ms: float = arg(10.0, "how long the worker waits for more requests after the first one of a batch")
-    seed: int = arg(0, "random seed of sampled ACD answers (requests with temperature > 0)")
+    seed: int = arg(0, "random seed of sampled answers (requests with temperature > 0)")
 
     def __post_init__(self):
         for name in ("max_new_tokens", "max_tokens_limit", "max_request_bytes", "max_prompt_tokens", "max_messages",

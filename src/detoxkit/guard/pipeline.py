@@ -86,7 +86,7 @@ class Guard:
     def from_config(cls, cfg: GuardConfig | str | Path) -> "Guard":
         """Load every piece a config names (a GuardConfig or a YAML path); pieces naming the model share its weights."""
         from ..acd.decode import read_prompt_option
-        from ..models import load_model_and_tokenizer
+        from ..lm.load import load_model_and_tokenizer
 
         if not isinstance(cfg, GuardConfig):
             from ..config import load_yaml
@@ -129,8 +129,9 @@ class Guard:
         return float(getattr(self.screener, "threshold", 0.5))
 
     def _render(self, messages: Sequence[dict], tokenizer=None) -> str:
-        return (tokenizer or self.tokenizer).apply_chat_template(list(messages), tokenize=False,
-                                                                 add_generation_prompt=True)
+        from ..lm.chat import render_messages
+
+        return render_messages(tokenizer or self.tokenizer, messages)
 
     @property
     def context_length(self) -> int | None:
@@ -144,58 +145,21 @@ class Guard:
             text = self._render(messages, self._counter)
             return len(self._counter(text, add_special_tokens=False)["input_ids"])
 
-    def _stop_ids(self) -> set[int]:
-        from ..sro.rewrite import eos_ids
+    def _decode_plain(self, messages_batch, limits, sampling, should_stop) -> list[list[int]]:
+        from ..lm.generate import generate_ids
 
-        return eos_ids(self.model, self.tokenizer)
+        prompts = [self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"] for m in messages_batch]
+        return generate_ids(self.model, self.tokenizer, prompts, max(limits), sampling, batch_size=len(prompts),
+                            limits=limits, should_stop=should_stop)
 
-    def _cut(self, ids: list[int], limit: int) -> tuple[list[int], str]:
-        """A row's ids up to its first stop token (finish "stop") or its own token limit (finish "length")."""
-        stops = self._stop_ids()
-        for k, t in enumerate(ids[:limit]):
-            if t in stops:
-                return ids[:k], "stop"
-        return ids[:limit], "length" if len(ids) >= limit else "stop"
+    def _decode_acd(self, messages_batch, limits, sampling, should_stop) -> list[list[int]]:
+        from ..acd.decode import Contrast, decode_steps
+        from ..lm.generate import collect
 
-    def _decode_plain(self, messages_batch, limits, temperature, top_p, should_stop) -> list[list[int]]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), should_stop(), dtype=torch.bool, device=input_ids.device)
-
-        tok = self.tokenizer
-        side = tok.padding_side
-        tok.padding_side = "left"  # new tokens must follow every prompt directly
-        try:
-            enc = tok([self._render(m) for m in messages_batch], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(self.model.device)
-        finally:
-            tok.padding_side = side
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else \
-            dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=max(limits), pad_token_id=tok.pad_token_id, **sampling,
-                                      **({"stopping_criteria": StoppingCriteriaList([_Stop()])} if should_stop else {}))
-        return out[:, enc["input_ids"].shape[1]:].tolist()
-
-    def _decode_acd(self, messages_batch, limits, temperature, top_p, should_stop) -> list[list[int]]:
-        # acd.generate returns text only; the guard needs token ids to cut each row at its own max_tokens and to
-        # tell "stop" from "length", so it steps the batched two-branch decoder itself.
-        from ..acd.decode import decode_steps
-
-        window = self.config.acd_window or None
-        rows: list[list[int]] = [[] for _ in messages_batch]
-        for nxt in decode_steps(self.model, self.tokenizer, [acd_prompt(m) for m in messages_batch], self.safe_prompt,
-                                self.adv_prompt, self.config.acd_alpha, "acd", None, window, max(limits),
-                                temperature > 0, temperature or 1.0, top_p, self.generator):
-            for row, t in zip(rows, nxt.tolist()):
-                if t >= 0:
-                    row.append(t)
-            if should_stop is not None and should_stop():
-                break  # nobody waits for this batch any more: stop the generator
-        return rows
+        contrast = Contrast(self.config.acd_alpha, window=self.config.acd_window or None)
+        return collect(decode_steps(self.model, self.tokenizer, [acd_prompt(m) for m in messages_batch],
+                                    self.safe_prompt, self.adv_prompt, contrast, max(limits), sampling,
+                                    should_stop=should_stop), len(messages_batch))
 
     # ------------------------------------------------------------------------------------------------ API
 
@@ -238,10 +202,14 @@ class Guard:
         mode = "acd" if self.safe_prompt is not None else "plain"
         t0 = time.perf_counter()
         if todo:
+            from ..lm.generate import GREEDY, Sampling, split_stop, stop_ids
+
             decode = self._decode_acd if mode == "acd" else self._decode_plain
-            ids = decode([messages_batch[i] for i in todo], [limits[i] for i in todo], temperature, top_p, should_stop)
+            sampling = Sampling(True, temperature, top_p, generator=self.generator) if temperature > 0 else GREEDY
+            ids = decode([messages_batch[i] for i in todo], [limits[i] for i in todo], sampling, should_stop)
+            stops = stop_ids(self.model, self.tokenizer)
             for i, row in zip(todo, ids):
-                cut, finish[i] = self._cut(row, limits[i])
+                cut, finish[i] = split_stop(row, stops, limits[i])
                 texts[i] = self.tokenizer.decode(cut, skip_special_tokens=True).strip()
                 completion_tokens[i] = len(cut)
         for i in range(n):

@@ -8,7 +8,6 @@ dropped and counted. ``stats()`` is what ``/healthz`` shows.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -24,12 +23,12 @@ class RequestLog:
 
     def write(self, rows: list[dict]) -> bool:
         """Append rows (after any backlog); True if they reached the disk."""
-        from ..runs import json_default
+        from ..runs import json_line
 
         encoded = []
         for row in rows:
             try:
-                encoded.append((json.dumps(row, ensure_ascii=False, default=json_default) + "\n").encode("utf-8"))
+                encoded.append(json_line(row).encode("utf-8"))
             except (TypeError, ValueError, UnicodeEncodeError) as e:  # a row that cannot be logged is not a row
                 self._fail(e, dropped=1)
         with self._lock:

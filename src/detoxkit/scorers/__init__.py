@@ -28,4 +28,22 @@ def get_scorer(name: str, **kwargs) -> Scorer:
     return getattr(importlib.import_module(module), cls)(**kwargs)
 
 
-__all__ = ["Scorer", "as_reward_function", "get_scorer", "SCORERS"]
+def load_scorer(spec: str, field: str = "scorer") -> Scorer:
+    """A scorer name, or `module:callable` whose call returns a scorer (texts -> scores): a user's own judge."""
+    import importlib
+
+    from ..errors import DetoxkitError
+
+    if spec in SCORERS:
+        return get_scorer(spec)
+    module, sep, attr = spec.partition(":")
+    if not sep:
+        raise DetoxkitError(f"--{field} {spec!r}: not a scorer ({', '.join(SCORERS)}) nor module:callable")
+    try:
+        factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise DetoxkitError(f"--{field} {spec!r}: {e}") from None
+    return factory()
+
+
+__all__ = ["Scorer", "as_reward_function", "get_scorer", "load_scorer", "SCORERS"]

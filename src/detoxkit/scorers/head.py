@@ -70,7 +70,7 @@ class EmbeddingHeadScorer:
     pairs = False  # True: the head reads (prompt, response) pair features
 
     def __init__(self, head: str | None = None, embedder=None, device: str = "cpu"):
-        from ..models import load_embedder
+        from ..lm.embedder import load_embedder
 
         self.head, self.meta = load_head(head or self.default_head)
         self.embedder = embedder or load_embedder(self.meta.get("embedder", "all-minilm-l6-v2"), device)

@@ -19,16 +19,6 @@ PROMPT_TEMPLATE = (
 )
 
 
-def _first_token_ids(tokenizer, words: list[str]) -> list[int]:
-    """Token ids that spell an answer word on their own. A variant that splits (SmolLM2 encodes " 1" as " " + "1")
-    would contribute a token shared with every other answer, so only single-token variants count; the first
-    token of the bare word is the fallback when no variant is a single token."""
-    single = {toks[0] for w in words for v in (w, " " + w) if len(toks := tokenizer.encode(v, add_special_tokens=False)) == 1}
-    if single:
-        return sorted(single)
-    return sorted({tokenizer.encode(w, add_special_tokens=False)[0] for w in words})
-
-
 class LMJudgeScorer(Scorer):
     """model: builtin name, folder or hub id; template: uses {text} (and {prompt} when prompts are given)."""
 
@@ -37,37 +27,26 @@ class LMJudgeScorer(Scorer):
 
     def __init__(self, model: str = "smollm2-135m-instruct", template: str | None = None, yes: str = "Yes", no: str = "No",
                  model_obj=None, tokenizer=None):
-        from ..models import load_model_and_tokenizer
+        from ..lm.load import load_model_and_tokenizer
+        from ..lm.score import answer_token_ids
 
         if model_obj is None:
             model_obj, tokenizer = load_model_and_tokenizer(model)
         self.model, self.tokenizer = model_obj, tokenizer
         self.template = template
         self.version = f"{model}:{yes}/{no}"
-        self.yes_ids = _first_token_ids(tokenizer, [yes, yes.lower()])
-        self.no_ids = _first_token_ids(tokenizer, [no, no.lower()])
+        self.yes_ids = answer_token_ids(tokenizer, [yes, yes.lower()])
+        self.no_ids = answer_token_ids(tokenizer, [no, no.lower()])
 
     def _render(self, text: str, prompt: str | None) -> str:
+        from ..lm.chat import render_chat
+
         template = self.template or (PROMPT_TEMPLATE if prompt is not None else DEFAULT_TEMPLATE)
         question = template.format(text=text, prompt=prompt or "")
-        messages = [{"role": "user", "content": question}]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return question + "\nAnswer:"
+        return render_chat(self.tokenizer, question)
 
     def score_batch(self, texts, prompts):
-        import torch
+        from ..lm.score import answer_probability
 
         rendered = [self._render(t, None if prompts is None else prompts[i]) for i, t in enumerate(texts)]
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"  # the answer token is predicted at the last position
-        try:
-            enc = self.tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
-        finally:
-            self.tokenizer.padding_side = side
-        with torch.inference_mode():
-            logits = self.model(**enc.to(self.model.device)).logits[:, -1].float()
-        logp = torch.log_softmax(logits, -1)
-        yes = torch.logsumexp(logp[:, self.yes_ids], -1)
-        no = torch.logsumexp(logp[:, self.no_ids], -1)
-        return torch.sigmoid(yes - no).tolist()
+        return answer_probability(self.model, self.tokenizer, rendered, self.yes_ids, self.no_ids, len(rendered))

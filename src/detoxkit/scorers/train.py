@@ -294,7 +294,7 @@ def run(cfg: ScorerTrainConfig) -> dict:
     from accelerate import Accelerator
 
     from ..eval.classification import classification_metrics
-    from ..models import load_embedder
+    from ..lm.embedder import load_embedder
     from ..runs import prepare_output_dir, seed_everything, write_json
     from .head import save_head
 

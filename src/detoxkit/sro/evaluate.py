@@ -6,7 +6,7 @@ import random
 import time
 from pathlib import Path
 
-from ..errors import DetoxkitError
+from ..config import parse_named
 
 
 class DetoxEvaluator:
@@ -19,7 +19,8 @@ class DetoxEvaluator:
     def __init__(self, train_rows: list[dict], fluency_model: str = "smollm2-135m-instruct", seed: int = 0,
                  n_calibration: int = 500):
         from ..eval.detox import FluencyProxy
-        from ..models import load_embedder, load_model_and_tokenizer
+        from ..lm.embedder import load_embedder
+        from ..lm.load import load_model_and_tokenizer
         from ..scorers import get_scorer
 
         self.toxicity = get_scorer("toxicity")
@@ -33,16 +34,6 @@ class DetoxEvaluator:
         from ..eval.detox import detox_metrics
 
         return detox_metrics(inputs, outputs, self.toxicity, self.embedder, self.fluency, references)
-
-
-def parse_methods(specs: list[str]) -> list[tuple[str, str]]:
-    out = []
-    for spec in specs:
-        name, sep, source = spec.partition("=")
-        if not sep or not name or not source:
-            raise DetoxkitError(f"--methods: {spec!r} is not NAME=SOURCE (SOURCE: a rewriter folder, a model, or human)")
-        out.append((name, source))
-    return out
 
 
 def markdown_table(results: dict, note: str) -> str:
@@ -63,7 +54,7 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
     from .data import paradetox_split
     from .rewrite import Rewriter
 
-    methods = parse_methods(cfg.methods)
+    methods = parse_named(cfg.methods, "methods", "SOURCE: a rewriter folder, a model, or human")
     train_rows, test_rows = paradetox_split(cfg.data_dir, cfg.split_size, cfg.split_seed)
     if cfg.max_eval_samples:
         test_rows = test_rows[: cfg.max_eval_samples]

@@ -36,7 +36,7 @@ def prompt_messages(text: str, instruction: str = INSTRUCTION, shots=FEW_SHOT) -
 
 def prompt_ids(tokenizer, texts: list[str], instruction: str = INSTRUCTION, shots=FEW_SHOT) -> list[list[int]]:
     """The chat-templated rewrite prompt of each text, as token ids (the template adds its own specials)."""
-    from ..generation import render_chat
+    from ..lm.generate import render_chat
 
     if not shots:
         return [tokenizer(render_chat(tokenizer, build_prompt(t, instruction)), add_special_tokens=False)["input_ids"]
@@ -44,55 +44,6 @@ def prompt_ids(tokenizer, texts: list[str], instruction: str = INSTRUCTION, shot
     return [tokenizer(tokenizer.apply_chat_template(prompt_messages(t, instruction, shots), tokenize=False,
                                                     add_generation_prompt=True), add_special_tokens=False)["input_ids"]
             for t in texts]
-
-
-def eos_ids(model, tokenizer) -> set[int]:
-    ids = {tokenizer.eos_token_id}
-    gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids.update(gen if isinstance(gen, (list, tuple)) else [gen])
-    return {i for i in ids if i is not None}
-
-
-def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 16,
-                 show_progress: bool = False, temperature: float | None = None) -> list[list[int]]:
-    """Greedy (or, given a temperature, sampled from the full distribution) completions as token ids, each cut after
-    its first end-of-turn token (kept, so it is scored). Sampling draws from torch's global generator: seed it.
-
-    The trainer needs the generated ids themselves: decoding and re-tokenising text does not always give
-    the same ids back, and the loss must score exactly what the model produced.
-    """
-    import torch
-
-    from ..models import common_prefix_length, shared_prefix_cache
-    from ..runs import progress
-
-    stops = eos_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = next(model.parameters()).device
-    out: list[list[int]] = []
-    for s in progress(range(0, len(prompts), batch_size), desc="rewriting", unit="batch", disable=not show_progress):
-        chunk = prompts[s : s + batch_size]
-        # The prompt start the rows share (template, instruction, few-shot turns) is prefilled once; after it each
-        # row's own tokens are left-padded, so every prompt ends where its generation starts.
-        shared = common_prefix_length(chunk)
-        width = max(map(len, chunk)) - shared
-        ids = torch.full((len(chunk), shared + width), pad, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        ids[:, :shared] = torch.tensor(chunk[0][:shared])
-        attn[:, :shared] = 1
-        for i, p in enumerate(chunk):
-            ids[i, shared + width - (len(p) - shared):] = torch.tensor(p[shared:])
-            attn[i, shared + width - (len(p) - shared):] = 1
-        with torch.inference_mode():
-            cache = {"past_key_values": shared_prefix_cache(model, chunk[0][:shared], len(chunk))} if shared else {}
-            gen = model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), max_new_tokens=max_new_tokens,
-                                 do_sample=temperature is not None, temperature=temperature,
-                                 top_p=None if temperature is None else 1.0, top_k=None if temperature is None else 0,
-                                 pad_token_id=pad, **cache)
-        for row in gen[:, shared + width:].tolist():
-            cut = next((k + 1 for k, t in enumerate(row) if t in stops), len(row))
-            out.append(row[:cut])
-    return out
 
 
 def decode(tokenizer, ids: list[int]) -> str:
@@ -112,7 +63,7 @@ class Rewriter:
     def from_pretrained(cls, name_or_path: str = "smollm2-135m-instruct", device: str = "cpu",
                         max_new_tokens: int | None = None) -> "Rewriter":
         """A trained rewriter folder (with rewriter.json), or any causal LM for zero-shot prompting."""
-        from ..models import load_model_and_tokenizer
+        from ..lm.load import load_model_and_tokenizer
 
         model, tok = load_model_and_tokenizer(name_or_path, device=device)
         meta_path = Path(name_or_path) / REWRITER_FILE
@@ -124,13 +75,15 @@ class Rewriter:
 
     def rewrite(self, texts: list[str] | str, batch_size: int = 16, show_progress: bool = False) -> list[str] | str:
         """Rewrites, one per text (greedy); a single string gives a single string."""
+        from ..lm.generate import generate_ids
+
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         # Shortest first keeps left padding (wasted compute) small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         prompts = prompt_ids(self.tokenizer, [texts[i] for i in order], self.instruction, self.shots)
-        ids = generate_ids(self.model, self.tokenizer, prompts,
-                           self.max_new_tokens, batch_size, show_progress)
+        ids = generate_ids(self.model, self.tokenizer, prompts, self.max_new_tokens, batch_size=batch_size,
+                           show_progress=show_progress, desc="rewriting")
         out = [""] * len(texts)
         for i, completion in zip(order, ids):
             out[i] = decode(self.tokenizer, completion)

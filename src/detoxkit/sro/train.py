@@ -14,49 +14,11 @@ uninterrupted one exactly.
 
 from __future__ import annotations
 
-import importlib
 import random
 import time
 from pathlib import Path
 
 from ..errors import DetoxkitError
-
-
-def load_screener(spec: str):
-    """A detoxkit scorer name, or `module:callable` whose call returns a scorer (texts -> scores)."""
-    from ..scorers import SCORERS, get_scorer
-
-    if spec in SCORERS:
-        return get_scorer(spec)
-    module, sep, attr = spec.partition(":")
-    if not sep:
-        raise DetoxkitError(f"--screener {spec!r}: not a scorer ({', '.join(SCORERS)}) nor module:callable")
-    try:
-        factory = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise DetoxkitError(f"--screener {spec!r}: {e}") from None
-    return factory()
-
-
-def lr_at(step: int, cfg) -> float:
-    """Learning rate for the update that takes the model from `step` to `step + 1`."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    if cfg.lr_scheduler_type == "linear":
-        span = max(1, cfg.max_steps - cfg.warmup_steps)
-        return cfg.learning_rate * max(0.0, 1 - (step - cfg.warmup_steps) / span)
-    return cfg.learning_rate
-
-
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
-    """Row indices of a step's batch: epochs of seeded permutations, read as one endless stream."""
-    out = []
-    for pos in range(step * batch_size, (step + 1) * batch_size):
-        epoch, k = divmod(pos, n)
-        perm = list(range(n))
-        random.Random(seed * 1_000_003 + epoch).shuffle(perm)
-        out.append(perm[k])
-    return out
 
 
 def follower_verdicts(paraphrases: list[str], toxicity: list[float], similarity: list[float] | None,
@@ -82,55 +44,6 @@ def verdict_flips(step: int, n: int, noise: float, seed: int) -> list[bool]:
     return [rng.random() < noise for _ in range(n)]
 
 
-def completion_logps(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, average: bool = False):
-    """(B,) sum (or mean) log p(completion | prompt).
-
-    The prompt start the rows share (chat template and few-shot turns: ~170 of ~186 tokens of the rewrite prompt)
-    runs once, as a cache the rows continue from. After it, the rest of each prompt is left-padded and completions
-    right-padded, so every completion starts at the same column and only the last (longest completion + 1) positions
-    go through the vocabulary projection."""
-    import torch
-
-    from ..core.logprobs import sequence_logprobs
-    from ..models import common_prefix_length, last_logits_kwargs, shared_prefix_cache
-
-    shared = common_prefix_length(prompts)
-    prefix, prompts = prompts[0][:shared], [p[shared:] for p in prompts]
-    width_p, width_c = max(map(len, prompts)), max(map(len, completions))
-    ids = torch.full((len(prompts), width_p + width_c), pad_id, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    mask = torch.zeros_like(ids)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, width_p - len(p) : width_p + len(c)] = torch.tensor(p + c)
-        attn[i, width_p - len(p) : width_p + len(c)] = 1
-        mask[i, width_p : width_p + len(c)] = 1
-    device = next(model.parameters()).device
-    ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
-    positions = shared + (attn.cumsum(-1) - 1).clamp(min=0)  # padding inside the batch: positions count real tokens
-    extra = {}
-    if shared:
-        extra["past_key_values"] = shared_prefix_cache(model, prefix, len(ids))
-        attn = torch.cat([attn.new_ones(len(ids), shared), attn], dim=1)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=bool(shared),
-                   **extra, **last_logits_kwargs(model, width_c + 1)).logits
-    kept = logits.shape[1]
-    return sequence_logprobs(logits, ids[:, -kept:], mask[:, -kept:], average=average)
-
-
-def policy_step(model, optimizer, accelerator, loss_fn, max_grad_norm: float, lr: float):
-    """One optimizer step: loss_fn() -> per-example losses (B,); returns them detached."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    model.train()
-    losses = loss_fn()
-    accelerator.backward(losses.mean())
-    if max_grad_norm:
-        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return losses.detach()
-
-
 def screened_loss(loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: float, label_smoothing: float,
                   fail_weight: float = 1.0):
     """Per-example loss of one online batch for each loss_type (see SroTrainConfig)."""
@@ -153,11 +66,14 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from ..models import load_model, load_tokenizer
-    from ..runs import (append_jsonl, load_checkpoint, load_trainable_tensors, prepare_output_dir, progress, read_jsonl,
-                        resolve_resume, save_checkpoint, seed_everything, trainable_tensors, write_json)
+    from ..lm.load import load_model, load_tokenizer
+    from ..runs import append_jsonl, load_checkpoint, prepare_output_dir, progress, read_jsonl, resolve_resume, save_checkpoint, seed_everything, write_json
+    from ..scorers import load_scorer
+    from ..training import apply_lora, batch_indices, load_trainable_tensors, lr_at, optimizer_step as policy_step, trainable_tensors
     from .data import paradetox_split, training_rows
-    from .rewrite import decode, generate_ids, prompt_ids, save_rewriter, FEW_SHOT, INSTRUCTION
+    from ..lm.generate import GREEDY, Sampling, generate_ids
+    from ..lm.score import completion_logprobs as completion_logps
+    from .rewrite import decode, prompt_ids, save_rewriter, FEW_SHOT, INSTRUCTION
 
     if not 0.0 <= cfg.feedback_noise <= 1.0:
         raise DetoxkitError(f"--feedback_noise must be in [0, 1], got {cfg.feedback_noise}")
@@ -178,7 +94,7 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
     if sft and cfg.split_sentences:
         raise DetoxkitError("--split_sentences needs a screener; the sft baseline trains on whole references")
     if not sft and screener is None:
-        screener = load_screener(cfg.screener)
+        screener = load_scorer(cfg.screener, "screener")
     rows, data_report = training_rows(cfg.train_dataset, cfg.text_column, cfg.data_dir, tok, cfg.max_input_tokens,
                                       cfg.max_train_samples, cfg.seed, with_references=sft,
                                       sentence_screener=screener if cfg.split_sentences else None,
@@ -188,20 +104,14 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
                             + (", or no sentence the screener flags)" if cfg.split_sentences else ")"))
     if not sft and cfg.screener_min_similarity > 0 and similarity is None:
         from ..eval.detox import similarity as cosine
-        from ..models import load_embedder
+        from ..lm.embedder import load_embedder
 
         embedder = load_embedder(cfg.similarity_model) if cfg.similarity_model else load_embedder()
         similarity = lambda xs, ys: cosine(embedder, xs, ys)  # noqa: E731
     model = load_model(cfg.model_name_or_path)
     ref_model = None
     if cfg.use_peft:
-        from peft import LoraConfig, get_peft_model
-
-        targets = cfg.lora_target_modules
-        if targets != "all-linear":
-            targets = [t.strip() for t in targets.split(",") if t.strip()]
-        model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, task_type="CAUSAL_LM",
-                                                 target_modules=targets))
+        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules)
     elif not sft:
         ref_model = load_model(cfg.model_name_or_path).to(accelerator.device).requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
@@ -244,7 +154,8 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
 
     def run_eval(at_step: int):
         texts = [r["text"] for r in eval_rows]
-        ids = generate_ids(unwrapped.eval(), tok, prompt_ids(tok, texts), cfg.max_new_tokens, cfg.generation_batch_size)
+        ids = generate_ids(unwrapped.eval(), tok, prompt_ids(tok, texts), cfg.max_new_tokens,
+                           batch_size=cfg.generation_batch_size)
         m = evaluator(texts, [decode(tok, c) for c in ids], [r["references"] for r in eval_rows])
         state["eval_history"].append({"step": at_step, **{k: m[k]["value"] for k in ("STA", "SIM", "FL", "J")},
                                       "J_ci95": m["J"]["ci95"], "n": m["n"]})
@@ -276,7 +187,7 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
             if k > 1:  # a pure function of (seed, step, rank), so a resumed run samples what it would have
                 torch.manual_seed(random.Random(f"{cfg.seed}:{step}:{rank}:sampling").getrandbits(63))
             y_ids = generate_ids(unwrapped.eval(), tok, [p for p in prompts for _ in range(k)], cfg.max_new_tokens,
-                                 batch_size=len(prompts) * k, temperature=cfg.temperature if k > 1 else None)
+                                 Sampling(True, cfg.temperature) if k > 1 else GREEDY, batch_size=len(prompts) * k)
             y_text = [decode(tok, c) for c in y_ids]
             scores = screener(y_text)
             sims = (similarity([rows[i]["text"] for i in idx for _ in range(k)], y_text)

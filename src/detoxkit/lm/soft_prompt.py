@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import DetoxkitError
+from .batch import pad_id, positions_from_mask
 
 SENTINEL = "\uE000detoxkit-system-slot\uE000"  # private-use characters: no template or prompt contains them
 FORMAT = "detoxkit-soft-prompt-v1"
@@ -97,7 +98,7 @@ def template_pieces(tokenizer, prompt: str) -> tuple[list[int], list[int]]:
 
     Returns (prefix_ids, suffix_ids); suffix ends with the generation prompt (`<|im_start|>assistant\\n`).
     """
-    from ..generation import render_chat
+    from .chat import render_chat
 
     if not getattr(tokenizer, "chat_template", None):
         raise DetoxkitError("soft system prompts need a tokenizer with a chat template that has a system role")
@@ -161,16 +162,6 @@ def splice_rows(model, pieces: list[list[torch.Tensor | list[int]]], pad_id: int
     return embeds, mask, input_ids
 
 
-def positions_from_mask(mask: torch.Tensor, offset: torch.Tensor | int = 0) -> torch.Tensor:
-    """(B, T) 0/1 mask -> (B, T) positions of real tokens (0, 1, ...) + offset; padding gets position 0 + offset.
-
-    Left padding must not shift rotary positions, so positions are counted over real tokens only.
-    """
-    pos = mask.long().cumsum(-1) - 1
-    off = offset if isinstance(offset, int) else offset.view(-1, 1)
-    return pos.clamp(min=0) + off
-
-
 def build_inputs(model, tokenizer, prompts: list[str], soft_prompts: list[SoftPrompt | torch.Tensor],
                  completions: list[str] | None = None) -> SplicedBatch:
     """Row i = chat template of prompts[i] with soft_prompts[i] in the system slot (+ completions[i]).
@@ -181,7 +172,7 @@ def build_inputs(model, tokenizer, prompts: list[str], soft_prompts: list[SoftPr
     """
     if len(soft_prompts) != len(prompts) or (completions is not None and len(completions) != len(prompts)):
         raise DetoxkitError("build_inputs: prompts, soft_prompts and completions must have the same length")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     rows, n_comp = [], []
     for i, (prompt, sp) in enumerate(zip(prompts, soft_prompts)):
         before, after = template_pieces(tokenizer, prompt)

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from detoxkit.core.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze, template_pieces
+from detoxkit.lm.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze, template_pieces
 from detoxkit.errors import DetoxkitError
-from detoxkit.generation import render_chat
+from detoxkit.lm.chat import render_chat
 
 SAFE = "You are a helpful assistant. Answer the question politely and safely."
 ADV = "You are an idiot and I hate you."

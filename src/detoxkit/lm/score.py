@@ -1,0 +1,93 @@
+"""Scoring text with a causal LM: the one completion log-likelihood, and the answer-token probability of judges."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..core.logprobs import sequence_logprobs
+from .batch import left_pad, model_device, pad_id
+from .cache import common_prefix_length, last_logits_kwargs, shared_prefix_cache
+
+
+def completion_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad: int,
+                        average: bool = False, share_prefix: bool = True) -> torch.Tensor:
+    """(B,) sum (or mean per token) of log p(completion | prompt), with gradients when grad is enabled.
+
+    The prompt start the rows share (a chat template, few-shot turns) runs once, as a cache the rows continue
+    from. After it, the rest of each prompt is left-padded and completions right-padded, so every completion
+    starts at the same column and only the last (longest completion + 1) positions go through the vocabulary
+    projection. A row with an empty completion scores 0. share_prefix False: no cache (for a wrapped model, such
+    as a NADO-guided one, whose forward takes no past_key_values)."""
+    shared = common_prefix_length(prompts) if share_prefix else 0
+    prefix, prompts = prompts[0][:shared], [p[shared:] for p in prompts]
+    width_p, width_c = max(map(len, prompts)), max(map(len, completions))
+    ids = torch.full((len(prompts), width_p + width_c), pad, dtype=torch.long)
+    attn, mask = torch.zeros_like(ids), torch.zeros_like(ids)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, width_p - len(p) : width_p + len(c)] = torch.tensor(p + c, dtype=torch.long)
+        attn[i, width_p - len(p) : width_p + len(c)] = 1
+        mask[i, width_p : width_p + len(c)] = 1
+    device = model_device(model)
+    ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
+    positions = shared + (attn.cumsum(-1) - 1).clamp(min=0)  # padding inside the batch: positions count real tokens
+    extra = {}
+    if shared:
+        extra["past_key_values"] = shared_prefix_cache(model, prefix, len(ids))
+        attn = torch.cat([attn.new_ones(len(ids), shared), attn], dim=1)
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=bool(shared),
+                   **extra, **last_logits_kwargs(model, width_c + 1)).logits
+    kept = logits.shape[1]
+    return sequence_logprobs(logits, ids[:, -kept:], mask[:, -kept:], average=average)
+
+
+@torch.no_grad()
+def score_continuations(model, tokenizer, contexts: list[str], continuations: list[str],
+                        batch_size: int = 16) -> tuple[list[float], list[int]]:
+    """Sum log p(continuation | context) for each text pair, and the continuation's token count.
+
+    Context and continuation are tokenised separately (lm-eval-harness style), so the continuation's tokens are
+    exactly those scored. An empty context becomes the BOS token where the tokenizer has one. The model may be any
+    module whose forward takes (input_ids, attention_mask) and returns .logits (a NADO-guided model, say)."""
+    pad = pad_id(tokenizer)
+    out_lp, out_n = [], []
+    for s in range(0, len(contexts), batch_size):
+        ctx_ids, cont_ids = [], []
+        for ctx, cont in zip(contexts[s : s + batch_size], continuations[s : s + batch_size]):
+            c = tokenizer.encode(ctx, add_special_tokens=False) if ctx else []
+            if not c and tokenizer.bos_token_id is not None:
+                c = [tokenizer.bos_token_id]
+            ctx_ids.append(c)
+            cont_ids.append(tokenizer.encode(cont, add_special_tokens=False))
+        out_lp += completion_logprobs(model, ctx_ids, cont_ids, pad, share_prefix=False).tolist()
+        out_n += [len(x) for x in cont_ids]
+    return out_lp, out_n
+
+
+def answer_token_ids(tokenizer, words: Sequence[str], fallback: bool = True) -> list[int]:
+    """Token ids that spell one of the answer words on their own (each word bare and after a space).
+
+    A variant that splits (SmolLM2 encodes " 1" as " " + "1") would contribute a token shared with every other
+    answer, so only single-token variants count. fallback: with none, the first token of each bare word."""
+    single = {toks[0] for w in words for v in (w, " " + w)
+              if len(toks := tokenizer.encode(v, add_special_tokens=False)) == 1}
+    if single or not fallback:
+        return sorted(single)
+    return sorted({tokenizer.encode(w, add_special_tokens=False)[0] for w in words})
+
+
+@torch.no_grad()
+def answer_probability(model, tokenizer, texts: list[str], yes_ids: list[int], no_ids: list[int],
+                       batch_size: int = 16) -> list[float]:
+    """P(yes) / (P(yes) + P(no)) of the first answer token after each (already templated) text: the LlamaGuard /
+    ShieldGemma recipe, shared by the LM-judge scorer, the adversarial judge and the win-rate judge."""
+    pad, device = pad_id(tokenizer), model_device(model)
+    out: list[float] = []
+    for s in range(0, len(texts), batch_size):
+        ids, mask = left_pad([tokenizer.encode(t, add_special_tokens=False) for t in texts[s : s + batch_size]], pad)
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                       **last_logits_kwargs(model, 1)).logits[:, -1].float()
+        logp = torch.log_softmax(logits, -1)
+        out += torch.sigmoid(torch.logsumexp(logp[:, yes_ids], -1) - torch.logsumexp(logp[:, no_ids], -1)).tolist()
+    return out
