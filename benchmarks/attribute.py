@@ -178,7 +178,7 @@ def main() -> None:
 
     from detoxkit.attribute.config import AttributeEvalConfig, NadoTrainConfig
     from detoxkit.attribute.evaluate import evaluate
-    from detoxkit.attribute.train import train_nado_only
+    from detoxkit.attribute.nado_train import run as train_nado_only
     from detoxkit.runs import update_json
 
     work = ROOT / args.work

@@ -208,7 +208,9 @@ def test_run_without_seed_rows_is_a_clear_error(tiny_lm_dir, tmp_path):
 
 
 def test_eval_and_judge_cli_on_a_run(tiny_lm_dir, tmp_path, capsys):
-    from detoxkit.adversarial.cli import judge_main
+    from detoxkit.adversarial.judge import CLASSIFY
+
+    judge_main = CLASSIFY.main
     from detoxkit.adversarial.evaluate import evaluate_run
     from detoxkit.runs import append_jsonl, prepare_output_dir
 

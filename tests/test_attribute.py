@@ -5,7 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from detoxkit.attribute.config import AttributeTrainConfig, NadoTrainConfig
-from detoxkit.attribute.train import Corpus, train, train_nado_only
+from detoxkit.attribute.nado_train import run as train_nado_only
+from detoxkit.attribute.train import Corpus, train
 from detoxkit.errors import DetoxkitError
 from detoxkit.runs import read_jsonl
 

@@ -3,6 +3,8 @@ import json
 import pytest
 
 from detoxkit import report
+from detoxkit.report import shapes
+from detoxkit.report.cli import REPORT
 from detoxkit.cli import main as cli_main
 from detoxkit.errors import DetoxkitError
 
@@ -66,7 +68,7 @@ def test_single_run_has_tables_plots_and_markdown(tmp_path, capsys):
 
 
 def test_log_curves_average_per_step_and_count_passes():
-    x, by_field = report.curves([{"step": 1, "index": 0, "loss": 1.0, "verdict": "pass", "lr": 0.1},
+    x, by_field = shapes.curves([{"step": 1, "index": 0, "loss": 1.0, "verdict": "pass", "lr": 0.1},
                                  {"step": 1, "index": 1, "loss": 3.0, "verdict": "fail", "lr": 0.1},
                                  {"step": 2, "index": 0, "loss": 0.5, "verdict": "pass", "lr": 0.1}])
     assert x == "step" and set(by_field) == {"loss", "verdict = pass"}  # no index, no constant lr
@@ -97,7 +99,7 @@ def html_escaped(s):
 
 def test_a_benchmark_json_file(tmp_path):
     out = tmp_path / "acd"
-    assert report.main(["benchmarks/results/acd.json", "--output", str(out)]) == 0
+    assert REPORT.main(["benchmarks/results/acd.json", "--output", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "<th>acd_a0.5</th>" in page and "targets" in page
     assert any("alpha" in p.name for p in images(out))
@@ -132,7 +134,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, setup, 
     run = tmp_path / "run"
     setup(run)
     with pytest.raises(DetoxkitError, match=message) as e:
-        report.main([str(run), "--output", str(tmp_path / "out")])
+        REPORT.main([str(run), "--output", str(tmp_path / "out")])
     assert str(run) in str(e.value)
     assert cli_main(["report", str(run), "--output", str(tmp_path / "out")]) == 2
     assert str(run) in capsys.readouterr().err
@@ -146,16 +148,16 @@ def test_a_failed_report_leaves_no_output_and_keeps_the_old_one(tmp_path, monkey
     def broken(*a, **k):
         raise RuntimeError("plotting failed")
 
-    monkeypatch.setattr(report, "plot_curves", broken)
+    monkeypatch.setattr(report.cli, "plot_curves", broken)
     with pytest.raises(RuntimeError):
-        report.main([str(run), "--output", str(out)])
+        REPORT.main([str(run), "--output", str(out)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no output, no temporary folder
     monkeypatch.undo()
-    report.main([str(run), "--output", str(out)])
+    REPORT.main([str(run), "--output", str(out)])
     before = (out / "report.html").read_text()
-    monkeypatch.setattr(report, "plot_curves", broken)
+    monkeypatch.setattr(report.cli, "plot_curves", broken)
     with pytest.raises(RuntimeError):
-        report.main([str(run), "--output", str(out)])
+        REPORT.main([str(run), "--output", str(out)])
     assert (out / "report.html").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run"]
 
@@ -163,11 +165,11 @@ def test_a_failed_report_leaves_no_output_and_keeps_the_old_one(tmp_path, monkey
 def test_never_replaces_a_run_or_a_foreign_folder(tmp_path):
     run = make_run(tmp_path / "run")
     with pytest.raises(DetoxkitError, match="not a detoxkit report"):
-        report.main([str(run), "--output", str(run)])
+        REPORT.main([str(run), "--output", str(run)])
     old_report = tmp_path / "old"
     old_report.mkdir()
     (old_report / "report.html").write_text("<p>old</p>")
     inner = make_run(old_report / "inner")
     with pytest.raises(DetoxkitError, match="holds the run"):
-        report.main([str(inner), "--output", str(old_report)])
+        REPORT.main([str(inner), "--output", str(old_report)])
     assert (run / "metrics.json").exists() and (inner / "metrics.json").exists() and not (run / "report").exists()

@@ -10,7 +10,7 @@ from detoxkit.errors import DetoxkitError
 from detoxkit.scorers import as_reward_function, get_scorer
 from detoxkit.scorers.base import Scorer
 from detoxkit.scorers.head import EmbeddingHead, load_head, save_head
-from detoxkit.scorers.refusal import refusal_rule
+from detoxkit.scorers.rules import refusal_rule
 
 
 @pytest.mark.parametrize("text,refuses", [

@@ -1,4 +1,5 @@
-"""The `detoxkit` command. Each subcommand's module is imported only when it runs, so --help is instant."""
+"""The `detoxkit` command. Every command is a :class:`~detoxkit.config.Recipe` (config, run, summary), named here
+as "module:ATTRIBUTE" and imported only when it runs, so --help is instant."""
 
 from __future__ import annotations
 
@@ -7,65 +8,81 @@ import sys
 
 from . import __version__
 
-# name -> ("module:function", one-line help). Each function takes the remaining argv.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "env": ("detoxkit.commands.env:main", "versions, devices, and where each builtin asset was found"),
-    "data": ("detoxkit.commands.data:main", "list or show builtin datasets (`data list`, `data show NAME`)"),
-    "score": ("detoxkit.commands.score:main", "score texts with a scorer (toxicity, profanity, refusal, harm, lm-judge)"),
-    "scorer": ("detoxkit.scorers.train:main", "train a scorer head: toxicity, refusal or harm (`scorer train`)"),
-    "eval": ("detoxkit.commands.evaluate:main", "metrics on a model or a JSONL of generations -> metrics.json"),
-    "sro": ("detoxkit.sro.cli:main", "SRO detoxifying rewriter: train, eval"),
-    "rewrite": ("detoxkit.sro.cli:rewrite_main", "rewrite toxic text with a trained SRO rewriter"),
-    "demo": ("detoxkit.commands.demo:main", "the builtin model on a few harmful and benign prompts, scored"),
-    "acd": ("detoxkit.acd.cli:main", "Adversarial Contrastive Decoding: anchors, tune, generate, eval"),
-    "adversarial": ("detoxkit.adversarial.cli:main", "attacker-judge loop: run, eval"),
-    "judge": ("detoxkit.adversarial.cli:judge_main", "classify a prompt with a trained judge"),
-    "attribute": ("detoxkit.attribute.cli:main", "attribute-controlled fine-tuning with a NADO regulariser: nado-train, train, eval"),
-    "serve": ("detoxkit.guard.server:main", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
-    "report": ("detoxkit.report:main", "an HTML and markdown report of one or more run folders"),
+# name -> ("module:RECIPE", one-line help), or for a group ({subcommand: ("module:RECIPE", help)}, help).
+COMMANDS: dict = {
+    "env": ("detoxkit.commands.env:ENV", "versions, devices, and where each builtin asset was found"),
+    "data": ({
+        "list": ("detoxkit.commands.data:LIST", "every builtin dataset with its fields, source and license"),
+        "show": ("detoxkit.commands.data:SHOW", "the first rows of a dataset (builtin:NAME, a file, a datasets name)"),
+    }, "builtin datasets: list, show"),
+    "score": ("detoxkit.commands.score:SCORE", "score texts with a scorer (toxicity, profanity, refusal, harm, lm-judge)"),
+    "scorer": ({"train": ("detoxkit.scorers.train:TRAIN", "train a scorer head and write its model card")},
+               "train a scorer head: toxicity, refusal or harm"),
+    "eval": ("detoxkit.commands.evaluate:EVAL", "metrics on a model or a JSONL of generations -> metrics.json"),
+    "sro": ({
+        "train": ("detoxkit.sro.train:TRAIN", "train a rewriter online against a screener (or a baseline: --loss_type)"),
+        "eval": ("detoxkit.sro.evaluate:EVAL", "STA/SIM/FL/J and BLEU/chrF of rewriters on held-out ParaDetox"),
+    }, "SRO detoxifying rewriter: train, eval"),
+    "rewrite": ("detoxkit.sro.rewrite:REWRITE", "rewrite toxic text with a trained SRO rewriter"),
+    "demo": ("detoxkit.commands.demo:DEMO", "the builtin model and the guard on harmful and benign prompts, scored"),
+    "acd": ({
+        "anchors": ("detoxkit.acd.anchors:ANCHORS", "the anchor set (D_HR, D_HA, D_S) from the model's own answers"),
+        "tune": ("detoxkit.acd.tune:TUNE", "Opposite Prompt Optimization of the two soft prompts (model frozen)"),
+        "generate": ("detoxkit.acd.generate:GENERATE", "answer prompts with contrastive decoding"),
+        "eval": ("detoxkit.acd.evaluate:EVAL", "ACD vs its baselines: α sweep, harmless rate, over-refusal, utility"),
+    }, "Adversarial Contrastive Decoding: anchors, tune, generate, eval"),
+    "adversarial": ({
+        "run": ("detoxkit.adversarial.loop:RUN", "the attacker-judge loop for --rounds N rounds (resumable)"),
+        "eval": ("detoxkit.adversarial.evaluate:EVAL", "per-round judge accuracy vs the reference, attacker success"),
+    }, "attacker-judge loop: run, eval"),
+    "judge": ("detoxkit.adversarial.judge:CLASSIFY", "classify prompts with a trained judge"),
+    "attribute": ({
+        "nado-train": ("detoxkit.attribute.nado_train:NADO_TRAIN", "train a NADO model R for a frozen model"),
+        "train": ("detoxkit.attribute.train:TRAIN", "fine-tune with the NADO KL regulariser, or a baseline (--method)"),
+        "eval": ("detoxkit.attribute.evaluate:EVAL", "toxicity, utility, win rate (and classification) of models"),
+    }, "attribute-controlled fine-tuning with a NADO regulariser: nado-train, train, eval"),
+    "serve": ("detoxkit.guard.server:SERVE", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
+    "report": ("detoxkit.report.cli:REPORT", "an HTML and markdown report of one or more run folders"),
 }
 
-USAGE = f"""usage: detoxkit COMMAND [ARGS] (detoxkit COMMAND --help for each)
-
-detoxkit {__version__}: make language models stop producing toxic or harmful content.
-
-commands:
-""" + "\n".join(f"  {name:<12}{help_}" for name, (_, help_) in COMMANDS.items()) + """
-
-Caches live in $DETOXKIT_CACHE (default ~/.cache/detoxkit); the shared corpora are found with
+FOOTER = """Caches live in $DETOXKIT_CACHE (default ~/.cache/detoxkit); the shared corpora are found with
 --data_dir or $DETOXKIT_DATA. Errors print one line and exit with code 2."""
 
 
-def dispatch(prog: str, subcommands: dict[str, tuple[str, str]], argv: list[str]) -> int:
-    """Run `prog SUB ...` where subcommands maps SUB -> ("module:function", one-line help); lazy imports."""
-    usage = (f"usage: {prog} {{{','.join(subcommands)}}} [--config YAML] [--FIELD VALUE ...] (each has --help)\n\n"
-             + "\n".join(f"  {name:<10}{help_}" for name, (_, help_) in subcommands.items()))
+def _usage(prog: str, commands: dict) -> str:
+    lines = [f"  {name:<12}{help_}" for name, (_, help_) in commands.items()]
+    return f"usage: {prog} COMMAND [ARGS] ({prog} COMMAND --help for each)\n\ncommands:\n" + "\n".join(lines)
+
+
+def _recipe(target: str):
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def dispatch(prog: str, commands: dict, argv: list[str]) -> int:
+    """Run `prog NAME ...`: a recipe, or a group whose first argument names the recipe."""
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage)
+        print(_usage(prog, commands) + ("\n\n" + FOOTER if prog == "detoxkit" else ""))
         return 0
-    if argv[0] not in subcommands:
-        print(f"{prog}: unknown subcommand {argv[0]!r}\n\n{usage}", file=sys.stderr)
+    name, rest = argv[0], argv[1:]
+    if name not in commands:
+        print(f"{prog}: unknown command {name!r}\n\n{_usage(prog, commands)}", file=sys.stderr)
         return 2
-    module, func = subcommands[argv[0]][0].split(":")
-    return getattr(importlib.import_module(module), func)(argv[1:])
+    target = commands[name][0]
+    if isinstance(target, dict):
+        return dispatch(f"{prog} {name}", target, rest)
+    return _recipe(target).main(rest, f"{prog} {name}")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    if argv[0] in ("-V", "--version"):
+    if argv and argv[0] in ("-V", "--version"):
         print(f"detoxkit {__version__}")
         return 0
-    if argv[0] not in COMMANDS:
-        print(f"detoxkit: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
-        return 2
-    module, func = COMMANDS[argv[0]][0].split(":")
     from .errors import DetoxkitError
 
     try:
-        return getattr(importlib.import_module(module), func)(argv[1:]) or 0
+        return dispatch("detoxkit", COMMANDS, argv) or 0
     except DetoxkitError as e:
         print(f"detoxkit: error: {e}", file=sys.stderr)
         return 2

@@ -1,8 +1,13 @@
-"""One config dataclass per recipe: defaults < YAML file < command-line flags.
+"""One config dataclass per recipe: defaults < YAML file < command-line flags; and the one shape of a command.
 
 Every field is declared with :func:`arg` (a default and a help string). The dataclass docstring is the
 ``--help`` text, each field becomes ``--field_name`` (Hugging Face ``TrainingArguments`` spelling where
 one exists), and ``--config file.yaml`` may set any field. YAML errors name the file, line and field.
+
+Fields most recipes share (seed, output folder, device and dtype, optimiser, LoRA) are declared once, in the
+mixins below; a recipe inherits the ones it has and sets its own defaults with :func:`with_defaults`.
+Every command is a :class:`Recipe`: its config class, ``run(cfg) -> result`` (what a Python user calls) and a
+one-line summary of the result.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from typing import Any, Literal
 from .errors import DataError, DetoxkitError
 
 
-def arg(default: Any, help: str, choices: typing.Sequence | None = None) -> Any:
-    """Declare a config field with its default and help text."""
-    meta = {"help": help}
+def arg(default: Any, help: str, choices: typing.Sequence | None = None, positional: bool = False) -> Any:
+    """Declare a config field with its default and help text; positional: a list field read from the command
+    line's bare arguments (``detoxkit score "text" ...``)."""
+    meta = {"help": help, "positional": positional}
     if choices is not None:
         meta["choices"] = tuple(choices)
     if isinstance(default, (list, dict)):
@@ -127,22 +133,29 @@ def load_yaml(path: str | Path, cls) -> dict[str, Any]:
 
 
 def build_parser(cls, prog: str) -> argparse.ArgumentParser:
-    """An argparse parser whose help is the dataclass docstring and field help strings."""
+    """An argparse parser whose help is the dataclass docstring and field help strings: the recipe's own fields
+    first, then the run options its mixins bring."""
     doc = (cls.__doc__ or "").strip()
     parser = argparse.ArgumentParser(
         prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--config", metavar="YAML", help="YAML file setting any of the fields below; flags override it")
+    common = parser.add_argument_group("run options")
+    shared = {n for b in cls.__mro__ if isinstance(b, type) and issubclass(b, Mixin) and b is not Mixin
+              for n in b.__dict__.get("__annotations__", {})}
     for name, (f, tp) in _fields(cls).items():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")  # argparse formats help
+        group = common if name in shared else parser
         base, _ = _unwrap_optional(tp)
-        if base is bool:
-            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, help=help_text)
+        if f.metadata.get("positional"):
+            group.add_argument(name, nargs="*", metavar=name.upper().rstrip("S"), help=help_text)
+        elif base is bool:
+            group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, help=help_text)
         else:
             choices = f.metadata.get("choices") or (typing.get_args(base) if typing.get_origin(base) is Literal else None)
-            parser.add_argument(f"--{name}", metavar=name.upper(), help=help_text, choices=choices)
+            group.add_argument(f"--{name}", metavar=name.upper(), help=help_text, choices=choices)
     return parser
 
 
@@ -162,19 +175,6 @@ def parse_config(cls, argv: list[str] | None, prog: str):
     return cls(**values)
 
 
-def config_to_dict(cfg) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
-def save_config(cfg, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
-    import yaml
-
-    from .runs import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-
 def parse_named(specs: list[str], field: str = "methods", what: str = "SOURCE") -> list[tuple[str, str]]:
     """NAME=VALUE items of a list field -> [(name, value)]; a malformed item is an error naming the field."""
     out = []
@@ -184,3 +184,102 @@ def parse_named(specs: list[str], field: str = "methods", what: str = "SOURCE") 
             raise DetoxkitError(f"--{field}: {spec!r} is not NAME={what.split(':')[0]} ({what})")
         out.append((name, value))
     return out
+
+
+# ------------------------------------------------------------------------------------------------ shared fields
+
+class Mixin:
+    """Marks a dataclass of fields several recipes share; --help lists them under "run options"."""
+
+
+@dataclasses.dataclass
+class SeedArgs(Mixin):
+    seed: int = arg(0, "seed of every random choice of the run (data order, sampling, initialisation)")
+
+
+@dataclasses.dataclass
+class OutputArgs(Mixin):
+    output_dir: str = arg("runs/run", "run folder: config.yaml, checkpoints, logs and metrics.json")
+
+
+@dataclasses.dataclass
+class DeviceArgs(Mixin):
+    device: str = arg("cpu", "where the model runs: cpu, cuda, cuda:N, or auto (cuda when there is one)")
+    dtype: Literal["float32", "bfloat16", "float16"] = arg("float32", "dtype of the model weights (bfloat16 halves "
+                                                                      "memory; float32 on a CPU is the reference)")
+
+
+@dataclasses.dataclass
+class ResumeArgs(Mixin):
+    resume_from_checkpoint: typing.Optional[str] = arg(None, "'latest' or a checkpoint folder to resume from")
+
+
+@dataclasses.dataclass
+class DataDirArgs(Mixin):
+    data_dir: typing.Optional[str] = arg(None, "the shared corpora folder (default: $DETOXKIT_DATA or ../shared/data)")
+
+
+@dataclasses.dataclass
+class OptimArgs(Mixin):
+    learning_rate: float = arg(2e-5, "AdamW learning rate")
+    weight_decay: float = arg(0.0, "AdamW weight decay")
+    max_grad_norm: float = arg(1.0, "gradient clipping norm (0 = off)")
+    per_device_train_batch_size: int = arg(8, "examples per optimizer step and device")
+    max_steps: int = arg(100, "optimizer steps")
+
+
+@dataclasses.dataclass
+class LoraArgs(Mixin):
+    lora_r: int = arg(16, "LoRA rank")
+    lora_alpha: int = arg(32, "LoRA alpha")
+    lora_target_modules: str = arg("all-linear", "LoRA target modules (PEFT syntax: all-linear, or comma-separated names)")
+
+
+@dataclasses.dataclass
+class RunArgs(SeedArgs, OutputArgs, DeviceArgs):
+    """seed, output_dir, device, dtype: what every recipe that writes a run folder has."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Default:
+    """A recipe's default for an inherited field together with help text of its own: ``Default(4, "pairs per step")``."""
+
+    value: Any
+    help: str
+
+
+def with_defaults(**defaults):
+    """Class decorator, under ``@dataclass``: this recipe's defaults for fields it inherits from mixins (their type
+    stays the mixin's; so does the help, unless the value is a :class:`Default`)."""
+
+    def wrap(cls):
+        own = dict(cls.__dict__.get("__annotations__", {}))
+        for name, value in defaults.items():
+            base = next((b for b in cls.__mro__[1:] if name in getattr(b, "__dataclass_fields__", {})), None)
+            if base is None:
+                raise TypeError(f"{cls.__name__}: no inherited field {name!r} to set a default for")
+            f = base.__dataclass_fields__[name]
+            own[name] = typing.get_type_hints(base)[name]
+            value, help_ = (value.value, value.help) if isinstance(value, Default) else (value, f.metadata.get("help", ""))
+            setattr(cls, name, arg(value, help_, f.metadata.get("choices")))
+        cls.__annotations__ = own
+        return cls
+
+    return wrap
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A command: its config class (the docstring is its --help), ``run(cfg) -> result`` (the Python API) and a
+    one-line ``summary(cfg, result)`` the command prints at the end (None: the run prints its own output)."""
+
+    config: type
+    run: typing.Callable[[Any], Any]
+    summary: typing.Optional[typing.Callable[[Any, Any], str]] = None
+
+    def main(self, argv: list[str], prog: str = "detoxkit") -> int:
+        cfg = parse_config(self.config, argv, prog)
+        result = self.run(cfg)
+        if self.summary is not None:
+            print(self.summary(cfg, result), flush=True)
+        return 0

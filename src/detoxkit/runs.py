@@ -134,10 +134,17 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
+def save_config(cfg, path: str | Path) -> None:
+    """Write a resolved config dataclass as YAML (atomically): what the run was asked to do."""
+    import dataclasses
+
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
 def prepare_output_dir(cfg, output_dir: str | Path | None = None) -> Path:
     """Create the run folder and write the resolved config into it."""
-    from .config import save_config
-
     out = Path(output_dir or cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

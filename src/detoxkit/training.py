@@ -174,10 +174,11 @@ class TrainableLM:
 
     @classmethod
     def load(cls, base_model: str, train_mode: str = "lora", lora_r: int = 16, lora_alpha: int = 32,
-             lora_target_modules: str = "all-linear", num_train_layers: int = 2, **kwargs):
+             lora_target_modules: str = "all-linear", num_train_layers: int = 2, dtype: str = "float32",
+             device: str = "cpu", **kwargs):
         from .lm.load import load_model_and_tokenizer
 
-        model, tok = load_model_and_tokenizer(base_model)
+        model, tok = load_model_and_tokenizer(base_model, dtype, device)
         meta = dict(base_model=str(base_model), train_mode=train_mode, lora_r=lora_r, lora_alpha=lora_alpha,
                     lora_target_modules=lora_target_modules, num_train_layers=num_train_layers)
         model = prepare_trainable(model, train_mode, lora_r, lora_alpha, lora_target_modules, num_train_layers)

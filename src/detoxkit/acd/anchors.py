@@ -13,7 +13,9 @@ import hashlib
 import random
 import re
 
+from ..config import Recipe
 from ..errors import DetoxkitError
+from .config import AnchorsConfig
 
 SYSTEMS = ("safe", "opposite", "null")
 
@@ -114,7 +116,7 @@ def build_anchors(cfg, model=None, tok=None) -> dict:
     seed_everything(cfg.seed)
     out = prepare_output_dir(cfg)
     if model is None:
-        model, tok = load_model_and_tokenizer(cfg.model)
+        model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
 
     eval_prompts = [p for src in cfg.eval_sources for p in source_prompts(src) if split_of(p, cfg.eval_fraction) == "eval"]
     # Draw extra candidates so that dropping near-duplicates still leaves n of each kind.
@@ -167,3 +169,13 @@ def build_anchors(cfg, model=None, tok=None) -> dict:
     }
     write_json(Path(out) / "anchors_meta.json", meta)
     return meta
+
+
+def summary(cfg, meta: dict) -> str:
+    c, o = meta["counts"], meta["overlap_check"]
+    return (f"acd anchors: {meta['responses']} responses -> D_HR {c['D_HR']}, D_HA {c['D_HA']}, D_S {c['D_S']} "
+            f"(dropped {c['dropped']}); eval overlap: {o['candidates_exact_overlap']} exact, "
+            f"{o['candidates_near_duplicates_dropped']} near-duplicates dropped -> {cfg.output_dir}/anchors.jsonl")
+
+
+ANCHORS = Recipe(AnchorsConfig, build_anchors, summary)

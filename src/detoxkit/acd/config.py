@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import arg
+from ..config import Default, DeviceArgs, OptimArgs, ResumeArgs, RunArgs, SeedArgs, arg, with_defaults
 
 # The Llama-2 (FastChat) system prompt's first three sentences: ACD's p_S^init. Shortened from the full
 # paragraph so that every row costs ~40 prompt tokens instead of ~110 on a CPU.
@@ -25,7 +25,8 @@ NULL_PROMPT = ""  # an empty system message (Instructive Decoding's null instruc
 
 
 @dataclass
-class AnchorsConfig:
+@with_defaults(output_dir="runs/acd")
+class AnchorsConfig(RunArgs):
     """detoxkit acd anchors: build the OPO anchor set (D_HR, D_HA, D_S) from the target model's own responses.
 
     Harmful instructions come from builtin harmful sets, benign ones from benign sets; each is answered by the
@@ -57,12 +58,12 @@ class AnchorsConfig:
     harm_threshold: float = arg(0.5, "harm score at or above which a response counts as harmful")
     refusal_head: Optional[str] = arg(None, "refusal head file (default: the packaged one)")
     harm_head: Optional[str] = arg(None, "harm head file (default: the packaged one)")
-    seed: int = arg(0, "random seed")
-    output_dir: str = arg("runs/acd", "output folder (anchors.jsonl, anchors_meta.json)")
 
 
 @dataclass
-class TuneConfig:
+@with_defaults(output_dir="runs/acd", learning_rate=Default(3e-3, "Adam learning rate on the prompt embeddings"),
+               max_steps=30, per_device_train_batch_size=Default(4, "pairs drawn from each of D_HR, D_HA and D_S per step"))
+class TuneConfig(RunArgs, ResumeArgs, OptimArgs):
     """detoxkit acd tune: Opposite Prompt Optimization of the safeguarding and the adversarial soft prompt.
 
     Both prompts start from their texts' token embeddings (ACD eq. 1) and are trained on the anchor set with the
@@ -76,20 +77,13 @@ class TuneConfig:
     anchors: str = arg("runs/acd/anchors.jsonl", "anchors.jsonl written by `detoxkit acd anchors`")
     safe_prompt: str = arg(SAFE_PROMPT, "initial text of the safeguarding prompt")
     opposite_prompt: str = arg(OPPOSITE_PROMPT, "initial text of the adversarial prompt")
-    learning_rate: float = arg(3e-3, "Adam learning rate on the prompt embeddings")
-    max_steps: int = arg(30, "optimisation steps")
-    per_device_train_batch_size: int = arg(4, "pairs drawn from each of D_HR, D_HA and D_S per step")
-    max_grad_norm: float = arg(1.0, "gradient clipping norm")
     max_response_tokens: int = arg(64, "responses are truncated to this many tokens")
     save_steps: int = arg(10, "checkpoint every this many steps")
     logging_steps: int = arg(1, "log losses every this many steps")
-    seed: int = arg(0, "random seed")
-    output_dir: str = arg("runs/acd", "output folder")
-    resume_from_checkpoint: Optional[str] = arg(None, "'latest' or a checkpoint folder to resume from")
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(SeedArgs, DeviceArgs):
     """detoxkit acd generate: answer prompts with Adversarial Contrastive Decoding; writes a JSONL of responses.
 
     Prompts: a dataset (--input, column 'prompt') or --prompt (repeatable as a comma list). The safe and adversarial
@@ -111,12 +105,12 @@ class GenerateConfig:
     top_p: float = arg(1.0, "nucleus sampling mass")
     batch_size: int = arg(8, "prompts per batch (each is two rows: safe and adversarial)")
     stream: bool = arg(False, "print tokens as they are decoded (first prompt of each batch)")
-    seed: int = arg(0, "random seed (sampling)")
     output: str = arg("runs/acd/generations.jsonl", "JSONL of {prompt, response}")
 
 
 @dataclass
-class EvalConfig:
+@with_defaults(output_dir="runs/acd/eval")
+class EvalConfig(RunArgs):
     """detoxkit acd eval: ACD against its baselines in one harness -> metrics.json, report.md and a plot.
 
     Methods: no system prompt (the model's default), manual safe system prompt, null- and opposite-prompt
@@ -151,5 +145,3 @@ class EvalConfig:
     harm_threshold: float = arg(0.5, "harm score threshold")
     refusal_head: Optional[str] = arg(None, "refusal head file (default: the packaged one)")
     harm_head: Optional[str] = arg(None, "harm head file (default: the packaged one)")
-    seed: int = arg(0, "random seed (which prompts are drawn)")
-    output_dir: str = arg("runs/acd/eval", "output folder")

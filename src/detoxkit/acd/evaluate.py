@@ -6,8 +6,10 @@ import ast
 import time
 from pathlib import Path
 
+from ..config import Recipe
 from ..errors import DetoxkitError
 from .anchors import draw, normalise
+from .config import EvalConfig
 
 
 def methods(cfg, safe_soft, adv_soft) -> list[dict]:
@@ -71,24 +73,9 @@ def perplexity(model, tok, texts, safe, adv, alpha, form, batch_size=8) -> dict:
     return {"value": math.exp(-sum(lps) / max(sum(ns), 1)), "n_texts": len(texts), "n_tokens": int(sum(ns))}
 
 
-def evaluate(cfg, model=None, tok=None) -> dict:
-    """Run the comparison for an :class:`~detoxkit.acd.config.EvalConfig`; returns metrics (also written)."""
-    from ..lm.soft_prompt import SoftPrompt
+def eval_prompts(cfg) -> tuple[list[str], list[str], list[str], int]:
+    """(harmful prompts, their sources, benign prompts, overlap count) from the evaluation split, anchors excluded."""
     from ..data import load_records
-    from ..eval.generation import harmless_rate, over_refusal_rate
-    from ..lm.generate import generate as plain_generate
-    from ..lm.load import load_model_and_tokenizer
-    from ..runs import append_jsonl, atomic_write_text, prepare_output_dir, progress, seed_everything, write_json
-    from ..scorers import get_scorer
-    from .decode import generate
-
-    seed_everything(cfg.seed)
-    out = Path(prepare_output_dir(cfg))
-    if model is None:
-        model, tok = load_model_and_tokenizer(cfg.model)
-    pdir = Path(cfg.prompts_dir)
-    safe_soft = SoftPrompt.load(pdir / "safe_prompt.safetensors")
-    adv_soft = SoftPrompt.load(pdir / "adv_prompt.safetensors")
 
     anchor_prompts = set()
     if cfg.anchors:
@@ -102,33 +89,59 @@ def evaluate(cfg, model=None, tok=None) -> dict:
         sources += [src] * len(got)
     benign = draw([cfg.benign_source], cfg.n_benign, "eval", cfg.eval_fraction, cfg.seed, exclude=anchor_prompts)
     overlap = sum(normalise(p) in anchor_prompts for p in harmful + benign)  # 0 by construction; checked anyway
-    prompts = harmful + benign
+    return harmful, sources, benign, overlap
 
+
+def answer(model, tok, cfg, m: dict, prompts: list[str]) -> list[str]:
+    """One method's responses: plain decoding without a system prompt, or (contrastive) decoding with its prompts."""
+    from ..lm.generate import generate as plain_generate
+    from .decode import generate
+
+    if m["safe"] is None:
+        return [r[0] for r in plain_generate(model, tok, prompts, system=None, max_new_tokens=cfg.max_new_tokens,
+                                             batch_size=cfg.batch_size)]
+    return generate(model, tok, prompts, m["safe"], m["adv"], m["alpha"], cfg.form, window=m["window"],
+                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+
+
+def method_row(cfg, m: dict, h: list[float], r: list[float], sources: list[str]) -> dict:
+    from ..eval.generation import harmless_rate, over_refusal_rate
+
+    return {"alpha": m["alpha"], "window": m["window"], "harmless_rate": harmless_rate(h, cfg.harm_threshold),
+            "harmless_rate_by_source": {s: harmless_rate([x for x, src in zip(h, sources) if src == s],
+                                                         cfg.harm_threshold) for s in cfg.harmful_sources},
+            "over_refusal": over_refusal_rate(r, cfg.refusal_threshold)}
+
+
+def evaluate(cfg, model=None, tok=None) -> dict:
+    """Run the comparison for an :class:`~detoxkit.acd.config.EvalConfig`; returns metrics (also written)."""
+    from ..data import load_records
+    from ..lm.load import load_model_and_tokenizer
+    from ..lm.soft_prompt import SoftPrompt
+    from ..runs import append_jsonl, atomic_write_text, prepare_output_dir, progress, seed_everything, write_json
+    from ..scorers import get_scorer
+
+    seed_everything(cfg.seed)
+    out = Path(prepare_output_dir(cfg))
+    if model is None:
+        model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
+    safe_soft = SoftPrompt.load(Path(cfg.prompts_dir) / "safe_prompt.safetensors")
+    adv_soft = SoftPrompt.load(Path(cfg.prompts_dir) / "adv_prompt.safetensors")
+    harmful, sources, benign, overlap = eval_prompts(cfg)
+    prompts = harmful + benign
     refusal = get_scorer("refusal", **({"head": cfg.refusal_head} if cfg.refusal_head else {}))
     harm = get_scorer("harm", **({"head": cfg.harm_head} if cfg.harm_head else {}))
     mc_items = _mc_items(cfg.mc_source, cfg.n_mc, cfg.seed) if cfg.n_mc else []
     ppl_texts = [r["text"] for r in load_records(cfg.ppl_source)[: cfg.n_ppl]] if cfg.n_ppl else []
-
     gen_path = out / "generations.jsonl"
-    if gen_path.exists():
-        gen_path.unlink()
+    gen_path.unlink(missing_ok=True)
     results = {}
     for m in progress(methods(cfg, safe_soft, adv_soft), desc="acd eval", unit="method"):
         t0 = time.time()
-        if m["safe"] is None:
-            resp = [r[0] for r in plain_generate(model, tok, prompts, system=None, max_new_tokens=cfg.max_new_tokens,
-                                                 batch_size=cfg.batch_size)]
-        else:
-            resp = generate(model, tok, prompts, m["safe"], m["adv"], m["alpha"], cfg.form, window=m["window"],
-                            max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+        resp = answer(model, tok, cfg, m, prompts)
         gen_s = time.time() - t0
-        h = harm(resp[: len(harmful)], harmful)
-        r = refusal(resp[len(harmful):], benign)
-        row = {"alpha": m["alpha"], "window": m["window"],
-               "harmless_rate": harmless_rate(h, cfg.harm_threshold),
-               "harmless_rate_by_source": {s: harmless_rate([x for x, src in zip(h, sources) if src == s],
-                                                            cfg.harm_threshold) for s in cfg.harmful_sources},
-               "over_refusal": over_refusal_rate(r, cfg.refusal_threshold), "generation_seconds": round(gen_s, 1)}
+        h, r = harm(resp[: len(harmful)], harmful), refusal(resp[len(harmful):], benign)
+        row = {**method_row(cfg, m, h, r, sources), "generation_seconds": round(gen_s, 1)}
         # Utility under each decoding distribution: the manual safe prompt, the tuned safe prompt alone and ACD at
         # every α of the sweep (the window variant decodes like ACD at the headline α, and its utility with it).
         if m["method"] in ("manual_safe", "soft_safe_only") or (m["method"].startswith("acd_a") and m["window"] is None):
@@ -141,7 +154,6 @@ def evaluate(cfg, model=None, tok=None) -> dict:
                                  "response": x, "harm" if i < len(harmful) else "refusal":
                                  (h[i] if i < len(harmful) else r[i - len(harmful)])}
                                 for i, (p, x) in enumerate(zip(prompts, resp))])
-
     metrics = {
         "model": cfg.model, "n_harmful": len(harmful), "n_benign": len(benign), "n_mc": len(mc_items),
         "n_ppl": len(ppl_texts), "max_new_tokens": cfg.max_new_tokens, "form": cfg.form,
@@ -211,3 +223,13 @@ def plot_alpha(metrics: dict, path: Path) -> None:
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(path)
+
+
+def summary(cfg, m: dict) -> str:
+    base = m["methods"]["manual_safe"]["harmless_rate"]["value"]
+    acd = m["methods"][f"acd_a{cfg.alpha:g}"]["harmless_rate"]["value"]
+    return (f"acd eval: harmless rate manual safe {base:.3f} -> ACD(α={cfg.alpha:g}) {acd:.3f} on {m['n_harmful']} "
+            f"harmful prompts -> {cfg.output_dir}/report.md, alpha_sweep.png")
+
+
+EVAL = Recipe(EvalConfig, evaluate, summary)

@@ -17,7 +17,9 @@ import torch
 from ..core.logprobs import token_logprobs
 from ..core.losses import opo_loss
 from ..lm.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze
+from ..config import Recipe
 from ..errors import DetoxkitError
+from .config import TuneConfig
 
 SPLITS = ("D_HR", "D_HA", "D_S")
 
@@ -81,13 +83,13 @@ def tune(cfg, model=None, tok=None) -> dict:
     seed_everything(cfg.seed)
     out = prepare_output_dir(cfg)
     if model is None:
-        model, tok = load_model_and_tokenizer(cfg.model)
+        model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
     model.eval()
     freeze(model)
     splits = load_anchor_splits(cfg.anchors)
     safe = SoftPrompt.from_text(model, tok, cfg.safe_prompt, cfg.model)
     adv = SoftPrompt.from_text(model, tok, cfg.opposite_prompt, cfg.model)
-    opt = torch.optim.Adam([safe.embeddings, adv.embeddings], lr=cfg.learning_rate)
+    opt = torch.optim.Adam([safe.embeddings, adv.embeddings], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
 
     start, history = 0, []
     ckpt = resolve_resume(out, cfg.resume_from_checkpoint)
@@ -131,3 +133,14 @@ def tune(cfg, model=None, tok=None) -> dict:
     }
     write_json(Path(out) / "metrics.json", metrics)
     return metrics
+
+
+def summary(cfg, m: dict) -> str:
+    if m["loss_sp_first"] is None:
+        return f"acd tune: nothing to do (already at step {m['resumed_from']}) -> {cfg.output_dir}"
+    return (f"acd tune: {m['steps']} steps in {m['seconds']} s; L_SP {m['loss_sp_first']:.2f} -> {m['loss_sp_last']:.2f}, "
+            f"L_AP {m['loss_ap_first']:.2f} -> {m['loss_ap_last']:.2f} -> {cfg.output_dir}/safe_prompt.safetensors, "
+            "adv_prompt.safetensors")
+
+
+TUNE = Recipe(TuneConfig, tune, summary)

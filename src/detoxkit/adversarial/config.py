@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import arg
+from ..config import Default, LoraArgs, OutputArgs, ResumeArgs, RunArgs, arg, with_defaults
 
 
 @dataclass
-class AdversarialRunConfig:
+@with_defaults(output_dir=Default("runs/adversarial", "run folder: prompts.jsonl, checkpoint-<round>/, eval.jsonl, config.yaml"))
+class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs):
     """detoxkit adversarial run: the attacker–judge loop of O'Neill et al. (2023), on open models.
 
     Each round the attacker (a chat LM with the paper's system messages) writes prompts_per_round prompts,
@@ -49,9 +50,6 @@ class AdversarialRunConfig:
                                                                           "or the last num_train_layers blocks")
     attacker_train_mode: Literal["lora", "full", "last_layers", "none"] = arg("lora", "attacker fine-tuning (none = frozen)")
     num_train_layers: int = arg(2, "blocks trained by last_layers (plus the final norm)")
-    lora_r: int = arg(16, "LoRA rank")
-    lora_alpha: int = arg(32, "LoRA alpha")
-    lora_target_modules: str = arg("all-linear", "LoRA target modules (PEFT syntax)")
     judge_epochs: int = arg(3, "judge epochs over all labelled data per round (paper: 5)")
     attacker_epochs: int = arg(2, "attacker epochs over the successful attacks per round")
     learning_rate: float = arg(2e-4, "AdamW learning rate of both fine-tunes (LoRA scale; use ~1e-5 for full)")
@@ -65,13 +63,11 @@ class AdversarialRunConfig:
     transfer_dataset: str = arg("builtin:toxigen-200", "transfer task: a (text, label) toxic-comment set, scored by ROC-AUC")
     transfer_size: int = arg(100, "transfer texts (class-balanced sample; 0 = all)")
     batch_size: int = arg(16, "judge scoring batch size")
-    seed: int = arg(0, "seed of sampling, data order and splits")
-    output_dir: str = arg("runs/adversarial", "run folder: prompts.jsonl, checkpoint-<round>/, eval.jsonl, config.yaml")
-    resume_from_checkpoint: Optional[str] = arg(None, "'latest' to resume the run in output_dir where it stopped")
 
 
 @dataclass
-class AdversarialEvalConfig:
+@with_defaults(output_dir=Default("runs/adversarial", "the run folder to evaluate"))
+class AdversarialEvalConfig(OutputArgs):
     """detoxkit adversarial eval: per-round judge accuracy (vs the reference), attacker success and transfer.
 
     Reads a `detoxkit adversarial run` folder: every checkpoint-<round> judge (round 0 = the base model
@@ -81,6 +77,5 @@ class AdversarialEvalConfig:
     recall, F1 with 95% intervals, transfer ROC-AUC. Writes metrics.json, table.md and curve.png.
     """
 
-    output_dir: str = arg("runs/adversarial", "the run folder to evaluate")
     recompute: bool = arg(False, "score every round again even where eval.jsonl has it")
     plot: bool = arg(True, "write curve.png (matplotlib)")

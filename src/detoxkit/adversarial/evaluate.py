@@ -13,6 +13,9 @@ import hashlib
 import random
 from pathlib import Path
 
+from ..config import Recipe
+from .config import AdversarialEvalConfig
+
 HOLDOUT_PERCENT = 30
 
 
@@ -194,16 +197,19 @@ def evaluate_run(out: Path, recompute: bool = False, plot: bool = True) -> dict:
     return result
 
 
-def main(argv: list[str]) -> int:
-    from ..config import parse_config
-    from .config import AdversarialEvalConfig
-
-    cfg = parse_config(AdversarialEvalConfig, argv, "detoxkit adversarial eval")
+def run(cfg) -> dict:
+    """`detoxkit adversarial eval` for an :class:`~detoxkit.adversarial.config.AdversarialEvalConfig`."""
     out = Path(cfg.output_dir)
     result = evaluate_run(out, cfg.recompute, cfg.plot)
     print((out / "table.md").read_text(), end="")
-    last = result["rounds"][-1]
-    print(f"adversarial eval: {len(result['rounds']) - 1} rounds, hold-out n={sum(result['holdout_n'][s] for s in ('problematic', 'benign'))}, "
-          f"accuracy {result['reference_accuracy']:.3f} (reference) -> {last['holdout']['accuracy']['value']:.3f} "
-          f"(round {last['round']}); {out}/metrics.json, table.md, curve.png")
-    return 0
+    return result
+
+
+def summary(cfg, result: dict) -> str:
+    last, n = result["rounds"][-1], sum(result["holdout_n"][s] for s in ("problematic", "benign"))
+    return (f"adversarial eval: {len(result['rounds']) - 1} rounds, hold-out n={n}, accuracy "
+            f"{result['reference_accuracy']:.3f} (reference) -> {last['holdout']['accuracy']['value']:.3f} (round "
+            f"{last['round']}); {cfg.output_dir}/metrics.json, table.md, curve.png")
+
+
+EVAL = Recipe(AdversarialEvalConfig, run, summary)

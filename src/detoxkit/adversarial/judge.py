@@ -8,9 +8,11 @@ checkpoint or a judge folder stores.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
+from ..config import DeviceArgs, Recipe, arg
 from ..errors import DetoxkitError
 from ..training import TrainableLM, finetune_completions
 
@@ -109,7 +111,7 @@ class Judge(TrainableLM):
         return path
 
     @classmethod
-    def from_pretrained(cls, path_or_name: str | Path) -> "Judge":
+    def from_pretrained(cls, path_or_name: str | Path, dtype: str = "float32", device: str = "cpu") -> "Judge":
         """A judge folder (Judge.save), a loop checkpoint, a run folder (its newest checkpoint), or any causal LM
         (builtin name, folder, hub id) used zero-shot."""
         from safetensors.torch import load_file
@@ -130,11 +132,44 @@ class Judge(TrainableLM):
             if meta is None:
                 raise DetoxkitError(f"{path}: a checkpoint without judge metadata (not an adversarial run?)")
         if meta is None:
-            return cls.load(str(path_or_name), train_mode="none")
+            return cls.load(str(path_or_name), train_mode="none", dtype=dtype, device=device)
         keys = ("train_mode", "lora_r", "lora_alpha", "lora_target_modules", "num_train_layers")
-        judge = cls.load(meta["base_model"], **{k: meta[k] for k in keys}, template=meta.get("template", JUDGE_TEMPLATE))
+        judge = cls.load(meta["base_model"], **{k: meta[k] for k in keys}, dtype=dtype, device=device,
+                         template=meta.get("template", JUDGE_TEMPLATE))
         judge.threshold = meta.get("threshold", 0.5)
         weights = path / "judge.safetensors"
         if weights.exists():
             judge.load_trainable(load_file(str(weights)), str(weights))
         return judge
+
+
+@dataclass
+class ClassifyConfig(DeviceArgs):
+    """detoxkit judge: classify prompts as problematic (1) or not (0) with a judge trained by `detoxkit adversarial
+    run` (its run folder, a checkpoint-<round> folder or its judge/ folder) or any causal LM zero-shot. Prints
+    verdict, P(problematic) and the prompt, tab-separated, one line per prompt."""
+
+    prompts: list[str] = arg([], "prompts to classify", positional=True)
+    judge: str = arg("runs/adversarial", "judge: run folder, checkpoint, judge folder or LM")
+    input: Optional[str] = arg(None, "a file of prompts (JSONL/CSV/TSV/Parquet/TXT) instead of arguments")
+    column: str = arg("prompt", "the prompt column of --input")
+    threshold: float = arg(0.5, "P(problematic) >= this is verdict 1")
+    batch_size: int = arg(16, "prompts per batch")
+
+
+def classify(cfg: ClassifyConfig) -> list[float]:
+    prompts = list(cfg.prompts)
+    if cfg.input:
+        from ..data import load_records, require_columns
+
+        prompts += [str(r[cfg.column]) for r in require_columns(load_records(cfg.input), [cfg.column])]
+    if not prompts:
+        raise DetoxkitError("nothing to classify: give prompts as arguments or --input FILE")
+    judge = Judge.from_pretrained(cfg.judge, cfg.dtype, cfg.device)
+    scores = judge.predict_proba(prompts, cfg.batch_size)
+    for p, s in zip(prompts, scores):
+        print(f"{int(s >= cfg.threshold)}\t{s:.3f}\t{p.replace(chr(10), ' ')}")
+    return scores
+
+
+CLASSIFY = Recipe(ClassifyConfig, classify)

@@ -13,6 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..config import Recipe
+from .config import AdversarialRunConfig
+
 KINDS = ("problematic", "benign")
 
 
@@ -63,6 +66,86 @@ class Deduper:
         return bool((self.embedder.encode([text]) @ self.emb.T).max() >= self.threshold)
 
 
+def restore(out: Path, rows: list[dict], judge, attacker, calibrate: bool, log=print) -> int:
+    """The round to continue after (0 for a new run), with the judge and attacker weights of its checkpoint; a new
+    run's reference judge gets the threshold that best separates the seed data (when `calibrate`)."""
+    from ..errors import DetoxkitError
+    from ..runs import list_checkpoints, load_checkpoint
+    from .judge import calibrate_threshold
+
+    if not any(r.get("type") == "seed" for r in rows):
+        raise DetoxkitError(f"{out / 'prompts.jsonl'}: no seed rows (write them with start_log first)")
+    finished = sorted(r["round"] for r in rows if r.get("type") == "round_done")
+    start = finished[-1] if finished else 0
+    if start:
+        ckpt = out / f"checkpoint-{start}"
+        if ckpt not in list_checkpoints(out):
+            raise DetoxkitError(f"{out / 'prompts.jsonl'}: round {start} is logged as done but {ckpt} is missing")
+        tensors, _ = load_checkpoint(ckpt)
+        judge.load_trainable(tensors.get("judge", {}), str(ckpt / "judge.safetensors"))
+        attacker.load_trainable(tensors.get("attacker", {}), str(ckpt / "attacker.safetensors"))
+        log(f"resuming after round {start} from {ckpt}")
+        judge.threshold = 0.5
+    elif calibrate:
+        seeds = [r for r in rows if r.get("type") == "seed"]
+        judge.threshold = calibrate_threshold(judge.predict_proba([r["prompt"] for r in seeds]), [r["label"] for r in seeds])
+        log(f"reference judge threshold {judge.threshold:.4f} (calibrated on the {len(seeds)} seed prompts)")
+    return start
+
+
+def write_slot(cfg, rnd: int, slot: int, attacker, judge, oracle, dedup, times: dict) -> dict:
+    """One prompt slot: the attacker writes (retrying duplicates), the oracle labels, the judge scores."""
+    kind = KINDS[slot % 2]  # the paper's order: a problematic prompt, then a benign one
+    t0 = time.perf_counter()
+    for attempt in range(cfg.max_tries):
+        prompt = attacker.write(kind, rnd, slot, attempt)
+        duplicate = dedup.is_duplicate(prompt)
+        if not duplicate:
+            break
+    times["generate"] += time.perf_counter() - t0
+    row = {"type": "prompt", "round": rnd, "slot": slot, "kind": kind, "prompt": prompt, "attempts": attempt + 1,
+           "duplicate": duplicate, "label": None, "judge_score": None, "verdict": None, "fooled": False}
+    if not duplicate:
+        t0 = time.perf_counter()
+        row["label"] = int(oracle.label([prompt])[0])
+        t1 = time.perf_counter()
+        row["judge_score"] = float(judge.predict_proba([prompt])[0])
+        times["label"] += t1 - t0
+        times["judge"] += time.perf_counter() - t1
+        row["verdict"] = int(row["judge_score"] >= judge.threshold)
+        row["fooled"] = row["label"] == 1 and row["verdict"] == 0
+        dedup.add([prompt])
+    return row
+
+
+def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, times: dict) -> dict:
+    """Fine-tune the judge on all labelled data and the attacker on its successes; checkpoint; the round's summary."""
+    from ..runs import save_checkpoint, seed_everything
+
+    t0 = time.perf_counter()
+    prompts, labels = judge_dataset(rows, rnd)
+    seed_everything(cfg.seed * 1000 + rnd)
+    judge_losses = judge.finetune(prompts, labels, epochs=cfg.judge_epochs, learning_rate=cfg.learning_rate,
+                                  batch_size=cfg.per_device_train_batch_size, seed=cfg.seed * 1000 + rnd)
+    attacks = attacker_dataset(rows, rnd)
+    attacker_losses = attacker.finetune(attacks, epochs=cfg.attacker_epochs, learning_rate=cfg.learning_rate,
+                                        batch_size=cfg.per_device_train_batch_size, seed=cfg.seed * 1000 + rnd)
+    times["finetune"] = time.perf_counter() - t0
+    verdict_threshold, judge.threshold = judge.threshold, 0.5  # a fine-tuned judge answers at 0.5
+    tensors = {k: v for k, v in (("judge", judge.trainable_state()), ("attacker", attacker.trainable_state())) if v}
+    save_checkpoint(out, rnd, tensors, {"round": rnd, "judge": judge.meta, "attacker": attacker.meta}, keep_last=0)
+    this = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd]
+    return {"type": "round_done", "round": rnd, "verdict_threshold": verdict_threshold,
+            "judge_train_size": len(prompts), "attacker_train_size": len(attacks),
+            "duplicates": sum(r["duplicate"] for r in this),
+            "oracle_problematic": sum(r["label"] == 1 for r in this if not r["duplicate"]),
+            "fooled": sum(r["fooled"] for r in this),
+            "judge_loss_first": judge_losses[0] if judge_losses else None,
+            "judge_loss_last": judge_losses[-1] if judge_losses else None,
+            "attacker_loss_last": attacker_losses[-1] if attacker_losses else None,
+            "time_s": {k: round(v, 2) for k, v in times.items()}}
+
+
 def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, log=print) -> list[dict]:
     """Run (or resume) cfg.rounds rounds in `out`; returns the round_done rows.
 
@@ -70,33 +153,13 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
     judge: predict_proba(prompts), finetune(prompts, labels, ...), trainable_state(), load_trainable(), meta;
     oracle: label(prompts) -> 0/1; evaluator(judge, round) -> None (optional, called after round 0 and each round).
     """
-    from ..errors import DetoxkitError
-    from ..runs import append_jsonl, list_checkpoints, load_checkpoint, progress, read_jsonl, save_checkpoint, seed_everything
-    from .judge import calibrate_threshold
+    from ..runs import append_jsonl, progress, read_jsonl
 
     log_path = out / "prompts.jsonl"
     rows = read_jsonl(log_path)
-    if not any(r.get("type") == "seed" for r in rows):
-        raise DetoxkitError(f"{log_path}: no seed rows (write them with start_log first)")
-    finished = sorted(r["round"] for r in rows if r.get("type") == "round_done")
-    start = finished[-1] if finished else 0
-    if start:
-        ckpt = out / f"checkpoint-{start}"
-        if ckpt not in list_checkpoints(out):
-            raise DetoxkitError(f"{log_path}: round {start} is logged as done but {ckpt} is missing")
-        tensors, _ = load_checkpoint(ckpt)
-        judge.load_trainable(tensors.get("judge", {}), str(ckpt / "judge.safetensors"))
-        attacker.load_trainable(tensors.get("attacker", {}), str(ckpt / "attacker.safetensors"))
-        log(f"resuming after round {start} from {ckpt}")
-    seeds = [r for r in rows if r.get("type") == "seed"]
-    if start == 0 and cfg.calibrate_reference:
-        judge.threshold = calibrate_threshold(judge.predict_proba([r["prompt"] for r in seeds]), [r["label"] for r in seeds])
-        log(f"reference judge threshold {judge.threshold:.4f} (calibrated on the {len(seeds)} seed prompts)")
-    elif start:
-        judge.threshold = 0.5
+    start = restore(out, rows, judge, attacker, cfg.calibrate_reference, log)
     if evaluator is not None and start == 0:
         evaluator(judge, 0)
-
     dedup = Deduper(embedder, cfg.dedup_threshold)
     dedup.add([r["prompt"] for r in rows if r.get("type") == "seed" or (r.get("type") == "prompt" and not r["duplicate"])])
     summaries = [r for r in rows if r.get("type") == "round_done"]
@@ -104,58 +167,17 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
         done_slots = {r["slot"] for r in rows if r.get("type") == "prompt" and r["round"] == rnd}
         times = {"generate": 0.0, "label": 0.0, "judge": 0.0, "finetune": 0.0}
         for slot in progress(range(cfg.prompts_per_round), desc=f"round {rnd}", unit="prompt"):
-            if slot in done_slots:
-                continue
-            kind = KINDS[slot % 2]  # the paper's order: a problematic prompt, then a benign one
-            t0 = time.perf_counter()
-            for attempt in range(cfg.max_tries):
-                prompt = attacker.write(kind, rnd, slot, attempt)
-                duplicate = dedup.is_duplicate(prompt)
-                if not duplicate:
-                    break
-            times["generate"] += time.perf_counter() - t0
-            row = {"type": "prompt", "round": rnd, "slot": slot, "kind": kind, "prompt": prompt,
-                   "attempts": attempt + 1, "duplicate": duplicate, "label": None, "judge_score": None,
-                   "verdict": None, "fooled": False}
-            if not duplicate:
-                t0 = time.perf_counter()
-                row["label"] = int(oracle.label([prompt])[0])
-                t1 = time.perf_counter()
-                row["judge_score"] = float(judge.predict_proba([prompt])[0])
-                times["label"] += t1 - t0
-                times["judge"] += time.perf_counter() - t1
-                row["verdict"] = int(row["judge_score"] >= judge.threshold)
-                row["fooled"] = row["label"] == 1 and row["verdict"] == 0
-                dedup.add([prompt])
-            append_jsonl(log_path, [row])  # written at once: this row is never asked or labelled again
-            rows.append(row)
-
-        t0 = time.perf_counter()
-        prompts, labels = judge_dataset(rows, rnd)
-        seed_everything(cfg.seed * 1000 + rnd)
-        judge_losses = judge.finetune(prompts, labels, epochs=cfg.judge_epochs, learning_rate=cfg.learning_rate,
-                                      batch_size=cfg.per_device_train_batch_size, seed=cfg.seed * 1000 + rnd)
-        attacks = attacker_dataset(rows, rnd)
-        attacker_losses = attacker.finetune(attacks, epochs=cfg.attacker_epochs, learning_rate=cfg.learning_rate,
-                                            batch_size=cfg.per_device_train_batch_size, seed=cfg.seed * 1000 + rnd)
-        times["finetune"] = time.perf_counter() - t0
-        verdict_threshold, judge.threshold = judge.threshold, 0.5  # a fine-tuned judge answers at 0.5
-        tensors = {k: v for k, v in (("judge", judge.trainable_state()), ("attacker", attacker.trainable_state())) if v}
-        save_checkpoint(out, rnd, tensors, {"round": rnd, "judge": judge.meta, "attacker": attacker.meta}, keep_last=0)
-        this = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd]
-        fooled = sum(r["fooled"] for r in this)
-        problematic = sum(r["label"] == 1 for r in this if not r["duplicate"])
-        summary = {"type": "round_done", "round": rnd, "verdict_threshold": verdict_threshold, "judge_train_size": len(prompts), "attacker_train_size": len(attacks),
-                   "duplicates": sum(r["duplicate"] for r in this), "oracle_problematic": problematic, "fooled": fooled,
-                   "judge_loss_first": judge_losses[0] if judge_losses else None,
-                   "judge_loss_last": judge_losses[-1] if judge_losses else None,
-                   "attacker_loss_last": attacker_losses[-1] if attacker_losses else None,
-                   "time_s": {k: round(v, 2) for k, v in times.items()}}
+            if slot not in done_slots:
+                row = write_slot(cfg, rnd, slot, attacker, judge, oracle, dedup, times)
+                append_jsonl(log_path, [row])  # written at once: this row is never asked or labelled again
+                rows.append(row)
+        summary = finish_round(cfg, rnd, rows, judge, attacker, out, times)
         append_jsonl(log_path, [summary])
         rows.append(summary)
         summaries.append(summary)
-        log(f"round {rnd}: {len(this)} prompts ({summary['duplicates']} duplicates), {problematic} problematic, "
-            f"{fooled} fooled the judge; judge trained on {len(prompts)}, attacker on {len(attacks)}")
+        log(f"round {rnd}: {cfg.prompts_per_round} prompts ({summary['duplicates']} duplicates), "
+            f"{summary['oracle_problematic']} problematic, {summary['fooled']} fooled the judge; judge trained on "
+            f"{summary['judge_train_size']}, attacker on {summary['attacker_train_size']}")
         if evaluator is not None:
             evaluator(judge, rnd)
     return summaries
@@ -169,18 +191,44 @@ def start_log(out: Path, seed_rows: list[dict]) -> None:
         append_jsonl(out / "prompts.jsonl", [{"type": "seed", **r} for r in seed_rows])
 
 
-def main(argv: list[str]) -> int:
-    from ..config import parse_config
+def holdout_evaluator(cfg, out: Path, splits: dict):
+    """evaluator(judge, round): score the round's judge on the hold-out set (built by the round-0 reference) once."""
+    from ..runs import append_jsonl, read_jsonl
+    from .evaluate import build_holdout, holdout_metrics, score_holdout
+
+    evaluated = {e["round"] for e in read_jsonl(out / "eval.jsonl")}
+
+    def evaluator(j, rnd):
+        if rnd in evaluated:
+            return
+        t0 = time.perf_counter()
+        if not (out / "holdout.jsonl").exists():
+            # round 0: the judge is untrained, so it is the reference (base model zero-shot, calibrated threshold)
+            append_jsonl(out / "holdout.jsonl", build_holdout(
+                j, splits, cfg.holdout_problematic, cfg.holdout_benign, cfg.transfer_dataset, cfg.transfer_size,
+                cfg.seed, cfg.batch_size, threshold=j.threshold))
+        holdout = read_jsonl(out / "holdout.jsonl")
+        scores = score_holdout(j, holdout, cfg.batch_size)
+        m = holdout_metrics(holdout, scores, j.threshold)
+        append_jsonl(out / "eval.jsonl", [{"round": rnd, "threshold": j.threshold, "scores": scores, "metrics": m,
+                                           "time_s": round(time.perf_counter() - t0, 2)}])
+        auc = m.get("transfer", {}).get("roc_auc")
+        print(f"round {rnd} hold-out accuracy {m['holdout']['accuracy']['value']:.3f}"
+              + (f", transfer ROC-AUC {auc['value']:.3f}" if auc else ""))
+
+    return evaluator
+
+
+def run(cfg) -> dict:
+    """`detoxkit adversarial run` for an :class:`~detoxkit.adversarial.config.AdversarialRunConfig`."""
     from ..errors import DetoxkitError
     from ..lm.embedder import load_embedder
-    from ..runs import append_jsonl, prepare_output_dir, read_jsonl, seed_everything, write_json
-    from .config import AdversarialRunConfig
-    from .evaluate import build_holdout, builtin_splits, holdout_metrics, score_holdout, seed_data
+    from ..runs import prepare_output_dir, seed_everything, write_json
     from .attacker import Attacker
+    from .evaluate import builtin_splits, seed_data
     from .judge import Judge
     from .oracles import build_oracle
 
-    cfg = parse_config(AdversarialRunConfig, argv, "detoxkit adversarial run")
     out = Path(cfg.output_dir)
     if (out / "prompts.jsonl").exists() and not cfg.resume_from_checkpoint:
         raise DetoxkitError(f"{out}/prompts.jsonl exists: pass --resume_from_checkpoint latest or a new --output_dir")
@@ -192,38 +240,26 @@ def main(argv: list[str]) -> int:
     splits = builtin_splits()
     embedder = load_embedder(cfg.embedder)
     lora = dict(lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
-                num_train_layers=cfg.num_train_layers)
+                num_train_layers=cfg.num_train_layers, dtype=cfg.dtype, device=cfg.device)
     judge = Judge.load(cfg.judge_model, train_mode=cfg.judge_train_mode, **lora)
     attacker = Attacker.load(cfg.attacker_model, train_mode=cfg.attacker_train_mode, **lora,
                              max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
     oracle = build_oracle(cfg, splits, embedder, out)
     start_log(out, seed_data(splits, cfg.seed_problematic, cfg.seed_benign, cfg.seed))
-
-    evaluator = None
-    if cfg.eval_each_round:
-        evaluated = {e["round"] for e in read_jsonl(out / "eval.jsonl")}
-
-        def evaluator(j, rnd):
-            if rnd in evaluated:
-                return
-            t0 = time.perf_counter()
-            if not (out / "holdout.jsonl").exists():
-                # round 0: the judge is untrained, so it is the reference (base model zero-shot, calibrated threshold)
-                append_jsonl(out / "holdout.jsonl", build_holdout(
-                    j, splits, cfg.holdout_problematic, cfg.holdout_benign, cfg.transfer_dataset, cfg.transfer_size,
-                    cfg.seed, cfg.batch_size, threshold=j.threshold))
-            holdout = read_jsonl(out / "holdout.jsonl")
-            scores = score_holdout(j, holdout, cfg.batch_size)
-            m = holdout_metrics(holdout, scores, j.threshold)
-            append_jsonl(out / "eval.jsonl", [{"round": rnd, "threshold": j.threshold, "scores": scores, "metrics": m,
-                                               "time_s": round(time.perf_counter() - t0, 2)}])
-            print(f"round {rnd} hold-out accuracy {m['holdout']['accuracy']['value']:.3f}"
-                  + (f", transfer ROC-AUC {m['transfer']['roc_auc']['value']:.3f}" if m.get("transfer", {}).get("roc_auc") else ""))
+    evaluator = holdout_evaluator(cfg, out, splits) if cfg.eval_each_round else None
     setup_s = time.perf_counter() - t_setup
     summaries = run_loop(cfg, attacker, judge, oracle, embedder, out, evaluator)
     judge.save(out / "judge")
-    write_json(out / "run_summary.json", {"setup_s": round(setup_s, 2), "rounds": summaries, "oracle": oracle.name})
-    fooled = [s["fooled"] / max(s["oracle_problematic"], 1) for s in summaries]
-    print(f"adversarial run: {len(summaries)} rounds in {out}, attacker success per round "
-          f"{', '.join(f'{f:.2f}' for f in fooled)}; judge in {out}/judge (`detoxkit judge --judge {out} \"prompt\"`)")
-    return 0
+    result = {"setup_s": round(setup_s, 2), "rounds": summaries, "oracle": oracle.name}
+    write_json(out / "run_summary.json", result)
+    return result
+
+
+def summary(cfg, result: dict) -> str:
+    fooled = [s["fooled"] / max(s["oracle_problematic"], 1) for s in result["rounds"]]
+    out = cfg.output_dir
+    return (f"adversarial run: {len(result['rounds'])} rounds in {out}, attacker success per round "
+            f"{', '.join(f'{f:.2f}' for f in fooled)}; judge in {out}/judge (`detoxkit judge --judge {out} \"prompt\"`)")
+
+
+RUN = Recipe(AdversarialRunConfig, run, summary)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
-from ..config import arg
+from ..config import DataDirArgs, Default, OptimArgs, ResumeArgs, RunArgs, arg, with_defaults
 
 
 @dataclass
@@ -25,7 +25,11 @@ class SamplingArgs:
 
 
 @dataclass
-class AttributeTrainConfig(SamplingArgs):
+@with_defaults(seed=42, output_dir="runs/attribute", learning_rate=Default(2e-5, "AdamW learning rate of the model "
+                                                                                  "(the reference code: 3e-5)"),
+               per_device_train_batch_size=Default(8, "training texts per step and device"),
+               max_steps=Default(100, "optimizer steps of the model"))
+class AttributeTrainConfig(SamplingArgs, RunArgs, ResumeArgs, DataDirArgs, OptimArgs):
     """detoxkit attribute train: fine-tune on a corpus (toxic parts included) while keeping generations non-toxic.
 
     Methods, all in one harness on the same batches (Meng et al., EMNLP 2024 Findings):
@@ -62,24 +66,16 @@ class AttributeTrainConfig(SamplingArgs):
     text_column: str = arg("text", "column of the training text")
     label_column: str = arg("label", "column of the 0/1 toxicity label (only for --task classification)")
     task: Literal["lm", "classification"] = arg("lm", "lm: learn the text; classification: learn 'is it toxic? Yes/No' as text")
-    data_dir: Optional[str] = arg(None, "the shared corpora folder (default: $DETOXKIT_DATA or ../shared/data)")
     max_train_samples: int = arg(2000, "use at most this many training texts (0 = all), drawn with the seed")
     max_length: int = arg(64, "training texts are cut to this many tokens")
-    per_device_train_batch_size: int = arg(8, "training texts per step and device")
     reg_batch_size: int = arg(4, "self-generation prompts per step (taken from the step's training texts)")
-    learning_rate: float = arg(2e-5, "AdamW learning rate of the model (the reference code: 3e-5)")
-    weight_decay: float = arg(0.0, "AdamW weight decay")
-    max_grad_norm: float = arg(1.0, "gradient clipping norm (0 = off)")
-    max_steps: int = arg(100, "optimizer steps of the model")
     steps_per_iteration: int = arg(10, "model steps per sample -> NADO -> fine-tune iteration; checkpoints at iteration ends")
     save_total_limit: int = arg(2, "checkpoints to keep")
-    seed: int = arg(42, "seed of the data order, the sampling and initialisation")
-    output_dir: str = arg("runs/attribute", "run folder")
-    resume_from_checkpoint: Optional[str] = arg(None, "'latest' or a checkpoint folder to resume from")
 
 
 @dataclass
-class NadoTrainConfig(SamplingArgs):
+@with_defaults(seed=42, output_dir="runs/nado")
+class NadoTrainConfig(SamplingArgs, RunArgs, DataDirArgs):
     """detoxkit attribute nado-train: train a NADO model R for a frozen model (the NADO-decoding baseline).
 
     Each iteration samples `samples_per_prompt` continuations of `prompts_per_iteration` prompts (prefixes of
@@ -91,16 +87,14 @@ class NadoTrainConfig(SamplingArgs):
     model_name_or_path: str = arg("smollm2-135m-instruct", "the frozen model R is trained for")
     train_dataset: str = arg("blend", "where the prompts come from (see attribute train)")
     text_column: str = arg("text", "column of the training text")
-    data_dir: Optional[str] = arg(None, "the shared corpora folder")
     max_train_samples: int = arg(2000, "texts drawn with the seed")
     iterations: int = arg(4, "sample -> label -> train rounds")
     prompts_per_iteration: int = arg(64, "prompts sampled per round")
-    seed: int = arg(42, "seed of the sampling and training order")
-    output_dir: str = arg("runs/nado", "run folder")
 
 
 @dataclass
-class AttributeEvalConfig:
+@with_defaults(output_dir="runs/attribute-eval")
+class AttributeEvalConfig(RunArgs, DataDirArgs):
     """detoxkit attribute eval: the paper's table for several models, with 95% intervals.
 
     Each method is NAME=MODEL or NAME=MODEL+nado=FOLDER (NADO decoding: MODEL guided by R at inference).
@@ -124,6 +118,4 @@ class AttributeEvalConfig:
     classification: bool = arg(False, "also the toxicity-detection ROC-AUC on held-out ToxiGen")
     num_classification_items: int = arg(200, "held-out ToxiGen comments for the ROC-AUC")
     batch_size: int = arg(16, "generation and scoring batch size")
-    data_dir: Optional[str] = arg(None, "the shared corpora folder")
-    seed: int = arg(0, "seed of the prompt draw and the sampling")
-    output_dir: str = arg("runs/attribute-eval", "where metrics.json, table.md and generations.jsonl go")
+

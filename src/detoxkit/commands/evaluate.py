@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import arg, parse_config
+from ..config import DataDirArgs, Recipe, RunArgs, arg, with_defaults
 
 DEFAULT_DATASETS = {"toxicity": "builtin:rtp-challenging", "harmfulness": "builtin:harmbench", "utility": "builtin:wikitext"}
 
 
 @dataclass
-class EvalConfig:
+@with_defaults(output_dir="runs/eval")
+class EvalConfig(RunArgs, DataDirArgs):
     """Evaluate a model (generating as needed) or a JSONL of generations, and write metrics.json.
 
     Tasks:
@@ -39,9 +40,6 @@ class EvalConfig:
     temperature: float = arg(1.0, "sampling temperature (toxicity task samples; harmfulness decodes greedily)")
     top_p: float = arg(0.9, "nucleus sampling p")
     batch_size: int = arg(8, "generation batch size")
-    seed: int = arg(0, "sampling seed")
-    output_dir: str = arg("runs/eval", "where metrics.json and generations.jsonl go")
-    data_dir: Optional[str] = arg(None, "the shared corpora folder")
 
 
 def _prompts(cfg: EvalConfig, source: str) -> list[str]:
@@ -56,7 +54,7 @@ def _generations(cfg: EvalConfig, prompts: list[str], k: int, sample: bool) -> l
     from ..lm.generate import generate
     from ..lm.load import load_model_and_tokenizer
 
-    model, tok = load_model_and_tokenizer(cfg.model)
+    model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
     return generate(model, tok, prompts, system=cfg.system_prompt, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
                     temperature=cfg.temperature, top_p=cfg.top_p, num_return_sequences=k, batch_size=cfg.batch_size,
                     show_progress=True)
@@ -73,100 +71,115 @@ def _read_generations(path: str) -> tuple[list[str], list[list[str]]]:
     return [r["prompt"] for r in rows], [[r["completion"] or ""] for r in rows]
 
 
-def run(cfg: EvalConfig) -> dict:
-    from ..errors import DetoxkitError
-    from ..eval import generation as gen_metrics
-    from ..runs import append_jsonl, prepare_output_dir, seed_everything, write_json
+def _toxicity(cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    from ..eval.generation import generation_toxicity
     from ..scorers import get_scorer
 
-    seed_everything(cfg.seed)
-    needs_source = cfg.task in ("toxicity", "harmfulness")
-    if needs_source and not (cfg.model or cfg.input):
+    if cfg.input:
+        prompts, completions = _read_generations(cfg.input)
+    else:
+        prompts = _prompts(cfg, cfg.dataset or DEFAULT_DATASETS["toxicity"])
+        completions = _generations(cfg, prompts, cfg.k, sample=True)
+    flat = get_scorer("toxicity")([c for cs in completions for c in cs])
+    scores, pos = [], 0
+    for cs in completions:
+        scores.append(flat[pos : pos + len(cs)])
+        pos += len(cs)
+    log = [{"prompt": p, "completions": cs, "toxicity": s} for p, cs, s in zip(prompts, completions, scores)]
+    return generation_toxicity(scores), log
+
+
+def _harmfulness(cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    from ..eval.generation import harmless_rate, over_refusal_rate
+    from ..scorers import get_scorer
+
+    if cfg.input:
+        prompts, completions = _read_generations(cfg.input)
+    else:
+        prompts = _prompts(cfg, cfg.dataset or DEFAULT_DATASETS["harmfulness"])
+        completions = _generations(cfg, prompts, 1, sample=False)
+    answers = [c[0] for c in completions]
+    harm, refusal = get_scorer("harm")(answers, prompts), get_scorer("refusal")(answers, prompts)
+    metrics = {"harmless_rate": harmless_rate(harm), "refusal_rate": over_refusal_rate(refusal)}
+    log = [{"kind": "harmful", "prompt": p, "completion": a, "harm": h, "refusal": r}
+           for p, a, h, r in zip(prompts, answers, harm, refusal)]
+    if cfg.benign_dataset and cfg.model:
+        benign = _prompts(cfg, cfg.benign_dataset)
+        benign_answers = [c[0] for c in _generations(cfg, benign, 1, sample=False)]
+        benign_refusal = get_scorer("refusal")(benign_answers, benign)
+        metrics["over_refusal_rate"] = over_refusal_rate(benign_refusal)
+        log += [{"kind": "benign", "prompt": p, "completion": a, "refusal": r}
+                for p, a, r in zip(benign, benign_answers, benign_refusal)]
+    return metrics, log
+
+
+def _detox(cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    from ..data import read_file, require_columns
+    from ..eval.detox import FluencyProxy, detox_metrics
+    from ..lm.embedder import load_embedder
+    from ..lm.load import DEFAULT_LM, load_model_and_tokenizer
+    from ..scorers import get_scorer
+
+    rows = require_columns(read_file(cfg.input), ["text", "rewrite"], allow_empty=True)
+    fl_model = cfg.model or DEFAULT_LM
+    model, tok = load_model_and_tokenizer(fl_model, cfg.dtype, cfg.device)
+    refs = [r["references"] for r in rows] if rows and "references" in rows[0] else None
+    result = detox_metrics([r["text"] for r in rows], [r["rewrite"] or "" for r in rows], get_scorer("toxicity"),
+                           load_embedder(), FluencyProxy.calibrate(model, tok, fl_model, data_dir=cfg.data_dir), refs)
+    per = result.pop("per_sentence")
+    log = [{**dict(r), **{k: v[i] for k, v in per.items()}} for i, r in enumerate(rows)]
+    return {**result, "fluency_model": fl_model}, log
+
+
+def _classification(cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    from ..data import read_file, require_columns
+    from ..eval.classification import classification_metrics
+
+    rows = require_columns(read_file(cfg.input), ["label", "score"])
+    return classification_metrics([int(float(r["label"])) for r in rows], [float(r["score"]) for r in rows]), []
+
+
+def _utility(cfg: EvalConfig) -> tuple[dict, list[dict]]:
+    from ..data import load_builtin
+    from ..eval.utility import multiple_choice_accuracy, perplexity
+    from ..lm.load import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
+    texts = [r["text"] for r in load_builtin("wikitext")][: cfg.n]
+    metrics = {"perplexity_wikitext": perplexity(model, tok, texts)}
+    for name in ("mmlu", "commonsenseqa", "piqa"):
+        metrics[name] = multiple_choice_accuracy(model, tok, load_builtin(name)[: cfg.n])
+    return metrics, []
+
+
+TASKS = {"toxicity": _toxicity, "harmfulness": _harmfulness, "detox": _detox, "classification": _classification,
+         "utility": _utility}
+
+
+def _check(cfg: EvalConfig) -> None:
+    from ..errors import DetoxkitError
+
+    if cfg.task in ("toxicity", "harmfulness") and not (cfg.model or cfg.input):
         raise DetoxkitError(f"--task {cfg.task} needs --model (to generate) or --input (a JSONL of generations)")
     if cfg.task in ("detox", "classification") and not cfg.input:
         raise DetoxkitError(f"--task {cfg.task} needs --input")
     if cfg.task == "utility" and not cfg.model:
         raise DetoxkitError("--task utility needs --model")
+
+
+def run(cfg: EvalConfig) -> dict:
+    from ..runs import append_jsonl, prepare_output_dir, seed_everything, write_json
+
+    _check(cfg)
+    seed_everything(cfg.seed)
     out = prepare_output_dir(cfg)
-    metrics: dict = {"task": cfg.task, "model": cfg.model, "input": cfg.input, "scorers": "detoxkit offline proxies"}
-    log: list[dict] = []
-
-    if cfg.task == "toxicity":
-        if cfg.input:
-            prompts, completions = _read_generations(cfg.input)
-        else:
-            prompts = _prompts(cfg, cfg.dataset or DEFAULT_DATASETS["toxicity"])
-            completions = _generations(cfg, prompts, cfg.k, sample=True)
-        tox = get_scorer("toxicity")
-        flat = tox([c for cs in completions for c in cs])
-        scores, pos = [], 0
-        for cs in completions:
-            scores.append(flat[pos : pos + len(cs)])
-            pos += len(cs)
-        metrics.update(gen_metrics.generation_toxicity(scores))
-        log = [{"prompt": p, "completions": cs, "toxicity": s} for p, cs, s in zip(prompts, completions, scores)]
-
-    elif cfg.task == "harmfulness":
-        if cfg.input:
-            prompts, completions = _read_generations(cfg.input)
-        else:
-            prompts = _prompts(cfg, cfg.dataset or DEFAULT_DATASETS["harmfulness"])
-            completions = _generations(cfg, prompts, 1, sample=False)
-        answers = [c[0] for c in completions]
-        harm = get_scorer("harm")(answers, prompts)
-        refusal = get_scorer("refusal")(answers, prompts)
-        metrics["harmless_rate"] = gen_metrics.harmless_rate(harm)
-        metrics["refusal_rate"] = gen_metrics.over_refusal_rate(refusal)
-        log = [{"kind": "harmful", "prompt": p, "completion": a, "harm": h, "refusal": r}
-               for p, a, h, r in zip(prompts, answers, harm, refusal)]
-        if cfg.benign_dataset and cfg.model:
-            benign = _prompts(cfg, cfg.benign_dataset)
-            benign_answers = [c[0] for c in _generations(cfg, benign, 1, sample=False)]
-            benign_refusal = get_scorer("refusal")(benign_answers, benign)
-            metrics["over_refusal_rate"] = gen_metrics.over_refusal_rate(benign_refusal)
-            log += [{"kind": "benign", "prompt": p, "completion": a, "refusal": r}
-                    for p, a, r in zip(benign, benign_answers, benign_refusal)]
-
-    elif cfg.task == "detox":
-        from ..data import read_file, require_columns
-        from ..eval.detox import FluencyProxy, detox_metrics
-        from ..lm.embedder import load_embedder
-        from ..lm.load import DEFAULT_LM, load_model_and_tokenizer
-
-        rows = require_columns(read_file(cfg.input), ["text", "rewrite"], allow_empty=True)
-        fl_model = cfg.model or DEFAULT_LM
-        model, tok = load_model_and_tokenizer(fl_model)
-        refs = [r["references"] for r in rows] if rows and "references" in rows[0] else None
-        result = detox_metrics([r["text"] for r in rows], [r["rewrite"] or "" for r in rows], get_scorer("toxicity"),
-                               load_embedder(), FluencyProxy.calibrate(model, tok, fl_model, data_dir=cfg.data_dir), refs)
-        per = result.pop("per_sentence")
-        metrics.update(result, fluency_model=fl_model)
-        log = [{**dict(r), **{k: v[i] for k, v in per.items()}} for i, r in enumerate(rows)]
-
-    elif cfg.task == "classification":
-        from ..data import read_file, require_columns
-        from ..eval.classification import classification_metrics
-
-        rows = require_columns(read_file(cfg.input), ["label", "score"])
-        metrics.update(classification_metrics([int(float(r["label"])) for r in rows], [float(r["score"]) for r in rows]))
-
-    else:  # utility
-        from ..data import load_builtin
-        from ..eval.utility import multiple_choice_accuracy, perplexity
-        from ..lm.load import load_model_and_tokenizer
-
-        model, tok = load_model_and_tokenizer(cfg.model)
-        texts = [r["text"] for r in load_builtin("wikitext")][: cfg.n]
-        metrics["perplexity_wikitext"] = perplexity(model, tok, texts)
-        for name in ("mmlu", "commonsenseqa", "piqa"):
-            metrics[name] = multiple_choice_accuracy(model, tok, load_builtin(name)[: cfg.n])
-
+    result, log = TASKS[cfg.task](cfg)
+    metrics = {"task": cfg.task, "model": cfg.model, "input": cfg.input, "scorers": "detoxkit offline proxies", **result}
     if log:
         path = out / "generations.jsonl"
         path.unlink(missing_ok=True)
         append_jsonl(path, log)
     write_json(out / "metrics.json", metrics)
-    print(f"eval: {cfg.task}: {_summary(metrics)} -> {out}/metrics.json")
     return metrics
 
 
@@ -183,6 +196,8 @@ def _summary(m: dict) -> str:
     return "; ".join(parts)
 
 
-def main(argv: list[str]) -> int:
-    run(parse_config(EvalConfig, argv, prog="detoxkit eval"))
-    return 0
+def summary(cfg: EvalConfig, m: dict) -> str:
+    return f"eval: {cfg.task}: {_summary(m)} -> {cfg.output_dir}/metrics.json"
+
+
+EVAL = Recipe(EvalConfig, run, summary)

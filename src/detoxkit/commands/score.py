@@ -2,57 +2,72 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from ..config import Recipe, arg
 
 
-def main(argv: list[str]) -> int:
-    from ..scorers import SCORERS
+@dataclass
+class ScoreConfig:
+    """detoxkit score: the probability of the bad class (toxic, refusing, harmful) of each text.
 
-    parser = argparse.ArgumentParser(
-        prog="detoxkit score",
-        description="Score texts with a scorer: the probability of the bad class (toxic, refusing, harmful). "
-                    "Texts come from the command line, or from --input (JSONL/CSV/TSV/Parquet/TXT); "
-                    "scores print as a table or go to --output as JSONL.")
-    parser.add_argument("texts", nargs="*", help="texts to score")
-    parser.add_argument("--scorer", default="toxicity", choices=list(SCORERS))
-    parser.add_argument("--input", help="a file of texts")
-    parser.add_argument("--column", default="text", help="the text column in --input (default: text)")
-    parser.add_argument("--prompt_column", default=None, help="refusal/harm: the column holding each text's prompt")
-    parser.add_argument("--prompt", default=None, help="refusal/harm: one prompt for all command-line texts")
-    parser.add_argument("--output", help="write JSONL rows with a `<scorer>_score` field here (atomically)")
-    parser.add_argument("--model", default=None, help="lm-judge: the judge model (builtin name, folder or hub id)")
-    parser.add_argument("--batch_size", type=int, default=None)
-    args = parser.parse_args(argv)
+    Texts come from the command line, from --input (JSONL/CSV/TSV/Parquet/TXT), or from standard input, one per
+    line; scores print as a table, or go to --output as JSONL rows with a `<scorer>_score` field (atomically).
+    """
 
+    texts: list[str] = arg([], "texts to score", positional=True)
+    scorer: Literal["toxicity", "profanity", "refusal", "harm", "lm-judge"] = arg("toxicity", "which scorer")
+    input: Optional[str] = arg(None, "a file of texts")
+    column: str = arg("text", "the text column in --input")
+    prompt_column: Optional[str] = arg(None, "refusal/harm: the column holding each text's prompt")
+    prompt: Optional[str] = arg(None, "refusal/harm: one prompt for all command-line texts")
+    output: Optional[str] = arg(None, "write JSONL rows with a `<scorer>_score` field here")
+    model: Optional[str] = arg(None, "lm-judge: the judge model (builtin name, folder or hub id)")
+    batch_size: Optional[int] = arg(None, "scoring batch size (None: the scorer's own)")
+
+
+def _inputs(cfg: ScoreConfig) -> tuple[list[dict], list[str], list[str] | None]:
     from ..data import read_file, require_columns
     from ..errors import DetoxkitError
+
+    if cfg.input:
+        records = read_file(cfg.input)
+        require_columns(records, [cfg.column] + ([cfg.prompt_column] if cfg.prompt_column else []), allow_empty=True)
+        rows = list(records)
+        prompts = [str(r[cfg.prompt_column] or "") for r in rows] if cfg.prompt_column else None
+        return rows, [str(r[cfg.column] or "") for r in rows], prompts
+    texts = cfg.texts or ([line.rstrip("\n") for line in sys.stdin] if not sys.stdin.isatty() else [])
+    if not texts:
+        raise DetoxkitError("nothing to score: give texts, --input FILE, or pipe lines on stdin")
+    return [{"text": t} for t in texts], texts, [cfg.prompt] * len(texts) if cfg.prompt else None
+
+
+def run(cfg: ScoreConfig) -> dict:
     from ..scorers import get_scorer
 
-    rows: list[dict]
-    if args.input:
-        records = read_file(args.input)
-        require_columns(records, [args.column] + ([args.prompt_column] if args.prompt_column else []), allow_empty=True)
-        rows = list(records)
-        texts = [str(r[args.column] or "") for r in rows]
-        prompts = [str(r[args.prompt_column] or "") for r in rows] if args.prompt_column else None
-    else:
-        texts = args.texts or ([l.rstrip("\n") for l in sys.stdin] if not sys.stdin.isatty() else [])
-        if not texts:
-            raise DetoxkitError("nothing to score: give texts, --input FILE, or pipe lines on stdin")
-        rows = [{"text": t} for t in texts]
-        prompts = [args.prompt] * len(texts) if args.prompt else None
-    scorer = get_scorer(args.scorer, **({"model": args.model} if args.model and args.scorer == "lm-judge" else {}))
-    scores = scorer(texts, prompts, batch_size=args.batch_size)
-    key = f"{args.scorer.replace('-', '_')}_score"
-    if args.output:
+    rows, texts, prompts = _inputs(cfg)
+    scorer = get_scorer(cfg.scorer, **({"model": cfg.model} if cfg.model and cfg.scorer == "lm-judge" else {}))
+    scores = scorer(texts, prompts, batch_size=cfg.batch_size)
+    key = f"{cfg.scorer.replace('-', '_')}_score"
+    if cfg.output:
         from ..runs import atomic_write_text
 
-        atomic_write_text(args.output, "".join(json.dumps({**r, key: s}, ensure_ascii=False) + "\n" for r, s in zip(rows, scores)))
-        print(f"score: {len(scores)} texts scored by {scorer.name} ({scorer.version}); "
-              f"{sum(s >= scorer.threshold for s in scores)} at or above {scorer.threshold} -> {args.output}")
+        atomic_write_text(cfg.output, "".join(json.dumps({**r, key: s}, ensure_ascii=False) + "\n"
+                                              for r, s in zip(rows, scores)))
     else:
         for t, s in zip(texts, scores):
             print(f"{s:.3f}  {t[:100]}")
-    return 0
+    return {"scorer": scorer.name, "version": scorer.version, "threshold": scorer.threshold, "scores": scores}
+
+
+def summary(cfg: ScoreConfig, r: dict) -> str:
+    flagged = sum(s >= r["threshold"] for s in r["scores"])
+    where = f" -> {cfg.output}" if cfg.output else ""
+    return (f"score: {len(r['scores'])} texts scored by {r['scorer']} ({r['version']}); {flagged} at or above "
+            f"{r['threshold']}{where}")
+
+
+SCORE = Recipe(ScoreConfig, run, summary)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import arg
+from ..config import DeviceArgs, arg
 from ..errors import DetoxkitError
 
 BLOCK_MESSAGE = "I can't help with that request."
@@ -14,7 +14,7 @@ API_KEY_ENV = "DETOXKIT_API_KEY"
 
 
 @dataclass
-class GuardConfig:
+class GuardConfig(DeviceArgs):
     """detoxkit serve: the guard (judge -> safe decoding -> screen -> rewrite) behind an OpenAI-compatible server.
 
     Each request's last user message goes to the adversarial judge; a prompt it scores at or above the threshold

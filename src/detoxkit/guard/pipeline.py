@@ -95,13 +95,14 @@ class Guard:
         # Prompt files are read first: a bad one fails before the model loads.
         safe = None if is_off(cfg.acd_safe_prompt) else read_prompt_option(cfg.acd_safe_prompt)
         adv = None if is_off(cfg.acd_adv_prompt) else read_prompt_option(cfg.acd_adv_prompt)
-        model, tok = load_model_and_tokenizer(cfg.model)
+        model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
         judge = screener = rewriter = None
         if not is_off(cfg.judge):
             from ..adversarial import Judge
 
             # A zero-shot judge on the answering model itself needs no second copy of the weights.
-            judge = Judge(model, tok, {"base_model": cfg.model}) if cfg.judge == cfg.model else Judge.from_pretrained(cfg.judge)
+            judge = (Judge(model, tok, {"base_model": cfg.model}) if cfg.judge == cfg.model
+                     else Judge.from_pretrained(cfg.judge, cfg.dtype, cfg.device))
         if not is_off(cfg.screener):
             from ..scorers import get_scorer
 
@@ -111,7 +112,7 @@ class Guard:
 
             rewriter = (Rewriter(model, tok, max_new_tokens=cfg.rewrite_max_new_tokens, name=cfg.model)
                         if cfg.rewriter == cfg.model
-                        else Rewriter.from_pretrained(cfg.rewriter, max_new_tokens=cfg.rewrite_max_new_tokens))
+                        else Rewriter.from_pretrained(cfg.rewriter, cfg.device, cfg.rewrite_max_new_tokens, cfg.dtype))
         return cls(model, tok, cfg, judge, screener, rewriter, safe, adv)
 
     # ------------------------------------------------------------------------------------------------ stages

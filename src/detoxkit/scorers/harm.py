@@ -9,8 +9,7 @@ cross-validation, and on PyRIT's separate harm-rating set, is in weights/HARM.md
 from __future__ import annotations
 
 from .base import Scorer
-from .head import EmbeddingHeadScorer
-from .toxicity import WEIGHTS
+from .head import WEIGHTS, EmbeddingHeadScorer
 
 
 class HarmScorer(EmbeddingHeadScorer, Scorer):

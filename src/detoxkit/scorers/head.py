@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+WEIGHTS = Path(__file__).parent / "weights"  # the packaged heads and their model cards
+
 
 class EmbeddingHead(nn.Module):
     """(n, in_dim) embeddings -> (n,) logits. hidden_size=0 gives logistic regression."""
@@ -97,7 +99,7 @@ def pair_features(embedder, prompts: list[str], responses: list[str], pooling: s
     "it refuses", the cosine says "it engages with this request" (PyRIT counts off-topic answers as refusals),
     the response embedding says what it talks about.
     """
-    from .refusal import refusal_rule
+    from .rules import refusal_rule
 
     p, r_last = embedder.encode(prompts), embedder.encode(responses)
     r = r_last if pooling == "last" else embedder.encode(responses, pooling=pooling)

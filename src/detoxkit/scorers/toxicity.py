@@ -7,12 +7,8 @@ Perspective / Detoxify, and reports label it so.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .base import Scorer
-from .head import EmbeddingHeadScorer
-
-WEIGHTS = Path(__file__).parent / "weights"
+from .head import WEIGHTS, EmbeddingHeadScorer
 
 
 class ToxicityScorer(EmbeddingHeadScorer, Scorer):

@@ -9,9 +9,9 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
-from ..config import arg, parse_config
+from ..config import DataDirArgs, Recipe, ResumeArgs, RunArgs, arg, with_defaults
 
 TASK_DEFAULTS = {  # task -> (datasets, benchmark)
     "refusal": (["builtin:pyrit-refusal"], "none"),
@@ -29,7 +29,8 @@ TOXICITY_DATASETS = [
 
 
 @dataclass
-class ScorerTrainConfig:
+@with_defaults(seed=42, output_dir="runs/scorer-toxicity")
+class ScorerTrainConfig(RunArgs, ResumeArgs, DataDirArgs):
     """Train a scorer head (an MLP on frozen MiniLM sentence embeddings) and write its model card.
 
     Data: each entry of `datasets` is `builtin:NAME`, a file, or a `datasets` name with `text` and
@@ -60,10 +61,6 @@ class ScorerTrainConfig:
     num_train_epochs: float = arg(8.0, "passes over the training split")
     max_steps: int = arg(-1, "stop after this many optimizer steps (-1: use num_train_epochs)")
     save_steps: int = arg(200, "checkpoint every N steps")
-    seed: int = arg(42, "seed for sampling, the split, shuffling and initialisation")
-    output_dir: str = arg("runs/scorer-toxicity", "run folder: config, checkpoints, head, metrics, model card")
-    resume_from_checkpoint: Optional[str] = arg(None, "a checkpoint folder, or 'latest' for the newest in output_dir")
-    data_dir: Optional[str] = arg(None, "the shared corpora folder (default: $DETOXKIT_DATA or ../shared/data)")
     install: bool = arg(False, "also copy the head and model card into the package (detoxkit/scorers/weights)")
 
 
@@ -289,93 +286,115 @@ def cross_validate(cfg: ScorerTrainConfig, x, rows: list[dict], accelerator) -> 
     return scores
 
 
+def _features(cfg: ScorerTrainConfig, embedder, accelerator) -> dict:
+    """Training rows and features, and the held-out rows (toxicity: a grouped split; refusal/harm: cross-validation,
+    whose out-of-fold scores stand in for a held-out split on the small human-labelled sets)."""
+    from ..eval.classification import classification_metrics
+
+    if cfg.task == "toxicity":
+        rows, report = build_rows(cfg)
+        train, held = split_rows(rows, cfg.eval_fraction, cfg.seed)
+        x_all = task_features(cfg, embedder, train + held)
+        return {"train": train, "held": held, "x_train": x_all[: len(train)], "x_held": x_all[len(train):],
+                "metrics": {"train_rows": len(train), "heldout_rows": len(held), **report}}
+    train = pair_rows(cfg)
+    x_train = task_features(cfg, embedder, train)
+    oof = cross_validate(cfg, x_train, train, accelerator)
+    rules = [1.0 if _rule(cfg.task, r) else 0.0 for r in train]
+    metrics = {"train_rows": len(train), "heldout_rows": len(train),
+               "heldout_note": f"{cfg.cv_folds}-fold cross-validation grouped by prompt (out-of-fold scores)",
+               "rules_only": classification_metrics([r["label"] for r in train], rules),
+               "heldout_by_source": _by_source(train, oof), "heldout": classification_metrics([r["label"] for r in train], oof)}
+    return {"train": train, "held": None, "x_train": x_train, "x_held": None, "metrics": metrics}
+
+
+def _by_source(rows: list[dict], scores: list[float]) -> dict:
+    from ..eval.classification import classification_metrics
+
+    return {src: classification_metrics([r["label"] for r in rows if r["source"] == src],
+                                        [s for r, s in zip(rows, scores) if r["source"] == src], n_boot=200)
+            for src in sorted({r["source"] for r in rows})}
+
+
+def _benchmark(cfg: ScorerTrainConfig, embedder, head, train: list[dict]) -> dict:
+    """The head on the task's benchmark set (never trained on; pair tasks drop rows whose prompt was)."""
+    from ..data import load_records
+    from ..eval.classification import classification_metrics
+
+    bench = load_records(cfg.benchmark, data_dir=cfg.data_dir)
+    if cfg.task == "toxicity":
+        rows = [{"text": r["text"], "label": int(r["label"])} for r in bench]
+    else:
+        seen = {r["group"] for r in train}
+        rows = [{"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"])}
+                for r in bench if _norm(r["prompt"]) not in seen]
+    scores = score_head(head, task_features(cfg, embedder, rows))
+    return {"name": cfg.benchmark, **classification_metrics([r["label"] for r in rows], scores)}
+
+
+def _save(cfg: ScorerTrainConfig, out: Path, head, metrics: dict) -> None:
+    from ..runs import write_json
+    from .head import WEIGHTS, save_head
+
+    meta = {"task": cfg.task, "embedder": cfg.embedder, "max_length": cfg.max_length, "pooling": cfg.pooling,
+            "threshold": 0.5, "version": f"{cfg.task}-mlp{cfg.hidden_size}-seed{cfg.seed}", "datasets": cfg.datasets,
+            "seed": cfg.seed}
+    card = model_card(cfg, metrics)
+    save_head(out / f"{cfg.task}_head.safetensors", head, meta)
+    write_json(out / "metrics.json", metrics)
+    (out / "MODEL_CARD.md").write_text(card)
+    if cfg.install:
+        save_head(WEIGHTS / f"{cfg.task}_head.safetensors", head, meta)
+        (WEIGHTS / f"{cfg.task.upper()}.md").write_text(card)
+        write_json(WEIGHTS / f"{cfg.task}_metrics.json", metrics)
+
+
 def run(cfg: ScorerTrainConfig) -> dict:
     import torch
     from accelerate import Accelerator
 
     from ..eval.classification import classification_metrics
     from ..lm.embedder import load_embedder
-    from ..runs import prepare_output_dir, seed_everything, write_json
-    from .head import save_head
+    from ..runs import prepare_output_dir, seed_everything
 
     cfg = resolve_defaults(cfg)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=cfg.device == "cpu")
     seed_everything(cfg.seed)
     out = prepare_output_dir(cfg) if accelerator.is_main_process else Path(cfg.output_dir)
-    embedder = load_embedder(cfg.embedder)
+    embedder = load_embedder(cfg.embedder, cfg.device)
     embedder.max_length = cfg.max_length
-    metrics: dict = {"task": cfg.task}
-    if cfg.task == "toxicity":
-        rows, report = build_rows(cfg)
-        train, held = split_rows(rows, cfg.eval_fraction, cfg.seed)
-        x_all = task_features(cfg, embedder, train + held)
-        x_train, x_held = x_all[: len(train)], x_all[len(train):]
-        metrics.update(train_rows=len(train), heldout_rows=len(held), **report)
-    else:
-        train = pair_rows(cfg)
-        x_train = task_features(cfg, embedder, train)
-        oof = cross_validate(cfg, x_train, train, accelerator)
-        labels = [r["label"] for r in train]
-        rules = [1.0 if _rule(cfg.task, r) else 0.0 for r in train]
-        metrics.update(train_rows=len(train), heldout_rows=len(train),
-                       heldout_note=f"{cfg.cv_folds}-fold cross-validation grouped by prompt (out-of-fold scores)",
-                       rules_only=classification_metrics(labels, rules),
-                       heldout_by_source={src: classification_metrics([r["label"] for r in train if r["source"] == src],
-                                                                      [s for r, s in zip(train, oof) if r["source"] == src], n_boot=200)
-                                          for src in sorted({r["source"] for r in train})})
-        held, x_held = None, None
-    y_train = torch.tensor([float(r["label"]) for r in train])
-    head, losses = train_head(cfg, x_train, y_train, accelerator, out)
+    f = _features(cfg, embedder, accelerator)
+    metrics = {"task": cfg.task, **f["metrics"]}
+    y_train = torch.tensor([float(r["label"]) for r in f["train"]])
+    head, losses = train_head(cfg, f["x_train"], y_train, accelerator, out)
     if losses:
         metrics.update(loss_first=losses[0], loss_last=losses[-1])
-    if held is not None:
-        held_scores = score_head(head, x_held)
-        metrics["heldout"] = classification_metrics([r["label"] for r in held], held_scores)
-        metrics["heldout_by_source"] = {
-            src: classification_metrics([r["label"] for r in held if r["source"] == src],
-                                        [s for r, s in zip(held, held_scores) if r["source"] == src], n_boot=200)
-            for src in sorted({r["source"] for r in held})}
-    else:
-        metrics["heldout"] = classification_metrics([r["label"] for r in train], oof)
+    if f["held"] is not None:
+        held_scores = score_head(head, f["x_held"])
+        metrics["heldout"] = classification_metrics([r["label"] for r in f["held"]], held_scores)
+        metrics["heldout_by_source"] = _by_source(f["held"], held_scores)
     if benchmark_name(cfg):
-        from ..data import load_records
-
-        bench = load_records(cfg.benchmark, data_dir=cfg.data_dir)
-        if cfg.task == "toxicity":
-            bench_rows = [{"text": r["text"], "label": int(r["label"])} for r in bench]
-        else:  # pair tasks: drop benchmark rows whose prompt was trained on
-            seen = {r["group"] for r in train}
-            bench_rows = [{"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"])}
-                          for r in bench if _norm(r["prompt"]) not in seen]
-        xb = task_features(cfg, embedder, bench_rows)
-        metrics["benchmark"] = {"name": cfg.benchmark,
-                                **classification_metrics([r["label"] for r in bench_rows], score_head(head, xb))}
+        metrics["benchmark"] = _benchmark(cfg, embedder, head, f["train"])
     if accelerator.is_main_process:
-        meta = {"task": cfg.task, "embedder": cfg.embedder, "max_length": cfg.max_length, "pooling": cfg.pooling, "threshold": 0.5,
-                "version": f"{cfg.task}-mlp{cfg.hidden_size}-seed{cfg.seed}", "datasets": cfg.datasets, "seed": cfg.seed}
-        card = model_card(cfg, metrics)
-        save_head(out / f"{cfg.task}_head.safetensors", head, meta)
-        write_json(out / "metrics.json", metrics)
-        (out / "MODEL_CARD.md").write_text(card)
-        if cfg.install:
-            from .toxicity import WEIGHTS
-
-            save_head(WEIGHTS / f"{cfg.task}_head.safetensors", head, meta)
-            (WEIGHTS / f"{cfg.task.upper()}.md").write_text(card)
-            write_json(WEIGHTS / f"{cfg.task}_metrics.json", metrics)
-        h = metrics["heldout"]
-        line = (f"scorer train: {cfg.task} head on {len(train)} rows; held-out ROC-AUC {h.get('roc_auc', {}).get('value', float('nan')):.3f}"
-                f", accuracy {h['accuracy']['value']:.3f}, F1 {h['f1']['value']:.3f}")
-        if "benchmark" in metrics:
-            b = metrics["benchmark"]
-            line += f"; {b['name']} ROC-AUC {b.get('roc_auc', {}).get('value', float('nan')):.3f}, accuracy {b['accuracy']['value']:.3f}"
-        print(f"{line} -> {out}")
+        _save(cfg, out, head, metrics)
     return metrics
+
+
+def summary(cfg: ScorerTrainConfig, metrics: dict) -> str:
+    h = metrics["heldout"]
+    line = (f"scorer train: {cfg.task} head on {metrics['train_rows']} rows; held-out ROC-AUC "
+            f"{h.get('roc_auc', {}).get('value', float('nan')):.3f}, accuracy {h['accuracy']['value']:.3f}, "
+            f"F1 {h['f1']['value']:.3f}")
+    if "benchmark" in metrics:
+        b = metrics["benchmark"]
+        line += (f"; {b['name']} ROC-AUC {b.get('roc_auc', {}).get('value', float('nan')):.3f}, accuracy "
+                 f"{b['accuracy']['value']:.3f}")
+    return f"{line} -> {cfg.output_dir}"
 
 
 def _rule(task: str, row: dict) -> bool:
     """The rules-only baseline: refusal = the phrase rules; harm = the response does not refuse."""
-    from .refusal import refusal_rule
+    from .rules import refusal_rule
 
     refused = refusal_rule(row["response"])
     return refused if task == "refusal" else not refused
@@ -432,19 +451,10 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    if argv and argv[0] == "train":
-        argv = argv[1:]
-    cfg = parse_config(ScorerTrainConfig, argv, prog="detoxkit scorer train")
-    run(cfg)
-    return 0
+TRAIN = Recipe(ScorerTrainConfig, run, summary)
 
 
 if __name__ == "__main__":  # accelerate launch -m detoxkit.scorers.train ...
-    from ..errors import DetoxkitError
+    from ..cli import main
 
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except DetoxkitError as e:
-        print(f"detoxkit: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(["scorer", "train", *sys.argv[1:]]))

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import arg
+from ..config import DataDirArgs, Default, LoraArgs, OptimArgs, ResumeArgs, RunArgs, arg, with_defaults
 
 
 @dataclass
-class SroTrainConfig:
+@with_defaults(seed=42, output_dir="runs/sro", learning_rate=Default(2e-5, "AdamW learning rate (paper: 2e-5)"),
+               weight_decay=Default(0.01, "AdamW weight decay (paper: 0.01)"), max_steps=200,
+               per_device_train_batch_size=Default(8, "toxic inputs per step and device"))
+class SroTrainConfig(RunArgs, ResumeArgs, DataDirArgs, OptimArgs, LoraArgs):
     """detoxkit sro train: learn a detoxifying rewriter from toxic text alone (SRO, Xie, Li, Zhu 2024).
 
     Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched; or the best of num_generations
@@ -26,7 +29,6 @@ class SroTrainConfig:
     model_name_or_path: str = arg("smollm2-135m-instruct", "the rewriter: a builtin name, a local folder or a hub id of a causal LM")
     train_dataset: str = arg("builtin:jigsaw-toxic", "toxic inputs: builtin:NAME, a file or a datasets name")
     text_column: str = arg("text", "the column holding the toxic text")
-    data_dir: Optional[str] = arg(None, "the shared corpora folder (default: $DETOXKIT_DATA or ../shared/data)")
     max_input_tokens: int = arg(64, "inputs longer than this many tokens are skipped (a cut comment is not a sentence)")
     max_train_samples: int = arg(0, "use at most this many inputs (0 = all), drawn with the seed")
     split_sentences: bool = arg(False, "train on the sentences (4-40 words) of the inputs that the screener flags, "
@@ -60,13 +62,8 @@ class SroTrainConfig:
                                   "passes. An exploration aid not in the paper, for rewriters whose greedy output "
                                   "rarely passes")
     temperature: float = arg(1.0, "sampling temperature when num_generations > 1")
-    per_device_train_batch_size: int = arg(8, "toxic inputs per step and device")
-    learning_rate: float = arg(2e-5, "AdamW learning rate (paper: 2e-5)")
-    weight_decay: float = arg(0.01, "AdamW weight decay (paper: 0.01)")
-    max_grad_norm: float = arg(1.0, "gradient clipping norm (0 = off)")
     warmup_steps: int = arg(0, "linear warm-up steps")
     lr_scheduler_type: Literal["constant", "linear"] = arg("constant", "after warm-up: constant, or linear decay to 0 at max_steps")
-    max_steps: int = arg(200, "optimizer steps")
     logging_steps: int = arg(10, "log running pass rate and loss to metrics every this many steps")
     save_steps: int = arg(100, "checkpoint every this many steps (0 = only at the end)")
     save_total_limit: int = arg(2, "checkpoints to keep")
@@ -74,17 +71,12 @@ class SroTrainConfig:
                              "sentences (STA/SIM/FL/J) for the training curve (0 = off)")
     eval_size: int = arg(100, "held-out ParaDetox sentences used by the in-training evaluation")
     use_peft: bool = arg(False, "train a LoRA adapter (PEFT) instead of all weights; merged into the saved model")
-    lora_r: int = arg(16, "LoRA rank")
-    lora_alpha: int = arg(32, "LoRA alpha")
-    lora_target_modules: str = arg("all-linear", "LoRA target modules (PEFT syntax)")
     generation_batch_size: int = arg(16, "batch size of the in-training evaluation's generation")
-    seed: int = arg(42, "seed of the data order, the feedback noise and initialisation")
-    output_dir: str = arg("runs/sro", "run folder: config.yaml, checkpoints, generations.jsonl, metrics.json, final/")
-    resume_from_checkpoint: Optional[str] = arg(None, "'latest' or a checkpoint folder to resume from")
 
 
 @dataclass
-class SroEvalConfig:
+@with_defaults(output_dir="runs/sro-eval")
+class SroEvalConfig(RunArgs, DataDirArgs):
     """detoxkit sro eval: STA, SIM, FL, J (with 95% intervals) and BLEU/chrF of rewriters on held-out ParaDetox.
 
     The held-out split is `size` sentences drawn with `split_seed` from the ParaDetox groups that the
@@ -102,5 +94,3 @@ class SroEvalConfig:
     max_new_tokens: int = arg(48, "rewrite length limit")
     batch_size: int = arg(16, "generation batch size")
     fluency_model: str = arg("smollm2-135m-instruct", "LM of the fluency proxy (calibrated on training-split human rewrites)")
-    data_dir: Optional[str] = arg(None, "the shared corpora folder")
-    output_dir: str = arg("runs/sro-eval", "where metrics.json, outputs.jsonl and table.md go")

@@ -6,7 +6,8 @@ import random
 import time
 from pathlib import Path
 
-from ..config import parse_named
+from ..config import Recipe, parse_named
+from .config import SroEvalConfig
 
 
 class DetoxEvaluator:
@@ -48,6 +49,23 @@ def markdown_table(results: dict, note: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def human_metrics(evaluator, inputs: list[str], refs: list[list[str]]) -> tuple[list[str], dict]:
+    """The first human rewrite as the output; BLEU/chrF against the others, where a sentence has two or more."""
+    import sacrebleu
+
+    outputs = [r[0] for r in refs]
+    others = [r[1:] or None for r in refs]
+    metrics = evaluator(inputs, outputs, None)
+    with_refs = [i for i, o in enumerate(others) if o]
+    if with_refs:
+        width = max(len(others[i]) for i in with_refs)
+        ref_cols = [[others[i][k] if k < len(others[i]) else others[i][0] for i in with_refs] for k in range(width)]
+        hyp = [outputs[i] for i in with_refs]
+        metrics.update(BLEU=sacrebleu.corpus_bleu(hyp, ref_cols).score, chrF=sacrebleu.corpus_chrf(hyp, ref_cols).score,
+                       bleu_note=f"against the other human rewrites, on the {len(with_refs)} sentences that have two or more")
+    return outputs, metrics
+
+
 def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
     """Rewrite the held-out sentences with every method and score them; writes output_dir files."""
     from ..runs import append_jsonl, atomic_write_text, prepare_output_dir, write_json
@@ -67,21 +85,9 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
     for name, source in methods:
         t0 = time.perf_counter()
         if source == "human":
-            # The first human rewrite is the output; the others (when present) are its references.
-            outputs = [r[0] for r in refs]
-            others = [r[1:] or None for r in refs]
-            metrics = evaluator(inputs, outputs, None)
-            with_refs = [i for i, o in enumerate(others) if o]
-            if with_refs:
-                import sacrebleu
-
-                width = max(len(others[i]) for i in with_refs)
-                ref_cols = [[others[i][k] if k < len(others[i]) else others[i][0] for i in with_refs] for k in range(width)]
-                hyp = [outputs[i] for i in with_refs]
-                metrics.update(BLEU=sacrebleu.corpus_bleu(hyp, ref_cols).score, chrF=sacrebleu.corpus_chrf(hyp, ref_cols).score,
-                               bleu_note=f"against the other human rewrites, on the {len(with_refs)} sentences that have two or more")
+            outputs, metrics = human_metrics(evaluator, inputs, refs)
         else:
-            rewriter = Rewriter.from_pretrained(source, max_new_tokens=cfg.max_new_tokens)
+            rewriter = Rewriter.from_pretrained(source, cfg.device, cfg.max_new_tokens, cfg.dtype)
             outputs = rewriter.rewrite(inputs, batch_size=cfg.batch_size, show_progress=True)
             metrics = evaluator(inputs, outputs, refs)
         timings[name] = time.perf_counter() - t0
@@ -102,13 +108,10 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
     return report
 
 
-def main(argv: list[str]) -> int:
-    from ..config import parse_config
-    from .config import SroEvalConfig
-
-    cfg = parse_config(SroEvalConfig, argv, "detoxkit sro eval")
-    report = evaluate(cfg)
+def summary(cfg, report: dict) -> str:
     best = max(report["methods"].items(), key=lambda kv: kv[1]["J"]["value"])
-    print(f"sro eval: {len(report['methods'])} methods on {report['split']['scored']} held-out sentences; "
-          f"best J {best[1]['J']['value']:.3f} ({best[0]}); table in {Path(cfg.output_dir) / 'table.md'}")
-    return 0
+    return (f"sro eval: {len(report['methods'])} methods on {report['split']['scored']} held-out sentences; "
+            f"best J {best[1]['J']['value']:.3f} ({best[0]}); table in {Path(cfg.output_dir) / 'table.md'}")
+
+
+EVAL = Recipe(SroEvalConfig, evaluate, summary)

@@ -13,7 +13,11 @@ the screener fails, remain), so SRO starts near a paraphrase. Examples inside on
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
+
+from ..config import DeviceArgs, Recipe, arg
 
 INSTRUCTION = ("Rewrite the following text so that it is polite and not offensive, keeping its meaning. "
                "Reply with the rewritten text only.\n\nText: {text}")
@@ -61,11 +65,11 @@ class Rewriter:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "smollm2-135m-instruct", device: str = "cpu",
-                        max_new_tokens: int | None = None) -> "Rewriter":
+                        max_new_tokens: int | None = None, dtype: str = "float32") -> "Rewriter":
         """A trained rewriter folder (with rewriter.json), or any causal LM for zero-shot prompting."""
         from ..lm.load import load_model_and_tokenizer
 
-        model, tok = load_model_and_tokenizer(name_or_path, device=device)
+        model, tok = load_model_and_tokenizer(name_or_path, dtype, device)
         meta_path = Path(name_or_path) / REWRITER_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         # Folders written before few-shot prompting existed were trained on the bare instruction.
@@ -102,3 +106,36 @@ def save_rewriter(model, tokenizer, path: str | Path, instruction: str, max_new_
         write_json(tmp / REWRITER_FILE, {"instruction": instruction, "few_shot": [list(x) for x in shots],
                                          "max_new_tokens": max_new_tokens, **info})
     return path
+
+
+@dataclass
+class RewriteConfig(DeviceArgs):
+    """detoxkit rewrite: rewrite toxic text with a trained SRO rewriter (a `detoxkit sro train` output_dir/final
+    folder) or, given any causal LM, by two-shot prompting. Prints one rewrite per line."""
+
+    texts: list[str] = arg([], "texts to rewrite", positional=True)
+    model: str = arg("runs/sro/final", "rewriter folder or causal LM")
+    input: Optional[str] = arg(None, "a file of texts (JSONL/CSV/TSV/Parquet/TXT) instead of arguments")
+    column: str = arg("text", "the text column of --input")
+    max_new_tokens: Optional[int] = arg(None, "rewrite length limit (None: the rewriter's own)")
+    batch_size: int = arg(16, "rewrites per batch")
+
+
+def run(cfg: RewriteConfig) -> list[str]:
+    from ..errors import DetoxkitError
+
+    texts = list(cfg.texts)
+    if cfg.input:
+        from ..data import read_file, require_columns
+
+        texts += [str(r[cfg.column]) for r in require_columns(read_file(cfg.input), [cfg.column])]
+    if not texts:
+        raise DetoxkitError("nothing to rewrite: give texts as arguments or --input FILE")
+    rewriter = Rewriter.from_pretrained(cfg.model, cfg.device, cfg.max_new_tokens, cfg.dtype)
+    outputs = rewriter.rewrite(texts, batch_size=cfg.batch_size, show_progress=len(texts) > cfg.batch_size)
+    for out in outputs:
+        print(out.replace("\n", " "))
+    return outputs
+
+
+REWRITE = Recipe(RewriteConfig, run)

@@ -18,7 +18,9 @@ import random
 import time
 from pathlib import Path
 
+from ..config import Recipe
 from ..errors import DetoxkitError
+from .config import SroTrainConfig
 
 
 def follower_verdicts(paraphrases: list[str], toxicity: list[float], similarity: list[float] | None,
@@ -59,22 +61,7 @@ def screened_loss(loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: floa
                     fail_weight=0.0 if loss_type == "dpo_pass_only" else fail_weight)
 
 
-def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
-    """Run the recipe; `screener` (texts -> scores) overrides cfg.screener, `similarity` ((inputs, outputs) ->
-    cosines) the follower's embedder, and `evaluator` (a DetoxEvaluator) the one built for the in-training
-    evaluation (Python API, tests, benchmarks)."""
-    import torch
-    from accelerate import Accelerator
-
-    from ..lm.load import load_model, load_tokenizer
-    from ..runs import append_jsonl, load_checkpoint, prepare_output_dir, progress, read_jsonl, resolve_resume, save_checkpoint, seed_everything, write_json
-    from ..scorers import load_scorer
-    from ..training import apply_lora, batch_indices, load_trainable_tensors, lr_at, optimizer_step as policy_step, trainable_tensors
-    from .data import paradetox_split, training_rows
-    from ..lm.generate import GREEDY, Sampling, generate_ids
-    from ..lm.score import completion_logprobs as completion_logps
-    from .rewrite import decode, prompt_ids, save_rewriter, FEW_SHOT, INSTRUCTION
-
+def _check(cfg) -> None:
     if not 0.0 <= cfg.feedback_noise <= 1.0:
         raise DetoxkitError(f"--feedback_noise must be in [0, 1], got {cfg.feedback_noise}")
     if cfg.fail_weight < 0 or cfg.rpo_alpha < 0:
@@ -85,206 +72,312 @@ def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
         raise DetoxkitError("--max_steps, --per_device_train_batch_size and --num_generations must be at least 1")
     if cfg.num_generations > 1 and not cfg.temperature > 0:
         raise DetoxkitError(f"--temperature must be > 0 to sample num_generations={cfg.num_generations}, got {cfg.temperature}")
-    accelerator = Accelerator()
-    main = accelerator.is_main_process
-    seed_everything(cfg.seed)
-    out = prepare_output_dir(cfg) if main else Path(cfg.output_dir)
-    tok = load_tokenizer(cfg.model_name_or_path)
-    sft = cfg.loss_type == "sft"
-    if sft and cfg.split_sentences:
+    if cfg.loss_type == "sft" and cfg.split_sentences:
         raise DetoxkitError("--split_sentences needs a screener; the sft baseline trains on whole references")
-    if not sft and screener is None:
-        screener = load_scorer(cfg.screener, "screener")
-    rows, data_report = training_rows(cfg.train_dataset, cfg.text_column, cfg.data_dir, tok, cfg.max_input_tokens,
-                                      cfg.max_train_samples, cfg.seed, with_references=sft,
-                                      sentence_screener=screener if cfg.split_sentences else None,
-                                      screener_threshold=cfg.screener_threshold)
-    if not rows:
-        raise DetoxkitError(f"{cfg.train_dataset}: no usable rows (none within --max_input_tokens {cfg.max_input_tokens}"
-                            + (", or no sentence the screener flags)" if cfg.split_sentences else ")"))
-    if not sft and cfg.screener_min_similarity > 0 and similarity is None:
+
+
+class SroTrainer:
+    """One run of the recipe: setup (data, models, optimizer), resume, then one step at a time, evaluation and
+    checkpoints. `screener` (texts -> scores), `similarity` ((inputs, outputs) -> cosines) and `evaluator` (a
+    DetoxEvaluator) override the ones the config names (Python API, tests, benchmarks)."""
+
+    def __init__(self, cfg, screener=None, evaluator=None, similarity=None):
+        from accelerate import Accelerator
+
+        from ..lm.batch import pad_id
+        from ..lm.load import load_tokenizer
+        from ..runs import prepare_output_dir, seed_everything
+        from ..scorers import load_scorer
+
+        _check(cfg)
+        self.cfg, self.sft = cfg, cfg.loss_type == "sft"
+        self.accelerator = Accelerator(cpu=cfg.device == "cpu")
+        self.main, self.rank, self.world = (self.accelerator.is_main_process, self.accelerator.process_index,
+                                            self.accelerator.num_processes)
+        seed_everything(cfg.seed)
+        self.out = prepare_output_dir(cfg) if self.main else Path(cfg.output_dir)
+        self.tok = load_tokenizer(cfg.model_name_or_path)
+        self.pad, self.eos = pad_id(self.tok), self.tok.eos_token_id
+        self.screener = screener if screener is not None or self.sft else load_scorer(cfg.screener, "screener")
+        self._load_rows()
+        self.similarity = similarity if similarity is not None or self.sft or not cfg.screener_min_similarity \
+            else self._default_similarity()
+        self._load_models()
+        self.state = {"ref_input_logps": {}, "history": [], "eval_history": [], "n_pass": 0, "n_seen": 0}
+        self.step, self.prompt_cache = 0, {}
+        self.log_path = self.out / "generations.jsonl"
+        self.evaluator, self.eval_rows = None, []
+        if cfg.eval_steps and self.main:
+            from .data import paradetox_split
+            from .evaluate import DetoxEvaluator
+
+            train_rows, test_rows = paradetox_split(cfg.data_dir)
+            self.eval_rows = test_rows[: cfg.eval_size]
+            self.evaluator = evaluator or DetoxEvaluator(train_rows)
+
+    def _load_rows(self) -> None:
+        from .data import training_rows
+
+        cfg = self.cfg
+        self.rows, self.data_report = training_rows(
+            cfg.train_dataset, cfg.text_column, cfg.data_dir, self.tok, cfg.max_input_tokens, cfg.max_train_samples,
+            cfg.seed, with_references=self.sft, sentence_screener=self.screener if cfg.split_sentences else None,
+            screener_threshold=cfg.screener_threshold)
+        if not self.rows:
+            raise DetoxkitError(f"{cfg.train_dataset}: no usable rows (none within --max_input_tokens "
+                                f"{cfg.max_input_tokens}" + (", or no sentence the screener flags)" if cfg.split_sentences
+                                                             else ")"))
+
+    def _default_similarity(self):
         from ..eval.detox import similarity as cosine
         from ..lm.embedder import load_embedder
 
-        embedder = load_embedder(cfg.similarity_model) if cfg.similarity_model else load_embedder()
-        similarity = lambda xs, ys: cosine(embedder, xs, ys)  # noqa: E731
-    model = load_model(cfg.model_name_or_path)
-    ref_model = None
-    if cfg.use_peft:
-        model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules)
-    elif not sft:
-        ref_model = load_model(cfg.model_name_or_path).to(accelerator.device).requires_grad_(False)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        embedder = load_embedder(self.cfg.similarity_model) if self.cfg.similarity_model else load_embedder()
+        return lambda xs, ys: cosine(embedder, xs, ys)
 
-    def ref_logps(prompts, completions):
+    def _load_models(self) -> None:
+        import torch
+
+        from ..lm.load import load_model
+        from ..training import apply_lora
+
+        cfg = self.cfg
+        model = load_model(cfg.model_name_or_path, cfg.dtype)
+        self.ref_model = None
+        if cfg.use_peft:
+            model = apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_target_modules)
+        elif not self.sft:
+            self.ref_model = load_model(cfg.model_name_or_path, cfg.dtype).to(self.accelerator.device)
+            self.ref_model.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                           weight_decay=cfg.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
+        self.unwrapped = self.accelerator.unwrap_model(self.model)
+
+    def resume(self) -> None:
+        from ..training import load_trainable_tensors, resume, trim_log
+
+        found = resume(self.out, self.cfg.resume_from_checkpoint, {"optimizer": self.optimizer})
+        if found is not None:
+            tensors, saved = found
+            load_trainable_tensors(self.unwrapped, tensors["model"], saved.pop("path"))
+            self.step = saved.pop("step")
+            self.state.update(saved)
+        if self.main:
+            trim_log(self.log_path, lambda r: r["step"] < self.step)
+
+    def ref_logps(self, prompts, completions):
+        import torch
+
+        from ..lm.score import completion_logprobs
+
         with torch.no_grad():
-            if ref_model is not None:
-                return completion_logps(ref_model, prompts, completions, pad)
-            with unwrapped.disable_adapter():  # LoRA: the base model *is* the reference
-                return completion_logps(unwrapped, prompts, completions, pad)
+            if self.ref_model is not None:
+                return completion_logprobs(self.ref_model, prompts, completions, self.pad)
+            with self.unwrapped.disable_adapter():  # LoRA: the base model *is* the reference
+                return completion_logprobs(self.unwrapped, prompts, completions, self.pad)
 
-    state = {"ref_input_logps": {}, "history": [], "eval_history": [], "n_pass": 0, "n_seen": 0}
-    step = 0
-    resume = resolve_resume(out, cfg.resume_from_checkpoint)
-    if resume is not None:
-        tensors, saved = load_checkpoint(resume, {"optimizer": optimizer})
-        load_trainable_tensors(unwrapped, tensors["model"], resume)
-        step = saved.pop("step")
-        state.update(saved)
-    log_path = out / "generations.jsonl"
-    if main:
-        # Rows written after the checkpoint we resume from would be written again: drop them.
-        kept = [r for r in read_jsonl(log_path) if r["step"] < step]
-        log_path.unlink(missing_ok=True)
-        append_jsonl(log_path, kept)
+    def evaluate(self, at_step: int) -> None:
+        from ..lm.generate import generate_ids
+        from .rewrite import decode, prompt_ids
 
-    eval_rows = []
-    if cfg.eval_steps and main:
-        from .evaluate import DetoxEvaluator
+        texts = [r["text"] for r in self.eval_rows]
+        ids = generate_ids(self.unwrapped.eval(), self.tok, prompt_ids(self.tok, texts), self.cfg.max_new_tokens,
+                           batch_size=self.cfg.generation_batch_size)
+        m = self.evaluator(texts, [decode(self.tok, c) for c in ids], [r["references"] for r in self.eval_rows])
+        self.state["eval_history"].append({"step": at_step, **{k: m[k]["value"] for k in ("STA", "SIM", "FL", "J")},
+                                           "J_ci95": m["J"]["ci95"], "n": m["n"]})
 
-        train_rows, test_rows = paradetox_split(cfg.data_dir)
-        eval_rows = test_rows[: cfg.eval_size]
-        evaluator = evaluator or DetoxEvaluator(train_rows)
-    else:
-        evaluator = None
+    def batch(self, step: int) -> tuple[list[int], list[list[int]]]:
+        from ..training import batch_indices
+        from .rewrite import prompt_ids
 
-    def run_eval(at_step: int):
-        texts = [r["text"] for r in eval_rows]
-        ids = generate_ids(unwrapped.eval(), tok, prompt_ids(tok, texts), cfg.max_new_tokens,
-                           batch_size=cfg.generation_batch_size)
-        m = evaluator(texts, [decode(tok, c) for c in ids], [r["references"] for r in eval_rows])
-        state["eval_history"].append({"step": at_step, **{k: m[k]["value"] for k in ("STA", "SIM", "FL", "J")},
-                                      "J_ci95": m["J"]["ci95"], "n": m["n"]})
-
-    if evaluator is not None and step == 0 and not state["eval_history"]:
-        run_eval(0)
-
-    rank, world = accelerator.process_index, accelerator.num_processes
-    prompt_cache: dict[int, list[int]] = {}
-    eos = tok.eos_token_id
-    window = {"pass": 0, "seen": 0, "loss": 0.0}
-    bar = progress(total=cfg.max_steps, initial=step, desc=f"sro {cfg.loss_type}", unit="step", disable=not main)
-    t_start = time.perf_counter()
-    while step < cfg.max_steps:
-        idx = batch_indices(step, len(rows), cfg.per_device_train_batch_size * world, cfg.seed)[rank::world]
+        cfg = self.cfg
+        idx = batch_indices(step, len(self.rows), cfg.per_device_train_batch_size * self.world, cfg.seed)
+        idx = idx[self.rank :: self.world]
         for i in idx:
-            if i not in prompt_cache:
-                prompt_cache[i] = prompt_ids(tok, [rows[i]["text"]])[0]
-        prompts = [prompt_cache[i] for i in idx]
-        if sft:
-            targets = [tok(rows[i]["reference"], add_special_tokens=False)["input_ids"] + [eos] for i in idx]
-            losses = policy_step(model, optimizer, accelerator,
-                                 lambda: -completion_logps(model, prompts, targets, pad, average=True),
-                                 cfg.max_grad_norm, lr_at(step, cfg))
-            records = [{"step": step, "index": i, "input": rows[i]["text"], "target": rows[i]["reference"], "loss": l}
-                       for i, l in zip(idx, losses.tolist())]
-        else:
-            k = cfg.num_generations
-            if k > 1:  # a pure function of (seed, step, rank), so a resumed run samples what it would have
-                torch.manual_seed(random.Random(f"{cfg.seed}:{step}:{rank}:sampling").getrandbits(63))
-            y_ids = generate_ids(unwrapped.eval(), tok, [p for p in prompts for _ in range(k)], cfg.max_new_tokens,
-                                 Sampling(True, cfg.temperature) if k > 1 else GREEDY, batch_size=len(prompts) * k)
-            y_text = [decode(tok, c) for c in y_ids]
-            scores = screener(y_text)
-            sims = (similarity([rows[i]["text"] for i in idx for _ in range(k)], y_text)
-                    if cfg.screener_min_similarity > 0 else None)
-            raw = follower_verdicts(y_text, scores, sims, cfg.screener_threshold, cfg.screener_min_similarity)
-            if k > 1:
-                n_passed = [sum(raw[j * k : (j + 1) * k]) for j in range(len(idx))]
-                keep = [pick_candidate(raw[j * k : (j + 1) * k], sims[j * k : (j + 1) * k] if sims else None) + j * k
-                        for j in range(len(idx))]
-                y_ids, y_text, scores, raw = ([v[c] for c in keep] for v in (y_ids, y_text, scores, raw))
-                sims = [sims[c] for c in keep] if sims is not None else None
+            if i not in self.prompt_cache:
+                self.prompt_cache[i] = prompt_ids(self.tok, [self.rows[i]["text"]])[0]
+        return idx, [self.prompt_cache[i] for i in idx]
+
+    def sft_step(self, step: int, idx: list[int], prompts: list[list[int]]) -> tuple[list[dict], object]:
+        from ..lm.score import completion_logprobs
+        from ..training import lr_at, optimizer_step
+
+        targets = [self.tok(self.rows[i]["reference"], add_special_tokens=False)["input_ids"] + [self.eos] for i in idx]
+        losses = optimizer_step(self.model, self.optimizer, self.accelerator,
+                                lambda: -completion_logprobs(self.model, prompts, targets, self.pad, average=True),
+                                self.cfg.max_grad_norm, lr_at(step, self.cfg))
+        return [{"step": step, "index": i, "input": self.rows[i]["text"], "target": self.rows[i]["reference"],
+                 "loss": loss} for i, loss in zip(idx, losses.tolist())], losses
+
+    def propose(self, step: int, idx: list[int], prompts: list[list[int]]) -> dict:
+        """The leader's paraphrases and the follower's verdicts: the best of num_generations per input."""
+        import torch
+
+        from ..lm.generate import GREEDY, Sampling, generate_ids
+        from .rewrite import decode
+
+        cfg, k = self.cfg, self.cfg.num_generations
+        if k > 1:  # a pure function of (seed, step, rank), so a resumed run samples what it would have
+            torch.manual_seed(random.Random(f"{cfg.seed}:{step}:{self.rank}:sampling").getrandbits(63))
+        y_ids = generate_ids(self.unwrapped.eval(), self.tok, [p for p in prompts for _ in range(k)],
+                             cfg.max_new_tokens, Sampling(True, cfg.temperature) if k > 1 else GREEDY,
+                             batch_size=len(prompts) * k)
+        y_text = [decode(self.tok, c) for c in y_ids]
+        scores = self.screener(y_text)
+        sims = (self.similarity([self.rows[i]["text"] for i in idx for _ in range(k)], y_text)
+                if cfg.screener_min_similarity > 0 else None)
+        raw = follower_verdicts(y_text, scores, sims, cfg.screener_threshold, cfg.screener_min_similarity)
+        n_passed = [sum(raw[j * k : (j + 1) * k]) for j in range(len(idx))]
+        keep = [pick_candidate(raw[j * k : (j + 1) * k], sims[j * k : (j + 1) * k] if sims else None) + j * k
+                for j in range(len(idx))]
+        return {"y_ids": [y_ids[c] for c in keep], "y_text": [y_text[c] for c in keep],
+                "scores": [scores[c] for c in keep], "raw": [raw[c] for c in keep],
+                "sims": [sims[c] for c in keep] if sims is not None else None, "n_passed": n_passed}
+
+    def screened_step(self, step: int, idx: list[int], prompts: list[list[int]]) -> tuple[list[dict], object]:
+        import torch
+
+        from ..lm.score import completion_logprobs
+        from ..training import lr_at, optimizer_step
+
+        cfg, device, n = self.cfg, self.accelerator.device, len(idx)
+        p = self.propose(step, idx, prompts)
+        flips = verdict_flips(step, n * self.world, cfg.feedback_noise, cfg.seed)[self.rank :: self.world]
+        passed = torch.tensor([r != f for r, f in zip(p["raw"], flips)], device=device)
+        x_ids = [self.tok(self.rows[i]["text"], add_special_tokens=False)["input_ids"] + [self.eos] for i in idx]
+        ref_x = self.ref_input_logps(idx, prompts, x_ids)
+        y_ids, ref_y = p["y_ids"], self.ref_logps(prompts, p["y_ids"])
+        y_len = torch.tensor([max(1, len(y)) for y in y_ids], device=device)
+
+        def loss_fn():
+            if cfg.loss_type == "kto":  # KTO never looks at the input as a response
+                pol_y, pol_x = completion_logprobs(self.model, prompts, y_ids, self.pad), None
             else:
-                n_passed = [int(r) for r in raw]
-            flips = verdict_flips(step, len(idx) * world, cfg.feedback_noise, cfg.seed)[rank::world]
-            passed = torch.tensor([r != f for r, f in zip(raw, flips)], device=accelerator.device)
-            x_ids = [tok(rows[i]["text"], add_special_tokens=False)["input_ids"] + [eos] for i in idx]
-            missing = [k for k, i in enumerate(idx) if str(i) not in state["ref_input_logps"]]
-            if missing:
-                fresh = ref_logps([prompts[k] for k in missing], [x_ids[k] for k in missing]).tolist()
-                state["ref_input_logps"].update({str(idx[k]): v for k, v in zip(missing, fresh)})
-            ref_x = torch.tensor([state["ref_input_logps"][str(i)] for i in idx], device=accelerator.device)
-            ref_y = ref_logps(prompts, y_ids)
-            n = len(idx)
-            y_len = torch.tensor([max(1, len(y)) for y in y_ids], device=accelerator.device)
+                both = completion_logprobs(self.model, prompts + prompts, y_ids + x_ids, self.pad)
+                pol_y, pol_x = both[:n], both[n:]
+            loss = screened_loss(cfg.loss_type, pol_y, ref_y, pol_x, ref_x, passed, cfg.beta, cfg.label_smoothing,
+                                 cfg.fail_weight)
+            return loss + cfg.rpo_alpha * passed * (-pol_y / y_len) if cfg.rpo_alpha else loss
 
-            def loss_fn():
-                if cfg.loss_type == "kto":  # KTO never looks at the input as a response
-                    pol_y, pol_x = completion_logps(model, prompts, y_ids, pad), None
-                else:
-                    both = completion_logps(model, prompts + prompts, y_ids + x_ids, pad)
-                    pol_y, pol_x = both[:n], both[n:]
-                loss = screened_loss(cfg.loss_type, pol_y, ref_y, pol_x, ref_x, passed, cfg.beta, cfg.label_smoothing,
-                                     cfg.fail_weight)
-                if cfg.rpo_alpha:
-                    loss = loss + cfg.rpo_alpha * passed * (-pol_y / y_len)
-                return loss
+        losses = optimizer_step(self.model, self.optimizer, self.accelerator, loss_fn, cfg.max_grad_norm,
+                                lr_at(step, cfg))
+        records = [{"step": step, "index": i, "input": self.rows[i]["text"], "paraphrase": y, "screener_score": s,
+                    "similarity": sim, "verdict": "pass" if ok else "fail", "flipped": f, "loss": loss,
+                    "candidates_passed": c}
+                   for i, y, s, sim, ok, f, loss, c in zip(idx, p["y_text"], p["scores"], p["sims"] or [None] * n,
+                                                           passed.tolist(), flips, losses.tolist(), p["n_passed"])]
+        return records, losses
 
-            losses = policy_step(model, optimizer, accelerator, loss_fn, cfg.max_grad_norm, lr_at(step, cfg))
-            records = [{"step": step, "index": i, "input": rows[i]["text"], "paraphrase": y, "screener_score": s,
-                        "similarity": sim, "verdict": "pass" if p else "fail", "flipped": f, "loss": l,
-                        "candidates_passed": c}
-                       for i, y, s, sim, p, f, l, c in zip(idx, y_text, scores, sims or [None] * len(idx),
-                                                           passed.tolist(), flips, losses.tolist(), n_passed)]
-        if world > 1:
-            from accelerate.utils import gather_object
+    def ref_input_logps(self, idx, prompts, x_ids):
+        """The reference's log p(x | prompt) of each input: computed once per input, cached (and checkpointed)."""
+        import torch
 
-            records = gather_object(records)
-            if not sft:
-                state["ref_input_logps"].update(gather_object(
-                    [(str(i), state["ref_input_logps"][str(i)]) for i in idx]))
-        step += 1
+        cache = self.state["ref_input_logps"]
+        missing = [k for k, i in enumerate(idx) if str(i) not in cache]
+        if missing:
+            fresh = self.ref_logps([prompts[k] for k in missing], [x_ids[k] for k in missing]).tolist()
+            cache.update({str(idx[k]): v for k, v in zip(missing, fresh)})
+        return torch.tensor([cache[str(i)] for i in idx], device=self.accelerator.device)
+
+    def gather(self, records: list[dict], idx: list[int]) -> list[dict]:
+        if self.world == 1:
+            return records
+        from accelerate.utils import gather_object
+
+        if not self.sft:
+            cache = self.state["ref_input_logps"]
+            cache.update(gather_object([(str(i), cache[str(i)]) for i in idx]))
+        return gather_object(records)
+
+    def record(self, records: list[dict], losses, window: dict, bar) -> dict:
+        """Counters, the progress bar, the JSONL log and (every logging_steps) a history row."""
+        from ..runs import append_jsonl
+        from ..training import lr_at
+
+        cfg = self.cfg
         n_pass = sum(r.get("verdict") == "pass" for r in records)
-        state["n_pass"] += n_pass
-        state["n_seen"] += len(records)
-        window["pass"] += n_pass
-        window["seen"] += len(records)
-        window["loss"] += sum(r["loss"] for r in records)
-        if main:
-            append_jsonl(log_path, records)
+        self.state["n_pass"] += n_pass
+        self.state["n_seen"] += len(records)
+        window = {"pass": window["pass"] + n_pass, "seen": window["seen"] + len(records),
+                  "loss": window["loss"] + sum(r["loss"] for r in records)}
+        if self.main:
+            append_jsonl(self.log_path, records)
             bar.update(1)
             bar.set_postfix(loss=f"{losses.mean().item():.3f}",  # sft has no screener, so no pass rate
-                            **({} if sft else {"pass_rate": f"{state['n_pass'] / state['n_seen']:.2f}"}))
-        if step % cfg.logging_steps == 0 or step == cfg.max_steps:
-            state["history"].append({"step": step, "pass_rate": window["pass"] / window["seen"] if not sft else None,
-                                     "loss": window["loss"] / window["seen"], "lr": lr_at(step - 1, cfg)})
+                            **({} if self.sft else {"pass_rate": f"{self.state['n_pass'] / self.state['n_seen']:.2f}"}))
+        if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
+            self.state["history"].append({"step": self.step,
+                                          "pass_rate": None if self.sft else window["pass"] / window["seen"],
+                                          "loss": window["loss"] / window["seen"], "lr": lr_at(self.step - 1, cfg)})
             window = {"pass": 0, "seen": 0, "loss": 0.0}
-        if evaluator is not None and (step % cfg.eval_steps == 0 or step == cfg.max_steps):
-            run_eval(step)
-        if (cfg.save_steps and step % cfg.save_steps == 0) or step == cfg.max_steps:
-            accelerator.wait_for_everyone()
-            if main:
-                save_checkpoint(out, step, {"model": trainable_tensors(unwrapped)}, state, {"optimizer": optimizer},
-                                keep_last=cfg.save_total_limit)
-    bar.close()
-    seconds = time.perf_counter() - t_start
-    accelerator.wait_for_everyone()
-    metrics = {"steps": step, "loss_type": cfg.loss_type, "data": data_report, "seconds_this_session": seconds,
-               "pass_rate_overall": state["n_pass"] / state["n_seen"] if state["n_seen"] and not sft else None,
-               "history": state["history"], "eval_history": state["eval_history"]}
-    if main:
-        final = unwrapped.merge_and_unload() if cfg.use_peft else unwrapped
-        save_rewriter(final, tok, out / "final", INSTRUCTION, cfg.max_new_tokens, FEW_SHOT,
-                      screener_min_similarity=cfg.screener_min_similarity, base_model=cfg.model_name_or_path,
-                      loss_type=cfg.loss_type, steps=step)
-        write_json(out / "metrics.json", metrics)
-    return metrics
+        return window
+
+    def checkpoint(self) -> None:
+        from ..runs import save_checkpoint
+        from ..training import trainable_tensors
+
+        cfg = self.cfg
+        if (cfg.save_steps and self.step % cfg.save_steps == 0) or self.step == cfg.max_steps:
+            self.accelerator.wait_for_everyone()
+            if self.main:
+                save_checkpoint(self.out, self.step, {"model": trainable_tensors(self.unwrapped)}, self.state,
+                                {"optimizer": self.optimizer}, keep_last=cfg.save_total_limit)
+
+    def train(self) -> dict:
+        from ..runs import progress
+
+        cfg = self.cfg
+        self.resume()
+        if self.evaluator is not None and self.step == 0 and not self.state["eval_history"]:
+            self.evaluate(0)
+        window = {"pass": 0, "seen": 0, "loss": 0.0}
+        bar = progress(total=cfg.max_steps, initial=self.step, desc=f"sro {cfg.loss_type}", unit="step",
+                       disable=not self.main)
+        t_start = time.perf_counter()
+        while self.step < cfg.max_steps:
+            idx, prompts = self.batch(self.step)
+            records, losses = (self.sft_step if self.sft else self.screened_step)(self.step, idx, prompts)
+            records = self.gather(records, idx)
+            self.step += 1
+            window = self.record(records, losses, window, bar)
+            if self.evaluator is not None and (self.step % cfg.eval_steps == 0 or self.step == cfg.max_steps):
+                self.evaluate(self.step)
+            self.checkpoint()
+        bar.close()
+        return self.finish(time.perf_counter() - t_start)
+
+    def finish(self, seconds: float) -> dict:
+        from ..runs import write_json
+        from .rewrite import FEW_SHOT, INSTRUCTION, save_rewriter
+
+        cfg, st = self.cfg, self.state
+        self.accelerator.wait_for_everyone()
+        metrics = {"steps": self.step, "loss_type": cfg.loss_type, "data": self.data_report,
+                   "seconds_this_session": seconds,
+                   "pass_rate_overall": st["n_pass"] / st["n_seen"] if st["n_seen"] and not self.sft else None,
+                   "history": st["history"], "eval_history": st["eval_history"]}
+        if self.main:
+            final = self.unwrapped.merge_and_unload() if cfg.use_peft else self.unwrapped
+            save_rewriter(final, self.tok, self.out / "final", INSTRUCTION, cfg.max_new_tokens, FEW_SHOT,
+                          screener_min_similarity=cfg.screener_min_similarity, base_model=cfg.model_name_or_path,
+                          loss_type=cfg.loss_type, steps=self.step)
+            write_json(self.out / "metrics.json", metrics)
+        return metrics
 
 
-def main(argv: list[str]) -> int:
-    from ..config import parse_config
-    from .config import SroTrainConfig
+def train(cfg, screener=None, evaluator=None, similarity=None) -> dict:
+    """Run the recipe (see :class:`SroTrainer` for the overrides); returns the metrics it also writes."""
+    return SroTrainer(cfg, screener, evaluator, similarity).train()
 
-    cfg = parse_config(SroTrainConfig, argv, "detoxkit sro train")
-    m = train(cfg)
+
+def summary(cfg, m: dict) -> str:
     last = m["history"][-1] if m["history"] else {}
     tail = f"pass rate {m['pass_rate_overall']:.3f} overall" if m["pass_rate_overall"] is not None else "sft"
     j = f", held-out J {m['eval_history'][-1]['J']:.3f}" if m["eval_history"] else ""
-    print(f"sro train: {m['steps']} steps ({cfg.loss_type}), {tail}, last loss {last.get('loss', float('nan')):.4f}{j}; "
-          f"rewriter in {Path(cfg.output_dir) / 'final'}")
-    return 0
+    return (f"sro train: {m['steps']} steps ({cfg.loss_type}), {tail}, last loss {last.get('loss', float('nan')):.4f}"
+            f"{j}; rewriter in {Path(cfg.output_dir) / 'final'}")
+
+
+TRAIN = Recipe(SroTrainConfig, train, summary)

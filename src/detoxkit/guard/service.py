@@ -1,0 +1,126 @@
+"""What the server does for each request, apart from HTTP: the key check, reading the body within its limits and
+deadline, the per-request work limits, handing the work to the batching worker and waiting for it (504 at the
+deadline; a client that has gone abandons its work)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+
+from starlette.requests import ClientDisconnect, Request
+
+from .batching import Batcher, DeadlineExceeded, ShuttingDown
+from .config import GuardConfig, resolve_api_key
+from .protocol import APIError, validate
+
+# An answer sent before the body was read whole: the rest of the connection cannot be trusted, so it closes.
+CLOSE = {"Connection": "close"}
+POLL_S = 0.25  # how often a waiting request checks that its client is still connected
+
+
+class GuardService:
+    def __init__(self, guard, cfg: GuardConfig):
+        self.guard, self.cfg = guard, cfg
+        self.api_key = resolve_api_key(cfg)
+        self.batcher: Batcher | None = None
+
+    def start(self) -> None:
+        from .requestlog import RequestLog
+
+        cfg = self.cfg
+        log = RequestLog(cfg.log_path) if cfg.log_path else None
+        self.batcher = Batcher(self.guard, cfg.max_batch_size, cfg.batch_wait_ms / 1000, log, cfg.stall_timeout_s).start()
+
+    async def stop(self) -> None:
+        # uvicorn has already waited (up to drain_timeout_s) for requests in flight; the worker finishes anything
+        # still queued, but a stuck worker must not keep the process alive.
+        await asyncio.to_thread(self.batcher.close, min(10.0, self.cfg.drain_timeout_s))
+
+    def authorize(self, request: Request) -> None:
+        if self.api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if not (scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())):
+            raise APIError(401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
+                           code="invalid_api_key")
+
+    async def read(self, request: Request, schema):
+        """The body, within max_request_bytes (413) and body_timeout_s (408), validated against `schema` (400)."""
+        limit = self.cfg.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise APIError(413, f"request body of {declared} bytes exceeds the limit of {limit}",
+                           code="request_too_large", headers=CLOSE)
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.cfg.body_timeout_s):
+                async for chunk in request.stream():  # a body without a length is counted as it arrives
+                    body += chunk
+                    if len(body) > limit:
+                        raise APIError(413, f"request body exceeds the limit of {limit} bytes",
+                                       code="request_too_large", headers=CLOSE)
+        except TimeoutError:
+            raise APIError(408, f"the request body did not arrive within {self.cfg.body_timeout_s:g} s "
+                                "(body_timeout_s)", code="request_timeout", headers=CLOSE) from None
+        except ClientDisconnect:
+            raise APIError(400, "the client disconnected while sending its body", code="client_disconnected") from None
+        return validate(schema, bytes(body))
+
+    def check_model(self, name: str | None) -> None:
+        served = self.cfg.served_model_name
+        if name is not None and name != served:
+            raise APIError(404, f"The model `{name}` does not exist (this server serves `{served}`).",
+                           param="model", code="model_not_found")
+
+    def check_texts(self, texts: list[str], param: str, limit: int, limit_name: str, code: str) -> None:
+        if len(texts) > limit:
+            raise APIError(400, f"{param}: {len(texts)} items; this server allows at most {limit} ({limit_name})",
+                           param=param, code=code)
+        most = self.cfg.max_message_chars
+        for i, t in enumerate(texts):
+            if len(t) > most:
+                raise APIError(400, f"{param}.{i}: {len(t)} characters; this server allows at most {most} per "
+                                    "message (max_message_chars)", param=f"{param}.{i}", code="message_too_long")
+
+    async def check_prompt_tokens(self, messages: list[dict], max_tokens: int) -> None:
+        n = await asyncio.to_thread(self.guard.prompt_tokens, messages)  # 1 MB of text must not stall the event loop
+        context, most = self.guard.context_length, self.cfg.max_prompt_tokens
+        if n > most:
+            raise APIError(400, f"messages: {n} prompt tokens; this server allows at most {most} (max_prompt_tokens)",
+                           param="messages", code="context_length_exceeded")
+        if context is not None and n + max_tokens > context:
+            raise APIError(400, f"This model's maximum context length is {context} tokens. However, you requested "
+                                f"{n + max_tokens} tokens ({n} in the messages, {max_tokens} in the completion).",
+                           param="messages", code="context_length_exceeded")
+
+    def submit(self, kind: str, payload, log: dict):
+        try:
+            return self.batcher.submit(kind, payload, log, time.monotonic() + self.cfg.request_timeout_s)
+        except ShuttingDown:
+            raise APIError(503, "the server is shutting down", "server_error", code="shutting_down") from None
+
+    async def answer(self, job, request: Request | None):
+        """The job's result; 504 at its deadline; a disconnected client (or a cancelled stream) abandons it."""
+        fut = asyncio.wrap_future(job.future)
+        try:
+            while (remaining := job.deadline - time.monotonic()) > 0:
+                done, _ = await asyncio.wait({fut}, timeout=min(POLL_S, remaining))
+                if done:
+                    return fut.result()
+                if request is not None and await request.is_disconnected():
+                    Batcher.abandon(job, "client_disconnected")
+                    raise APIError(400, "the client disconnected", code="client_disconnected")
+            Batcher.abandon(job, "deadline")
+        except asyncio.CancelledError:
+            if request is None:  # a stream whose client went away
+                Batcher.abandon(job, "client_disconnected")
+                raise
+            # A plain request is cancelled only by uvicorn when drain_timeout_s has run out: say so, in OpenAI's shape.
+            Batcher.abandon(job, "shutdown")
+            raise APIError(503, "the server shut down before this request was answered (drain_timeout_s)",
+                           "server_error", code="shutting_down") from None
+        except DeadlineExceeded:
+            pass
+        raise APIError(504, f"the guard did not answer within {self.cfg.request_timeout_s:g} s (request_timeout_s)",
+                       "server_error", code="timeout")
