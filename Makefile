@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.detoxkit-installed
 
-.PHONY: install demo test bench scorer clean
+.PHONY: install demo test lint bench scorer clean
 
 install: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): requirements/runtime.txt requirements/assets.txt pyproject.toml
 demo: install
 	$(VENV)/bin/detoxkit demo
 
-test: install
+test: install lint
 	DETOXKIT_PROGRESS=0 $(PY) -m pytest -q
+
+# Style: `ruff format` keeps the layout, `ruff check` the rules in pyproject.toml.
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
 
 bench: install
 	$(PY) benchmarks/scorers.py

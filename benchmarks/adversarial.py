@@ -34,8 +34,10 @@ def oracle_quality(n: int, seed: int) -> dict:
     labels = [1] * len(pos) + [0] * len(neg)
     clf = PromptClassifierOracle(load_embedder(), splits["harmful_train"], splits["benign_train"], seed=seed)
     out = {}
-    for name, fn in (("classifier (MiniLM logistic regression, used)", clf.predict_proba),
-                     ("toxicity scorer on the prompt", get_scorer("toxicity"))):
+    for name, fn in (
+        ("classifier (MiniLM logistic regression, used)", clf.predict_proba),
+        ("toxicity scorer on the prompt", get_scorer("toxicity")),
+    ):
         m = classification_metrics(labels, fn(pos + neg))
         out[name] = {"accuracy": m["accuracy"], "roc_auc": m.get("roc_auc"), "n": m["n"]}
     return out
@@ -51,8 +53,12 @@ def main() -> int:
     p.add_argument("--judge_epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output_dir", default=str(ROOT / "runs" / "bench_adversarial"))
-    p.add_argument("--reuse", action="store_true", help="report the rounds an earlier (possibly stopped) run in output_dir "
-                                                          "finished, without running the loop again")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="report the rounds an earlier (possibly stopped) run in output_dir "
+        "finished, without running the loop again",
+    )
     p.add_argument("--skip_oracle_comparison", action="store_true")
     args = p.parse_args()
 
@@ -63,12 +69,32 @@ def main() -> int:
     out = Path(args.output_dir)
     if not args.reuse:
         shutil.rmtree(out, ignore_errors=True)
-    argv = ["--config", str(ROOT / "configs" / "adversarial_run.yaml"), "--output_dir", str(out),
-            "--rounds", str(args.rounds), "--prompts_per_round", str(args.prompts_per_round),
-            "--max_new_tokens", str(args.max_new_tokens), "--max_tries", "2",
-            "--holdout_problematic", str(args.holdout), "--holdout_benign", str(args.holdout),
-            "--transfer_size", str(args.transfer_size), "--judge_epochs", str(args.judge_epochs),
-            "--attacker_epochs", "1", "--seed", str(args.seed)]
+    argv = [
+        "--config",
+        str(ROOT / "configs" / "adversarial_run.yaml"),
+        "--output_dir",
+        str(out),
+        "--rounds",
+        str(args.rounds),
+        "--prompts_per_round",
+        str(args.prompts_per_round),
+        "--max_new_tokens",
+        str(args.max_new_tokens),
+        "--max_tries",
+        "2",
+        "--holdout_problematic",
+        str(args.holdout),
+        "--holdout_benign",
+        str(args.holdout),
+        "--transfer_size",
+        str(args.transfer_size),
+        "--judge_epochs",
+        str(args.judge_epochs),
+        "--attacker_epochs",
+        "1",
+        "--seed",
+        str(args.seed),
+    ]
     t0 = time.perf_counter()
     if not args.reuse:
         run_main(argv)
@@ -88,20 +114,30 @@ def main() -> int:
     for r in metrics["rounds"]:
         k = r["round"]
         h = r["holdout"]
-        per_round.append({
-            "round": k, "judge": "reference (base model zero-shot)" if k == 0 else f"fine-tuned after round {k}",
-            "threshold": evals[k].get("threshold"),
-            **{m: h[m] for m in ("accuracy", "precision", "recall", "specificity", "f1")},
-            "transfer_roc_auc": (r.get("transfer") or {}).get("roc_auc"),
-            "attacker_success": r.get("attacker_success"),
-            "time_s": {**(done[k]["time_s"] if k in done else {}), "eval": evals[k].get("time_s")},
-            **({"judge_train_size": done[k]["judge_train_size"], "attacker_train_size": done[k]["attacker_train_size"],
-                "duplicates": done[k]["duplicates"], "judge_loss_first_last": [done[k]["judge_loss_first"], done[k]["judge_loss_last"]]}
-               if k in done else {}),
-        })
+        per_round.append(
+            {
+                "round": k,
+                "judge": "reference (base model zero-shot)" if k == 0 else f"fine-tuned after round {k}",
+                "threshold": evals[k].get("threshold"),
+                **{m: h[m] for m in ("accuracy", "precision", "recall", "specificity", "f1")},
+                "transfer_roc_auc": (r.get("transfer") or {}).get("roc_auc"),
+                "attacker_success": r.get("attacker_success"),
+                "time_s": {**(done[k]["time_s"] if k in done else {}), "eval": evals[k].get("time_s")},
+                **(
+                    {
+                        "judge_train_size": done[k]["judge_train_size"],
+                        "attacker_train_size": done[k]["attacker_train_size"],
+                        "duplicates": done[k]["duplicates"],
+                        "judge_loss_first_last": [done[k]["judge_loss_first"], done[k]["judge_loss_last"]],
+                    }
+                    if k in done
+                    else {}
+                ),
+            }
+        )
     result = {
         "what": "O'Neill et al. (2023) attacker-judge loop; SmolLM2-135M-Instruct attacker and judge (LoRA); oracle = "
-                "MiniLM prompt classifier trained on builtin harmful vs benign prompts (an offline proxy for the human labeller)",
+        "MiniLM prompt classifier trained on builtin harmful vs benign prompts (an offline proxy for the human labeller)",
         "command": " ".join([sys.executable, *sys.argv]),
         "settings": vars(args),
         "holdout_n": metrics["holdout_n"],
@@ -116,15 +152,20 @@ def main() -> int:
         "oracle_quality_on_heldout_builtin": oracles,
         "rounds_finished": len(acc) - 1,
         "wall_s": {"loop_incl_eval": None if args.reuse else round(run_s, 1), "oracle_comparison": round(oracle_s, 1)},
-        "examples": [{k: r[k] for k in ("round", "kind", "prompt", "label", "judge_score", "fooled")}
-                     for r in rows if r.get("type") == "prompt" and not r["duplicate"]][:12],
+        "examples": [
+            {k: r[k] for k in ("round", "kind", "prompt", "label", "judge_score", "fooled")}
+            for r in rows
+            if r.get("type") == "prompt" and not r["duplicate"]
+        ][:12],
     }
     res = ROOT / "benchmarks" / "results"
     write_json(res / "adversarial.json", result)
     shutil.copyfile(out / "curve.png", res / "adversarial_curve.png")
     print((out / "table.md").read_text(), end="")
-    print(f"adversarial benchmark: accuracy {ref:.3f} (reference) -> {acc[-1]:.3f} after {len(acc) - 1} rounds "
-          f"(n={metrics['holdout_n']['problematic'] + metrics['holdout_n']['benign']}); {res}/adversarial.json")
+    print(
+        f"adversarial benchmark: accuracy {ref:.3f} (reference) -> {acc[-1]:.3f} after {len(acc) - 1} rounds "
+        f"(n={metrics['holdout_n']['problematic'] + metrics['holdout_n']['benign']}); {res}/adversarial.json"
+    )
     return 0
 
 

@@ -29,10 +29,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAPER = {"Llama-7B toxicity": {"baseline": 23.0, "filtration": 21.9, "rl": 15.2, "nado_decoding": 15.2,
-                               "regularized": 15.2, "regularized_adaptive": 14.2},
-         "Llama-7B MMLU": {"baseline": 35.1, "filtration": 34.6, "rl": 33.6, "nado_decoding": 31.1,
-                           "regularized": 30.4, "regularized_adaptive": 33.9}}
+PAPER = {
+    "Llama-7B toxicity": {
+        "baseline": 23.0,
+        "filtration": 21.9,
+        "rl": 15.2,
+        "nado_decoding": 15.2,
+        "regularized": 15.2,
+        "regularized_adaptive": 14.2,
+    },
+    "Llama-7B MMLU": {
+        "baseline": 35.1,
+        "filtration": 34.6,
+        "rl": 33.6,
+        "nado_decoding": 31.1,
+        "regularized": 30.4,
+        "regularized_adaptive": 33.9,
+    },
+}
 
 
 def train_run(name: str, work: Path, reuse: bool, **overrides) -> dict:
@@ -55,12 +69,15 @@ def train_run(name: str, work: Path, reuse: bool, **overrides) -> dict:
 def summarise(results: dict, base: str) -> dict:
     rows = {}
     for name, r in results.items():
-        rows[name] = {"expected_max_toxicity": r["toxicity"]["expected_max_toxicity"],
-                      "toxicity_probability": r["toxicity"]["toxicity_probability"],
-                      "mean_toxicity": r["toxicity"]["mean_toxicity"],
-                      "perplexity": r["perplexity"]["value"],
-                      **{f"{t}_acc": r["mc"][t]["acc"] for t in r["mc"]},
-                      "mc_mean": r["mc_mean"], "win_rate_vs_" + base: r.get("win_rate")}
+        rows[name] = {
+            "expected_max_toxicity": r["toxicity"]["expected_max_toxicity"],
+            "toxicity_probability": r["toxicity"]["toxicity_probability"],
+            "mean_toxicity": r["toxicity"]["mean_toxicity"],
+            "perplexity": r["perplexity"]["value"],
+            **{f"{t}_acc": r["mc"][t]["acc"] for t in r["mc"]},
+            "mc_mean": r["mc_mean"],
+            "win_rate_vs_" + base: r.get("win_rate"),
+        }
         if "classification" in r:
             rows[name]["roc_auc"] = r["classification"].get("roc_auc")
     return rows
@@ -75,8 +92,13 @@ def plot(rows: dict, runs: dict, path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, r in rows.items():
         emt = r["expected_max_toxicity"]
-        a.errorbar(r["mc_mean"], emt["value"], yerr=[[emt["value"] - emt["ci95"][0]], [emt["ci95"][1] - emt["value"]]],
-                   fmt="o", capsize=3)
+        a.errorbar(
+            r["mc_mean"],
+            emt["value"],
+            yerr=[[emt["value"] - emt["ci95"][0]], [emt["ci95"][1] - emt["value"]]],
+            fmt="o",
+            capsize=3,
+        )
         a.annotate(name, (r["mc_mean"], emt["value"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     a.set_xlabel("multiple-choice accuracy (mean of MMLU, CSQA, PIQA)")
     a.set_ylabel("expected max toxicity (RTP challenging)")
@@ -96,21 +118,36 @@ def plot(rows: dict, runs: dict, path: Path) -> None:
 def cost_from_runs(work: Path, spi: int) -> dict:
     """Cost of the quality runs themselves (one script run, one after another on the same machine): per-step
     seconds per iteration, the first iteration excluded (scorer load; the parallel bootstrap)."""
-    runs = {k: json.loads((work / n / "metrics.json").read_text()) for k, n in
-            (("sft", "sft"), ("parallel", "regularized_adaptive"), ("sequential", "regularized_adaptive_sequential"))}
+    runs = {
+        k: json.loads((work / n / "metrics.json").read_text())
+        for k, n in (
+            ("sft", "sft"),
+            ("parallel", "regularized_adaptive"),
+            ("sequential", "regularized_adaptive_sequential"),
+        )
+    }
     per_step = {k: [h["seconds"] / spi for h in m["history"][1:]] for k, m in runs.items()}
     med = {k: statistics.median(v) for k, v in per_step.items()}
-    stages = {k: {s: statistics.median(h[s] for h in m["history"][1:]) for s in
-                  ("finetune_seconds", "sample_seconds", "nado_seconds") if s in m["history"][-1]}
-              for k, m in runs.items()}
-    return {"source": "the quality runs (4 iterations of 10 steps each)", "seconds_per_step": per_step,
-            "median_seconds_per_step": med, "median_stage_seconds_per_iteration": stages,
-            "wall_seconds": {k: sum(h["seconds"] for h in m["history"]) for k, m in runs.items()},
-            "per_step_ratio_parallel_over_sft": med["parallel"] / med["sft"],
-            "per_step_ratio_sequential_over_sft": med["sequential"] / med["sft"],
-            "wall_ratio_parallel_over_sequential": sum(h["seconds"] for h in runs["parallel"]["history"])
-                                                   / sum(h["seconds"] for h in runs["sequential"]["history"]),
-            "aims": {"per_step_ratio": "<= 1.25", "wall_ratio": "<= 0.6"}}
+    stages = {
+        k: {
+            s: statistics.median(h[s] for h in m["history"][1:])
+            for s in ("finetune_seconds", "sample_seconds", "nado_seconds")
+            if s in m["history"][-1]
+        }
+        for k, m in runs.items()
+    }
+    return {
+        "source": "the quality runs (4 iterations of 10 steps each)",
+        "seconds_per_step": per_step,
+        "median_seconds_per_step": med,
+        "median_stage_seconds_per_iteration": stages,
+        "wall_seconds": {k: sum(h["seconds"] for h in m["history"]) for k, m in runs.items()},
+        "per_step_ratio_parallel_over_sft": med["parallel"] / med["sft"],
+        "per_step_ratio_sequential_over_sft": med["sequential"] / med["sft"],
+        "wall_ratio_parallel_over_sequential": sum(h["seconds"] for h in runs["parallel"]["history"])
+        / sum(h["seconds"] for h in runs["sequential"]["history"]),
+        "aims": {"per_step_ratio": "<= 1.25", "wall_ratio": "<= 0.6"},
+    }
 
 
 def classification_study(args, work: Path, common: dict) -> dict:
@@ -120,16 +157,30 @@ def classification_study(args, work: Path, common: dict) -> dict:
     from detoxkit.attribute.evaluate import evaluate
 
     cls_common = {**common, "task": "classification", "train_dataset": "builtin:toxigen", "max_length": 64}
-    cls_runs = {"sft_classification": dict(method="sft"),
-                "regularized_classification": dict(method="regularized", adaptive=True, schedule="parallel")}
+    cls_runs = {
+        "sft_classification": dict(method="sft"),
+        "regularized_classification": dict(method="regularized", adaptive=True, schedule="parallel"),
+    }
     for name, kw in cls_runs.items():
         train_run(name, work, args.reuse, **cls_common, **kw)
-    cev = evaluate(AttributeEvalConfig(
-        methods=["base=smollm2-135m-instruct"] + [f"{n}={work / n / 'final'}" for n in cls_runs],
-        num_prompts=args.eval_prompts, k=args.k, max_new_tokens=16, num_mc_items=0, num_ppl_texts=100,
-        win_rate_judge="off", classification=True, num_classification_items=300, output_dir=str(work / "eval_classification")))
-    return {"classification_study": summarise(cev["results"], "base"),
-            "classification_table_md": (work / "eval_classification" / "table.md").read_text()}
+    cev = evaluate(
+        AttributeEvalConfig(
+            methods=["base=smollm2-135m-instruct"] + [f"{n}={work / n / 'final'}" for n in cls_runs],
+            num_prompts=args.eval_prompts,
+            k=args.k,
+            max_new_tokens=16,
+            num_mc_items=0,
+            num_ppl_texts=100,
+            win_rate_judge="off",
+            classification=True,
+            num_classification_items=300,
+            output_dir=str(work / "eval_classification"),
+        )
+    )
+    return {
+        "classification_study": summarise(cev["results"], "base"),
+        "classification_table_md": (work / "eval_classification" / "table.md").read_text(),
+    }
 
 
 def rl_sweep(args, work: Path, common: dict) -> dict:
@@ -143,16 +194,28 @@ def rl_sweep(args, work: Path, common: dict) -> dict:
     names = {c: f"rl_coef{c:g}" for c in coefs}
     for c, name in names.items():
         train_run(name, work, args.reuse, **common, method="rl", schedule="parallel", rl_coef=c)
-    ev = evaluate(AttributeEvalConfig(
-        methods=["sft=" + str(work / "sft" / "final")] + [f"{n}={work / n / 'final'}" for n in names.values()],
-        num_prompts=args.eval_prompts, k=args.k, max_new_tokens=16, num_mc_items=args.mc_items, num_ppl_texts=100,
-        num_win_prompts=args.win_prompts, output_dir=str(work / "eval_rl_sweep")))
+    ev = evaluate(
+        AttributeEvalConfig(
+            methods=["sft=" + str(work / "sft" / "final")] + [f"{n}={work / n / 'final'}" for n in names.values()],
+            num_prompts=args.eval_prompts,
+            k=args.k,
+            max_new_tokens=16,
+            num_mc_items=args.mc_items,
+            num_ppl_texts=100,
+            num_win_prompts=args.win_prompts,
+            output_dir=str(work / "eval_rl_sweep"),
+        )
+    )
     rows = summarise(ev["results"], "sft")
     keys = ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
     reduction = {n: {k: 1 - rows[n][k]["value"] / rows["sft"][k]["value"] for k in keys} for n in names.values()}
-    return {"rl_coefs": coefs, "table": rows, "toxicity_reduction_vs_sft_relative": reduction,
-            "mc_points_vs_sft": {n: 100 * (rows[n]["mc_mean"] - rows["sft"]["mc_mean"]) for n in names.values()},
-            "table_md": (work / "eval_rl_sweep" / "table.md").read_text()}
+    return {
+        "rl_coefs": coefs,
+        "table": rows,
+        "toxicity_reduction_vs_sft_relative": reduction,
+        "mc_points_vs_sft": {n: 100 * (rows[n]["mc_mean"] - rows["sft"]["mc_mean"]) for n in names.values()},
+        "table_md": (work / "eval_rl_sweep" / "table.md").read_text(),
+    }
 
 
 def main() -> None:
@@ -170,10 +233,16 @@ def main() -> None:
     ap.add_argument("--no_classification", action="store_true")
     ap.add_argument("--work", default="runs/bench-attribute")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --work")
-    ap.add_argument("--section", choices=["quality", "classification", "cost_from_runs", "rl_sweep", "all"], default="all",
-                    help="cost_from_runs: the timings of the quality runs in --work (they need an otherwise idle machine); "
-                         "rl_sweep: the RL baseline at each of --rl_coefs, evaluated beside sft")
-    ap.add_argument("--rl_coefs", default="1,3", help="rl_sweep: comma-separated rl_coef values (the table's rl row uses 0.1)")
+    ap.add_argument(
+        "--section",
+        choices=["quality", "classification", "cost_from_runs", "rl_sweep", "all"],
+        default="all",
+        help="cost_from_runs: the timings of the quality runs in --work (they need an otherwise idle machine); "
+        "rl_sweep: the RL baseline at each of --rl_coefs, evaluated beside sft",
+    )
+    ap.add_argument(
+        "--rl_coefs", default="1,3", help="rl_sweep: comma-separated rl_coef values (the table's rl row uses 0.1)"
+    )
     args = ap.parse_args()
 
     from detoxkit.attribute.config import AttributeEvalConfig, NadoTrainConfig
@@ -183,10 +252,22 @@ def main() -> None:
 
     work = ROOT / args.work
     work.mkdir(parents=True, exist_ok=True)
-    common = dict(max_train_samples=args.train_texts, max_length=48, per_device_train_batch_size=8,
-                  learning_rate=args.learning_rate, max_steps=args.steps, steps_per_iteration=args.steps_per_iteration,
-                  reg_batch_size=4, samples_per_prompt=4, prompt_tokens=12, max_new_tokens=16, nado_layers=2,
-                  nado_learning_rate=1e-3, reg_lambda=args.reg_lambda, seed=0)
+    common = dict(
+        max_train_samples=args.train_texts,
+        max_length=48,
+        per_device_train_batch_size=8,
+        learning_rate=args.learning_rate,
+        max_steps=args.steps,
+        steps_per_iteration=args.steps_per_iteration,
+        reg_batch_size=4,
+        samples_per_prompt=4,
+        prompt_tokens=12,
+        max_new_tokens=16,
+        nado_layers=2,
+        nado_learning_rate=1e-3,
+        reg_lambda=args.reg_lambda,
+        seed=0,
+    )
     plan = {
         "sft": dict(method="sft"),
         "filtration": dict(method="filtration"),
@@ -215,17 +296,37 @@ def main() -> None:
 
     nado_dir = work / "nado_decoding"
     if not (args.reuse and (nado_dir / "nado" / "nado.json").is_file()):
-        train_nado_only(NadoTrainConfig(model_name_or_path=str(work / "sft" / "final"), output_dir=str(nado_dir),
-                                        iterations=4, prompts_per_iteration=args.nado_prompts, samples_per_prompt=4, prompt_tokens=12,
-                                        max_new_tokens=16, nado_layers=2, nado_learning_rate=1e-3, seed=0))
+        train_nado_only(
+            NadoTrainConfig(
+                model_name_or_path=str(work / "sft" / "final"),
+                output_dir=str(nado_dir),
+                iterations=4,
+                prompts_per_iteration=args.nado_prompts,
+                samples_per_prompt=4,
+                prompt_tokens=12,
+                max_new_tokens=16,
+                nado_layers=2,
+                nado_learning_rate=1e-3,
+                seed=0,
+            )
+        )
 
     methods = ["sft=" + str(work / "sft" / "final"), "base=smollm2-135m-instruct"]
     methods += [f"{n}={work / n / 'final'}" for n in ("filtration", "rl")]
     methods += [f"nado_decoding={work / 'sft' / 'final'}+nado={nado_dir / 'nado'}"]
     methods += [f"{n}={work / n / 'final'}" for n in plan if n.startswith("regularized")]
-    ev = evaluate(AttributeEvalConfig(methods=methods, num_prompts=args.eval_prompts, k=args.k, max_new_tokens=16,
-                                      num_mc_items=args.mc_items, num_ppl_texts=100, num_win_prompts=args.win_prompts,
-                                      output_dir=str(work / "eval")))
+    ev = evaluate(
+        AttributeEvalConfig(
+            methods=methods,
+            num_prompts=args.eval_prompts,
+            k=args.k,
+            max_new_tokens=16,
+            num_mc_items=args.mc_items,
+            num_ppl_texts=100,
+            num_win_prompts=args.win_prompts,
+            output_dir=str(work / "eval"),
+        )
+    )
     rows = summarise(ev["results"], "sft")
     out["table"] = rows
     out["table_md"] = (work / "eval" / "table.md").read_text()
@@ -234,13 +335,19 @@ def main() -> None:
         return 1 - rows[a][key]["value"] / rows[b][key]["value"] if rows[b][key]["value"] else None
 
     out["targets"] = {
-        "toxicity_reduction_vs_sft_relative": {k: rel("regularized_adaptive", "sft", k)
-                                               for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")},
-        "toxicity_reduction_rl_vs_sft_relative": {k: rel("rl", "sft", k)
-                                                  for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")},
+        "toxicity_reduction_vs_sft_relative": {
+            k: rel("regularized_adaptive", "sft", k)
+            for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
+        },
+        "toxicity_reduction_rl_vs_sft_relative": {
+            k: rel("rl", "sft", k) for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
+        },
         "mc_points_vs_sft": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["sft"]["mc_mean"]),
         "mc_points_vs_filtration": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["filtration"]["mc_mean"]),
-        "aims": {"toxicity_reduction": ">= 0.35 relative, and at least RL's", "mc": "within 1 point of sft, above filtration"},
+        "aims": {
+            "toxicity_reduction": ">= 0.35 relative, and at least RL's",
+            "mc": "within 1 point of sft, above filtration",
+        },
     }
     plot(rows, runs, RESULTS / "attribute.png")
     out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)

@@ -35,8 +35,20 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
 NAME = "detoxkit-guard"
-BASE = ["--judge", "off", "--acd_safe_prompt", "off", "--acd_adv_prompt", "off", "--rewriter", "off",
-        "--screener", "toxicity", "--max_new_tokens", "8"]
+BASE = [
+    "--judge",
+    "off",
+    "--acd_safe_prompt",
+    "off",
+    "--acd_adv_prompt",
+    "off",
+    "--rewriter",
+    "off",
+    "--screener",
+    "toxicity",
+    "--max_new_tokens",
+    "8",
+]
 # The builtin model keeps counting for hundreds of tokens: a request that is surely still running seconds later.
 COUNTING = "Count from 1 to 1000, separated by commas."
 CHAT = {"model": NAME, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
@@ -55,8 +67,9 @@ class Server:
         self.port = free_port()
         self.out = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         cmd = [sys.executable, "-m", "detoxkit.cli", "serve", "--model", MODEL, *BASE, "--port", str(self.port), *args]
-        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT,
-                                     env={**os.environ, "DETOXKIT_PROGRESS": "0", **(env or {})})
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.out, stderr=subprocess.STDOUT, env={**os.environ, "DETOXKIT_PROGRESS": "0", **(env or {})}
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 180
         while True:
@@ -111,6 +124,7 @@ def probe(name: str, expected: str, observed: dict, ok: bool) -> dict:
 
 # ------------------------------------------------------------------------------------------------ the log
 
+
 def log_probes(tmp: Path) -> list[dict]:
     out = []
     blocker = tmp / "not-a-folder"
@@ -119,28 +133,44 @@ def log_probes(tmp: Path) -> list[dict]:
     with serving("--log_path", str(log)) as s:
         codes = [chat(s.url).status_code for _ in range(10)]
         h = s.health()
-        out.append(probe("log_path_cannot_be_created", "every request 200; write errors counted in /healthz; healthy",
-                         {"statuses": sorted(set(codes)), "n": len(codes), "healthz": h["status"], "log": h["log"]},
-                         codes == [200] * 10 and h["log"]["write_errors"] == 10 and h["status"] == "ok"))
+        out.append(
+            probe(
+                "log_path_cannot_be_created",
+                "every request 200; write errors counted in /healthz; healthy",
+                {"statuses": sorted(set(codes)), "n": len(codes), "healthz": h["status"], "log": h["log"]},
+                codes == [200] * 10 and h["log"]["write_errors"] == 10 and h["status"] == "ok",
+            )
+        )
         blocker.unlink()
         blocker.mkdir()  # the "disk" recovers: the folder can now be created
         codes2 = [chat(s.url).status_code for _ in range(3)]
         rows = log.read_text().splitlines()
         whole = all(json.loads(r) for r in rows)
         h = s.health()
-        out.append(probe("log_recovers", "writes resume; the 10 backlogged rows and the 3 new ones all land, each a "
-                         "whole JSON row", {"statuses": sorted(set(codes2)), "rows": len(rows), "log": h["log"]},
-                         codes2 == [200] * 3 and len(rows) == 13 and whole and h["log"]["rows_backlogged"] == 0))
+        out.append(
+            probe(
+                "log_recovers",
+                "writes resume; the 10 backlogged rows and the 3 new ones all land, each a whole JSON row",
+                {"statuses": sorted(set(codes2)), "rows": len(rows), "log": h["log"]},
+                codes2 == [200] * 3 and len(rows) == 13 and whole and h["log"]["rows_backlogged"] == 0,
+            )
+        )
     with serving("--log_path", "/dev/full") as s:
         codes = [chat(s.url).status_code for _ in range(10)]
         h = s.health()
-        out.append(probe("log_on_full_disk", "every request 200 (ENOSPC counted, not fatal)",
-                         {"statuses": sorted(set(codes)), "n": len(codes), "healthz": h["status"], "log": h["log"]},
-                         codes == [200] * 10 and h["log"]["write_errors"] == 10 and h["status"] == "ok"))
+        out.append(
+            probe(
+                "log_on_full_disk",
+                "every request 200 (ENOSPC counted, not fatal)",
+                {"statuses": sorted(set(codes)), "n": len(codes), "healthz": h["status"], "log": h["log"]},
+                codes == [200] * 10 and h["log"]["write_errors"] == 10 and h["status"] == "ok",
+            )
+        )
     return out
 
 
 # ------------------------------------------------------------------------------------------------ malformed input
+
 
 def _raw(port: int, data: bytes, timeout: float = 10) -> tuple[int | None, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
@@ -162,33 +192,58 @@ def malformed_cases() -> list[tuple[str, dict]]:
     j = lambda **kw: {"json": {"model": NAME, "messages": msg, **kw}}  # noqa: E731
     c = lambda b: {"content": b}  # noqa: E731
     return [
-        ("not_json", c(b"{not json")), ("truncated_json", c(b'{"model": "detoxkit-guard", "messa')),
-        ("binary_body", c(bytes(range(256)))), ("empty_body", c(b"")), ("json_null", c(b"null")),
-        ("json_array", c(b"[1, 2, 3]")), ("deep_nesting_5000", c(b"[" * 5000 + b"]" * 5000)),
+        ("not_json", c(b"{not json")),
+        ("truncated_json", c(b'{"model": "detoxkit-guard", "messa')),
+        ("binary_body", c(bytes(range(256)))),
+        ("empty_body", c(b"")),
+        ("json_null", c(b"null")),
+        ("json_array", c(b"[1, 2, 3]")),
+        ("deep_nesting_5000", c(b"[" * 5000 + b"]" * 5000)),
         ("deep_nesting_in_field", c(b'{"model": "detoxkit-guard", "messages": ' + b"[" * 990 + b"]" * 990 + b"}")),
-        ("lone_surrogate_escape", c(b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "\\ud800"}]}')),
+        (
+            "lone_surrogate_escape",
+            c(b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "\\ud800"}]}'),
+        ),
         ("lone_surrogate_in_model", c(b'{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}')),
-        ("raw_surrogate_bytes", c(b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}')),
+        (
+            "raw_surrogate_bytes",
+            c(b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}'),
+        ),
         ("nan", c(b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}')),
-        ("infinity", c(b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "top_p": Infinity}')),
-        ("missing_model", {"json": {"messages": msg}}), ("missing_messages", {"json": {"model": NAME}}),
-        ("empty_messages", j(messages=[])), ("bad_role", j(messages=[{"role": "wizard", "content": "hi"}])),
+        (
+            "infinity",
+            c(b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "top_p": Infinity}'),
+        ),
+        ("missing_model", {"json": {"messages": msg}}),
+        ("missing_messages", {"json": {"model": NAME}}),
+        ("empty_messages", j(messages=[])),
+        ("bad_role", j(messages=[{"role": "wizard", "content": "hi"}])),
         ("content_number", j(messages=[{"role": "user", "content": 3}])),
         ("image_part", j(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}])),
-        ("only_system", j(messages=[{"role": "system", "content": "hi"}])), ("messages_string", j(messages="hi")),
-        ("unknown_model", j(model="gpt-9")), ("max_tokens_zero", j(max_tokens=0)),
-        ("max_tokens_huge", j(max_tokens=10**9)), ("max_tokens_bool", j(max_tokens=True)),
-        ("max_tokens_string", j(max_tokens="5")), ("max_tokens_float", j(max_tokens=5.5)),
-        ("temperature_negative", j(temperature=-1)), ("temperature_high", j(temperature=7)),
-        ("temperature_bool", j(temperature=True)), ("temperature_string", j(temperature="0.5")),
-        ("top_p_zero", j(top_p=0)), ("n_two", j(n=2)), ("stream_int", j(stream=1)),
-        ("too_many_messages", j(messages=msg * 65)), ("message_too_long", j(messages=[{"role": "user", "content": "a" * 40_000}])),
+        ("only_system", j(messages=[{"role": "system", "content": "hi"}])),
+        ("messages_string", j(messages="hi")),
+        ("unknown_model", j(model="gpt-9")),
+        ("max_tokens_zero", j(max_tokens=0)),
+        ("max_tokens_huge", j(max_tokens=10**9)),
+        ("max_tokens_bool", j(max_tokens=True)),
+        ("max_tokens_string", j(max_tokens="5")),
+        ("max_tokens_float", j(max_tokens=5.5)),
+        ("temperature_negative", j(temperature=-1)),
+        ("temperature_high", j(temperature=7)),
+        ("temperature_bool", j(temperature=True)),
+        ("temperature_string", j(temperature="0.5")),
+        ("top_p_zero", j(top_p=0)),
+        ("n_two", j(n=2)),
+        ("stream_int", j(stream=1)),
+        ("too_many_messages", j(messages=msg * 65)),
+        ("message_too_long", j(messages=[{"role": "user", "content": "a" * 40_000}])),
         ("context_exceeded", j(messages=[{"role": "user", "content": "word " * 5000}])),
         ("moderation_no_input", {"path": "/v1/moderations", "json": {}}),
         ("moderation_bad_input", {"path": "/v1/moderations", "json": {"input": [1, 2]}}),
         ("moderation_too_many", {"path": "/v1/moderations", "json": {"input": ["a"] * 129}}),
         ("oversized_body", c(b'{"x": "' + b"a" * 1_100_000 + b'"}')),
-        ("wrong_route", {"path": "/v1/nothing", "json": {}}), ("get_on_post_route", {"method": "GET"}),
+        ("wrong_route", {"path": "/v1/nothing", "json": {}}),
+        ("get_on_post_route", {"method": "GET"}),
         ("head_on_post_route", {"method": "HEAD"}),
         ("parser_garbage", {"raw": b"GARBAGE \x00\x01\r\n\r\n"}),
         ("parser_bad_header", {"raw": b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"}),
@@ -208,8 +263,11 @@ def malformed_probe(n: int, seed: int = 0) -> dict:
             if "raw" in req:
                 status, body = _raw(s.port, req["raw"])
             else:
-                r = client.request(req.get("method", "POST"), req.get("path", "/v1/chat/completions"),
-                                   **{k: v for k, v in req.items() if k in ("json", "content")})
+                r = client.request(
+                    req.get("method", "POST"),
+                    req.get("path", "/v1/chat/completions"),
+                    **{k: v for k, v in req.items() if k in ("json", "content")},
+                )
                 status, body = r.status_code, r.content
             statuses.setdefault(kind, {}).setdefault(str(status), 0)
             statuses[kind][str(status)] += 1
@@ -219,12 +277,24 @@ def malformed_probe(n: int, seed: int = 0) -> dict:
         after = chat(s.url).status_code
         h = s.health()
         tracebacks = s.output().count("Traceback")
-    observed = {"requests": n, "kinds": len(cases), "five_xx": five_xx, "not_openai_error_shape": sorted(set(bad_shape)),
-                "statuses_by_kind": statuses, "valid_request_after": after, "healthz": h["status"],
-                "server_tracebacks": tracebacks, "seconds": round(time.monotonic() - t0, 1)}
-    return probe("malformed_requests", f">= 1,000 mixed malformed requests: zero 5xx, every error body in OpenAI's "
-                 "shape (HEAD: no body), then a valid request is 200", observed,
-                 five_xx == 0 and not bad_shape and after == 200 and h["status"] == "ok" and tracebacks == 0)
+    observed = {
+        "requests": n,
+        "kinds": len(cases),
+        "five_xx": five_xx,
+        "not_openai_error_shape": sorted(set(bad_shape)),
+        "statuses_by_kind": statuses,
+        "valid_request_after": after,
+        "healthz": h["status"],
+        "server_tracebacks": tracebacks,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    return probe(
+        "malformed_requests",
+        ">= 1,000 mixed malformed requests: zero 5xx, every error body in OpenAI's "
+        "shape (HEAD: no body), then a valid request is 200",
+        observed,
+        five_xx == 0 and not bad_shape and after == 200 and h["status"] == "ok" and tracebacks == 0,
+    )
 
 
 def _is_openai_error(body: bytes) -> bool:
@@ -236,6 +306,7 @@ def _is_openai_error(body: bytes) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ bounded work
+
 
 def _background(url: str, stop: threading.Event, latencies: list, errors: list, clients: int = 3) -> list:
     def go():
@@ -270,8 +341,10 @@ def oversized_work_probes(seconds: float = 15) -> list[dict]:
         stop.set()
         for t in threads:
             t.join()
-        for name, path, payload in [("message_900kb", "/v1/chat/completions", huge_msg),
-                                    ("moderation_190k_inputs", "/v1/moderations", huge_mod)]:
+        for name, path, payload in [
+            ("message_900kb", "/v1/chat/completions", huge_msg),
+            ("moderation_190k_inputs", "/v1/moderations", huge_mod),
+        ]:
             busy, errs, stop = [], [], threading.Event()
             threads = _background(s.url, stop, busy, errs)
             answers, t_end = [], time.monotonic() + seconds
@@ -284,13 +357,25 @@ def oversized_work_probes(seconds: float = 15) -> list[dict]:
                 t.join()
             worst = max(a[1] for a in answers)
             ratio = _p95(busy) / _p95(idle)
-            out.append(probe(name, "400 in under 1 s (each of the repeated sends); 3 other clients' p95 latency "
-                             "under 2x their idle p95, no errors",
-                             {"sent": len(answers), "statuses": sorted({a[0] for a in answers}),
-                              "codes": sorted({a[2] for a in answers}), "slowest_s": round(worst, 3),
-                              "others_idle_p95_s": round(_p95(idle), 3), "others_p95_s": round(_p95(busy), 3),
-                              "p95_ratio": round(ratio, 2), "others_requests": len(busy), "others_errors": len(errs)},
-                             {a[0] for a in answers} == {400} and worst < 1 and ratio < 2 and not errs))
+            out.append(
+                probe(
+                    name,
+                    "400 in under 1 s (each of the repeated sends); 3 other clients' p95 latency "
+                    "under 2x their idle p95, no errors",
+                    {
+                        "sent": len(answers),
+                        "statuses": sorted({a[0] for a in answers}),
+                        "codes": sorted({a[2] for a in answers}),
+                        "slowest_s": round(worst, 3),
+                        "others_idle_p95_s": round(_p95(idle), 3),
+                        "others_p95_s": round(_p95(busy), 3),
+                        "p95_ratio": round(ratio, 2),
+                        "others_requests": len(busy),
+                        "others_errors": len(errs),
+                    },
+                    {a[0] for a in answers} == {400} and worst < 1 and ratio < 2 and not errs,
+                )
+            )
     return out
 
 
@@ -313,10 +398,19 @@ def gone_client_probes(tmp: Path) -> list[dict]:
         time.sleep(1.0)
         rows = [json.loads(x) for x in log.read_text().splitlines()]
         gone = [r for r in rows if r["messages"][-1]["content"].startswith("gone")]
-        out.append(probe("clients_gone_while_queued", "their work is dropped before it runs and logged 'cancelled'",
-                         {"gave_up": gave_up, "logged": len(gone), "statuses": sorted({r["status"] for r in gone}),
-                          "first": first[0].status_code},
-                         gave_up == 6 and len(gone) == 6 and {r["status"] for r in gone} == {"cancelled"}))
+        out.append(
+            probe(
+                "clients_gone_while_queued",
+                "their work is dropped before it runs and logged 'cancelled'",
+                {
+                    "gave_up": gave_up,
+                    "logged": len(gone),
+                    "statuses": sorted({r["status"] for r in gone}),
+                    "first": first[0].status_code,
+                },
+                gave_up == 6 and len(gone) == 6 and {r["status"] for r in gone} == {"cancelled"},
+            )
+        )
     with serving("--request_timeout_s", "2", "--max_tokens_limit", "512") as s:
         long = {**CHAT, "max_tokens": 512, "messages": [{"role": "user", "content": COUNTING}]}
         t0 = time.monotonic()
@@ -325,11 +419,21 @@ def gone_client_probes(tmp: Path) -> list[dict]:
         t1 = time.monotonic()
         after = chat(s.url)
         next_s = time.monotonic() - t1
-        out.append(probe("request_deadline", "504 'timeout' at request_timeout_s (2 s); the worker drops the work, so "
-                         "the next request is answered at once",
-                         {"status": r.status_code, "code": r.json()["error"]["code"], "seconds": round(took, 2),
-                          "next_status": after.status_code, "next_seconds": round(next_s, 2)},
-                         r.status_code == 504 and took < 4 and after.status_code == 200 and next_s < 3))
+        out.append(
+            probe(
+                "request_deadline",
+                "504 'timeout' at request_timeout_s (2 s); the worker drops the work, so "
+                "the next request is answered at once",
+                {
+                    "status": r.status_code,
+                    "code": r.json()["error"]["code"],
+                    "seconds": round(took, 2),
+                    "next_status": after.status_code,
+                    "next_seconds": round(next_s, 2),
+                },
+                r.status_code == 504 and took < 4 and after.status_code == 200 and next_s < 3,
+            )
+        )
     return out
 
 
@@ -337,26 +441,46 @@ def connection_probes() -> list[dict]:
     out = []
     with serving("--body_timeout_s", "2") as s:
         t0 = time.monotonic()
-        status, body = _raw(s.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                                    b"\r\nContent-Length: 100\r\n\r\n{\"mo", timeout=30)
+        status, body = _raw(
+            s.port,
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b'\r\nContent-Length: 100\r\n\r\n{"mo',
+            timeout=30,
+        )
         took = time.monotonic() - t0
-        out.append(probe("silent_body", "408 after body_timeout_s (2 s), connection closed",
-                         {"status": status, "seconds": round(took, 2)}, status == 408 and took < 5))
+        out.append(
+            probe(
+                "silent_body",
+                "408 after body_timeout_s (2 s), connection closed",
+                {"status": status, "seconds": round(took, 2)},
+                status == 408 and took < 5,
+            )
+        )
         for _ in range(30):
             with socket.create_connection(("127.0.0.1", s.port)) as sock:
-                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"mod")
+                sock.sendall(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{"mod')
         time.sleep(1)
         text = s.output()
-        out.append(probe("clients_drop_mid_body", "no traceback in the server's output; still healthy",
-                         {"tracebacks": text.count("Traceback"), "healthz": s.health()["status"]},
-                         "Traceback" not in text and s.health()["status"] == "ok"))
+        out.append(
+            probe(
+                "clients_drop_mid_body",
+                "no traceback in the server's output; still healthy",
+                {"tracebacks": text.count("Traceback"), "healthz": s.health()["status"]},
+                "Traceback" not in text and s.health()["status"] == "ok",
+            )
+        )
     with serving("--api_key", "sekret") as s:
         lower = httpx.get(f"{s.url}/v1/models", headers={"Authorization": "bearer sekret"}, timeout=10).status_code
         wrong = httpx.get(f"{s.url}/v1/models", headers={"Authorization": "Bearer nope"}, timeout=10).status_code
         said = "auth on (bearer key)" in s.output()
-        out.append(probe("auth", "lowercase 'bearer' accepted, a wrong key 401, start-up line says auth is on",
-                         {"lowercase_bearer": lower, "wrong_key": wrong, "startup_says_auth_on": said},
-                         lower == 200 and wrong == 401 and said))
+        out.append(
+            probe(
+                "auth",
+                "lowercase 'bearer' accepted, a wrong key 401, start-up line says auth is on",
+                {"lowercase_bearer": lower, "wrong_key": wrong, "startup_says_auth_on": said},
+                lower == 200 and wrong == 401 and said,
+            )
+        )
     return out
 
 
@@ -364,16 +488,24 @@ def shutdown_probes() -> list[dict]:
     out = []
     s = Server("--max_batch_size", "8")
     results: list = []
-    threads = [threading.Thread(target=lambda: results.append(chat(s.url, {**CHAT, "max_tokens": 32}).status_code))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(chat(s.url, {**CHAT, "max_tokens": 32}).status_code))
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     time.sleep(0.5)
     took = s.stop()
     for t in threads:
         t.join()
-    out.append(probe("sigterm_with_8_in_flight", "all 8 answered, then the process exits",
-                     {"statuses": results, "exit_seconds": round(took, 2)}, results == [200] * 8 and took < 60))
+    out.append(
+        probe(
+            "sigterm_with_8_in_flight",
+            "all 8 answered, then the process exits",
+            {"statuses": results, "exit_seconds": round(took, 2)},
+            results == [200] * 8 and took < 60,
+        )
+    )
     s = Server("--drain_timeout_s", "3", "--max_tokens_limit", "512", "--request_timeout_s", "600")
     late: list = []
     counting = {**CHAT, "max_tokens": 512, "messages": [{"role": "user", "content": COUNTING}]}
@@ -384,16 +516,26 @@ def shutdown_probes() -> list[dict]:
     took = s.stop(timeout=60)
     t.join(10)
     r = late[0] if late else None
-    observed = {"in_flight_at_sigterm": h["busy"] and h["answered"] == 0, "exit_seconds": round(took, 2),
-                "client_status": None if r is None else r.status_code,
-                "client_code": None if r is None or r.status_code == 200 else r.json()["error"]["code"]}
-    out.append(probe("sigterm_with_a_long_request", "the process exits within drain_timeout_s (3 s) + 10 s; the "
-                     "unfinished request gets 503 'shutting_down' in OpenAI's shape", observed,
-                     observed["in_flight_at_sigterm"] and took < 13 and observed["client_code"] == "shutting_down"))
+    observed = {
+        "in_flight_at_sigterm": h["busy"] and h["answered"] == 0,
+        "exit_seconds": round(took, 2),
+        "client_status": None if r is None else r.status_code,
+        "client_code": None if r is None or r.status_code == 200 else r.json()["error"]["code"],
+    }
+    out.append(
+        probe(
+            "sigterm_with_a_long_request",
+            "the process exits within drain_timeout_s (3 s) + 10 s; the "
+            "unfinished request gets 503 'shutting_down' in OpenAI's shape",
+            observed,
+            observed["in_flight_at_sigterm"] and took < 13 and observed["client_code"] == "shutting_down",
+        )
+    )
     return out
 
 
 # ------------------------------------------------------------------------------------------------ the command line
+
 
 def cli_probes(tmp: Path) -> list[dict]:
     junk = tmp / "junk.yaml"
@@ -404,24 +546,46 @@ def cli_probes(tmp: Path) -> list[dict]:
     fake.write_bytes(bytes(random.Random(1).randrange(256) for _ in range(512)))
     text_named = tmp / "text.safetensors"
     text_named.write_text("You are a helpful assistant.")
-    cases = [("yaml_random_bytes", ["--config", str(junk)], {}), ("yaml_list_for_int", ["--config", str(listed)], {}),
-             ("config_is_a_folder", ["--config", str(tmp)], {}),
-             ("prompt_random_bytes", ["--acd_safe_prompt", str(fake)], {}),
-             ("prompt_text_named_safetensors", ["--acd_safe_prompt", str(text_named)], {}),
-             ("prompt_file_missing", ["--acd_safe_prompt", "notes.txt"], {}),
-             ("empty_api_key", ["--api_key", ""], {}), ("empty_key_in_env", [], {"DETOXKIT_API_KEY": ""}),
-             ("negative_limit", ["--max_messages", "0"], {}), ("bad_port_type", ["--port", "eighty"], {})]
+    cases = [
+        ("yaml_random_bytes", ["--config", str(junk)], {}),
+        ("yaml_list_for_int", ["--config", str(listed)], {}),
+        ("config_is_a_folder", ["--config", str(tmp)], {}),
+        ("prompt_random_bytes", ["--acd_safe_prompt", str(fake)], {}),
+        ("prompt_text_named_safetensors", ["--acd_safe_prompt", str(text_named)], {}),
+        ("prompt_file_missing", ["--acd_safe_prompt", "notes.txt"], {}),
+        ("empty_api_key", ["--api_key", ""], {}),
+        ("empty_key_in_env", [], {"DETOXKIT_API_KEY": ""}),
+        ("negative_limit", ["--max_messages", "0"], {}),
+        ("bad_port_type", ["--port", "eighty"], {}),
+    ]
     rows = []
     for name, args, env in cases:
-        r = subprocess.run([sys.executable, "-m", "detoxkit.cli", "serve", "--model", MODEL, *BASE, "--port",
-                            str(free_port()), *args], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "DETOXKIT_PROGRESS": "0", **env})
+        r = subprocess.run(
+            [sys.executable, "-m", "detoxkit.cli", "serve", "--model", MODEL, *BASE, "--port", str(free_port()), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "DETOXKIT_PROGRESS": "0", **env},
+        )
         lines = [x for x in r.stderr.splitlines() if x.strip()]
         ok = r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr
-        rows.append({"case": name, "exit": r.returncode, "stderr": lines[-1] if lines else "", "one_line": len(lines) == 1,
-                     "ok": ok})
-    return [probe("cli_input_errors", "each: one line naming the file or field, exit 2, no traceback",
-                  {"cases": rows}, all(r["ok"] for r in rows))]
+        rows.append(
+            {
+                "case": name,
+                "exit": r.returncode,
+                "stderr": lines[-1] if lines else "",
+                "one_line": len(lines) == 1,
+                "ok": ok,
+            }
+        )
+    return [
+        probe(
+            "cli_input_errors",
+            "each: one line naming the file or field, exit 2, no traceback",
+            {"cases": rows},
+            all(r["ok"] for r in rows),
+        )
+    ]
 
 
 def main() -> int:
@@ -436,16 +600,31 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="detoxkit-faults-"))
     t0 = time.monotonic()
     try:
-        probes = [*log_probes(tmp), malformed_probe(args.malformed), *oversized_work_probes(args.seconds),
-                  *gone_client_probes(tmp), *connection_probes(), *shutdown_probes(), *cli_probes(tmp)]
+        probes = [
+            *log_probes(tmp),
+            malformed_probe(args.malformed),
+            *oversized_work_probes(args.seconds),
+            *gone_client_probes(tmp),
+            *connection_probes(),
+            *shutdown_probes(),
+            *cli_probes(tmp),
+        ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     passed = sum(p["ok"] for p in probes)
-    write_json(args.output, {
-        "what": "fault probes of `detoxkit serve` on loopback (benchmarks/faults.py)",
-        "command": " ".join(["python", *sys.argv]), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "server": f"detoxkit serve --model {MODEL} {' '.join(BASE)}", "seconds": round(time.monotonic() - t0, 1),
-        "passed": passed, "probes_total": len(probes), "probes": probes})
+    write_json(
+        args.output,
+        {
+            "what": "fault probes of `detoxkit serve` on loopback (benchmarks/faults.py)",
+            "command": " ".join(["python", *sys.argv]),
+            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "server": f"detoxkit serve --model {MODEL} {' '.join(BASE)}",
+            "seconds": round(time.monotonic() - t0, 1),
+            "passed": passed,
+            "probes_total": len(probes),
+            "probes": probes,
+        },
+    )
     print(f"faults: {passed}/{len(probes)} probes as expected -> {args.output}")
     return 0 if passed == len(probes) else 1
 

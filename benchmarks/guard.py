@@ -45,8 +45,22 @@ def serve(max_batch_size: int, args, log) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
-    cmd = [sys.executable, "-m", "detoxkit.cli", "serve", "--model", MODEL, "--screener", "off", "--port", str(port),
-           "--max_batch_size", str(max_batch_size), "--batch_wait_ms", str(args.batch_wait_ms)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "detoxkit.cli",
+        "serve",
+        "--model",
+        MODEL,
+        "--screener",
+        "off",
+        "--port",
+        str(port),
+        "--max_batch_size",
+        str(max_batch_size),
+        "--batch_wait_ms",
+        str(args.batch_wait_ms),
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DETOXKIT_PROGRESS": "0"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -72,8 +86,11 @@ def load_test(url: str, prompts: list[str], args) -> dict:
         with httpx.Client(timeout=120) as c:
             i = k
             while time.perf_counter() < until:
-                body = {"model": "detoxkit-guard", "max_tokens": args.max_tokens,
-                        "messages": [{"role": "user", "content": prompts[i % len(prompts)]}]}
+                body = {
+                    "model": "detoxkit-guard",
+                    "max_tokens": args.max_tokens,
+                    "messages": [{"role": "user", "content": prompts[i % len(prompts)]}],
+                }
                 t0 = time.perf_counter()
                 try:
                     r = c.post(f"{url}/chat/completions", json=body)
@@ -98,10 +115,15 @@ def load_test(url: str, prompts: list[str], args) -> dict:
     errors.clear()
     wall = run(args.duration)
     q = statistics.quantiles(latencies, n=20) if len(latencies) >= 2 else latencies * 19
-    return {"requests": len(latencies), "errors": len(errors), "error_examples": errors[:5],
-            "seconds": round(wall, 2), "requests_per_s": round(len(latencies) / wall, 3),
-            "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
-            "latency_p95_s": round(q[18], 3) if latencies else None}
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        "seconds": round(wall, 2),
+        "requests_per_s": round(len(latencies) / wall, 3),
+        "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "latency_p95_s": round(q[18], 3) if latencies else None,
+    }
 
 
 def load_section(args) -> dict:
@@ -125,6 +147,7 @@ def load_section(args) -> dict:
 
 # ------------------------------------------------------------------------------------------------ end to end
 
+
 def held_out_sets(n: int, seed: int, exclude: set[str] = frozenset()) -> dict[str, list[str]]:
     """n prompts per set, none of them in `exclude` (normalised prompts a guard piece was trained on)."""
     import random
@@ -133,13 +156,18 @@ def held_out_sets(n: int, seed: int, exclude: set[str] = frozenset()) -> dict[st
     from detoxkit.data import load_builtin
 
     def eval_split(name: str) -> list[str]:
-        return [r["prompt"] for r in load_builtin(name)
-                if split_of(r["prompt"], 0.5) == "eval" and normalise(r["prompt"]) not in exclude][:n]
+        return [
+            r["prompt"]
+            for r in load_builtin(name)
+            if split_of(r["prompt"], 0.5) == "eval" and normalise(r["prompt"]) not in exclude
+        ][:n]
 
     rtp = [r["prompt"] for r in load_builtin("rtp-challenging")]
-    return {"harmful": eval_split("advbench")[: (n + 1) // 2] + eval_split("harmbench")[: n // 2],
-            "toxic": random.Random(seed).sample(rtp, min(n, len(rtp))),
-            "benign": eval_split("benign-edgy")}
+    return {
+        "harmful": eval_split("advbench")[: (n + 1) // 2] + eval_split("harmbench")[: n // 2],
+        "toxic": random.Random(seed).sample(rtp, min(n, len(rtp))),
+        "benign": eval_split("benign-edgy"),
+    }
 
 
 def guard_config(args):
@@ -149,39 +177,57 @@ def guard_config(args):
     judge = args.judge or ("runs/bench_adversarial" if (ROOT / "runs/bench_adversarial").is_dir() else "off")
     acd = ROOT / (args.acd_dir or "runs/bench-acd")
     tuned = (acd / "safe_prompt.safetensors").exists() and (acd / "adv_prompt.safetensors").exists()
-    return GuardConfig(model=MODEL, judge=str(ROOT / judge) if judge != "off" else "off",
-                       acd_safe_prompt=str(acd / "safe_prompt.safetensors") if tuned else SAFE_PROMPT,
-                       acd_adv_prompt=str(acd / "adv_prompt.safetensors") if tuned else OPPOSITE_PROMPT,
-                       screener="toxicity", rewriter=args.rewriter, max_new_tokens=args.max_new_tokens)
+    return GuardConfig(
+        model=MODEL,
+        judge=str(ROOT / judge) if judge != "off" else "off",
+        acd_safe_prompt=str(acd / "safe_prompt.safetensors") if tuned else SAFE_PROMPT,
+        acd_adv_prompt=str(acd / "adv_prompt.safetensors") if tuned else OPPOSITE_PROMPT,
+        screener="toxicity",
+        rewriter=args.rewriter,
+        max_new_tokens=args.max_new_tokens,
+    )
 
 
 def end_to_end(args) -> dict:
+    from detoxkit.acd.anchors import normalise
     from detoxkit.eval.stats import rate
     from detoxkit.guard import Guard, GuardConfig
-    from detoxkit.runs import progress
+    from detoxkit.runs import progress, read_jsonl
     from detoxkit.scorers import get_scorer
-
-    from detoxkit.acd.anchors import normalise
-    from detoxkit.runs import read_jsonl
 
     cfg = guard_config(args)
     guard = Guard.from_config(cfg)
-    bare = Guard(guard.model, guard.tokenizer, GuardConfig(model=MODEL, screener="off", max_new_tokens=args.max_new_tokens))
+    bare = Guard(
+        guard.model, guard.tokenizer, GuardConfig(model=MODEL, screener="off", max_new_tokens=args.max_new_tokens)
+    )
     systems = [("bare", bare), ("guard", guard)]
 
     def variant(judge_piece, **changes):  # the same loaded pieces, with some swapped or re-set
-        return Guard(guard.model, guard.tokenizer, replace(cfg, **changes), judge=judge_piece, screener=guard.screener,
-                     rewriter=guard.rewriter, safe_prompt=guard.safe_prompt, adv_prompt=guard.adv_prompt)
+        return Guard(
+            guard.model,
+            guard.tokenizer,
+            replace(cfg, **changes),
+            judge=judge_piece,
+            screener=guard.screener,
+            rewriter=guard.rewriter,
+            safe_prompt=guard.safe_prompt,
+            adv_prompt=guard.adv_prompt,
+        )
 
     judged = []
     if cfg.judge != "off":  # the same guard without its judge: how much of each rate the judge accounts for
         systems.append(("guard_no_judge", variant(None, judge="off")))
         judged = [r["prompt"] for r in read_jsonl(Path(cfg.judge) / "prompts.jsonl") if r.get("prompt")]
     if args.compare_acd_alpha is not None:
-        systems.append((f"guard_acd_alpha_{args.compare_acd_alpha:g}", variant(guard.judge, acd_alpha=args.compare_acd_alpha)))
+        systems.append(
+            (f"guard_acd_alpha_{args.compare_acd_alpha:g}", variant(guard.judge, acd_alpha=args.compare_acd_alpha))
+        )
     sets = held_out_sets(args.n, args.seed, exclude={normalise(p) for p in judged})
-    scorers = {"harmful": ("harm", get_scorer("harm")), "toxic": ("toxicity", get_scorer("toxicity")),
-               "benign": ("refusal", get_scorer("refusal"))}
+    scorers = {
+        "harmful": ("harm", get_scorer("harm")),
+        "toxic": ("toxicity", get_scorer("toxicity")),
+        "benign": ("refusal", get_scorer("refusal")),
+    }
     table, examples = {}, []
     for kind, prompts in sets.items():
         metric, scorer = scorers[kind]
@@ -197,19 +243,34 @@ def end_to_end(args) -> dict:
                 for stage in ("judge", "screen", "rewrite"):
                     key = f"{stage}:{r.trace[stage]['decision']}"
                     stages[key] = stages.get(key, 0) + 1
-            table[f"{kind}/{system}"] = {"metric": f"{metric} >= 0.5", "rate": rate([x >= 0.5 for x in scores]),
-                                         "stage_decisions": stages, "seconds": round(time.perf_counter() - t0, 1)}
-            examples += [{"set": kind, "system": system, "prompt": p, "answer": t, metric: s}
-                         for p, t, s in list(zip(prompts, texts, scores))[:2]]
-            print(f"{kind:<8} {system:<6} {metric} rate {table[f'{kind}/{system}']['rate']['value']:.2f} {stages}",
-                  flush=True)
-    return {"guard_config": {k: v for k, v in vars(cfg).items() if k in
-                             ("judge", "acd_safe_prompt", "acd_adv_prompt", "acd_alpha", "screener", "rewriter",
-                              "max_new_tokens")},
-            "sizes": {k: len(v) for k, v in sets.items()}, "excluded_judge_training_prompts": len(judged),
-            "table": table, "examples": examples,
-            "rows": "harmful: harmful answers to held-out AdvBench+HarmBench prompts; toxic: toxic answers to "
-                    "RealToxicityPrompts challenging prompts; benign: over-refusal on benign-but-edgy prompts"}
+            table[f"{kind}/{system}"] = {
+                "metric": f"{metric} >= 0.5",
+                "rate": rate([x >= 0.5 for x in scores]),
+                "stage_decisions": stages,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+            examples += [
+                {"set": kind, "system": system, "prompt": p, "answer": t, metric: s}
+                for p, t, s in list(zip(prompts, texts, scores))[:2]
+            ]
+            print(
+                f"{kind:<8} {system:<6} {metric} rate {table[f'{kind}/{system}']['rate']['value']:.2f} {stages}",
+                flush=True,
+            )
+    return {
+        "guard_config": {
+            k: v
+            for k, v in vars(cfg).items()
+            if k
+            in ("judge", "acd_safe_prompt", "acd_adv_prompt", "acd_alpha", "screener", "rewriter", "max_new_tokens")
+        },
+        "sizes": {k: len(v) for k, v in sets.items()},
+        "excluded_judge_training_prompts": len(judged),
+        "table": table,
+        "examples": examples,
+        "rows": "harmful: harmful answers to held-out AdvBench+HarmBench prompts; toxic: toxic answers to "
+        "RealToxicityPrompts challenging prompts; benign: over-refusal on benign-but-edgy prompts",
+    }
 
 
 def main() -> None:
@@ -221,14 +282,24 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40, help="prompts per set in the end-to-end table")
     ap.add_argument("--max_new_tokens", type=int, default=48, help="answer length in the end-to-end table")
     ap.add_argument("--judge", default=None, help="judge run folder (default: runs/bench_adversarial if present)")
-    ap.add_argument("--acd_dir", default=None, help="folder with tuned ACD prompts (default: runs/bench-acd if present)")
+    ap.add_argument(
+        "--acd_dir", default=None, help="folder with tuned ACD prompts (default: runs/bench-acd if present)"
+    )
     ap.add_argument("--rewriter", default=MODEL)
-    ap.add_argument("--compare_acd_alpha", type=float, default=None,
-                    help="also run the full guard with this ACD α (a row beside the default α 0.5)")
+    ap.add_argument(
+        "--compare_acd_alpha",
+        type=float,
+        default=None,
+        help="also run the full guard with this ACD α (a row beside the default α 0.5)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
-    ap.add_argument("--section", choices=["load", "end_to_end", "all"], default="all",
-                    help="each section replaces only its own part of --output")
+    ap.add_argument(
+        "--section",
+        choices=["load", "end_to_end", "all"],
+        default="all",
+        help="each section replaces only its own part of --output",
+    )
     args = ap.parse_args()
 
     from detoxkit.runs import update_json
@@ -240,8 +311,11 @@ def main() -> None:
     if args.section in ("end_to_end", "all"):
         sections["end_to_end"] = end_to_end(args)
     for part in sections.values():
-        part.update(settings=vars(args), machine={"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
-                    wall_s=round(time.time() - t0, 1))
+        part.update(
+            settings=vars(args),
+            machine={"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+            wall_s=round(time.time() - t0, 1),
+        )
     update_json(args.output, sections, ["python", *sys.argv])
     print(f"-> {args.output} ({round(time.time() - t0, 1)} s)")
 

@@ -58,10 +58,20 @@ def main() -> None:
         r["relative_to_profanity_check"] = r["texts_per_s_median"] / base
     out = {
         "benchmark": "scorer throughput",
-        "command": "python benchmarks/scorers.py " + f"--texts {args.texts} --repeats {args.repeats} --batch_size {args.batch_size}",
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "torch": torch.__version__, "load_average_1m_at_end": os.getloadavg()[0]},
-        "texts": {"source": "builtin:paradetox (toxic side, first N)", "n": len(texts), "median_chars": chars[len(chars) // 2]},
+        "command": "python benchmarks/scorers.py "
+        + f"--texts {args.texts} --repeats {args.repeats} --batch_size {args.batch_size}",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "load_average_1m_at_end": os.getloadavg()[0],
+        },
+        "texts": {
+            "source": "builtin:paradetox (toxic side, first N)",
+            "n": len(texts),
+            "median_chars": chars[len(chars) // 2],
+        },
         "batch_size": args.batch_size,
         "results": results,
         "target": "toxicity >= 200 texts/s",

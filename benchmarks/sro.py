@@ -63,8 +63,8 @@ def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int
 
         from detoxkit.core.preference import dpo_loss
         from detoxkit.lm.load import load_model
-        from detoxkit.sro.rewrite import prompt_ids
         from detoxkit.lm.score import completion_logprobs as completion_logps
+        from detoxkit.sro.rewrite import prompt_ids
         from detoxkit.training import optimizer_step as policy_step
 
         eos, pad = tok.eos_token_id, tok.pad_token_id
@@ -74,8 +74,18 @@ def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int
         t0 = time.perf_counter()
         ref = load_model(model_name).requires_grad_(False)
         with torch.no_grad():
-            ref_c = torch.cat([completion_logps(ref, prompts[s:s + batch], chosen[s:s + batch], pad) for s in range(0, len(pairs), batch)])
-            ref_r = torch.cat([completion_logps(ref, prompts[s:s + batch], rejected[s:s + batch], pad) for s in range(0, len(pairs), batch)])
+            ref_c = torch.cat(
+                [
+                    completion_logps(ref, prompts[s : s + batch], chosen[s : s + batch], pad)
+                    for s in range(0, len(pairs), batch)
+                ]
+            )
+            ref_r = torch.cat(
+                [
+                    completion_logps(ref, prompts[s : s + batch], rejected[s : s + batch], pad)
+                    for s in range(0, len(pairs), batch)
+                ]
+            )
         del ref  # the cache replaces the reference model for the whole run
         extra["ref_precompute_seconds"] = time.perf_counter() - t0
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -83,7 +93,7 @@ def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int
         for k in range(steps + warmup):
             sl = slice(k * batch, (k + 1) * batch)
 
-            def loss_fn():
+            def loss_fn(sl=sl):  # bound now: the closure runs within this iteration
                 both = completion_logps(model, prompts[sl] + prompts[sl], chosen[sl] + rejected[sl], pad)
                 return dpo_loss(both[:batch], both[batch:], ref_c[sl], ref_r[sl], beta=0.1)
 
@@ -96,8 +106,14 @@ def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int
         from transformers import TrainerCallback
         from trl import DPOConfig, DPOTrainer
 
-        rows = [{"prompt": [{"role": "user", "content": build_prompt(x)}], "chosen": [{"role": "assistant", "content": y}],
-                 "rejected": [{"role": "assistant", "content": x}]} for x, y in pairs]
+        rows = [
+            {
+                "prompt": [{"role": "user", "content": build_prompt(x)}],
+                "chosen": [{"role": "assistant", "content": y}],
+                "rejected": [{"role": "assistant", "content": x}],
+            }
+            for x, y in pairs
+        ]
 
         class Timer(TrainerCallback):
             def on_step_begin(self, args, state, control, **kw):
@@ -107,16 +123,32 @@ def speed_worker(side: str, model_name: str, batch: int, steps: int, warmup: int
                 if state.global_step > warmup:
                     times.append(time.perf_counter() - self.t)
 
-        args = DPOConfig(output_dir=str(Path(out).parent / "trl-speed"), per_device_train_batch_size=batch,
-                         max_steps=steps + warmup, learning_rate=lr, weight_decay=0.0, lr_scheduler_type="constant",
-                         warmup_steps=0, beta=0.1, loss_type=["sigmoid"], report_to="none", use_cpu=True,
-                         save_strategy="no", logging_steps=10_000, max_grad_norm=1.0, dataloader_drop_last=True,
-                         disable_tqdm=True, seed=0,
-                         # TRL's DPOConfig defaults to bf16 autocast and activation checkpointing; the comparison
-                         # is fp32 without checkpointing on both sides.
-                         bf16=False, gradient_checkpointing=False)
-        trainer = DPOTrainer(model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(rows),
-                             callbacks=[Timer()])
+        args = DPOConfig(
+            output_dir=str(Path(out).parent / "trl-speed"),
+            per_device_train_batch_size=batch,
+            max_steps=steps + warmup,
+            learning_rate=lr,
+            weight_decay=0.0,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            beta=0.1,
+            loss_type=["sigmoid"],
+            report_to="none",
+            use_cpu=True,
+            save_strategy="no",
+            logging_steps=10_000,
+            max_grad_norm=1.0,
+            dataloader_drop_last=True,
+            disable_tqdm=True,
+            seed=0,
+            # TRL's DPOConfig defaults to bf16 autocast and activation checkpointing; the comparison
+            # is fp32 without checkpointing on both sides.
+            bf16=False,
+            gradient_checkpointing=False,
+        )
+        trainer = DPOTrainer(
+            model=model, args=args, processing_class=tok, train_dataset=Dataset.from_list(rows), callbacks=[Timer()]
+        )
         trainer.train()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     Path(out).write_text(json.dumps({"side": side, "step_seconds": times, "peak_rss_mb": peak, **extra}))
@@ -129,29 +161,56 @@ def speed(args) -> dict:
     for rep in range(args.speed_reps):
         for side in ("ours", "trl"):  # alternated, so drifting machine load hits both sides alike
             out = tmp / f"{side}-{rep}.json"
-            subprocess.run([sys.executable, __file__, "--speed_worker", side, "--speed_out", str(out),
-                            "--speed_batch", str(args.speed_batch), "--speed_steps", str(args.speed_steps)],
-                           check=True, env={**os.environ, "DETOXKIT_PROGRESS": "0", "TRANSFORMERS_VERBOSITY": "error"})
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--speed_worker",
+                    side,
+                    "--speed_out",
+                    str(out),
+                    "--speed_batch",
+                    str(args.speed_batch),
+                    "--speed_steps",
+                    str(args.speed_steps),
+                ],
+                check=True,
+                env={**os.environ, "DETOXKIT_PROGRESS": "0", "TRANSFORMERS_VERBOSITY": "error"},
+            )
             runs[side].append(json.loads(out.read_text()))
-            print(f"speed {side} rep {rep}: median step {statistics.median(runs[side][-1]['step_seconds']):.2f}s", flush=True)
+            print(
+                f"speed {side} rep {rep}: median step {statistics.median(runs[side][-1]['step_seconds']):.2f}s",
+                flush=True,
+            )
     res = {}
     for side, rs in runs.items():
         steps = [t for r in rs for t in r["step_seconds"]]
         med = statistics.median(steps)
-        res[side] = {"median_step_seconds": med, "examples_per_second": args.speed_batch / med, "n_steps": len(steps),
-                     "step_seconds": steps, "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}
+        res[side] = {
+            "median_step_seconds": med,
+            "examples_per_second": args.speed_batch / med,
+            "n_steps": len(steps),
+            "step_seconds": steps,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+        }
         if side == "ours":
             res[side]["ref_precompute_seconds"] = statistics.median(r["ref_precompute_seconds"] for r in rs)
     res["speedup_examples_per_second"] = res["ours"]["examples_per_second"] / res["trl"]["examples_per_second"]
-    res["setup"] = {"model": "smollm2-135m-instruct", "dtype": "float32", "pairs_per_step": args.speed_batch,
-                    "timed_steps_per_run": args.speed_steps, "warmup_steps": 1, "runs_per_side": args.speed_reps,
-                    "trl_config": "DPOConfig(bf16=False, gradient_checkpointing=False, loss_type=[sigmoid], beta=0.1)",
-                    "trl": __import__("importlib.metadata").metadata.version("trl"),
-                    "note": "ours runs the prompt start its rows share (template + instruction) once as a KV cache; "
-                            "ours excludes the one-off reference pass (ref_precompute_seconds, reported) from step times; "
-                            "TRL's default recomputes the reference every step. Peak RSS is the whole process "
-                            "(model load included); TRL keeps a reference copy in memory, ours frees it after caching. "
-                            "TRL's chat-template completion adds a trailing newline token ours does not."}
+    res["setup"] = {
+        "model": "smollm2-135m-instruct",
+        "dtype": "float32",
+        "pairs_per_step": args.speed_batch,
+        "timed_steps_per_run": args.speed_steps,
+        "warmup_steps": 1,
+        "runs_per_side": args.speed_reps,
+        "trl_config": "DPOConfig(bf16=False, gradient_checkpointing=False, loss_type=[sigmoid], beta=0.1)",
+        "trl": __import__("importlib.metadata").metadata.version("trl"),
+        "note": "ours runs the prompt start its rows share (template + instruction) once as a KV cache; "
+        "ours excludes the one-off reference pass (ref_precompute_seconds, reported) from step times; "
+        "TRL's default recomputes the reference every step. Peak RSS is the whole process "
+        "(model load included); TRL keeps a reference copy in memory, ours frees it after caching. "
+        "TRL's chat-template completion adds a trailing newline token ours does not.",
+    }
     return res
 
 
@@ -162,37 +221,66 @@ def main() -> int:
     p.add_argument("--max_new_tokens", type=int, default=20)
     p.add_argument("--learning_rate", type=float, default=3e-5)
     p.add_argument("--screener_min_similarity", type=float, default=0.5)
-    p.add_argument("--split_sentences", action="store_true",
-                   help="train on the screener-flagged sentences of the Jigsaw comments (see SroTrainConfig)")
+    p.add_argument(
+        "--split_sentences",
+        action="store_true",
+        help="train on the screener-flagged sentences of the Jigsaw comments (see SroTrainConfig)",
+    )
     p.add_argument("--max_train_samples", type=int, default=0, help="inputs to draw (0: all)")
-    p.add_argument("--num_generations", type=int, default=1,
-                   help="the sro run (and its noise runs): paraphrases sampled per input (1: one greedy, the paper's)")
+    p.add_argument(
+        "--num_generations",
+        type=int,
+        default=1,
+        help="the sro run (and its noise runs): paraphrases sampled per input (1: one greedy, the paper's)",
+    )
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature when --num_generations > 1")
     p.add_argument("--fail_weight", type=float, default=1.0, help="the sro run's fail-branch weight (1: the paper's)")
-    p.add_argument("--rpo_alpha", type=float, default=0.0,
-                   help="the sro run's NLL weight on passing paraphrases (0: the paper's plain DPO pass branch)")
+    p.add_argument(
+        "--rpo_alpha",
+        type=float,
+        default=0.0,
+        help="the sro run's NLL weight on passing paraphrases (0: the paper's plain DPO pass branch)",
+    )
     p.add_argument("--eval_n", type=int, default=50, help="held-out sentences scored in the table (a subset of 670)")
     p.add_argument("--curve_n", type=int, default=30, help="held-out sentences scored at each curve point")
-    p.add_argument("--curve_points", type=int, default=0,
-                   help="in-training curve evaluations after step 0 (0: the curve's J is zero-shot at step 0 and the "
-                        "trained SRO row at the last step, both from the table)")
+    p.add_argument(
+        "--curve_points",
+        type=int,
+        default=0,
+        help="in-training curve evaluations after step 0 (0: the curve's J is zero-shot at step 0 and the "
+        "trained SRO row at the last step, both from the table)",
+    )
     p.add_argument("--reuse_speed", help="copy the speed section of this earlier results file instead of measuring")
     p.add_argument("--n_calibration", type=int, default=200)
-    p.add_argument("--baselines", nargs="?", const="dpo-pass-only,sft", default="",
-                   help="also train these baselines (same steps; bare flag: dpo-pass-only,sft). sro-greedy: SRO as "
-                        "the paper runs it (one greedy paraphrase, fail weight 1), beside an sro run with other settings; "
-                        "dpo-pass-only is greedy too")
-    p.add_argument("--reuse_trained", action="store_true",
-                   help="skip training a run whose runs/bench-sro/NAME has finished with the same training settings")
-    p.add_argument("--wait_noise", help="instead of training the noise runs, wait for this noise-worker output "
-                                        "(from an earlier invocation still running) and merge it")
+    p.add_argument(
+        "--baselines",
+        nargs="?",
+        const="dpo-pass-only,sft",
+        default="",
+        help="also train these baselines (same steps; bare flag: dpo-pass-only,sft). sro-greedy: SRO as "
+        "the paper runs it (one greedy paraphrase, fail weight 1), beside an sro run with other settings; "
+        "dpo-pass-only is greedy too",
+    )
+    p.add_argument(
+        "--reuse_trained",
+        action="store_true",
+        help="skip training a run whose runs/bench-sro/NAME has finished with the same training settings",
+    )
+    p.add_argument(
+        "--wait_noise",
+        help="instead of training the noise runs, wait for this noise-worker output "
+        "(from an earlier invocation still running) and merge it",
+    )
     p.add_argument("--noise_study", action="store_true", help="also train SRO at feedback noise 0.1 and 0.2")
     p.add_argument("--speed_batch", type=int, default=2)
     p.add_argument("--speed_steps", type=int, default=3)
     p.add_argument("--speed_reps", type=int, default=2)
     p.add_argument("--skip_speed", action="store_true")
-    p.add_argument("--speed_only", action="store_true",
-                   help="measure only the speed section and replace it in the existing sro.json")
+    p.add_argument(
+        "--speed_only",
+        action="store_true",
+        help="measure only the speed section and replace it in the existing sro.json",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest when the 2 cores are shared)")
     p.add_argument("--speed_worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--speed_out", help=argparse.SUPPRESS)
@@ -210,8 +298,10 @@ def main() -> int:
 
     if args.speed_only:
         result = update_json(RESULTS / "sro.json", {"speed": speed(args)}, ["python", *sys.argv])
-        print(f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
-              f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x")
+        print(
+            f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
+            f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x"
+        )
         return 0
     from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
     from detoxkit.sro.data import paradetox_split
@@ -219,23 +309,31 @@ def main() -> int:
     from detoxkit.sro.train import train
 
     t_all = time.perf_counter()
-    result: dict = {"command": " ".join(["python", *sys.argv]), "machine": f"{os.cpu_count()} CPU cores (shared), torch threads {args.threads}",
-                    "scorers_note": "STA = toxicity scorer (MiniLM head) < 0.5, SIM = MiniLM cosine, FL = fluency proxy "
-                                    "(smollm2 NLL vs the 95th percentile of training-split human rewrites): offline "
-                                    "proxies of the official ParaDetox metrics. The screener used in training is the "
-                                    "same toxicity scorer, so STA partly measures agreement with the screener."}
+    result: dict = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{os.cpu_count()} CPU cores (shared), torch threads {args.threads}",
+        "scorers_note": "STA = toxicity scorer (MiniLM head) < 0.5, SIM = MiniLM cosine, FL = fluency proxy "
+        "(smollm2 NLL vs the 95th percentile of training-split human rewrites): offline "
+        "proxies of the official ParaDetox metrics. The screener used in training is the "
+        "same toxicity scorer, so STA partly measures agreement with the screener.",
+    }
     if args.reuse_speed:
         earlier = Path(args.reuse_speed)
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(earlier.stat().st_mtime))
         copied = json.loads(earlier.read_text())
         by = copied.get("provenance", {}).get("speed", {}).get("command", "an earlier run")
-        result["speed"] = {**copied["speed"], "measured": f"not re-measured in this run: copied from {earlier.name} "
-                                                          f"written {stamp}, measured by `{by}`"}
+        result["speed"] = {
+            **copied["speed"],
+            "measured": f"not re-measured in this run: copied from {earlier.name} written {stamp}, measured by `{by}`",
+        }
     elif not args.skip_speed and not args.noise_worker:
         result["speed"] = speed(args)
     if "speed" in result:
-        print(f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
-              f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x", flush=True)
+        print(
+            f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
+            f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x",
+            flush=True,
+        )
 
     noise_proc = None
     if args.noise_study and not args.noise_worker:
@@ -248,23 +346,40 @@ def main() -> int:
             k = argv.index("--baselines")
             del argv[k : k + (2 if k + 1 < len(argv) and not argv[k + 1].startswith("--") else 1)]
         argv = [a for a in argv if not a.startswith("--baselines=")]
-        noise_proc = subprocess.Popen([sys.executable, __file__, *argv, "--noise_worker", str(noise_out)],
-                                      env={**os.environ, "DETOXKIT_PROGRESS": "0"})
+        noise_proc = subprocess.Popen(
+            [sys.executable, __file__, *argv, "--noise_worker", str(noise_out)],
+            env={**os.environ, "DETOXKIT_PROGRESS": "0"},
+        )
     train_rows, _ = paradetox_split()
     evaluator = DetoxEvaluator(train_rows, n_calibration=args.n_calibration)
     runs = ROOT / "runs" / "bench-sro"
-    common = dict(per_device_train_batch_size=args.batch, max_new_tokens=args.max_new_tokens, max_steps=args.train_steps,
-                  learning_rate=args.learning_rate, save_steps=0, logging_steps=1, max_input_tokens=48, seed=42,
-                  screener_min_similarity=args.screener_min_similarity, max_train_samples=args.max_train_samples)
+    common = dict(
+        per_device_train_batch_size=args.batch,
+        max_new_tokens=args.max_new_tokens,
+        max_steps=args.train_steps,
+        learning_rate=args.learning_rate,
+        save_steps=0,
+        logging_steps=1,
+        max_input_tokens=48,
+        seed=42,
+        screener_min_similarity=args.screener_min_similarity,
+        max_train_samples=args.max_train_samples,
+    )
     jigsaw = dict(split_sentences=args.split_sentences)  # the SRO-style runs; sft trains on ParaDetox references
-    leader = dict(num_generations=args.num_generations, temperature=args.temperature, fail_weight=args.fail_weight,
-                  rpo_alpha=args.rpo_alpha)
+    leader = dict(
+        num_generations=args.num_generations,
+        temperature=args.temperature,
+        fail_weight=args.fail_weight,
+        rpo_alpha=args.rpo_alpha,
+    )
     curve_every = max(1, args.train_steps // args.curve_points) if args.curve_points else 0
     trained = {}
     plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n, **jigsaw, **leader))]
-    baselines = {"dpo-pass-only": dict(loss_type="dpo_pass_only", **jigsaw),
-                 "sro-greedy": dict(loss_type="sro", **jigsaw),
-                 "sft": dict(loss_type="sft", train_dataset="builtin:paradetox")}
+    baselines = {
+        "dpo-pass-only": dict(loss_type="dpo_pass_only", **jigsaw),
+        "sro-greedy": dict(loss_type="sro", **jigsaw),
+        "sft": dict(loss_type="sft", train_dataset="builtin:paradetox"),
+    }
     for name in filter(None, args.baselines.split(",")):
         plan.append((name, baselines[name]))
     if args.noise_worker:
@@ -278,17 +393,26 @@ def main() -> int:
             m["reused_from_earlier_invocation"] = True
         else:
             m = train(cfg, evaluator=evaluator)
-        trained[name] = {"output_dir": str(runs / name / "final"), "seconds": m["seconds_this_session"],
-                         "reused": bool(m.get("reused_from_earlier_invocation")),
-                         "pass_rate_overall": m["pass_rate_overall"], "history": m["history"],
-                         "eval_history": m["eval_history"], "config": {**common, **kw}}
+        trained[name] = {
+            "output_dir": str(runs / name / "final"),
+            "seconds": m["seconds_this_session"],
+            "reused": bool(m.get("reused_from_earlier_invocation")),
+            "pass_rate_overall": m["pass_rate_overall"],
+            "history": m["history"],
+            "eval_history": m["eval_history"],
+            "config": {**common, **kw},
+        }
         print(f"trained {name} in {trained[name]['seconds']:.0f}s", flush=True)
     result["training"] = trained
 
     methods = [] if args.noise_worker else ["human=human", "zero-shot=smollm2-135m-instruct"]
     methods += [f"{n}={t['output_dir']}" for n, t in trained.items()]
-    ecfg = SroEvalConfig(methods=methods, max_eval_samples=args.eval_n, max_new_tokens=args.max_new_tokens,
-                         output_dir=str(runs / ("eval-noise" if args.noise_worker else "eval")))
+    ecfg = SroEvalConfig(
+        methods=methods,
+        max_eval_samples=args.eval_n,
+        max_new_tokens=args.max_new_tokens,
+        output_dir=str(runs / ("eval-noise" if args.noise_worker else "eval")),
+    )
     report = evaluate(ecfg, evaluator=evaluator)
     if args.noise_worker:
         write_json(Path(args.noise_worker), {"training": trained, "evaluation": report})
@@ -307,28 +431,39 @@ def main() -> int:
     ms = report["methods"]
     j = {k: v["J"]["value"] for k, v in ms.items()}
     result["targets"] = {
-        "J_sro": j.get("sro"), "J_human": j.get("human"), "J_zero_shot": j.get("zero-shot"),
+        "J_sro": j.get("sro"),
+        "J_human": j.get("human"),
+        "J_zero_shot": j.get("zero-shot"),
         "sro_ge_human": j.get("sro", -1) >= j.get("human", 2),
         "sro_ge_zero_shot_plus_0.15": j.get("sro", -1) >= j.get("zero-shot", 2) + 0.15,
         "speedup_ge_1.3": result.get("speed", {}).get("speedup_examples_per_second", 0) >= 1.3,
         "sro_ge_dpo_pass_only": j.get("sro", -1) >= j["dpo-pass-only"] if "dpo-pass-only" in j else "not run",
         "sro_ge_sro_greedy": j.get("sro", -1) >= j["sro-greedy"] if "sro-greedy" in j else "not run",
         "sro_ge_sft": j.get("sro", -1) >= j["sft"] if "sft" in j else "not run",
-        "noise_study": {f"noise_{q}": j.get(n) for q, n in ((0.0, "sro"), (0.1, "sro-noise-0.1"), (0.2, "sro-noise-0.2"))}
-                       if args.noise_study or args.wait_noise else "not run (time)",
+        "noise_study": {
+            f"noise_{q}": j.get(n) for q, n in ((0.0, "sro"), (0.1, "sro-noise-0.1"), (0.2, "sro-noise-0.2"))
+        }
+        if args.noise_study or args.wait_noise
+        else "not run (time)",
     }
-    curve = [{"step": h["step"], "J": h["J"], "J_ci95": h["J_ci95"], "n": h["n"]} for h in trained["sro"]["eval_history"]]
+    curve = [
+        {"step": h["step"], "J": h["J"], "J_ci95": h["J_ci95"], "n": h["n"]} for h in trained["sro"]["eval_history"]
+    ]
     if not curve:  # step 0 is the base model with the same prompt, i.e. the zero-shot row
-        curve = [{"step": s, "J": ms[k]["J"]["value"], "J_ci95": ms[k]["J"]["ci95"], "n": ms[k]["n"]}
-                 for s, k in ((0, "zero-shot"), (args.train_steps, "sro"))]
+        curve = [
+            {"step": s, "J": ms[k]["J"]["value"], "J_ci95": ms[k]["J"]["ci95"], "n": ms[k]["n"]}
+            for s, k in ((0, "zero-shot"), (args.train_steps, "sro"))
+        ]
     pass_curve = [{"step": h["step"], "pass_rate": h["pass_rate"]} for h in trained["sro"]["history"]]
     result["curve"] = {"J": curve, "pass_rate": pass_curve}
     _plot(curve, pass_curve, RESULTS / "sro_curve.png")
     result["total_seconds"] = time.perf_counter() - t_all
     write_json(RESULTS / "sro.json", result)
-    print(f"sro bench: J sro {j.get('sro'):.3f} | human {j.get('human'):.3f} | zero-shot {j.get('zero-shot'):.3f} "
-          f"on {report['split']['scored']} held-out sentences; speed x{result.get('speed', {}).get('speedup_examples_per_second', float('nan')):.2f}; "
-          f"{result['total_seconds'] / 60:.1f} min -> benchmarks/results/sro.json")
+    print(
+        f"sro bench: J sro {j.get('sro'):.3f} | human {j.get('human'):.3f} | zero-shot {j.get('zero-shot'):.3f} "
+        f"on {report['split']['scored']} held-out sentences; speed x{result.get('speed', {}).get('speedup_examples_per_second', float('nan')):.2f}; "
+        f"{result['total_seconds'] / 60:.1f} min -> benchmarks/results/sro.json"
+    )
     return 0
 
 
@@ -346,8 +481,16 @@ def finished_same_training(run: Path, metrics: dict, cfg) -> bool:
     if metrics.get("steps") != cfg.max_steps or (run / "metrics.json").stat().st_mtime < saved_yaml.stat().st_mtime:
         return False
     saved = SroTrainConfig(**yaml.safe_load(saved_yaml.read_text()))
-    ignore = {"output_dir", "logging_steps", "save_steps", "save_total_limit", "eval_steps", "eval_size",
-              "generation_batch_size", "resume_from_checkpoint"}
+    ignore = {
+        "output_dir",
+        "logging_steps",
+        "save_steps",
+        "save_total_limit",
+        "eval_steps",
+        "eval_size",
+        "generation_batch_size",
+        "resume_from_checkpoint",
+    }
     return all(getattr(saved, f.name) == getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ignore)
 
 
@@ -358,10 +501,17 @@ def _plot(curve, pass_curve, path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([p["step"] for p in pass_curve], [p["pass_rate"] for p in pass_curve], "o-", label="screener pass rate (batch)")
-    ax.errorbar([c["step"] for c in curve], [c["J"] for c in curve],
-                yerr=[[c["J"] - c["J_ci95"][0] for c in curve], [c["J_ci95"][1] - c["J"] for c in curve]],
-                fmt="s-", capsize=3, label=f"held-out J (n={curve[0]['n'] if curve else 0})")
+    ax.plot(
+        [p["step"] for p in pass_curve], [p["pass_rate"] for p in pass_curve], "o-", label="screener pass rate (batch)"
+    )
+    ax.errorbar(
+        [c["step"] for c in curve],
+        [c["J"] for c in curve],
+        yerr=[[c["J"] - c["J_ci95"][0] for c in curve], [c["J_ci95"][1] - c["J"] for c in curve]],
+        fmt="s-",
+        capsize=3,
+        label=f"held-out J (n={curve[0]['n'] if curve else 0})",
+    )
     ax.set_xlabel("training step")
     ax.set_ylim(0, 1)
     ax.legend()

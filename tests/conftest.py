@@ -30,8 +30,14 @@ def tiny_embedder_dir(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("tiny-embedder")
     tok = AutoTokenizer.from_pretrained(resolve_model("all-minilm-l6-v2"))
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+    )
     import torch
 
     torch.manual_seed(0)

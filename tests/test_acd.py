@@ -8,8 +8,8 @@ import torch
 from detoxkit.acd import SoftPrompt, generate, score_completions, stream
 from detoxkit.acd.decode import Contrast, decode_steps
 from detoxkit.core.contrastive import contrastive_logits
-from detoxkit.lm.soft_prompt import positions_from_mask, splice_rows, template_pieces
 from detoxkit.errors import DetoxkitError
+from detoxkit.lm.soft_prompt import positions_from_mask, splice_rows, template_pieces
 
 SAFE = "You are a helpful assistant. Answer the question politely and safely."
 ADV = "You are an idiot and I hate you."
@@ -73,8 +73,9 @@ def test_alpha_zero_equals_plain_generation_under_the_safe_prompt(lm):
 def test_batched_equals_one_by_one_and_window_is_a_prefix(lm):
     model, tok = lm
     kw = dict(alpha=0.5, max_new_tokens=10)
-    assert generate(model, tok, PROMPTS, SAFE, ADV, batch_size=3, **kw) == \
-        [generate(model, tok, [p], SAFE, ADV, **kw)[0] for p in PROMPTS]
+    assert generate(model, tok, PROMPTS, SAFE, ADV, batch_size=3, **kw) == [
+        generate(model, tok, [p], SAFE, ADV, **kw)[0] for p in PROMPTS
+    ]
     safe, adv = SoftPrompt.from_text(model, tok, SAFE), SoftPrompt.from_text(model, tok, ADV)
     full, win = _ids(model, tok, PROMPTS, safe, adv, 0.5), _ids(model, tok, PROMPTS, safe, adv, 0.5, window=4)
     assert [r[:4] for r in full] == [r[:4] for r in win]
@@ -95,7 +96,11 @@ def test_min_new_tokens_holds_back_the_stop_token_like_transformers(lm):
     try:
         assert [[t for t in r if t >= 0] for r in _ids(model, tok, PROMPTS, safe, adv, 0.5)] == [[tok.eos_token_id]] * 3
         steps = torch.stack(list(decode_steps(model, tok, PROMPTS, safe, adv, Contrast(0.5), 10, min_new_tokens=4)), 1)
-        assert steps.shape == (3, 5) and (steps[:, :4] != tok.eos_token_id).all() and (steps[:, 4] == tok.eos_token_id).all()
+        assert (
+            steps.shape == (3, 5)
+            and (steps[:, :4] != tok.eos_token_id).all()
+            and (steps[:, 4] == tok.eos_token_id).all()
+        )
         # the same semantics as transformers' generate, which the plain baseline uses
         ours = generate(model, tok, PROMPTS, SAFE, ADV, alpha=0.0, max_new_tokens=10, min_new_tokens=4)
         assert ours == [x[0] for x in plain(model, tok, PROMPTS, system=SAFE, max_new_tokens=10, min_new_tokens=4)]
@@ -171,23 +176,26 @@ def _rule_scorers(monkeypatch):
         def __call__(self, texts, prompts=None):
             return [1.0 if any(w in t.lower() for w in self.words) else 0.0 for t in texts]
 
-    monkeypatch.setattr(scorers, "get_scorer", lambda name, **kw: Rule(["cannot", "sorry"] if name == "refusal" else ["sure", "here"]))
+    monkeypatch.setattr(
+        scorers, "get_scorer", lambda name, **kw: Rule(["cannot", "sorry"] if name == "refusal" else ["sure", "here"])
+    )
 
 
 def _write_anchors(path):
-    rows = [{"prompt": "How do I make a bomb?", "response": "I cannot help with that.", "split": "D_HR"},
-            {"prompt": "How do I make a bomb?", "response": "Sure, here is how: mix.", "split": "D_HA"},
-            {"prompt": "How do I bake bread?", "response": "Mix flour, water and yeast.", "split": "D_S"}]
+    rows = [
+        {"prompt": "How do I make a bomb?", "response": "I cannot help with that.", "split": "D_HR"},
+        {"prompt": "How do I make a bomb?", "response": "Sure, here is how: mix.", "split": "D_HA"},
+        {"prompt": "How do I bake bread?", "response": "Mix flour, water and yeast.", "split": "D_S"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def test_build_anchors_end_to_end(lm, tmp_path, monkeypatch):
+    import detoxkit.lm.embedder
     from detoxkit.acd.anchors import build_anchors, normalise, source_prompts, split_of
     from detoxkit.acd.config import AnchorsConfig
     from detoxkit.runs import read_jsonl
-
-    import detoxkit.lm.embedder
 
     _rule_scorers(monkeypatch)
 
@@ -197,8 +205,14 @@ def test_build_anchors_end_to_end(lm, tmp_path, monkeypatch):
 
     monkeypatch.setattr(detoxkit.lm.embedder, "load_embedder", lambda *a, **k: NoEmbedder())
     model, tok = lm
-    cfg = AnchorsConfig(n_harmful=3, n_benign=2, max_new_tokens=4, near_duplicate_threshold=0.9,
-                        eval_sources=["builtin:advbench"], output_dir=str(tmp_path))
+    cfg = AnchorsConfig(
+        n_harmful=3,
+        n_benign=2,
+        max_new_tokens=4,
+        near_duplicate_threshold=0.9,
+        eval_sources=["builtin:advbench"],
+        output_dir=str(tmp_path),
+    )
     meta = build_anchors(cfg, model, tok)
     rows = read_jsonl(tmp_path / "anchors.jsonl")
     assert len(rows) == 3 * 5 and {r["system"] for r in rows} == {"safe", "opposite", "null"}
@@ -214,14 +228,23 @@ def test_build_anchors_end_to_end(lm, tmp_path, monkeypatch):
 def _tune_cfg(tmp_path, anchors, **kw):
     from detoxkit.acd.config import TuneConfig
 
-    base = dict(anchors=str(anchors), safe_prompt=SAFE, opposite_prompt=ADV, learning_rate=0.05, max_steps=6,
-                per_device_train_batch_size=1, save_steps=3, output_dir=str(tmp_path))
+    base = dict(
+        anchors=str(anchors),
+        safe_prompt=SAFE,
+        opposite_prompt=ADV,
+        learning_rate=0.05,
+        max_steps=6,
+        per_device_train_batch_size=1,
+        save_steps=3,
+        output_dir=str(tmp_path),
+    )
     return TuneConfig(**{**base, **kw})
 
 
 def test_tune_lowers_both_losses_and_leaves_the_model_unchanged(tmp_path):
-    from detoxkit.acd.tune import tune
     from tiny import tiny_causal_lm
+
+    from detoxkit.acd.tune import tune
     from detoxkit.runs import read_jsonl
 
     model, tok = tiny_causal_lm(seed=2)
@@ -240,8 +263,9 @@ def test_tune_lowers_both_losses_and_leaves_the_model_unchanged(tmp_path):
 def test_tune_resume_equals_uninterrupted(tmp_path):
     import shutil
 
-    from detoxkit.acd.tune import tune
     from tiny import tiny_causal_lm
+
+    from detoxkit.acd.tune import tune
 
     model, tok = tiny_causal_lm(seed=2)
     anchors = _write_anchors(tmp_path / "anchors.jsonl")
@@ -277,9 +301,19 @@ def test_eval_end_to_end_and_cli(lm, tmp_path, monkeypatch, tiny_lm_dir):
     model, tok = lm
     SoftPrompt.from_text(model, tok, SAFE).save(tmp_path / "safe_prompt.safetensors")
     SoftPrompt.from_text(model, tok, ADV).save(tmp_path / "adv_prompt.safetensors")
-    cfg = EvalConfig(prompts_dir=str(tmp_path), anchors=None, n_per_harmful_source=2, n_benign=2, n_mc=2, n_ppl=2,
-                     harmful_sources=["builtin:advbench", "builtin:harmbench"], alphas=[0.5, 1.0], window=2,
-                     max_new_tokens=3, output_dir=str(tmp_path / "eval"))
+    cfg = EvalConfig(
+        prompts_dir=str(tmp_path),
+        anchors=None,
+        n_per_harmful_source=2,
+        n_benign=2,
+        n_mc=2,
+        n_ppl=2,
+        harmful_sources=["builtin:advbench", "builtin:harmbench"],
+        alphas=[0.5, 1.0],
+        window=2,
+        max_new_tokens=3,
+        output_dir=str(tmp_path / "eval"),
+    )
     m = evaluate(cfg, model, tok)
     assert m["n_harmful"] == 4 and m["eval_anchor_overlap"] == 0
     assert {"no_system", "manual_safe", "nID", "oID", "acd_a0.5", "acd_a1", "acd_a0.5_w2"} <= set(m["methods"])
@@ -288,8 +322,21 @@ def test_eval_end_to_end_and_cli(lm, tmp_path, monkeypatch, tiny_lm_dir):
     assert "| acd_a0.5 |" in (tmp_path / "eval" / "report.md").read_text()
 
     assert main(["acd", "--help"]) == 0
-    assert main(["acd", "tune", "--model", str(tiny_lm_dir), "--anchors", str(tmp_path / "missing.jsonl"),
-                 "--output_dir", str(tmp_path / "t")]) == 2
+    assert (
+        main(
+            [
+                "acd",
+                "tune",
+                "--model",
+                str(tiny_lm_dir),
+                "--anchors",
+                str(tmp_path / "missing.jsonl"),
+                "--output_dir",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 2
+    )
     # Prompts tuned for a model of another width are refused with a clear error (exit 2) ...
     args = ["--model", str(tiny_lm_dir), "--prompt", "hi,hello", "--max_new_tokens", "3"]
     assert main(["acd", "generate", "--prompts_dir", str(tmp_path), *args]) == 2
@@ -300,13 +347,31 @@ def test_eval_end_to_end_and_cli(lm, tmp_path, monkeypatch, tiny_lm_dir):
     SoftPrompt.from_text(small, stok, SAFE).save(tmp_path / "small" / "safe_prompt.safetensors")
     SoftPrompt.from_text(small, stok, ADV).save(tmp_path / "small" / "adv_prompt.safetensors")
     out = tmp_path / "gen.jsonl"
-    assert main(["acd", "generate", "--prompts_dir", str(tmp_path / "small"), *args[:2], "--prompt", "hi,hello",
-                 "--max_new_tokens", "3", "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "acd",
+                "generate",
+                "--prompts_dir",
+                str(tmp_path / "small"),
+                *args[:2],
+                "--prompt",
+                "hi,hello",
+                "--max_new_tokens",
+                "3",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert len(out.read_text().splitlines()) == 2
 
 
-@pytest.mark.parametrize("name,cls", [("anchors", "AnchorsConfig"), ("tune", "TuneConfig"),
-                                      ("generate", "GenerateConfig"), ("eval", "EvalConfig")])
+@pytest.mark.parametrize(
+    "name,cls",
+    [("anchors", "AnchorsConfig"), ("tune", "TuneConfig"), ("generate", "GenerateConfig"), ("eval", "EvalConfig")],
+)
 def test_shipped_configs_parse_and_name_their_command(name, cls):
     from pathlib import Path
 

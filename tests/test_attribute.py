@@ -10,10 +10,16 @@ from detoxkit.attribute.train import Corpus, train
 from detoxkit.errors import DetoxkitError
 from detoxkit.runs import read_jsonl
 
-TEXTS = ["you are an idiot and I hate you", "the weather today is sunny with a light breeze",
-         "stupid people like you ruin everything", "mix flour, water, salt and yeast to bake bread",
-         "shut up, you idiot", "the quick brown fox jumps over the lazy dog",
-         "I hate this stupid weather", "please answer the question politely and safely"]
+TEXTS = [
+    "you are an idiot and I hate you",
+    "the weather today is sunny with a light breeze",
+    "stupid people like you ruin everything",
+    "mix flour, water, salt and yeast to bake bread",
+    "shut up, you idiot",
+    "the quick brown fox jumps over the lazy dog",
+    "I hate this stupid weather",
+    "please answer the question politely and safely",
+]
 
 
 def e_scorer(texts):
@@ -33,10 +39,25 @@ def corpus_file(tmp_path):
 
 
 def _cfg(model_dir, data, out, **kw):
-    base = dict(model_name_or_path=str(model_dir), train_dataset=str(data), output_dir=str(out), max_train_samples=0,
-                per_device_train_batch_size=4, reg_batch_size=2, samples_per_prompt=2, prompt_tokens=3,
-                max_new_tokens=4, max_steps=4, steps_per_iteration=2, learning_rate=1e-3, nado_learning_rate=1e-3,
-                nado_layers=1, nado_epochs=1, seed=5, schedule="sequential")
+    base = dict(
+        model_name_or_path=str(model_dir),
+        train_dataset=str(data),
+        output_dir=str(out),
+        max_train_samples=0,
+        per_device_train_batch_size=4,
+        reg_batch_size=2,
+        samples_per_prompt=2,
+        prompt_tokens=3,
+        max_new_tokens=4,
+        max_steps=4,
+        steps_per_iteration=2,
+        learning_rate=1e-3,
+        nado_learning_rate=1e-3,
+        nado_layers=1,
+        nado_epochs=1,
+        seed=5,
+        schedule="sequential",
+    )
     base.update(kw)
     return AttributeTrainConfig(**base)
 
@@ -65,8 +86,18 @@ def test_regularized_run_trains_model_and_nado_and_logs(tiny_lm_dir, corpus_file
 
 
 def test_task_loss_falls_under_plain_fine_tuning(tiny_lm_dir, corpus_file, tmp_path):
-    m = train(_cfg(tiny_lm_dir, corpus_file, tmp_path / "sft", method="sft", max_steps=12, steps_per_iteration=2,
-                   learning_rate=3e-3), scorer=e_scorer)
+    m = train(
+        _cfg(
+            tiny_lm_dir,
+            corpus_file,
+            tmp_path / "sft",
+            method="sft",
+            max_steps=12,
+            steps_per_iteration=2,
+            learning_rate=3e-3,
+        ),
+        scorer=e_scorer,
+    )
     losses = [h["task_loss"] for h in m["history"]]
     assert losses[-1] < losses[0] - 0.5
 
@@ -76,8 +107,10 @@ def test_resumed_run_equals_uninterrupted(tiny_lm_dir, corpus_file, tmp_path, sc
     full, part = tmp_path / "full", tmp_path / "part"
     train(_cfg(tiny_lm_dir, corpus_file, full, max_steps=6, schedule=schedule), scorer=e_scorer)
     train(_cfg(tiny_lm_dir, corpus_file, part, max_steps=4, schedule=schedule), scorer=e_scorer)
-    train(_cfg(tiny_lm_dir, corpus_file, part, max_steps=6, schedule=schedule, resume_from_checkpoint="latest"),
-          scorer=e_scorer)
+    train(
+        _cfg(tiny_lm_dir, corpus_file, part, max_steps=6, schedule=schedule, resume_from_checkpoint="latest"),
+        scorer=e_scorer,
+    )
     for name in ("model.safetensors", "nado/model.safetensors"):
         a, b = _weights(full / "final" / name), _weights(part / "final" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
@@ -136,10 +169,21 @@ def test_nado_decoding_lowers_toxicity(tiny_lm_dir, corpus_file, tmp_path):
     from detoxkit.attribute.sampling import sample_continuations
     from detoxkit.lm.load import load_model_and_tokenizer
 
-    cfg = NadoTrainConfig(model_name_or_path=str(tiny_lm_dir), train_dataset=str(corpus_file), max_train_samples=0,
-                          output_dir=str(tmp_path / "nado"), iterations=6, prompts_per_iteration=8, samples_per_prompt=4,
-                          prompt_tokens=3, max_new_tokens=3, nado_layers=1, nado_learning_rate=1e-1, nado_epochs=5,
-                          nado_batch_size=8)
+    cfg = NadoTrainConfig(
+        model_name_or_path=str(tiny_lm_dir),
+        train_dataset=str(corpus_file),
+        max_train_samples=0,
+        output_dir=str(tmp_path / "nado"),
+        iterations=6,
+        prompts_per_iteration=8,
+        samples_per_prompt=4,
+        prompt_tokens=3,
+        max_new_tokens=3,
+        nado_layers=1,
+        nado_learning_rate=1e-1,
+        nado_epochs=5,
+        nado_batch_size=8,
+    )
     m = train_nado_only(cfg, scorer=e_scorer)
     assert m["history"][-1]["nado_loss"] < m["history"][0]["nado_loss"]
     model, tok = load_model_and_tokenizer(str(tiny_lm_dir))
@@ -147,8 +191,9 @@ def test_nado_decoding_lowers_toxicity(tiny_lm_dir, corpus_file, tmp_path):
     prompts = [tok.encode(t, add_special_tokens=False)[:3] for t in TEXTS] * 8
 
     def toxic_rate(guide):
-        conts = sample_continuations(model, prompts, 3, tok.pad_token_id, {tok.eos_token_id},
-                                     torch.Generator().manual_seed(0), nado=guide)
+        conts = sample_continuations(
+            model, prompts, 3, tok.pad_token_id, {tok.eos_token_id}, torch.Generator().manual_seed(0), nado=guide
+        )
         return sum(e_scorer([tok.decode(c, skip_special_tokens=True)])[0] for c in conts) / len(conts)
 
     plain, guided = toxic_rate(None), toxic_rate(nado)
@@ -159,14 +204,33 @@ def test_eval_table_with_nado_decoding_and_classification(tiny_lm_dir, corpus_fi
     from detoxkit.attribute.config import AttributeEvalConfig
     from detoxkit.attribute.evaluate import evaluate
 
-    train_nado_only(NadoTrainConfig(model_name_or_path=str(tiny_lm_dir), train_dataset=str(corpus_file),
-                                    max_train_samples=0, output_dir=str(tmp_path / "nado"), iterations=1,
-                                    prompts_per_iteration=4, prompt_tokens=3, max_new_tokens=3, nado_layers=1),
-                    scorer=e_scorer)
-    cfg = AttributeEvalConfig(methods=[f"base={tiny_lm_dir}", f"guided={tiny_lm_dir}+nado={tmp_path / 'nado' / 'nado'}"],
-                              num_prompts=3, k=2, max_new_tokens=3, num_ppl_texts=4, num_mc_items=3, num_win_prompts=3,
-                              win_rate_judge=str(tiny_lm_dir), classification=True, num_classification_items=12,
-                              output_dir=str(tmp_path / "eval"))
+    train_nado_only(
+        NadoTrainConfig(
+            model_name_or_path=str(tiny_lm_dir),
+            train_dataset=str(corpus_file),
+            max_train_samples=0,
+            output_dir=str(tmp_path / "nado"),
+            iterations=1,
+            prompts_per_iteration=4,
+            prompt_tokens=3,
+            max_new_tokens=3,
+            nado_layers=1,
+        ),
+        scorer=e_scorer,
+    )
+    cfg = AttributeEvalConfig(
+        methods=[f"base={tiny_lm_dir}", f"guided={tiny_lm_dir}+nado={tmp_path / 'nado' / 'nado'}"],
+        num_prompts=3,
+        k=2,
+        max_new_tokens=3,
+        num_ppl_texts=4,
+        num_mc_items=3,
+        num_win_prompts=3,
+        win_rate_judge=str(tiny_lm_dir),
+        classification=True,
+        num_classification_items=12,
+        output_dir=str(tmp_path / "eval"),
+    )
     m = evaluate(cfg, scorer=e_scorer)
     base, guided = m["results"]["base"], m["results"]["guided"]
     assert base["toxicity"]["k"] == 2 and base["toxicity"]["toxicity_probability"]["n"] == 3
@@ -178,8 +242,11 @@ def test_eval_table_with_nado_decoding_and_classification(tiny_lm_dir, corpus_fi
     assert "| guided |" in table and "ROC-AUC" in table
     assert len(read_jsonl(tmp_path / "eval" / "generations.jsonl")) == 6
     with pytest.raises(DetoxkitError, match="does not exist"):
-        evaluate(AttributeEvalConfig(methods=[f"x={tiny_lm_dir}+nado={tmp_path / 'missing'}"],
-                                     output_dir=str(tmp_path / "e2")))
+        evaluate(
+            AttributeEvalConfig(
+                methods=[f"x={tiny_lm_dir}+nado={tmp_path / 'missing'}"], output_dir=str(tmp_path / "e2")
+            )
+        )
 
 
 def test_cli_help_lists_subcommands(capsys):
@@ -192,9 +259,14 @@ def test_cli_help_lists_subcommands(capsys):
     assert "--reg_lambda" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name, command, cls", [("train", "train", "AttributeTrainConfig"),
-                                                 ("nado", "nado-train", "NadoTrainConfig"),
-                                                 ("eval", "eval", "AttributeEvalConfig")])
+@pytest.mark.parametrize(
+    "name, command, cls",
+    [
+        ("train", "train", "AttributeTrainConfig"),
+        ("nado", "nado-train", "NadoTrainConfig"),
+        ("eval", "eval", "AttributeEvalConfig"),
+    ],
+)
 def test_shipped_configs_parse_and_name_their_command(name, command, cls):
     from pathlib import Path
 

@@ -1,7 +1,6 @@
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
@@ -53,8 +52,16 @@ def test_help_is_docstring_and_fast():
     out = subprocess.run([sys.executable, "-m", "detoxkit.cli", "--help"], capture_output=True, text=True, check=True)
     assert "detoxkit" in out.stdout and "scorer" in out.stdout
     # --help must not import torch (lazy imports keep it instant).
-    probe = subprocess.run([sys.executable, "-c", "import sys; from detoxkit import cli; cli.main(['--help']); print('torch' in sys.modules)"],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from detoxkit import cli; cli.main(['--help']); print('torch' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.strip().endswith("False")
 
 

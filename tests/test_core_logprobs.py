@@ -19,8 +19,10 @@ def test_sequence_logprobs_masks_prompt_and_padding():
     ids = torch.tensor([[1, 0, 1]])
     mask = torch.tensor([[0, 0, 1]])  # only the last token is the completion
     assert torch.allclose(sequence_logprobs(logits, ids, mask), torch.tensor([math.log(0.25)]))
-    assert torch.allclose(sequence_logprobs(logits, ids, torch.tensor([[0, 1, 1]]), average=True),
-                          torch.tensor([(math.log(0.5) + math.log(0.25)) / 2]))
+    assert torch.allclose(
+        sequence_logprobs(logits, ids, torch.tensor([[0, 1, 1]]), average=True),
+        torch.tensor([(math.log(0.5) + math.log(0.25)) / 2]),
+    )
 
 
 def test_score_continuations_matches_unbatched(tiny_lm):

@@ -50,14 +50,17 @@ def test_sro_loss_branches_by_hand():
 
 def test_sro_fail_gradient_pushes_paraphrase_down():
     pol_y = torch.tensor([-3.0], requires_grad=True)
-    sro_loss(pol_y, torch.tensor([-3.0]), torch.tensor([-1.0]), torch.tensor([-1.0]), torch.tensor([False])).sum().backward()
+    sro_loss(
+        pol_y, torch.tensor([-3.0]), torch.tensor([-1.0]), torch.tensor([-1.0]), torch.tensor([False])
+    ).sum().backward()
     assert pol_y.grad.item() > 0  # gradient descent lowers log π(ŷ)
 
 
 def test_npo_and_kto_by_hand():
     pol, ref = torch.tensor([-2.0, -1.0]), torch.tensor([-3.0, -3.0])  # Δ = 1, 2
     assert npo_loss(pol, ref, beta=0.5).tolist() == pytest.approx(
-        [-(2 / 0.5) * math.log(_sig(-0.5)), -(2 / 0.5) * math.log(_sig(-1.0))], abs=1e-6)
+        [-(2 / 0.5) * math.log(_sig(-0.5)), -(2 / 0.5) * math.log(_sig(-1.0))], abs=1e-6
+    )
     # z0 = mean Δ = 1.5; desirable row 0: 1 − σ(β(1 − 1.5)); undesirable row 1: 1 − σ(β(1.5 − 2)).
     got = kto_loss(pol, ref, torch.tensor([True, False]), beta=1.0)
     assert got.tolist() == pytest.approx([1 - _sig(-0.5), 1 - _sig(-0.5)], abs=1e-6)
@@ -70,20 +73,28 @@ def test_pass_branch_equals_trl_dpo_trainer_loss(tmp_path):
     """SRO's pass branch, with the toxic input as the rejected response, is TRL 1.16's sigmoid DPO loss."""
     pytest.importorskip("trl")
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
     from tiny import tiny_causal_lm
+    from trl import DPOConfig, DPOTrainer
 
     policy, tok = tiny_causal_lm(seed=0)
     ref, _ = tiny_causal_lm(tokenizer=tok, seed=1)  # a different reference, so the ratios are not all zero
     toxic = "shut up, you idiot"
-    pair = {"prompt": [{"role": "user", "content": "Rewrite politely: " + toxic}],
-            "chosen": [{"role": "assistant", "content": "please be quiet"}],
-            "rejected": [{"role": "assistant", "content": toxic}]}
-    args = DPOConfig(output_dir=str(tmp_path), beta=0.1, per_device_train_batch_size=1, report_to="none",
-                     use_cpu=True, loss_type=["sigmoid"])
-    trainer = DPOTrainer(model=policy, ref_model=ref, args=args, processing_class=tok,
-                         train_dataset=Dataset.from_list([pair]))
+    pair = {
+        "prompt": [{"role": "user", "content": "Rewrite politely: " + toxic}],
+        "chosen": [{"role": "assistant", "content": "please be quiet"}],
+        "rejected": [{"role": "assistant", "content": toxic}],
+    }
+    args = DPOConfig(
+        output_dir=str(tmp_path),
+        beta=0.1,
+        per_device_train_batch_size=1,
+        report_to="none",
+        use_cpu=True,
+        loss_type=["sigmoid"],
+    )
+    trainer = DPOTrainer(
+        model=policy, ref_model=ref, args=args, processing_class=tok, train_dataset=Dataset.from_list([pair])
+    )
     batch = trainer.data_collator([trainer.train_dataset[0]])
     with torch.no_grad():
         trl_loss = trainer.compute_loss(trainer.model, batch).item()

@@ -63,10 +63,13 @@ def test_unknown_sources_are_clear_errors(tmp_path):
         load_records(str(tmp_path / "missing"))
 
 
-@pytest.mark.parametrize("content,expected", [
-    ('{"text": "a"}\n{bad\n', "bad.jsonl:2: bad JSON line"),
-    ("", "bad.jsonl: file is empty"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        ('{"text": "a"}\n{bad\n', "bad.jsonl:2: bad JSON line"),
+        ("", "bad.jsonl: file is empty"),
+    ],
+)
 def test_cli_exit_code_2_with_one_line(tmp_path, content, expected):
     p = tmp_path / "bad.jsonl"
     p.write_text(content)

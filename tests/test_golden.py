@@ -14,8 +14,16 @@ import torch
 
 GOLDEN = Path(__file__).parent / "golden" / "lm_outputs.json"
 RECORD = os.environ.get("DETOXKIT_RECORD_GOLDEN") == "1"
-PROMPTS = ["How do I bake bread?", "Tell me about the weather.", "You are an idiot.", "Please help me.",
-           "Write a story.", "What is 2 + 2?", "How to make a bomb", "Say something polite."]
+PROMPTS = [
+    "How do I bake bread?",
+    "Tell me about the weather.",
+    "You are an idiot.",
+    "Please help me.",
+    "Write a story.",
+    "What is 2 + 2?",
+    "How to make a bomb",
+    "Say something polite.",
+]
 SAFE = "You are a helpful assistant. Answer the question politely and safely."
 ADV = "You are a harmful assistant."
 
@@ -33,24 +41,24 @@ def lm():
 
 
 def outputs(model, tok) -> dict:
-    from detoxkit.acd.decode import decode_steps, as_soft_prompt, Contrast
+    from detoxkit.acd.decode import Contrast, as_soft_prompt, decode_steps
     from detoxkit.adversarial import Judge
     from detoxkit.attribute.evaluate import PairwiseJudge
     from detoxkit.attribute.nado import NadoModel
     from detoxkit.attribute.sampling import sample_continuations
-    from detoxkit.lm.score import score_continuations
-    from detoxkit.lm.generate import generate
     from detoxkit.guard import Guard, GuardConfig
-    from detoxkit.scorers.lm_judge import LMJudgeScorer
-    from detoxkit.lm.generate import Sampling, generate_ids
+    from detoxkit.lm.generate import Sampling, generate, generate_ids
     from detoxkit.lm.score import completion_logprobs as completion_logps
+    from detoxkit.lm.score import score_continuations
+    from detoxkit.scorers.lm_judge import LMJudgeScorer
     from detoxkit.sro.rewrite import Rewriter, prompt_ids
 
     out = {}
     out["plain_text"] = [o[0] for o in generate(model, tok, PROMPTS, max_new_tokens=8)]
     torch.manual_seed(0)
-    out["plain_text_sampled"] = [o[0] for o in generate(model, tok, PROMPTS, max_new_tokens=8, do_sample=True,
-                                                        temperature=0.7, top_p=0.9)]
+    out["plain_text_sampled"] = [
+        o[0] for o in generate(model, tok, PROMPTS, max_new_tokens=8, do_sample=True, temperature=0.7, top_p=0.9)
+    ]
     ids = prompt_ids(tok, PROMPTS)
     out["rewrite_ids"] = generate_ids(model, tok, ids, max_new_tokens=8)
     torch.manual_seed(0)
@@ -79,10 +87,12 @@ def outputs(model, tok) -> dict:
         out["nado_selected_logits"] = nado.selected_logits(batch, attn)[attn[:, 1:].bool()].tolist()
         r, _ = nado(batch, attn)
         out["nado_r_first_tokens"] = r[:, -1, :8].tolist()
-    out["nado_guided_ids"] = sample_continuations(model, seqs, 6, tok.pad_token_id, {tok.eos_token_id}, nado=nado,
-                                                  do_sample=False)
-    out["sampled_continuations"] = sample_continuations(model, seqs, 6, tok.pad_token_id, {tok.eos_token_id},
-                                                        torch.Generator().manual_seed(5), top_p=0.9)
+    out["nado_guided_ids"] = sample_continuations(
+        model, seqs, 6, tok.pad_token_id, {tok.eos_token_id}, nado=nado, do_sample=False
+    )
+    out["sampled_continuations"] = sample_continuations(
+        model, seqs, 6, tok.pad_token_id, {tok.eos_token_id}, torch.Generator().manual_seed(5), top_p=0.9
+    )
     out["judge_proba"] = Judge(model, tok).predict_proba(PROMPTS)
     out["lm_judge"] = LMJudgeScorer(model_obj=model, tokenizer=tok)(PROMPTS[:4])
     out["pairwise"] = PairwiseJudge(model, tok).prefer(PROMPTS[:2], ["a b", "c d"], ["e f", "g h"])
@@ -97,17 +107,34 @@ def outputs(model, tok) -> dict:
     judge = Judge(model, tok)
     judge.threshold = sorted(out["judge_proba"])[-2]  # blocks the two most "problematic" prompts
     for mode, prompts in (("plain", (None, None)), ("acd", (SAFE, ADV))):
-        guard = Guard(model, tok, GuardConfig(max_new_tokens=6), judge=judge, screener=Screener(),
-                      rewriter=Rewriter(model, tok, max_new_tokens=6), safe_prompt=prompts[0], adv_prompt=prompts[1])
+        guard = Guard(
+            model,
+            tok,
+            GuardConfig(max_new_tokens=6),
+            judge=judge,
+            screener=Screener(),
+            rewriter=Rewriter(model, tok, max_new_tokens=6),
+            safe_prompt=prompts[0],
+            adv_prompt=prompts[1],
+        )
         results = guard.chat([[{"role": "user", "content": p}] for p in PROMPTS])
-        out[f"guard_{mode}"] = [{"text": r.text, "finish": r.finish_reason, "tokens": [r.prompt_tokens, r.completion_tokens],
-                                 "trace": _without_timings(r.trace)} for r in results]
+        out[f"guard_{mode}"] = [
+            {
+                "text": r.text,
+                "finish": r.finish_reason,
+                "tokens": [r.prompt_tokens, r.completion_tokens],
+                "trace": _without_timings(r.trace),
+            }
+            for r in results
+        ]
     return out
 
 
 def _without_timings(trace: dict) -> dict:
-    return {k: ({kk: vv for kk, vv in v.items() if kk != "batch_seconds"} if isinstance(v, dict) else v)
-            for k, v in trace.items()}
+    return {
+        k: ({kk: vv for kk, vv in v.items() if kk != "batch_seconds"} if isinstance(v, dict) else v)
+        for k, v in trace.items()
+    }
 
 
 def _close(got, want, path="") -> None:

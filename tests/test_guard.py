@@ -56,8 +56,12 @@ def test_judge_blocks_and_blocked_requests_are_not_decoded(tiny_lm):
     bad, ok = guard.chat([user(BAD), user("hi")], max_tokens=3)
     assert (bad.text, bad.finish_reason, bad.completion_tokens) == ("no.", "content_filter", 0)
     assert bad.trace["judge"]["decision"] == "block" and bad.trace["decode"] == {"decision": "skipped"}
-    assert ok.trace["judge"] == {"decision": "allow", "score": 0.1, "threshold": 0.5,
-                                 "batch_seconds": ok.trace["judge"]["batch_seconds"]}
+    assert ok.trace["judge"] == {
+        "decision": "allow",
+        "score": 0.1,
+        "threshold": 0.5,
+        "batch_seconds": ok.trace["judge"]["batch_seconds"],
+    }
     assert ok.trace["decode"]["decision"] == "plain" and ok.completion_tokens <= 3
     assert screener.calls == [[ok.text]]  # the screener sees only what was decoded
     assert json.loads(json.dumps(ok.trace)) == ok.trace
@@ -79,18 +83,27 @@ def test_flagged_answer_is_rewritten_and_rescreened(tiny_lm):
 
 
 def test_answer_still_flagged_after_rewrite_or_without_rewriter_is_withheld(tiny_lm):
-    guard = Guard(*tiny_lm, GuardConfig(block_message="withheld"), screener=ConstScreener(0.9, after=0.9),
-                  rewriter=StandInRewriter())
+    guard = Guard(
+        *tiny_lm,
+        GuardConfig(block_message="withheld"),
+        screener=ConstScreener(0.9, after=0.9),
+        rewriter=StandInRewriter(),
+    )
     r = guard.chat([user("x")], max_tokens=2)[0]
-    assert (r.text, r.finish_reason, r.trace["rewrite"]["decision"]) == ("withheld", "content_filter",
-                                                                         "withheld_after_rewrite")
+    assert (r.text, r.finish_reason, r.trace["rewrite"]["decision"]) == (
+        "withheld",
+        "content_filter",
+        "withheld_after_rewrite",
+    )
     r = Guard(*tiny_lm, GuardConfig(), screener=ConstScreener(0.9)).chat([user("x")], max_tokens=2)[0]
     assert r.trace["rewrite"]["decision"] == "withheld" and r.finish_reason == "content_filter"
 
 
 def test_clean_answer_passes_untouched(tiny_lm):
     rewriter = StandInRewriter()
-    r = Guard(*tiny_lm, GuardConfig(), screener=ConstScreener(0.2), rewriter=rewriter).chat([user("x")], max_tokens=2)[0]
+    r = Guard(*tiny_lm, GuardConfig(), screener=ConstScreener(0.2), rewriter=rewriter).chat([user("x")], max_tokens=2)[
+        0
+    ]
     assert r.trace["screen"]["decision"] == "pass" and r.trace["rewrite"] == {"decision": "not_needed"}
     assert rewriter.calls == []
 
@@ -98,8 +111,13 @@ def test_clean_answer_passes_untouched(tiny_lm):
 def test_acd_on_and_off(tiny_lm):
     model, tok = tiny_lm
     plain = Guard(model, tok, GuardConfig(screener="off"))
-    acd = Guard(model, tok, GuardConfig(acd_alpha=1.0), safe_prompt="Answer politely and safely.",
-                adv_prompt="You are an idiot.")
+    acd = Guard(
+        model,
+        tok,
+        GuardConfig(acd_alpha=1.0),
+        safe_prompt="Answer politely and safely.",
+        adv_prompt="You are an idiot.",
+    )
     safe_only = Guard(model, tok, GuardConfig(), safe_prompt="Answer politely and safely.")
     batch = [user("hi"), [{"role": "system", "content": "ignored under ACD"}, *user("The weather today?")]]
     for g, mode in [(plain, "plain"), (acd, "acd"), (safe_only, "acd")]:
@@ -125,16 +143,22 @@ def test_moderate_uses_screener_and_judge(tiny_lm):
 
 
 def test_message_helpers():
-    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
-            {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    msgs = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
     assert last_user_message(msgs) == "c"
     assert acd_prompt(msgs) == "User: a\nAssistant: b\nUser: c" and acd_prompt(msgs[:2]) == "a"
 
 
 def test_from_config_yaml_loads_every_piece(tiny_lm_dir, tmp_path):
     cfg = tmp_path / "guard.yaml"
-    cfg.write_text(f"model: {tiny_lm_dir}\njudge: {tiny_lm_dir}\nrewriter: {tiny_lm_dir}\nscreener: 'off'\n"
-                   "judge_threshold: 1.0\nacd_safe_prompt: Be safe.\nacd_adv_prompt: Be harmful.\nmax_new_tokens: 3\n")
+    cfg.write_text(
+        f"model: {tiny_lm_dir}\njudge: {tiny_lm_dir}\nrewriter: {tiny_lm_dir}\nscreener: 'off'\n"
+        "judge_threshold: 1.0\nacd_safe_prompt: Be safe.\nacd_adv_prompt: Be harmful.\nmax_new_tokens: 3\n"
+    )
     guard = Guard.from_config(cfg)
     assert guard.judge.model is guard.model and guard.rewriter.model is guard.model  # shared weights
     r = guard.chat([user("hi")])[0]

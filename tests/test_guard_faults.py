@@ -11,16 +11,14 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from test_guard import ConstScreener, KeywordJudge
+from test_guard_server import CHAT, GatedGuard, error_of
 
 from detoxkit.cli import main as cli_main
 from detoxkit.errors import DetoxkitError
-from detoxkit.guard import Guard, GuardConfig
-from detoxkit.guard import requestlog
+from detoxkit.guard import Guard, GuardConfig, requestlog
 from detoxkit.guard.requestlog import RequestLog
 from detoxkit.guard.server import create_app, running_server, startup_lines
-
-from test_guard import ConstScreener, KeywordJudge
-from test_guard_server import CHAT, MODEL, GatedGuard, error_of
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +39,7 @@ def user(text):
 
 
 # ------------------------------------------------------------------------------------------ the log and the worker
+
 
 def test_unwritable_log_answers_every_request_and_reports_it(guard, tmp_path):
     blocker = tmp_path / "a-file"
@@ -109,8 +108,9 @@ def test_healthz_reports_a_stuck_worker(guard):
     gated = GatedGuard(guard)
     with running_server(gated, cfg(stall_timeout_s=0.3)) as url:
         results = []
-        t = threading.Thread(target=lambda: results.append(httpx.post(f"{url}/chat/completions", json=CHAT,
-                                                                      timeout=30)))
+        t = threading.Thread(
+            target=lambda: results.append(httpx.post(f"{url}/chat/completions", json=CHAT, timeout=30))
+        )
         t.start()
         assert gated.entered.wait(30)
         time.sleep(0.5)
@@ -119,7 +119,9 @@ def test_healthz_reports_a_stuck_worker(guard):
         t.join()
         time.sleep(0.05)
         recovered = health(url)
-    assert stuck.status_code == 503 and stuck.json()["status"] == "unhealthy" and "no progress" in stuck.json()["reason"]
+    assert (
+        stuck.status_code == 503 and stuck.json()["status"] == "unhealthy" and "no progress" in stuck.json()["reason"]
+    )
     assert recovered.status_code == 200 and results[0].status_code == 200
 
 
@@ -127,8 +129,9 @@ def test_shutdown_is_bounded_when_the_worker_is_stuck(guard):
     gated = GatedGuard(guard, hold_s=120)
     results = []
     with running_server(gated, cfg(drain_timeout_s=1.0)) as url:
-        t = threading.Thread(target=lambda: results.append(httpx.post(f"{url}/chat/completions", json=CHAT,
-                                                                      timeout=60)), daemon=True)
+        t = threading.Thread(
+            target=lambda: results.append(httpx.post(f"{url}/chat/completions", json=CHAT, timeout=60)), daemon=True
+        )
         t.start()
         assert gated.entered.wait(30)
         t0 = time.monotonic()
@@ -142,16 +145,29 @@ def test_shutdown_is_bounded_when_the_worker_is_stuck(guard):
 
 # ------------------------------------------------------------------------------------------ bounded work
 
+
 @pytest.fixture(scope="module")
 def client(guard):
-    with TestClient(create_app(guard, cfg(max_messages=4, max_message_chars=100, max_prompt_tokens=120,
-                                          max_moderation_inputs=3, max_tokens_limit=500))) as c:
+    with TestClient(
+        create_app(
+            guard,
+            cfg(
+                max_messages=4,
+                max_message_chars=100,
+                max_prompt_tokens=120,
+                max_moderation_inputs=3,
+                max_tokens_limit=500,
+            ),
+        )
+    ) as c:
         yield c
 
 
 def test_limits_are_400s_naming_the_limit(client):
     many = {**CHAT, "messages": [{"role": "user", "content": "hi"}] * 5}
-    assert "max_messages" in error_of(client.post("/v1/chat/completions", json=many), 400, "too_many_messages")["message"]
+    assert (
+        "max_messages" in error_of(client.post("/v1/chat/completions", json=many), 400, "too_many_messages")["message"]
+    )
     long = user("a" * 101)
     err = error_of(client.post("/v1/chat/completions", json=long), 400, "message_too_long", "messages.0")
     assert "max_message_chars" in err["message"]
@@ -221,28 +237,40 @@ def test_work_of_a_disconnected_client_is_dropped(guard, tmp_path):
 
 # ------------------------------------------------------------------------------------------ client mistakes
 
+
 @pytest.fixture(scope="module")
 def plain(guard):
     with TestClient(create_app(guard, cfg())) as c:
         yield c
 
 
-@pytest.mark.parametrize("body,code", [
-    (b"[" * 5000 + b"]" * 5000, "invalid_json"),
-    (b'{"model": "detoxkit-guard", "messages": ' + b"[" * 990 + b"]" * 990 + b"}", None),
-    (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "\\ud800"}]}', "invalid_unicode"),
-    (b'{"model": "\\udfff", "messages": [{"role": "user", "content": "hi"}]}', "invalid_unicode"),
-    (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}', "invalid_json"),
-    (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
-     "invalid_json"),
-    (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "max_tokens": true}',
-     "invalid_value"),
-    (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "5"}',
-     "invalid_value"),
-    (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "temperature": true}',
-     "invalid_value"),
-    (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "stream": 1}', "invalid_value"),
-])
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        (b"[" * 5000 + b"]" * 5000, "invalid_json"),
+        (b'{"model": "detoxkit-guard", "messages": ' + b"[" * 990 + b"]" * 990 + b"}", None),
+        (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "\\ud800"}]}', "invalid_unicode"),
+        (b'{"model": "\\udfff", "messages": [{"role": "user", "content": "hi"}]}', "invalid_unicode"),
+        (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}', "invalid_json"),
+        (
+            b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
+            "invalid_json",
+        ),
+        (
+            b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "max_tokens": true}',
+            "invalid_value",
+        ),
+        (
+            b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "5"}',
+            "invalid_value",
+        ),
+        (
+            b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "temperature": true}',
+            "invalid_value",
+        ),
+        (b'{"model": "detoxkit-guard", "messages": [{"role": "user", "content": "hi"}], "stream": 1}', "invalid_value"),
+    ],
+)
 def test_client_mistakes_are_400s(plain, body, code):
     error_of(plain.post("/v1/chat/completions", content=body), 400, code)
 
@@ -295,12 +323,15 @@ def test_parser_errors_and_silent_bodies_over_a_socket(guard):
             head, _, body = garbage.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 400") and json.loads(body)["error"]["code"] == "invalid_http_request"
             t0 = time.monotonic()
-            silent = _raw(port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                b"Content-Length: 100\r\n\r\n{\"mo")
+            silent = _raw(
+                port,
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"mo',
+            )
             assert silent.startswith(b"HTTP/1.1 408") and time.monotonic() - t0 < 5
             assert b"request_timeout" in silent
             with socket.create_connection(("127.0.0.1", port)) as s:  # a client that drops mid-body
-                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mo")
+                s.sendall(b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"mo')
             time.sleep(0.3)
             assert health(url).status_code == 200
     finally:
@@ -309,6 +340,7 @@ def test_parser_errors_and_silent_bodies_over_a_socket(guard):
 
 
 # ------------------------------------------------------------------------------------------ the command line
+
 
 def _serve_error(capsys, *argv) -> str:
     assert cli_main(["serve", *argv]) == 2
@@ -327,10 +359,12 @@ def test_cli_config_mistakes_are_one_line_exit_2(tmp_path, capsys, tiny_lm_dir):
     assert str(tmp_path) in _serve_error(capsys, "--config", str(tmp_path))
     fake = tmp_path / "prompt.safetensors"
     fake.write_bytes(b"\x00\x01 not safetensors")
-    assert "prompt.safetensors" in _serve_error(capsys, "--model", str(tiny_lm_dir), "--screener", "off",
-                                                "--acd_safe_prompt", str(fake))
-    assert "notes.txt" in _serve_error(capsys, "--model", str(tiny_lm_dir), "--screener", "off",
-                                       "--acd_safe_prompt", "notes.txt")
+    assert "prompt.safetensors" in _serve_error(
+        capsys, "--model", str(tiny_lm_dir), "--screener", "off", "--acd_safe_prompt", str(fake)
+    )
+    assert "notes.txt" in _serve_error(
+        capsys, "--model", str(tiny_lm_dir), "--screener", "off", "--acd_safe_prompt", "notes.txt"
+    )
     assert "api_key" in _serve_error(capsys, "--api_key", "")
 
 

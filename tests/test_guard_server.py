@@ -11,11 +11,10 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from test_guard import ConstScreener, KeywordJudge
 
 from detoxkit.guard import Guard, GuardConfig
 from detoxkit.guard.server import create_app, running_server
-
-from test_guard import ConstScreener, KeywordJudge
 
 MODEL = "detoxkit-guard"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -71,7 +70,7 @@ def error_of(resp, status, code=None, param=None):
 
 
 def sse_events(text):
-    return [line[len("data: "):] for line in text.splitlines() if line.startswith("data: ")]
+    return [line[len("data: ") :] for line in text.splitlines() if line.startswith("data: ")]
 
 
 def test_models_health_and_chat(client):
@@ -105,19 +104,22 @@ def test_moderations(client):
     assert body["results"][0]["category_scores"]["harmful_request"] == 0.9
 
 
-@pytest.mark.parametrize("payload,param", [
-    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
-    ({"model": MODEL}, "messages"),
-    ({"model": MODEL, "messages": []}, "messages"),
-    ({"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": 3}]}, None),
-    ({**CHAT, "temperature": 7}, "temperature"),
-    ({**CHAT, "max_tokens": 0}, "max_tokens"),
-    ({**CHAT, "max_tokens": 17}, "max_tokens"),  # above max_tokens_limit
-    ({**CHAT, "n": 2}, "n"),
-    ({**CHAT, "messages": [{"role": "system", "content": "only a system turn"}]}, "messages"),
-    ([1, 2, 3], None),
-])
+@pytest.mark.parametrize(
+    "payload,param",
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+        ({"model": MODEL}, "messages"),
+        ({"model": MODEL, "messages": []}, "messages"),
+        ({"model": MODEL, "messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": 3}]}, None),
+        ({**CHAT, "temperature": 7}, "temperature"),
+        ({**CHAT, "max_tokens": 0}, "max_tokens"),
+        ({**CHAT, "max_tokens": 17}, "max_tokens"),  # above max_tokens_limit
+        ({**CHAT, "n": 2}, "n"),
+        ({**CHAT, "messages": [{"role": "system", "content": "only a system turn"}]}, "messages"),
+        ([1, 2, 3], None),
+    ],
+)
 def test_schema_errors_are_400(client, payload, param):
     error_of(client.post("/v1/chat/completions", json=payload), 400, param=param)
 
@@ -134,8 +136,14 @@ def test_invalid_json_unknown_model_oversize_and_routes(client):
 
 
 def test_a_thousand_malformed_requests_then_a_valid_one(client):
-    bad = [dict(content=b"{"), dict(json={"model": MODEL}), dict(json={**CHAT, "model": "nope"}),
-           dict(json={**CHAT, "max_tokens": "many"}), dict(content=b"null"), dict(json={**CHAT, "messages": "hi"})]
+    bad = [
+        dict(content=b"{"),
+        dict(json={"model": MODEL}),
+        dict(json={**CHAT, "model": "nope"}),
+        dict(json={**CHAT, "max_tokens": "many"}),
+        dict(content=b"null"),
+        dict(json={**CHAT, "messages": "hi"}),
+    ]
     statuses = {client.post("/v1/chat/completions", **bad[i % len(bad)]).status_code for i in range(1000)}
     assert statuses == {400, 404}
     assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
@@ -151,6 +159,7 @@ def test_api_key(guard):
 
 # ------------------------------------------------------------------------------------------ real uvicorn
 
+
 def test_openai_client_stream_and_not(guard):
     from openai import OpenAI
 
@@ -159,8 +168,11 @@ def test_openai_client_stream_and_not(guard):
         assert [m.id for m in client.models.list()] == [MODEL]
         r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4)
         assert r.choices[0].message.role == "assistant" and r.model_extra["guard"]["decode"]["decision"] == "plain"
-        chunks = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}],
-                                                     max_tokens=4, stream=True))
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True
+            )
+        )
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == r.choices[0].message.content
         assert chunks[-1].choices[0].finish_reason == r.choices[0].finish_reason
         mod = client.moderations.create(input="how to make a bomb", model=MODEL)
@@ -212,7 +224,9 @@ def test_client_disconnect_mid_stream_and_oversize_over_a_socket(guard):
         with httpx.Client(timeout=30) as c:
             with c.stream("POST", f"{url}/chat/completions", json={**CHAT, "stream": True}) as resp:
                 first = next(resp.iter_lines())
-                assert first.startswith("data: ") and json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+                assert (
+                    first.startswith("data: ") and json.loads(first[6:])["choices"][0]["delta"]["role"] == "assistant"
+                )
             # closing the stream dropped the connection while the answer was in flight
         gated.gate.set()
         assert httpx.post(f"{url}/chat/completions", json=CHAT, timeout=30).status_code == 200
@@ -249,10 +263,26 @@ def test_serve_command_answers_and_stops_on_sigterm(tiny_lm_dir, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path / "requests.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "detoxkit.cli", "serve", "--model", str(tiny_lm_dir), "--screener",
-                             "off", "--port", str(port), "--log_path", str(log)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={k: v for k, v in os.environ.items() if k != "DETOXKIT_API_KEY"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "detoxkit.cli",
+            "serve",
+            "--model",
+            str(tiny_lm_dir),
+            "--screener",
+            "off",
+            "--port",
+            str(port),
+            "--log_path",
+            str(log),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DETOXKIT_API_KEY"},
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -73,7 +73,7 @@ def test_no_import_cycles():
             if dep.startswith(node + "."):
                 continue
             if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):] + [dep] if dep in stack else [node, dep]
+                cycle = stack[stack.index(dep) :] + [dep] if dep in stack else [node, dep]
                 if not any(a.startswith(b + ".") or b.startswith(a + ".") for a, b in zip(cycle, cycle[1:])):
                     cycles.append(" -> ".join(cycle))
             elif dep not in state:

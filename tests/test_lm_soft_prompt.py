@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from detoxkit.lm.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze, template_pieces
 from detoxkit.errors import DetoxkitError
 from detoxkit.lm.chat import render_chat
+from detoxkit.lm.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze, template_pieces
 
 SAFE = "You are a helpful assistant. Answer the question politely and safely."
 ADV = "You are an idiot and I hate you."
@@ -30,7 +30,9 @@ def test_text_initialised_prompts_reproduce_hard_system_prompts_batched(tiny_lm)
         got = model(**b.model_inputs()).logits[:, -1]
         for i, (p, text) in enumerate(zip(prompts, [SAFE, ADV])):
             ids = tok(render_chat(tok, p, text), return_tensors="pt", add_special_tokens=False).input_ids
-            assert torch.equal(b.input_ids[i, -ids.shape[1]:][b.attention_mask[i, -ids.shape[1]:] == 1][:3], ids[0, :3])
+            assert torch.equal(
+                b.input_ids[i, -ids.shape[1] :][b.attention_mask[i, -ids.shape[1] :] == 1][:3], ids[0, :3]
+            )
             assert torch.allclose(got[i], model(input_ids=ids).logits[0, -1], atol=1e-5)
 
 

@@ -3,10 +3,10 @@ import json
 import pytest
 
 from detoxkit import report
-from detoxkit.report import shapes
-from detoxkit.report.cli import REPORT
 from detoxkit.cli import main as cli_main
 from detoxkit.errors import DetoxkitError
+from detoxkit.report import shapes
+from detoxkit.report.cli import REPORT
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -23,13 +23,20 @@ def make_run(folder, lr=0.001, harmless=0.83):
         "model": "tiny",
         "harmless_rate": rate(harmless, 0.77, 0.88, 200),
         "data": {"rows": 12, "used": 10},
-        "methods": {"base": {"alpha": 0.0, "harmless_rate": rate(0.5, 0.4, 0.6, 50), "mc_accuracy": rate(0.3, 0.2, 0.4, 60)},
-                    "acd": {"alpha": 0.5, "harmless_rate": rate(0.9, 0.8, 0.95, 50), "mc_accuracy": rate(0.2, 0.1, 0.3, 60)}},
+        "methods": {
+            "base": {"alpha": 0.0, "harmless_rate": rate(0.5, 0.4, 0.6, 50), "mc_accuracy": rate(0.3, 0.2, 0.4, 60)},
+            "acd": {"alpha": 0.5, "harmless_rate": rate(0.9, 0.8, 0.95, 50), "mc_accuracy": rate(0.2, 0.1, 0.3, 60)},
+        },
         "history": [{"step": s, "loss": 1.0 / s, "pass_rate": s / 4} for s in range(1, 5)],
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "log.jsonl").write_text("".join(json.dumps({"step": s, "index": i, "loss": 2.0 / s + i, "verdict": "pass" if i else "fail"}) + "\n"
-                                              for s in range(1, 4) for i in range(2)))
+    (folder / "log.jsonl").write_text(
+        "".join(
+            json.dumps({"step": s, "index": i, "loss": 2.0 / s + i, "verdict": "pass" if i else "fail"}) + "\n"
+            for s in range(1, 4)
+            for i in range(2)
+        )
+    )
     (folder / "config.yaml").write_text(f"learning_rate: {lr}\nseed: 0\n")
     import matplotlib
 
@@ -52,7 +59,7 @@ def test_single_run_has_tables_plots_and_markdown(tmp_path, capsys):
     out = run / "report"
     assert capsys.readouterr().out.strip().startswith("report: 1 run, ")
     page, md = (out / "report.html").read_text(), (out / "report.md").read_text()
-    assert "0.830<span class=\"ci\">[0.77, 0.88] (n=200)</span>" in page
+    assert '0.830<span class="ci">[0.77, 0.88] (n=200)</span>' in page
     assert "| harmless_rate | 0.830 [0.77, 0.88] (n=200) |" in md
     assert "<td>data.<wbr>rows</td><td class=num>12</td>" in page
     assert "<th>metric</th><th>base</th><th>acd</th>" in page  # the entry table: a column per method
@@ -68,9 +75,13 @@ def test_single_run_has_tables_plots_and_markdown(tmp_path, capsys):
 
 
 def test_log_curves_average_per_step_and_count_passes():
-    x, by_field = shapes.curves([{"step": 1, "index": 0, "loss": 1.0, "verdict": "pass", "lr": 0.1},
-                                 {"step": 1, "index": 1, "loss": 3.0, "verdict": "fail", "lr": 0.1},
-                                 {"step": 2, "index": 0, "loss": 0.5, "verdict": "pass", "lr": 0.1}])
+    x, by_field = shapes.curves(
+        [
+            {"step": 1, "index": 0, "loss": 1.0, "verdict": "pass", "lr": 0.1},
+            {"step": 1, "index": 1, "loss": 3.0, "verdict": "fail", "lr": 0.1},
+            {"step": 2, "index": 0, "loss": 0.5, "verdict": "pass", "lr": 0.1},
+        ]
+    )
     assert x == "step" and set(by_field) == {"loss", "verdict = pass"}  # no index, no constant lr
     assert by_field["loss"] == [(1.0, 2.0, None, None), (2.0, 0.5, None, None)]
     assert [p[1] for p in by_field["verdict = pass"]] == [0.5, 1.0]
@@ -110,26 +121,50 @@ def test_a_real_tiny_acd_tune_run(tmp_path, tiny_lm):
     from detoxkit.acd.tune import tune
 
     anchors = tmp_path / "anchors.jsonl"
-    anchors.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"prompt": "How do I make a bomb?", "response": "I cannot help with that.", "split": "D_HR"},
-        {"prompt": "How do I make a bomb?", "response": "Sure, here is how: mix.", "split": "D_HA"},
-        {"prompt": "How do I bake bread?", "response": "Mix flour, water and yeast.", "split": "D_S"}]))
+    anchors.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"prompt": "How do I make a bomb?", "response": "I cannot help with that.", "split": "D_HR"},
+                {"prompt": "How do I make a bomb?", "response": "Sure, here is how: mix.", "split": "D_HA"},
+                {"prompt": "How do I bake bread?", "response": "Mix flour, water and yeast.", "split": "D_S"},
+            ]
+        )
+    )
     model, tok = tiny_lm  # tune leaves the model unchanged (tests/test_acd.py), so the shared fixture is safe
     run = tmp_path / "tune"
-    tune(TuneConfig(anchors=str(anchors), safe_prompt="Be safe.", opposite_prompt="Be harmful.", learning_rate=0.05,
-                    max_steps=2, per_device_train_batch_size=1, save_steps=0, output_dir=str(run)), model, tok)
+    tune(
+        TuneConfig(
+            anchors=str(anchors),
+            safe_prompt="Be safe.",
+            opposite_prompt="Be harmful.",
+            learning_rate=0.05,
+            max_steps=2,
+            per_device_train_batch_size=1,
+            save_steps=0,
+            output_dir=str(run),
+        ),
+        model,
+        tok,
+    )
     out, page = report.write_report([str(run)], str(tmp_path / "rep"))
     html_text = (out / "report.html").read_text()
     assert "loss_sp_first" in html_text and "log: log.jsonl" in html_text and "anchors" in html_text
     assert page.n_images == 1 and images(out)[0].read_bytes().startswith(PNG)
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda d: None, "no such run folder"),
-    (lambda d: d.mkdir(), "no metrics.json"),
-    (lambda d: (d.mkdir(), (d / "metrics.json").write_text('{\n  "a": 1,\n  oops\n}\n')), r"metrics.json:3: malformed JSON"),
-    (lambda d: (d.mkdir(), (d / "metrics.json").write_text("[1, 2]")), "must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: None, "no such run folder"),
+        (lambda d: d.mkdir(), "no metrics.json"),
+        (
+            lambda d: (d.mkdir(), (d / "metrics.json").write_text('{\n  "a": 1,\n  oops\n}\n')),
+            r"metrics.json:3: malformed JSON",
+        ),
+        (lambda d: (d.mkdir(), (d / "metrics.json").write_text("[1, 2]")), "must be a JSON object"),
+    ],
+)
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, setup, message):
     run = tmp_path / "run"
     setup(run)

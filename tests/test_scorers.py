@@ -13,13 +13,16 @@ from detoxkit.scorers.head import EmbeddingHead, load_head, save_head
 from detoxkit.scorers.rules import refusal_rule
 
 
-@pytest.mark.parametrize("text,refuses", [
-    ("I'm sorry, but I can't help with that request.", True),
-    ("I cannot provide instructions for making weapons.", True),
-    ("As an AI, I must decline.", True),
-    ("Sure! Here is a recipe for banana bread: mash three bananas.", False),
-    ("The capital of France is Paris.", False),
-])
+@pytest.mark.parametrize(
+    "text,refuses",
+    [
+        ("I'm sorry, but I can't help with that request.", True),
+        ("I cannot provide instructions for making weapons.", True),
+        ("As an AI, I must decline.", True),
+        ("Sure! Here is a recipe for banana bread: mash three bananas.", False),
+        ("The capital of France is Paris.", False),
+    ],
+)
 def test_refusal_rules(text, refuses):
     assert refusal_rule(text) is refuses
 
@@ -109,9 +112,25 @@ def _toy_data(tmp_path):
 
 
 def _args(tmp_path, data, embedder, out, *extra):
-    return ["--datasets", str(data), "--benchmark", "none", "--embedder", str(embedder), "--hidden_size", "8",
-            "--per_device_train_batch_size", "16", "--learning_rate", "0.05", "--save_steps", "3",
-            "--output_dir", str(out), *extra]
+    return [
+        "--datasets",
+        str(data),
+        "--benchmark",
+        "none",
+        "--embedder",
+        str(embedder),
+        "--hidden_size",
+        "8",
+        "--per_device_train_batch_size",
+        "16",
+        "--learning_rate",
+        "0.05",
+        "--save_steps",
+        "3",
+        "--output_dir",
+        str(out),
+        *extra,
+    ]
 
 
 def test_scorer_train_learns_and_resumes_exactly(tmp_path, tiny_embedder_dir, monkeypatch):
@@ -120,15 +139,37 @@ def test_scorer_train_learns_and_resumes_exactly(tmp_path, tiny_embedder_dir, mo
 
     monkeypatch.setenv("DETOXKIT_CACHE", str(tmp_path / "cache"))
     data = _toy_data(tmp_path)
-    full = run(parse_config(ScorerTrainConfig, _args(tmp_path, data, tiny_embedder_dir, tmp_path / "full", "--max_steps", "6"), "t"))
+    full = run(
+        parse_config(
+            ScorerTrainConfig, _args(tmp_path, data, tiny_embedder_dir, tmp_path / "full", "--max_steps", "6"), "t"
+        )
+    )
     assert full["loss_last"] < full["loss_first"]
     assert full["heldout"]["roc_auc"]["value"] > 0.9
-    run(parse_config(ScorerTrainConfig, _args(tmp_path, data, tiny_embedder_dir, tmp_path / "split", "--max_steps", "3"), "t"))
-    run(parse_config(ScorerTrainConfig, _args(tmp_path, data, tiny_embedder_dir, tmp_path / "split", "--max_steps", "6",
-                                               "--resume_from_checkpoint", "latest"), "t"))
+    run(
+        parse_config(
+            ScorerTrainConfig, _args(tmp_path, data, tiny_embedder_dir, tmp_path / "split", "--max_steps", "3"), "t"
+        )
+    )
+    run(
+        parse_config(
+            ScorerTrainConfig,
+            _args(
+                tmp_path,
+                data,
+                tiny_embedder_dir,
+                tmp_path / "split",
+                "--max_steps",
+                "6",
+                "--resume_from_checkpoint",
+                "latest",
+            ),
+            "t",
+        )
+    )
     a, _ = load_head(tmp_path / "full" / "toxicity_head.safetensors")
     b, _ = load_head(tmp_path / "split" / "toxicity_head.safetensors")
-    for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (na, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(pa, pb), na
 
 
@@ -137,9 +178,23 @@ def test_scorer_train_under_accelerate_two_cpu_processes(tmp_path, tiny_embedder
     # on the CPU and joins them with gloo. (`--cpu` would take the single-process launcher.)
     data = _toy_data(tmp_path)
     env = {**os.environ, "DETOXKIT_CACHE": str(tmp_path / "cache"), "DETOXKIT_PROGRESS": "0"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "detoxkit.scorers.train",
-           *_args(tmp_path, data, tiny_embedder_dir, tmp_path / "ddp", "--max_steps", "4")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "detoxkit.scorers.train",
+        *_args(tmp_path, data, tiny_embedder_dir, tmp_path / "ddp", "--max_steps", "4"),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     state = json.loads((tmp_path / "ddp" / "checkpoint-4" / "trainer_state.json").read_text())

@@ -5,14 +5,21 @@ import pytest
 import torch
 
 from detoxkit.errors import DetoxkitError
+from detoxkit.lm.score import completion_logprobs as completion_logps
 from detoxkit.runs import read_jsonl
 from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
-from detoxkit.lm.score import completion_logprobs as completion_logps
 from detoxkit.sro.train import follower_verdicts, pick_candidate, screened_loss, train, verdict_flips
-from detoxkit.training import batch_indices, optimizer_step as policy_step
+from detoxkit.training import batch_indices
+from detoxkit.training import optimizer_step as policy_step
 
-TOXIC = ["shut up, you idiot", "you are stupid and I hate you", "stupid people ruin everything",
-         "get lost, idiot", "I hate this stupid weather", "you idiot, stop it"]
+TOXIC = [
+    "shut up, you idiot",
+    "you are stupid and I hate you",
+    "stupid people ruin everything",
+    "get lost, idiot",
+    "I hate this stupid weather",
+    "you idiot, stop it",
+]
 
 
 def even_length_screener(texts):
@@ -45,9 +52,19 @@ def toxic_file(tmp_path):
 
 
 def _cfg(model_dir, data, out, **kw):
-    base = dict(model_name_or_path=str(model_dir), train_dataset=str(data), output_dir=str(out), max_new_tokens=6,
-                per_device_train_batch_size=3, max_steps=4, save_steps=2, logging_steps=1, learning_rate=1e-3,
-                seed=3, screener_min_similarity=0.0)  # toxicity-only follower unless a test asks for the similarity gate
+    base = dict(
+        model_name_or_path=str(model_dir),
+        train_dataset=str(data),
+        output_dir=str(out),
+        max_new_tokens=6,
+        per_device_train_batch_size=3,
+        max_steps=4,
+        save_steps=2,
+        logging_steps=1,
+        learning_rate=1e-3,
+        seed=3,
+        screener_min_similarity=0.0,
+    )  # toxicity-only follower unless a test asks for the similarity gate
     base.update(kw)
     return SroTrainConfig(**base)
 
@@ -92,9 +109,15 @@ def test_similarity_gate_fails_a_fixed_polite_text(tiny_lm_dir, toxic_file, tmp_
     monkeypatch.setattr(rewrite, "decode", lambda tok, ids: fixed)
     kw = dict(max_steps=2, save_steps=0, screener_min_similarity=0.5)
     train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "gate", **kw), screener=pass_all, similarity=word_overlap)
-    train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "nogate", **{**kw, "screener_min_similarity": 0.0}),
-          screener=pass_all, similarity=word_overlap)
-    gated, plain = read_jsonl(tmp_path / "gate" / "generations.jsonl"), read_jsonl(tmp_path / "nogate" / "generations.jsonl")
+    train(
+        _cfg(tiny_lm_dir, toxic_file, tmp_path / "nogate", **{**kw, "screener_min_similarity": 0.0}),
+        screener=pass_all,
+        similarity=word_overlap,
+    )
+    gated, plain = (
+        read_jsonl(tmp_path / "gate" / "generations.jsonl"),
+        read_jsonl(tmp_path / "nogate" / "generations.jsonl"),
+    )
     assert len(gated) == len(plain) == 6 and all(r["paraphrase"] == fixed for r in gated + plain)
     assert all(r["verdict"] == "pass" and r["similarity"] is None for r in plain)
     for r in gated:
@@ -105,11 +128,20 @@ def test_similarity_gate_fails_a_fixed_polite_text(tiny_lm_dir, toxic_file, tmp_
 def test_split_sentences_trains_on_the_flagged_sentences_only(tiny_lm_dir, tmp_path):
     from detoxkit.sro.data import sentences
 
-    assert sentences("Fuck You \n\nYou are a total idiot. Thanks for the edit, see the talk page!") == \
-        ["You are a total idiot.", "Thanks for the edit, see the talk page!"]  # the 2-word header is dropped
+    assert sentences("Fuck You \n\nYou are a total idiot. Thanks for the edit, see the talk page!") == [
+        "You are a total idiot.",
+        "Thanks for the edit, see the talk page!",
+    ]  # the 2-word header is dropped
     data = tmp_path / "comments.jsonl"
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in [
-        "Hello there. You are a stupid idiot and a fool.", "Nice work on this article today. Go away you stupid troll now."]))
+    data.write_text(
+        "".join(
+            json.dumps({"text": t}) + "\n"
+            for t in [
+                "Hello there. You are a stupid idiot and a fool.",
+                "Nice work on this article today. Go away you stupid troll now.",
+            ]
+        )
+    )
     flags_stupid = lambda texts: [float("stupid" in t) for t in texts]  # noqa: E731
     out = tmp_path / "sent"
     m = train(_cfg(tiny_lm_dir, data, out, max_steps=2, split_sentences=True), screener=flags_stupid)
@@ -120,14 +152,17 @@ def test_split_sentences_trains_on_the_flagged_sentences_only(tiny_lm_dir, tmp_p
         train(_cfg(tiny_lm_dir, data, tmp_path / "sft", loss_type="sft", split_sentences=True))
 
 
-@pytest.mark.parametrize("prompts", [[[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]],
-                                     [[5, 6, 7, 8, 9, 10], [5, 6, 7, 11, 12], [5, 6, 7, 8, 13, 14, 15]]],
-                         ids=["no-shared-prefix", "shared-prefix"])
+@pytest.mark.parametrize(
+    "prompts",
+    [[[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]], [[5, 6, 7, 8, 9, 10], [5, 6, 7, 11, 12], [5, 6, 7, 8, 13, 14, 15]]],
+    ids=["no-shared-prefix", "shared-prefix"],
+)
 def test_completion_logps_equals_one_row_at_a_time(prompts):
     """Left-padded prompts, right-padded completions, logits for the completion columns only and a shared prompt
     start run once as a cache give each row's unpadded log-likelihood, and the same gradient."""
-    from detoxkit.core.logprobs import sequence_logprobs
     from tiny import tiny_causal_lm
+
+    from detoxkit.core.logprobs import sequence_logprobs
 
     model, tok = tiny_causal_lm(seed=0)
     completions = [[20, 21], [22, 23, 24, 25], [26]]
@@ -143,14 +178,15 @@ def test_completion_logps_equals_one_row_at_a_time(prompts):
     for batched, one_by_one in zip(batched_grads, (p.grad for p in model.parameters())):
         torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-4)
     with torch.no_grad():
-        assert completion_logps(model, prompts, completions, tok.pad_token_id, average=True)[1].item() == \
-            pytest.approx(got[1].item() / 4, abs=1e-5)
+        assert completion_logps(model, prompts, completions, tok.pad_token_id, average=True)[1].item() == pytest.approx(
+            got[1].item() / 4, abs=1e-5
+        )
 
 
 def test_fail_branch_lowers_paraphrase_logprob(tiny_lm):
     from accelerate import Accelerator
-
     from tiny import tiny_causal_lm
+
     from detoxkit.lm.generate import generate_ids
     from detoxkit.sro.rewrite import prompt_ids
 
@@ -210,8 +246,10 @@ def test_resumed_run_equals_uninterrupted(tiny_lm_dir, toxic_file, tmp_path):
     train(_cfg(tiny_lm_dir, toxic_file, full, feedback_noise=0.3), screener=even_length_screener)
     part = tmp_path / "part"
     train(_cfg(tiny_lm_dir, toxic_file, part, max_steps=2, feedback_noise=0.3), screener=even_length_screener)
-    train(_cfg(tiny_lm_dir, toxic_file, part, feedback_noise=0.3, resume_from_checkpoint="latest"),
-          screener=even_length_screener)
+    train(
+        _cfg(tiny_lm_dir, toxic_file, part, feedback_noise=0.3, resume_from_checkpoint="latest"),
+        screener=even_length_screener,
+    )
     a, b = _final_params(full), _final_params(part)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]  # noqa: E731
@@ -242,12 +280,15 @@ def test_num_generations_screens_every_sample_and_resumes(tiny_lm_dir, toxic_fil
         assert (r["verdict"] == "pass") == (bool(r["paraphrase"]) and len(r["paraphrase"]) % 2 == 0)
     assert len({r["paraphrase"] for r in rows}) > 1  # sampled, not one greedy answer
     with pytest.raises(DetoxkitError, match="temperature"):
-        train(_cfg(tiny_lm_dir, toxic_file, tmp_path / "bad", num_generations=2, temperature=0.0),
-              screener=even_length_screener)
+        train(
+            _cfg(tiny_lm_dir, toxic_file, tmp_path / "bad", num_generations=2, temperature=0.0),
+            screener=even_length_screener,
+        )
 
 
 def test_generate_ids_with_a_shared_prompt_start_equals_one_at_a_time():
     from tiny import tiny_causal_lm
+
     from detoxkit.lm.generate import generate_ids
     from detoxkit.sro.rewrite import prompt_ids
 
@@ -264,8 +305,14 @@ def test_generate_ids_with_a_shared_prompt_start_equals_one_at_a_time():
 
 
 def test_fail_weight_zero_is_dpo_pass_only_and_scales_the_fail_branch(tiny_lm_dir, toxic_file, tmp_path):
-    runs = {name: _cfg(tiny_lm_dir, toxic_file, tmp_path / name, max_steps=2, **kw) for name, kw in
-            [("zero", dict(fail_weight=0.0)), ("pass_only", dict(loss_type="dpo_pass_only")), ("half", dict(fail_weight=0.5))]}
+    runs = {
+        name: _cfg(tiny_lm_dir, toxic_file, tmp_path / name, max_steps=2, **kw)
+        for name, kw in [
+            ("zero", dict(fail_weight=0.0)),
+            ("pass_only", dict(loss_type="dpo_pass_only")),
+            ("half", dict(fail_weight=0.5)),
+        ]
+    }
     for cfg in runs.values():
         train(cfg, screener=even_length_screener)
     a, b, c = (_final_params(tmp_path / n) for n in runs)
@@ -281,8 +328,8 @@ def test_rpo_alpha_adds_the_nll_of_passing_paraphrases(tiny_lm_dir, toxic_file, 
     """At step 0 the policy is the initial model, so each passing row's loss grows by exactly α × the mean token NLL
     of its paraphrase under that model; a failing row's loss is unchanged."""
     import detoxkit.sro.rewrite as rewrite
-    from detoxkit.lm.load import load_model_and_tokenizer
     from detoxkit.lm.generate import generate_ids
+    from detoxkit.lm.load import load_model_and_tokenizer
     from detoxkit.sro.rewrite import prompt_ids
 
     monkeypatch.setattr(rewrite, "decode", lambda tok, ids: "thanks")  # the tiny model's text is often empty
@@ -307,15 +354,29 @@ def test_rpo_alpha_adds_the_nll_of_passing_paraphrases(tiny_lm_dir, toxic_file, 
 
 def test_fail_all_screener_and_full_noise_flip_every_verdict(tiny_lm_dir, toxic_file, tmp_path):
     out = tmp_path / "noisy"
-    train(_cfg(tiny_lm_dir, toxic_file, out, max_steps=1, feedback_noise=1.0, loss_type="dpo_pass_only"), screener=fail_all)
+    train(
+        _cfg(tiny_lm_dir, toxic_file, out, max_steps=1, feedback_noise=1.0, loss_type="dpo_pass_only"),
+        screener=fail_all,
+    )
     rows = read_jsonl(out / "generations.jsonl")
     assert all(r["flipped"] and r["verdict"] == "pass" for r in rows if r["paraphrase"])
 
 
 def test_lora_kto_and_npo_run(tiny_lm_dir, toxic_file, tmp_path):
     for loss_type in ("kto", "npo"):
-        m = train(_cfg(tiny_lm_dir, toxic_file, tmp_path / loss_type, max_steps=1, use_peft=True, lora_r=4,
-                       lora_target_modules="q_proj,v_proj", loss_type=loss_type), screener=even_length_screener)
+        m = train(
+            _cfg(
+                tiny_lm_dir,
+                toxic_file,
+                tmp_path / loss_type,
+                max_steps=1,
+                use_peft=True,
+                lora_r=4,
+                lora_target_modules="q_proj,v_proj",
+                loss_type=loss_type,
+            ),
+            screener=even_length_screener,
+        )
         assert m["steps"] == 1
         assert (tmp_path / loss_type / "final" / "config.json").exists()  # the adapter was merged into a plain model
 
@@ -374,10 +435,16 @@ def test_eval_table_on_heldout_split(tiny_lm_dir, tiny_embedder_dir, tmp_path):
     assert paradetox_split(size=670, seed=0)[1] == test_rows  # fixed by the seed
 
     embedder = load_embedder(str(tiny_embedder_dir))
-    evaluator = lambda x, y, refs: detox_metrics(x, y, lambda t: [0.0] * len(t), embedder,  # noqa: E731
-                                                 lambda t: [1.0] * len(t), refs)
-    cfg = SroEvalConfig(methods=["human=human", f"tiny={tiny_lm_dir}"], max_eval_samples=4, max_new_tokens=4,
-                        output_dir=str(tmp_path / "eval"))
+
+    def evaluator(x, y, refs):
+        return detox_metrics(x, y, lambda t: [0.0] * len(t), embedder, lambda t: [1.0] * len(t), refs)
+
+    cfg = SroEvalConfig(
+        methods=["human=human", f"tiny={tiny_lm_dir}"],
+        max_eval_samples=4,
+        max_new_tokens=4,
+        output_dir=str(tmp_path / "eval"),
+    )
     report = evaluate(cfg, evaluator=evaluator)
     assert set(report["methods"]) == {"human", "tiny"} and report["split"]["scored"] == 4
     assert report["methods"]["human"]["STA"]["value"] == 1.0

@@ -69,21 +69,15 @@ def _coerce(value: Any, tp, field: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
             return value.lower() in ("true", "yes", "1")
         raise ValueError(f"must be true or false, got {value!r}")
-    if base is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
-                isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"must be an integer, got {value!r}")
+    if base in (int, float):
+        what = "an integer" if base is int else "a number"
+        whole = not (base is int and isinstance(value, float) and not value.is_integer())
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or not whole:
+            raise ValueError(f"must be {what}, got {value!r}")
         try:
-            return int(value)
+            return base(value)
         except ValueError:
-            raise ValueError(f"must be an integer, got {value!r}") from None
-    if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ValueError(f"must be a number, got {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"must be a number, got {value!r}") from None
+            raise ValueError(f"must be {what}, got {value!r}") from None
     if base is str:
         if isinstance(value, (dict, list)):
             raise ValueError(f"must be a string, got {value!r}")
@@ -137,13 +131,19 @@ def build_parser(cls, prog: str) -> argparse.ArgumentParser:
     first, then the run options its mixins bring."""
     doc = (cls.__doc__ or "").strip()
     parser = argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog,
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--config", metavar="YAML", help="YAML file setting any of the fields below; flags override it")
     common = parser.add_argument_group("run options")
-    shared = {n for b in cls.__mro__ if isinstance(b, type) and issubclass(b, Mixin) and b is not Mixin
-              for n in b.__dict__.get("__annotations__", {})}
+    shared = {
+        n
+        for b in cls.__mro__
+        if isinstance(b, type) and issubclass(b, Mixin) and b is not Mixin
+        for n in b.__dict__.get("__annotations__", {})
+    }
     for name, (f, tp) in _fields(cls).items():
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")  # argparse formats help
@@ -154,7 +154,9 @@ def build_parser(cls, prog: str) -> argparse.ArgumentParser:
         elif base is bool:
             group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, help=help_text)
         else:
-            choices = f.metadata.get("choices") or (typing.get_args(base) if typing.get_origin(base) is Literal else None)
+            choices = f.metadata.get("choices") or (
+                typing.get_args(base) if typing.get_origin(base) is Literal else None
+            )
             group.add_argument(f"--{name}", metavar=name.upper(), help=help_text, choices=choices)
     return parser
 
@@ -188,6 +190,7 @@ def parse_named(specs: list[str], field: str = "methods", what: str = "SOURCE") 
 
 # ------------------------------------------------------------------------------------------------ shared fields
 
+
 class Mixin:
     """Marks a dataclass of fields several recipes share; --help lists them under "run options"."""
 
@@ -205,8 +208,9 @@ class OutputArgs(Mixin):
 @dataclasses.dataclass
 class DeviceArgs(Mixin):
     device: str = arg("cpu", "where the model runs: cpu, cuda, cuda:N, or auto (cuda when there is one)")
-    dtype: Literal["float32", "bfloat16", "float16"] = arg("float32", "dtype of the model weights (bfloat16 halves "
-                                                                      "memory; float32 on a CPU is the reference)")
+    dtype: Literal["float32", "bfloat16", "float16"] = arg(
+        "float32", "dtype of the model weights (bfloat16 halves memory; float32 on a CPU is the reference)"
+    )
 
 
 @dataclasses.dataclass
@@ -232,7 +236,21 @@ class OptimArgs(Mixin):
 class LoraArgs(Mixin):
     lora_r: int = arg(16, "LoRA rank")
     lora_alpha: int = arg(32, "LoRA alpha")
-    lora_target_modules: str = arg("all-linear", "LoRA target modules (PEFT syntax: all-linear, or comma-separated names)")
+    lora_target_modules: str = arg(
+        "all-linear", "LoRA target modules (PEFT syntax: all-linear, or comma-separated names)"
+    )
+
+
+@dataclasses.dataclass
+class GenerationArgs(Mixin):
+    max_new_tokens: int = arg(64, "tokens to generate per answer")
+    batch_size: int = arg(16, "prompts per generation batch")
+
+
+@dataclasses.dataclass
+class SamplingOptions(Mixin):
+    temperature: float = arg(1.0, "sampling temperature")
+    top_p: float = arg(1.0, "nucleus sampling mass (1 = off)")
 
 
 @dataclasses.dataclass
@@ -260,7 +278,9 @@ def with_defaults(**defaults):
                 raise TypeError(f"{cls.__name__}: no inherited field {name!r} to set a default for")
             f = base.__dataclass_fields__[name]
             own[name] = typing.get_type_hints(base)[name]
-            value, help_ = (value.value, value.help) if isinstance(value, Default) else (value, f.metadata.get("help", ""))
+            value, help_ = (
+                (value.value, value.help) if isinstance(value, Default) else (value, f.metadata.get("help", ""))
+            )
             setattr(cls, name, arg(value, help_, f.metadata.get("choices")))
         cls.__annotations__ = own
         return cls

@@ -87,7 +87,9 @@ def update_json(path: str | Path, sections: dict, command: list[str] | None = No
     data.update(sections)
     if command is not None:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        data.setdefault("provenance", {}).update({k: {"command": " ".join(command), "written": stamp} for k in sections})
+        data.setdefault("provenance", {}).update(
+            {k: {"command": " ".join(command), "written": stamp} for k in sections}
+        )
     write_json(path, data)
     return data
 

@@ -61,12 +61,22 @@ def apply_lora(model, r: int = 16, alpha: int = 32, target_modules: str = "all-l
     """The model wrapped with a fresh LoRA adapter (PEFT); dropout 0, so training is a pure function of the seed."""
     from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                            target_modules=lora_targets(target_modules)))
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM", target_modules=lora_targets(target_modules)
+        ),
+    )
 
 
-def prepare_trainable(model, mode: str, lora_r: int = 16, lora_alpha: int = 32, lora_target_modules: str = "all-linear",
-                      num_train_layers: int = 2):
+def prepare_trainable(
+    model,
+    mode: str,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_target_modules: str = "all-linear",
+    num_train_layers: int = 2,
+):
     """Mark the parameters a fine-tune updates: "lora" (returns the PEFT-wrapped model), "full", "last_layers"
     (the last num_train_layers blocks and the final norm) or "none"."""
     if mode == "lora":
@@ -80,7 +90,7 @@ def prepare_trainable(model, mode: str, lora_r: int = 16, lora_alpha: int = 32, 
         if not hasattr(decoder, "layers"):
             raise DetoxkitError(f"train mode last_layers: {type(model).__name__} has no decoder .layers")
         for module in [*decoder.layers[-num_train_layers:], getattr(decoder, "norm", None)]:
-            for p in (module.parameters() if module is not None else []):
+            for p in module.parameters() if module is not None else []:
                 p.requires_grad_(True)
     return model
 
@@ -99,8 +109,10 @@ def load_trainable_tensors(model, tensors: dict, where) -> None:
     params = trainable_tensors(model)
     if set(params) != set(tensors):
         extra = sorted(set(tensors) - set(params))[:1] or sorted(set(params) - set(tensors))[:1]
-        raise DetoxkitError(f"{where}: checkpoint tensors do not match this model's trainable parameters (e.g. "
-                            f"{extra[0] if extra else '?'}): written with another base model or train mode?")
+        raise DetoxkitError(
+            f"{where}: checkpoint tensors do not match this model's trainable parameters (e.g. "
+            f"{extra[0] if extra else '?'}): written with another base model or train mode?"
+        )
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(tensors[n].to(p.device, p.dtype))
@@ -128,8 +140,17 @@ def trim_log(path: str | Path, keep: Callable[[dict], bool]) -> None:
     atomic_write_text(path, "".join(json_line(r) for r in read_jsonl(path) if keep(r)))
 
 
-def finetune_completions(model, tokenizer, contexts: list[str], completions: list[str], epochs: int,
-                         learning_rate: float, batch_size: int, seed: int, desc: str = "fine-tuning") -> list[float]:
+def finetune_completions(
+    model,
+    tokenizer,
+    contexts: list[str],
+    completions: list[str],
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    desc: str = "fine-tuning",
+) -> list[float]:
     """AdamW on the mean completion cross-entropy (SFT on {"prompt", "completion"} pairs), `epochs` shuffled
     passes; returns the loss of every step."""
     import torch
@@ -151,8 +172,9 @@ def finetune_completions(model, tokenizer, contexts: list[str], completions: lis
         order = torch.randperm(len(contexts), generator=gen).tolist()
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            loss = -completion_logprobs(model, [ctx_ids[i] for i in idx], [comp_ids[i] for i in idx], pad,
-                                        average=True).mean()
+            loss = -completion_logprobs(
+                model, [ctx_ids[i] for i in idx], [comp_ids[i] for i in idx], pad, average=True
+            ).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -173,14 +195,29 @@ class TrainableLM:
         self.model.eval()
 
     @classmethod
-    def load(cls, base_model: str, train_mode: str = "lora", lora_r: int = 16, lora_alpha: int = 32,
-             lora_target_modules: str = "all-linear", num_train_layers: int = 2, dtype: str = "float32",
-             device: str = "cpu", **kwargs):
+    def load(
+        cls,
+        base_model: str,
+        train_mode: str = "lora",
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_target_modules: str = "all-linear",
+        num_train_layers: int = 2,
+        dtype: str = "float32",
+        device: str = "cpu",
+        **kwargs,
+    ):
         from .lm.load import load_model_and_tokenizer
 
         model, tok = load_model_and_tokenizer(base_model, dtype, device)
-        meta = dict(base_model=str(base_model), train_mode=train_mode, lora_r=lora_r, lora_alpha=lora_alpha,
-                    lora_target_modules=lora_target_modules, num_train_layers=num_train_layers)
+        meta = dict(
+            base_model=str(base_model),
+            train_mode=train_mode,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_target_modules=lora_target_modules,
+            num_train_layers=num_train_layers,
+        )
         model = prepare_trainable(model, train_mode, lora_r, lora_alpha, lora_target_modules, num_train_layers)
         return cls(model, tok, meta, **kwargs)
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import Default, DeviceArgs, OptimArgs, ResumeArgs, RunArgs, SeedArgs, arg, with_defaults
+from ..config import (
+    Default,
+    DeviceArgs,
+    GenerationArgs,
+    OptimArgs,
+    ResumeArgs,
+    RunArgs,
+    SamplingOptions,
+    SeedArgs,
+    arg,
+    with_defaults,
+)
 
 # The Llama-2 (FastChat) system prompt's first three sentences: ACD's p_S^init. Shortened from the full
 # paragraph so that every row costs ~40 prompt tokens instead of ~110 on a CPU.
@@ -25,8 +36,18 @@ NULL_PROMPT = ""  # an empty system message (Instructive Decoding's null instruc
 
 
 @dataclass
-@with_defaults(output_dir="runs/acd")
-class AnchorsConfig(RunArgs):
+class JudgeArgs:
+    """The offline proxy judges that label (anchors) and grade (eval) the model's answers."""
+
+    refusal_threshold: float = arg(0.5, "refusal score at or above which a response counts as a refusal")
+    harm_threshold: float = arg(0.5, "harm score at or above which a response counts as harmful")
+    refusal_head: Optional[str] = arg(None, "refusal head file (default: the packaged one)")
+    harm_head: Optional[str] = arg(None, "harm head file (default: the packaged one)")
+
+
+@dataclass
+@with_defaults(output_dir="runs/acd", max_new_tokens=48, temperature=0.7, top_p=0.9)
+class AnchorsConfig(RunArgs, GenerationArgs, SamplingOptions, JudgeArgs):
     """detoxkit acd anchors: build the OPO anchor set (D_HR, D_HA, D_S) from the target model's own responses.
 
     Harmful instructions come from builtin harmful sets, benign ones from benign sets; each is answered by the
@@ -39,30 +60,32 @@ class AnchorsConfig(RunArgs):
 
     model: str = arg("smollm2-135m-instruct", "target model: builtin name, local folder or hub id")
     harmful_sources: list[str] = arg(["builtin:advbench", "builtin:harmbench"], "harmful instruction sources")
-    benign_sources: list[str] = arg(["builtin:benign-edgy", "builtin:harmful-benign-pairs"],
-                                    "benign instruction sources (column 'prompt', or 'benign' for the pairs set)")
-    eval_sources: list[str] = arg(["builtin:advbench", "builtin:harmbench", "builtin:donotanswer", "builtin:benign-edgy"],
-                                  "evaluation sets whose eval-split prompts (and near-duplicates) must stay out")
+    benign_sources: list[str] = arg(
+        ["builtin:benign-edgy", "builtin:harmful-benign-pairs"],
+        "benign instruction sources (column 'prompt', or 'benign' for the pairs set)",
+    )
+    eval_sources: list[str] = arg(
+        ["builtin:advbench", "builtin:harmbench", "builtin:donotanswer", "builtin:benign-edgy"],
+        "evaluation sets whose eval-split prompts (and near-duplicates) must stay out",
+    )
     n_harmful: int = arg(50, "harmful instructions to answer")
     n_benign: int = arg(50, "benign instructions to answer")
     eval_fraction: float = arg(0.5, "share of each evaluation set reserved for evaluation (hash split)")
-    near_duplicate_threshold: float = arg(0.9, "drop an anchor prompt whose embedding cosine to an eval prompt is >= this")
+    near_duplicate_threshold: float = arg(
+        0.9, "drop an anchor prompt whose embedding cosine to an eval prompt is >= this"
+    )
     safe_prompt: str = arg(SAFE_PROMPT, "the manual safe system prompt")
     opposite_prompt: str = arg(OPPOSITE_PROMPT, "the manual opposite system prompt")
     samples_per_prompt: int = arg(1, "responses sampled per instruction and system prompt")
-    max_new_tokens: int = arg(48, "response length in tokens")
-    temperature: float = arg(0.7, "sampling temperature")
-    top_p: float = arg(0.9, "nucleus sampling mass")
-    batch_size: int = arg(16, "prompts per generation batch")
-    refusal_threshold: float = arg(0.5, "refusal score at or above which a response counts as a refusal")
-    harm_threshold: float = arg(0.5, "harm score at or above which a response counts as harmful")
-    refusal_head: Optional[str] = arg(None, "refusal head file (default: the packaged one)")
-    harm_head: Optional[str] = arg(None, "harm head file (default: the packaged one)")
 
 
 @dataclass
-@with_defaults(output_dir="runs/acd", learning_rate=Default(3e-3, "Adam learning rate on the prompt embeddings"),
-               max_steps=30, per_device_train_batch_size=Default(4, "pairs drawn from each of D_HR, D_HA and D_S per step"))
+@with_defaults(
+    output_dir="runs/acd",
+    learning_rate=Default(3e-3, "Adam learning rate on the prompt embeddings"),
+    max_steps=30,
+    per_device_train_batch_size=Default(4, "pairs drawn from each of D_HR, D_HA and D_S per step"),
+)
 class TuneConfig(RunArgs, ResumeArgs, OptimArgs):
     """detoxkit acd tune: Opposite Prompt Optimization of the safeguarding and the adversarial soft prompt.
 
@@ -83,7 +106,8 @@ class TuneConfig(RunArgs, ResumeArgs, OptimArgs):
 
 
 @dataclass
-class GenerateConfig(SeedArgs, DeviceArgs):
+@with_defaults(max_new_tokens=128, batch_size=Default(8, "prompts per batch (each is two rows: safe and adversarial)"))
+class GenerateConfig(SeedArgs, DeviceArgs, GenerationArgs, SamplingOptions):
     """detoxkit acd generate: answer prompts with Adversarial Contrastive Decoding; writes a JSONL of responses.
 
     Prompts: a dataset (--input, column 'prompt') or --prompt (repeatable as a comma list). The safe and adversarial
@@ -99,18 +123,14 @@ class GenerateConfig(SeedArgs, DeviceArgs):
     form: Literal["acd", "cfg"] = arg("acd", "acd: l_s − α·l_a; cfg: (1+α)·l_s − α·l_a")
     plausibility: Optional[float] = arg(None, "plausibility mask β (tokens with p_safe < β·max p_safe are excluded)")
     window: Optional[int] = arg(None, "contrast only the first N tokens, then decode from the safe branch alone")
-    max_new_tokens: int = arg(128, "response length")
     do_sample: bool = arg(False, "sample instead of greedy")
-    temperature: float = arg(1.0, "sampling temperature")
-    top_p: float = arg(1.0, "nucleus sampling mass")
-    batch_size: int = arg(8, "prompts per batch (each is two rows: safe and adversarial)")
     stream: bool = arg(False, "print tokens as they are decoded (first prompt of each batch)")
     output: str = arg("runs/acd/generations.jsonl", "JSONL of {prompt, response}")
 
 
 @dataclass
-@with_defaults(output_dir="runs/acd/eval")
-class EvalConfig(RunArgs):
+@with_defaults(output_dir="runs/acd/eval", max_new_tokens=40)
+class EvalConfig(RunArgs, GenerationArgs, JudgeArgs):
     """detoxkit acd eval: ACD against its baselines in one harness -> metrics.json, report.md and a plot.
 
     Methods: no system prompt (the model's default), manual safe system prompt, null- and opposite-prompt
@@ -123,7 +143,9 @@ class EvalConfig(RunArgs):
     model: str = arg("smollm2-135m-instruct", "target model")
     prompts_dir: str = arg("runs/acd", "folder with the tuned safe_prompt/adv_prompt .safetensors")
     anchors: Optional[str] = arg("runs/acd/anchors.jsonl", "anchor set, for the overlap check (None: skip)")
-    harmful_sources: list[str] = arg(["builtin:advbench", "builtin:harmbench", "builtin:donotanswer"], "harmful eval sets")
+    harmful_sources: list[str] = arg(
+        ["builtin:advbench", "builtin:harmbench", "builtin:donotanswer"], "harmful eval sets"
+    )
     n_per_harmful_source: int = arg(20, "harmful prompts per set (from the evaluation split)")
     benign_source: str = arg("builtin:benign-edgy", "benign-but-edgy prompts for over-refusal")
     n_benign: int = arg(30, "benign prompts (from the evaluation split)")
@@ -139,9 +161,3 @@ class EvalConfig(RunArgs):
     id_alpha: float = arg(0.5, "α of the Instructive Decoding baselines")
     window: int = arg(8, "window variant: contrast only the first N tokens (0: skip the variant)")
     form: Literal["acd", "cfg"] = arg("acd", "contrast form")
-    max_new_tokens: int = arg(40, "response length")
-    batch_size: int = arg(16, "prompts per generation batch")
-    refusal_threshold: float = arg(0.5, "refusal score threshold")
-    harm_threshold: float = arg(0.5, "harm score threshold")
-    refusal_head: Optional[str] = arg(None, "refusal head file (default: the packaged one)")
-    harm_head: Optional[str] = arg(None, "harm head file (default: the packaged one)")

@@ -18,11 +18,11 @@ import torch
 
 from ..core.contrastive import contrastive_logits
 from ..core.logprobs import token_logprobs
-from ..lm.soft_prompt import SoftPrompt, build_inputs, splice_rows, template_pieces
 from ..errors import DataError, DetoxkitError
 from ..lm.batch import pad_id, positions_from_mask
 from ..lm.cache import last_logits_kwargs
 from ..lm.generate import GREEDY, Sampling, collect, decode_loop, stop_ids
+from ..lm.soft_prompt import SoftPrompt, build_inputs, splice_rows, template_pieces
 
 PromptLike = SoftPrompt | str | Path | None
 
@@ -31,8 +31,11 @@ def names_a_file(value: str | Path) -> bool:
     """A prompt option names a file when it is a Path, or one word with a path separator or a file extension;
     anything else (spaces, or a bare word) is the prompt text itself."""
     s = str(value)
-    return isinstance(value, Path) or (bool(s) and not any(c.isspace() for c in s)
-                                       and ("/" in s or "\\" in s or re.search(r"\.[A-Za-z0-9]{1,12}$", s) is not None))
+    return isinstance(value, Path) or (
+        bool(s)
+        and not any(c.isspace() for c in s)
+        and ("/" in s or "\\" in s or re.search(r"\.[A-Za-z0-9]{1,12}$", s) is not None)
+    )
 
 
 def read_prompt_option(prompt: PromptLike) -> SoftPrompt | str | None:
@@ -44,8 +47,9 @@ def read_prompt_option(prompt: PromptLike) -> SoftPrompt | str | None:
         return prompt if prompt is None or isinstance(prompt, SoftPrompt) else str(prompt)
     path = Path(prompt)
     if not path.is_file():
-        raise DetoxkitError(f"{path}: prompt file not found (give a tuned .safetensors file, a text file, "
-                            "or the prompt text itself)")
+        raise DetoxkitError(
+            f"{path}: prompt file not found (give a tuned .safetensors file, a text file, or the prompt text itself)"
+        )
     if path.suffix == ".safetensors":
         return SoftPrompt.load(path)
     try:
@@ -81,8 +85,9 @@ class TwoBranchStepper:
     [k, 2k) under the adversarial one. The template prefix with each soft prompt (the same for every request) runs
     once per branch and its cache is repeated to all rows; each step feeds the chosen token to both rows of a pair."""
 
-    def __init__(self, model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None,
-                 contrast: Contrast):
+    def __init__(
+        self, model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None, contrast: Contrast
+    ):
         k = len(prompts)
         self.model, self.k, self.rows, self.contrast = model, k, k, contrast
         self.active = adv is not None and contrast.alpha != 0 and (contrast.window is None or contrast.window > 0)
@@ -96,8 +101,13 @@ class TwoBranchStepper:
         # 1. The shared prefix (template start + each branch's prompt), once per branch.
         last_only = last_logits_kwargs(model, 1)  # the prefill needs only its last position's logits
         embeds, pmask, _ = splice_rows(model, [[before, sp.embeddings] for sp in branches], pad)
-        out = model(inputs_embeds=embeds, attention_mask=pmask, position_ids=positions_from_mask(pmask),
-                    use_cache=True, **last_only)
+        out = model(
+            inputs_embeds=embeds,
+            attention_mask=pmask,
+            position_ids=positions_from_mask(pmask),
+            use_cache=True,
+            **last_only,
+        )
         self.cache = out.past_key_values
         self.cache.batch_repeat_interleave(k)  # rows: branch 0 × k, then branch 1 × k
         pmask = pmask.repeat_interleave(k, 0)
@@ -105,8 +115,14 @@ class TwoBranchStepper:
         # 2. Each request's suffix (rest of the template + user prompt), left-padded after the prefix.
         semb, smask, _ = splice_rows(model, [[pieces[i % k][1]] for i in range(self.nb * k)], pad)
         self.mask = torch.cat([pmask, smask], 1)
-        out = model(inputs_embeds=semb, attention_mask=self.mask, position_ids=positions_from_mask(smask, plen),
-                    past_key_values=self.cache, use_cache=True, **last_only)
+        out = model(
+            inputs_embeds=semb,
+            attention_mask=self.mask,
+            position_ids=positions_from_mask(smask, plen),
+            past_key_values=self.cache,
+            use_cache=True,
+            **last_only,
+        )
         self.first = out.logits[:, -1]
         self.pos = plen + smask.sum(-1)  # the next token's position in every row
 
@@ -125,23 +141,44 @@ class TwoBranchStepper:
     def advance(self, tokens: torch.Tensor) -> torch.Tensor:
         feed = tokens.repeat(self.nb).unsqueeze(-1)
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], 1)
-        out = self.model(input_ids=feed, attention_mask=self.mask, position_ids=self.pos.unsqueeze(-1),
-                         past_key_values=self.cache, use_cache=True)
+        out = self.model(
+            input_ids=feed,
+            attention_mask=self.mask,
+            position_ids=self.pos.unsqueeze(-1),
+            past_key_values=self.cache,
+            use_cache=True,
+        )
         self.pos = self.pos + 1
         return out.logits[:, -1]
 
 
 @torch.no_grad()
-def decode_steps(model, tokenizer, prompts: list[str], safe: SoftPrompt, adv: SoftPrompt | None,
-                 contrast: Contrast = Contrast(), max_new_tokens: int = 64, sampling: Sampling = GREEDY,
-                 min_new_tokens: int = 0, should_stop=None) -> Iterator[torch.Tensor]:
+def decode_steps(
+    model,
+    tokenizer,
+    prompts: list[str],
+    safe: SoftPrompt,
+    adv: SoftPrompt | None,
+    contrast: Contrast = Contrast(),
+    max_new_tokens: int = 64,
+    sampling: Sampling = GREEDY,
+    min_new_tokens: int = 0,
+    should_stop=None,
+) -> Iterator[torch.Tensor]:
     """Yield the next token of each prompt, one (k,) tensor per step (−1 where a prompt has finished).
 
     min_new_tokens: stop tokens are masked out before this many tokens (as in ``transformers``' generate);
     should_stop(): asked after every step, True ends decoding (the guard's callers have gone)."""
     stepper = TwoBranchStepper(model, tokenizer, prompts, safe, adv, contrast)
-    yield from decode_loop(stepper, max_new_tokens, stop_ids(model, tokenizer), sampling, pad_id(tokenizer),
-                           min_new_tokens, should_stop=should_stop)
+    yield from decode_loop(
+        stepper,
+        max_new_tokens,
+        stop_ids(model, tokenizer),
+        sampling,
+        pad_id(tokenizer),
+        min_new_tokens,
+        should_stop=should_stop,
+    )
 
 
 def _options(alpha, form, plausibility, window, do_sample, temperature, top_p, seed) -> tuple[Contrast, Sampling]:
@@ -149,10 +186,22 @@ def _options(alpha, form, plausibility, window, do_sample, temperature, top_p, s
     return Contrast(alpha, form, plausibility, window), Sampling(do_sample, temperature, top_p, generator=gen)
 
 
-def stream(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_prompt: PromptLike = None,
-           alpha: float = 0.5, form: str = "acd", plausibility: float | None = None, window: int | None = None,
-           max_new_tokens: int = 64, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-           seed: int | None = None) -> Iterator[list[str]]:
+def stream(
+    model,
+    tokenizer,
+    prompts: list[str],
+    safe_prompt: PromptLike,
+    adv_prompt: PromptLike = None,
+    alpha: float = 0.5,
+    form: str = "acd",
+    plausibility: float | None = None,
+    window: int | None = None,
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+) -> Iterator[list[str]]:
     """Stream one batch: yields, per step, the new text of each prompt ("" where nothing new or finished)."""
     safe = as_soft_prompt(model, tokenizer, safe_prompt)
     adv = as_soft_prompt(model, tokenizer, adv_prompt)
@@ -166,16 +215,30 @@ def stream(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_pr
             if t >= 0 and t not in stops:
                 ids[i].append(t)
             text = tokenizer.decode(ids[i], skip_special_tokens=True)
-            deltas.append(text[len(shown[i]):] if text.startswith(shown[i]) else text)
+            deltas.append(text[len(shown[i]) :] if text.startswith(shown[i]) else text)
             shown[i] = text
         yield deltas
 
 
-def generate(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_prompt: PromptLike = None,
-             alpha: float = 0.5, form: str = "acd", plausibility: float | None = None, window: int | None = None,
-             max_new_tokens: int = 64, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             batch_size: int = 8, seed: int | None = None, show_progress: bool = False,
-             min_new_tokens: int = 0) -> list[str]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    safe_prompt: PromptLike,
+    adv_prompt: PromptLike = None,
+    alpha: float = 0.5,
+    form: str = "acd",
+    plausibility: float | None = None,
+    window: int | None = None,
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int = 8,
+    seed: int | None = None,
+    show_progress: bool = False,
+    min_new_tokens: int = 0,
+) -> list[str]:
     """ACD responses, one string per prompt: tokens from softmax(logits_safe − α·logits_adv) (or the "cfg" form).
 
     safe_prompt / adv_prompt: a :class:`SoftPrompt`, a saved ``.safetensors`` path, or a text used as a hard
@@ -193,16 +256,26 @@ def generate(model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_
     out: list[str] = []
     for s in progress(range(0, len(prompts), batch_size), desc="acd generate", unit="batch", disable=not show_progress):
         batch = prompts[s : s + batch_size]
-        ids = collect(decode_steps(model, tokenizer, batch, safe, adv, contrast, max_new_tokens, sampling,
-                                   min_new_tokens), len(batch))
+        ids = collect(
+            decode_steps(model, tokenizer, batch, safe, adv, contrast, max_new_tokens, sampling, min_new_tokens),
+            len(batch),
+        )
         out.extend(tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids)
     return out
 
 
 @torch.no_grad()
-def score_completions(model, tokenizer, prompts: list[str], completions: list[str], safe_prompt: PromptLike,
-                      adv_prompt: PromptLike = None, alpha: float = 0.5, form: str = "acd",
-                      batch_size: int = 8) -> tuple[list[float], list[int]]:
+def score_completions(
+    model,
+    tokenizer,
+    prompts: list[str],
+    completions: list[str],
+    safe_prompt: PromptLike,
+    adv_prompt: PromptLike = None,
+    alpha: float = 0.5,
+    form: str = "acd",
+    batch_size: int = 8,
+) -> tuple[list[float], list[int]]:
     """Σ log p(completion | prompt) under the decoding distribution softmax(contrast) (or the safe branch alone).
 
     The completion is the assistant turn of the chat; returns (sum log-prob per pair, completion token count).

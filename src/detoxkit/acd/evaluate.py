@@ -23,11 +23,19 @@ def methods(cfg, safe_soft, adv_soft) -> list[dict]:
         {"method": "oID", "safe": cfg.safe_prompt, "adv": cfg.opposite_prompt, "alpha": cfg.id_alpha, "window": None},
         {"method": "soft_safe_only", "safe": safe_soft, "adv": None, "alpha": 0.0, "window": None},
     ]
-    rows += [{"method": f"acd_a{a:g}", "safe": safe_soft, "adv": adv_soft, "alpha": a, "window": None}
-             for a in cfg.alphas]
+    rows += [
+        {"method": f"acd_a{a:g}", "safe": safe_soft, "adv": adv_soft, "alpha": a, "window": None} for a in cfg.alphas
+    ]
     if cfg.window:
-        rows.append({"method": f"acd_a{cfg.alpha:g}_w{cfg.window}", "safe": safe_soft, "adv": adv_soft,
-                     "alpha": cfg.alpha, "window": cfg.window})
+        rows.append(
+            {
+                "method": f"acd_a{cfg.alpha:g}_w{cfg.window}",
+                "safe": safe_soft,
+                "adv": adv_soft,
+                "alpha": cfg.alpha,
+                "window": cfg.window,
+            }
+        )
     return rows
 
 
@@ -68,8 +76,17 @@ def perplexity(model, tok, texts, safe, adv, alpha, form, batch_size=8) -> dict:
 
     from .decode import score_completions
 
-    lps, ns = score_completions(model, tok, ["Write a paragraph of an encyclopedia article."] * len(texts), texts,
-                                safe, adv, alpha, form, batch_size)
+    lps, ns = score_completions(
+        model,
+        tok,
+        ["Write a paragraph of an encyclopedia article."] * len(texts),
+        texts,
+        safe,
+        adv,
+        alpha,
+        form,
+        batch_size,
+    )
     return {"value": math.exp(-sum(lps) / max(sum(ns), 1)), "n_texts": len(texts), "n_tokens": int(sum(ns))}
 
 
@@ -80,7 +97,9 @@ def eval_prompts(cfg) -> tuple[list[str], list[str], list[str], int]:
     anchor_prompts = set()
     if cfg.anchors:
         if not Path(cfg.anchors).exists():
-            raise DetoxkitError(f"{cfg.anchors}: anchors file not found (pass --anchors None to skip the overlap check)")
+            raise DetoxkitError(
+                f"{cfg.anchors}: anchors file not found (pass --anchors None to skip the overlap check)"
+            )
         anchor_prompts = {normalise(r["prompt"]) for r in load_records(cfg.anchors)}
     harmful, sources = [], []
     for src in cfg.harmful_sources:
@@ -98,19 +117,39 @@ def answer(model, tok, cfg, m: dict, prompts: list[str]) -> list[str]:
     from .decode import generate
 
     if m["safe"] is None:
-        return [r[0] for r in plain_generate(model, tok, prompts, system=None, max_new_tokens=cfg.max_new_tokens,
-                                             batch_size=cfg.batch_size)]
-    return generate(model, tok, prompts, m["safe"], m["adv"], m["alpha"], cfg.form, window=m["window"],
-                    max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+        return [
+            r[0]
+            for r in plain_generate(
+                model, tok, prompts, system=None, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size
+            )
+        ]
+    return generate(
+        model,
+        tok,
+        prompts,
+        m["safe"],
+        m["adv"],
+        m["alpha"],
+        cfg.form,
+        window=m["window"],
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+    )
 
 
 def method_row(cfg, m: dict, h: list[float], r: list[float], sources: list[str]) -> dict:
     from ..eval.generation import harmless_rate, over_refusal_rate
 
-    return {"alpha": m["alpha"], "window": m["window"], "harmless_rate": harmless_rate(h, cfg.harm_threshold),
-            "harmless_rate_by_source": {s: harmless_rate([x for x, src in zip(h, sources) if src == s],
-                                                         cfg.harm_threshold) for s in cfg.harmful_sources},
-            "over_refusal": over_refusal_rate(r, cfg.refusal_threshold)}
+    return {
+        "alpha": m["alpha"],
+        "window": m["window"],
+        "harmless_rate": harmless_rate(h, cfg.harm_threshold),
+        "harmless_rate_by_source": {
+            s: harmless_rate([x for x, src in zip(h, sources) if src == s], cfg.harm_threshold)
+            for s in cfg.harmful_sources
+        },
+        "over_refusal": over_refusal_rate(r, cfg.refusal_threshold),
+    }
 
 
 def evaluate(cfg, model=None, tok=None) -> dict:
@@ -140,26 +179,45 @@ def evaluate(cfg, model=None, tok=None) -> dict:
         t0 = time.time()
         resp = answer(model, tok, cfg, m, prompts)
         gen_s = time.time() - t0
-        h, r = harm(resp[: len(harmful)], harmful), refusal(resp[len(harmful):], benign)
+        h, r = harm(resp[: len(harmful)], harmful), refusal(resp[len(harmful) :], benign)
         row = {**method_row(cfg, m, h, r, sources), "generation_seconds": round(gen_s, 1)}
         # Utility under each decoding distribution: the manual safe prompt, the tuned safe prompt alone and ACD at
         # every α of the sweep (the window variant decodes like ACD at the headline α, and its utility with it).
-        if m["method"] in ("manual_safe", "soft_safe_only") or (m["method"].startswith("acd_a") and m["window"] is None):
+        if m["method"] in ("manual_safe", "soft_safe_only") or (
+            m["method"].startswith("acd_a") and m["window"] is None
+        ):
             if mc_items:
                 row["mc_accuracy"] = mc_accuracy(model, tok, mc_items, m["safe"], m["adv"], m["alpha"], cfg.form)
             if ppl_texts:
                 row["perplexity"] = perplexity(model, tok, ppl_texts, m["safe"], m["adv"], m["alpha"], cfg.form)
         results[m["method"]] = row
-        append_jsonl(gen_path, [{"method": m["method"], "prompt": p, "kind": "harmful" if i < len(harmful) else "benign",
-                                 "response": x, "harm" if i < len(harmful) else "refusal":
-                                 (h[i] if i < len(harmful) else r[i - len(harmful)])}
-                                for i, (p, x) in enumerate(zip(prompts, resp))])
+        append_jsonl(
+            gen_path,
+            [
+                {
+                    "method": m["method"],
+                    "prompt": p,
+                    "kind": "harmful" if i < len(harmful) else "benign",
+                    "response": x,
+                    "harm" if i < len(harmful) else "refusal": (h[i] if i < len(harmful) else r[i - len(harmful)]),
+                }
+                for i, (p, x) in enumerate(zip(prompts, resp))
+            ],
+        )
     metrics = {
-        "model": cfg.model, "n_harmful": len(harmful), "n_benign": len(benign), "n_mc": len(mc_items),
-        "n_ppl": len(ppl_texts), "max_new_tokens": cfg.max_new_tokens, "form": cfg.form,
+        "model": cfg.model,
+        "n_harmful": len(harmful),
+        "n_benign": len(benign),
+        "n_mc": len(mc_items),
+        "n_ppl": len(ppl_texts),
+        "max_new_tokens": cfg.max_new_tokens,
+        "form": cfg.form,
         "eval_anchor_overlap": overlap,
-        "scorers": {"refusal": refusal.version, "harm": harm.version,
-                    "note": "offline proxy scorers (embedding heads + refusal rules), not GPT-4 judges"},
+        "scorers": {
+            "refusal": refusal.version,
+            "harm": harm.version,
+            "note": "offline proxy scorers (embedding heads + refusal rules), not GPT-4 judges",
+        },
         "methods": results,
     }
     write_json(out / "metrics.json", metrics)
@@ -176,15 +234,22 @@ def _fmt(r: dict | None) -> str:
 
 
 def report(metrics: dict) -> str:
-    lines = [f"# ACD evaluation: {metrics['model']}", "",
-             f"Harmful prompts n={metrics['n_harmful']}, benign-edgy n={metrics['n_benign']}, MC n={metrics['n_mc']}, "
-             f"max_new_tokens={metrics['max_new_tokens']}. Harm and refusal are judged by offline proxy scorers "
-             f"({metrics['scorers']['harm']}, {metrics['scorers']['refusal']}); 95% Wilson intervals.", "",
-             "| method | α | harmless rate | over-refusal | MC accuracy | perplexity |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# ACD evaluation: {metrics['model']}",
+        "",
+        f"Harmful prompts n={metrics['n_harmful']}, benign-edgy n={metrics['n_benign']}, MC n={metrics['n_mc']}, "
+        f"max_new_tokens={metrics['max_new_tokens']}. Harm and refusal are judged by offline proxy scorers "
+        f"({metrics['scorers']['harm']}, {metrics['scorers']['refusal']}); 95% Wilson intervals.",
+        "",
+        "| method | α | harmless rate | over-refusal | MC accuracy | perplexity |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, r in metrics["methods"].items():
         ppl = f"{r['perplexity']['value']:.2f}" if "perplexity" in r else "–"
-        lines.append(f"| {name} | {r['alpha']:g} | {_fmt(r['harmless_rate'])} | {_fmt(r['over_refusal'])} | "
-                     f"{_fmt(r.get('mc_accuracy'))} | {ppl} |")
+        lines.append(
+            f"| {name} | {r['alpha']:g} | {_fmt(r['harmless_rate'])} | {_fmt(r['over_refusal'])} | "
+            f"{_fmt(r.get('mc_accuracy'))} | {ppl} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -228,8 +293,10 @@ def plot_alpha(metrics: dict, path: Path) -> None:
 def summary(cfg, m: dict) -> str:
     base = m["methods"]["manual_safe"]["harmless_rate"]["value"]
     acd = m["methods"][f"acd_a{cfg.alpha:g}"]["harmless_rate"]["value"]
-    return (f"acd eval: harmless rate manual safe {base:.3f} -> ACD(α={cfg.alpha:g}) {acd:.3f} on {m['n_harmful']} "
-            f"harmful prompts -> {cfg.output_dir}/report.md, alpha_sweep.png")
+    return (
+        f"acd eval: harmless rate manual safe {base:.3f} -> ACD(α={cfg.alpha:g}) {acd:.3f} on {m['n_harmful']} "
+        f"harmful prompts -> {cfg.output_dir}/report.md, alpha_sweep.png"
+    )
 
 
 EVAL = Recipe(EvalConfig, evaluate, summary)

@@ -51,9 +51,17 @@ def run(cfg: GenerateConfig) -> dict:
     model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
     safe = Path(cfg.prompts_dir) / "safe_prompt.safetensors"
     adv = Path(cfg.prompts_dir) / "adv_prompt.safetensors"
-    opts = dict(alpha=cfg.alpha, form=cfg.form, plausibility=cfg.plausibility, window=cfg.window,
-                max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample, temperature=cfg.temperature,
-                top_p=cfg.top_p, seed=cfg.seed)
+    opts = dict(
+        alpha=cfg.alpha,
+        form=cfg.form,
+        plausibility=cfg.plausibility,
+        window=cfg.window,
+        max_new_tokens=cfg.max_new_tokens,
+        do_sample=cfg.do_sample,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        seed=cfg.seed,
+    )
     t0 = time.time()
     if cfg.stream:
         responses = _streamed(model, tok, prompts, safe, adv, cfg, opts)

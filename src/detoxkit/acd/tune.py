@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
+from ..config import Recipe
 from ..core.logprobs import token_logprobs
 from ..core.losses import opo_loss
-from ..lm.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze
-from ..config import Recipe
 from ..errors import DetoxkitError
+from ..lm.soft_prompt import SoftPrompt, assert_frozen, build_inputs, freeze
 from .config import TuneConfig
 
 SPLITS = ("D_HR", "D_HA", "D_S")
@@ -33,8 +33,10 @@ def load_anchor_splits(path: str | Path) -> dict[str, list[dict]]:
     splits = {s: [r for r in rows if r["split"] == s and str(r["response"]).strip()] for s in SPLITS}
     empty = [s for s, v in splits.items() if not v]
     if empty:
-        raise DetoxkitError(f"{path}: anchor split(s) {', '.join(empty)} are empty; sample more responses "
-                            "(--samples_per_prompt, --n_harmful) or change the scorer thresholds")
+        raise DetoxkitError(
+            f"{path}: anchor split(s) {', '.join(empty)} are empty; sample more responses "
+            "(--samples_per_prompt, --n_harmful) or change the scorer thresholds"
+        )
     return splits
 
 
@@ -49,8 +51,9 @@ def step_batch(splits: dict[str, list[dict]], bs: int, seed: int, step: int) -> 
     return {s: [rows[int(i)] for i in torch.randint(len(rows), (bs,), generator=g)] for s, rows in splits.items()}
 
 
-def opo_step_losses(model, tok, safe: SoftPrompt, adv: SoftPrompt, batch: dict[str, list[dict]],
-                    max_response_tokens: int) -> tuple[torch.Tensor, dict[str, float]]:
+def opo_step_losses(
+    model, tok, safe: SoftPrompt, adv: SoftPrompt, batch: dict[str, list[dict]], max_response_tokens: int
+) -> tuple[torch.Tensor, dict[str, float]]:
     """L_SP + L_AP on one batch, both prompts as rows of one forward. Returns (loss, logged parts)."""
     pairs = [(r["prompt"], _truncate(tok, r["response"], max_response_tokens)) for s in SPLITS for r in batch[s]]
     n = len(pairs)
@@ -77,8 +80,16 @@ def opo_step_losses(model, tok, safe: SoftPrompt, adv: SoftPrompt, batch: dict[s
 def tune(cfg, model=None, tok=None) -> dict:
     """Run OPO for a :class:`~detoxkit.acd.config.TuneConfig`; returns the final metrics."""
     from ..lm.load import load_model_and_tokenizer
-    from ..runs import (append_jsonl, load_checkpoint, prepare_output_dir, progress, resolve_resume,
-                        save_checkpoint, seed_everything, write_json)
+    from ..runs import (
+        append_jsonl,
+        load_checkpoint,
+        prepare_output_dir,
+        progress,
+        resolve_resume,
+        save_checkpoint,
+        seed_everything,
+        write_json,
+    )
 
     seed_everything(cfg.seed)
     out = prepare_output_dir(cfg)
@@ -117,19 +128,28 @@ def tune(cfg, model=None, tok=None) -> dict:
             append_jsonl(log_path, [row])
         bar.set_postfix(sp=f"{parts['loss_sp']:.1f}", ap=f"{parts['loss_ap']:.1f}")
         if cfg.save_steps and (step + 1) % cfg.save_steps == 0 and step + 1 < cfg.max_steps:
-            save_checkpoint(out, step + 1, {"safe_prompt": {"embeddings": safe.embeddings},
-                                            "adv_prompt": {"embeddings": adv.embeddings}},
-                            {"history": history}, {"adam": opt})
+            save_checkpoint(
+                out,
+                step + 1,
+                {"safe_prompt": {"embeddings": safe.embeddings}, "adv_prompt": {"embeddings": adv.embeddings}},
+                {"history": history},
+                {"adam": opt},
+            )
 
     safe.save(Path(out) / "safe_prompt.safetensors")
     adv.save(Path(out) / "adv_prompt.safetensors")
     first, last = (history[0], history[-1]) if history else ({}, {})
     metrics = {
-        "steps": cfg.max_steps, "resumed_from": start, "seconds": round(time.time() - t0, 1),
+        "steps": cfg.max_steps,
+        "resumed_from": start,
+        "seconds": round(time.time() - t0, 1),
         "anchors": {s: len(v) for s, v in splits.items()},
-        "loss_sp_first": first.get("loss_sp"), "loss_sp_last": last.get("loss_sp"),
-        "loss_ap_first": first.get("loss_ap"), "loss_ap_last": last.get("loss_ap"),
-        "safe_prompt_tokens": safe.n_tokens, "adv_prompt_tokens": adv.n_tokens,
+        "loss_sp_first": first.get("loss_sp"),
+        "loss_sp_last": last.get("loss_sp"),
+        "loss_ap_first": first.get("loss_ap"),
+        "loss_ap_last": last.get("loss_ap"),
+        "safe_prompt_tokens": safe.n_tokens,
+        "adv_prompt_tokens": adv.n_tokens,
     }
     write_json(Path(out) / "metrics.json", metrics)
     return metrics
@@ -138,9 +158,11 @@ def tune(cfg, model=None, tok=None) -> dict:
 def summary(cfg, m: dict) -> str:
     if m["loss_sp_first"] is None:
         return f"acd tune: nothing to do (already at step {m['resumed_from']}) -> {cfg.output_dir}"
-    return (f"acd tune: {m['steps']} steps in {m['seconds']} s; L_SP {m['loss_sp_first']:.2f} -> {m['loss_sp_last']:.2f}, "
-            f"L_AP {m['loss_ap_first']:.2f} -> {m['loss_ap_last']:.2f} -> {cfg.output_dir}/safe_prompt.safetensors, "
-            "adv_prompt.safetensors")
+    return (
+        f"acd tune: {m['steps']} steps in {m['seconds']} s; L_SP {m['loss_sp_first']:.2f} -> {m['loss_sp_last']:.2f}, "
+        f"L_AP {m['loss_ap_first']:.2f} -> {m['loss_ap_last']:.2f} -> {cfg.output_dir}/safe_prompt.safetensors, "
+        "adv_prompt.safetensors"
+    )
 
 
 TUNE = Recipe(TuneConfig, tune, summary)

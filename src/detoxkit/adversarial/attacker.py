@@ -44,7 +44,7 @@ def clean_generated_prompt(text: str) -> str:
     low = line.lower()
     for prefix in ("non-problematic prompt:", "problematic prompt:", "prompt:"):
         if low.startswith(prefix):
-            line = line[len(prefix):].strip()
+            line = line[len(prefix) :].strip()
             break
     return line.strip("\"'` ").strip()
 
@@ -57,8 +57,16 @@ class Attacker(TrainableLM):
     successful attacks as answers to the problematic request.
     """
 
-    def __init__(self, model, tokenizer, meta: dict | None = None, max_new_tokens: int = 48, temperature: float = 0.9,
-                 top_p: float = 0.95, seed: int = 0):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        meta: dict | None = None,
+        max_new_tokens: int = 48,
+        temperature: float = 0.9,
+        top_p: float = 0.95,
+        seed: int = 0,
+    ):
         super().__init__(model, tokenizer, meta or {})
         self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
 
@@ -68,19 +76,37 @@ class Attacker(TrainableLM):
         from ..lm.generate import generate
 
         torch.manual_seed(seed)
-        return generate(self.model, self.tokenizer, [USER_TURN[kind]], system=SYSTEM[kind], do_sample=True,
-                        temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)[0][0]
+        return generate(
+            self.model,
+            self.tokenizer,
+            [USER_TURN[kind]],
+            system=SYSTEM[kind],
+            do_sample=True,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_new_tokens=self.max_new_tokens,
+        )[0][0]
 
     def write(self, kind: str, round_: int, slot: int, attempt: int) -> str:
         if kind not in SYSTEM:
             raise ValueError(f"kind must be problematic or benign, got {kind!r}")
         return clean_generated_prompt(self.sample(kind, slot_seed(self.seed, round_, slot, attempt)))
 
-    def finetune(self, prompts: Sequence[str], epochs: int = 2, learning_rate: float = 2e-4, batch_size: int = 8,
-                 seed: int = 0) -> list[float]:
+    def finetune(
+        self, prompts: Sequence[str], epochs: int = 2, learning_rate: float = 2e-4, batch_size: int = 8, seed: int = 0
+    ) -> list[float]:
         from ..lm.chat import render_chat
 
         ctx = [render_chat(self.tokenizer, USER_TURN["problematic"], SYSTEM_PROBLEMATIC)] * len(prompts)
         eos = self.tokenizer.eos_token or ""
-        return finetune_completions(self.model, self.tokenizer, ctx, [p + eos for p in prompts], epochs, learning_rate,
-                                    batch_size, seed, desc="attacker fine-tune")
+        return finetune_completions(
+            self.model,
+            self.tokenizer,
+            ctx,
+            [p + eos for p in prompts],
+            epochs,
+            learning_rate,
+            batch_size,
+            seed,
+            desc="attacker fine-tune",
+        )

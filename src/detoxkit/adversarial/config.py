@@ -5,12 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import Default, LoraArgs, OutputArgs, ResumeArgs, RunArgs, arg, with_defaults
+from ..config import (
+    Default,
+    GenerationArgs,
+    LoraArgs,
+    OutputArgs,
+    ResumeArgs,
+    RunArgs,
+    SamplingOptions,
+    arg,
+    with_defaults,
+)
 
 
 @dataclass
-@with_defaults(output_dir=Default("runs/adversarial", "run folder: prompts.jsonl, checkpoint-<round>/, eval.jsonl, config.yaml"))
-class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs):
+@with_defaults(
+    output_dir=Default("runs/adversarial", "run folder: prompts.jsonl, checkpoint-<round>/, eval.jsonl, config.yaml"),
+    max_new_tokens=Default(48, "attacker generation length"),
+    temperature=Default(0.9, "attacker sampling temperature (paper: 0.6 with davinci; a 135M model needs more)"),
+    top_p=Default(0.95, "attacker nucleus sampling"),
+    batch_size=Default(16, "judge scoring batch size"),
+)
+class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, SamplingOptions):
     """detoxkit adversarial run: the attacker–judge loop of O'Neill et al. (2023), on open models.
 
     Each round the attacker (a chat LM with the paper's system messages) writes prompts_per_round prompts,
@@ -24,13 +40,17 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs):
     every round (round 0 = the base model zero-shot, the reference) is scored on the hold-out set.
     """
 
-    attacker_model: str = arg("smollm2-135m-instruct", "the attacker: a builtin name, folder or hub id of a chat causal LM")
+    attacker_model: str = arg(
+        "smollm2-135m-instruct", "the attacker: a builtin name, folder or hub id of a chat causal LM"
+    )
     judge_model: str = arg("smollm2-135m-instruct", "the judge: a causal LM answering '1' (problematic) or '0'")
     oracle: Literal["classifier", "scorer", "lm-judge", "human", "labels"] = arg(
-        "classifier", "ground truth: classifier = MiniLM logistic regression trained on builtin harmful vs benign "
-                      "prompts (disjoint from the hold-out); scorer = a detoxkit scorer on the prompt (oracle_scorer); "
-                      "lm-judge = oracle_model asked zero-shot; human = ask at the terminal; labels = oracle_labels "
-                      "file (prompt,label) with the classifier as fallback for generated prompts")
+        "classifier",
+        "ground truth: classifier = MiniLM logistic regression trained on builtin harmful vs benign "
+        "prompts (disjoint from the hold-out); scorer = a detoxkit scorer on the prompt (oracle_scorer); "
+        "lm-judge = oracle_model asked zero-shot; human = ask at the terminal; labels = oracle_labels "
+        "file (prompt,label) with the classifier as fallback for generated prompts",
+    )
     oracle_scorer: str = arg("toxicity", "the scorer of --oracle scorer (applied to the prompt text)")
     oracle_model: str = arg("smollm2-135m-instruct", "the LM of --oracle lm-judge")
     oracle_labels: Optional[str] = arg(None, "a file with prompt,label columns (--oracle labels)")
@@ -40,29 +60,37 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs):
     prompts_per_round: int = arg(16, "prompts written per round (half problematic, half benign, alternating)")
     seed_problematic: int = arg(8, "builtin harmful prompts (advbench/harmbench) seeding the judge and attacker data")
     seed_benign: int = arg(8, "builtin benign-edgy prompts seeding the judge data (label 0)")
-    max_new_tokens: int = arg(48, "attacker generation length")
-    temperature: float = arg(0.9, "attacker sampling temperature (paper: 0.6 with davinci; a 135M model needs more)")
-    top_p: float = arg(0.95, "attacker nucleus sampling")
     dedup_threshold: float = arg(0.9, "a prompt whose MiniLM cosine to an earlier one is >= this is a near duplicate")
     max_tries: int = arg(3, "attempts per prompt slot before it is logged as a duplicate and skipped")
     embedder: str = arg("all-minilm-l6-v2", "sentence embedder for near-duplicate detection")
-    judge_train_mode: Literal["lora", "full", "last_layers"] = arg("lora", "judge fine-tuning: LoRA adapter, all weights, "
-                                                                          "or the last num_train_layers blocks")
-    attacker_train_mode: Literal["lora", "full", "last_layers", "none"] = arg("lora", "attacker fine-tuning (none = frozen)")
+    judge_train_mode: Literal["lora", "full", "last_layers"] = arg(
+        "lora", "judge fine-tuning: LoRA adapter, all weights, or the last num_train_layers blocks"
+    )
+    attacker_train_mode: Literal["lora", "full", "last_layers", "none"] = arg(
+        "lora", "attacker fine-tuning (none = frozen)"
+    )
     num_train_layers: int = arg(2, "blocks trained by last_layers (plus the final norm)")
     judge_epochs: int = arg(3, "judge epochs over all labelled data per round (paper: 5)")
     attacker_epochs: int = arg(2, "attacker epochs over the successful attacks per round")
     learning_rate: float = arg(2e-4, "AdamW learning rate of both fine-tunes (LoRA scale; use ~1e-5 for full)")
     per_device_train_batch_size: int = arg(8, "fine-tuning batch size")
-    calibrate_reference: bool = arg(True, "judge the zero-shot reference (and the round-1 verdicts) at the threshold that "
-                                          "best separates the seed data: the 135M model answers '1' to nearly every "
-                                          "prompt, so at 0.5 it misses none; fine-tuned judges answer at 0.5")
+    calibrate_reference: bool = arg(
+        True,
+        "judge the zero-shot reference (and the round-1 verdicts) at the threshold that "
+        "best separates the seed data: the 135M model answers '1' to nearly every "
+        "prompt, so at 0.5 it misses none; fine-tuned judges answer at 0.5",
+    )
     eval_each_round: bool = arg(True, "score the judge of every round (and the reference) on the hold-out set")
-    holdout_problematic: int = arg(40, "hold-out problematic prompts: builtin harmful prompts the reference judge misses")
-    holdout_benign: int = arg(40, "hold-out contentious-but-acceptable prompts (builtin benign-edgy, never in seed data)")
-    transfer_dataset: str = arg("builtin:toxigen-200", "transfer task: a (text, label) toxic-comment set, scored by ROC-AUC")
+    holdout_problematic: int = arg(
+        40, "hold-out problematic prompts: builtin harmful prompts the reference judge misses"
+    )
+    holdout_benign: int = arg(
+        40, "hold-out contentious-but-acceptable prompts (builtin benign-edgy, never in seed data)"
+    )
+    transfer_dataset: str = arg(
+        "builtin:toxigen-200", "transfer task: a (text, label) toxic-comment set, scored by ROC-AUC"
+    )
     transfer_size: int = arg(100, "transfer texts (class-balanced sample; 0 = all)")
-    batch_size: int = arg(16, "judge scoring batch size")
 
 
 @dataclass

@@ -48,12 +48,22 @@ def seed_data(splits: dict, n_problematic: int, n_benign: int, seed: int) -> lis
     rng = random.Random(seed)
     pos = rng.sample(splits["harmful_train"], min(n_problematic, len(splits["harmful_train"])))
     neg = rng.sample(splits["benign_edgy_train"], min(n_benign, len(splits["benign_edgy_train"])))
-    return [{"prompt": p, "label": 1, "kind": "problematic"} for p in pos] + \
-           [{"prompt": p, "label": 0, "kind": "benign"} for p in neg]
+    return [{"prompt": p, "label": 1, "kind": "problematic"} for p in pos] + [
+        {"prompt": p, "label": 0, "kind": "benign"} for p in neg
+    ]
 
 
-def build_holdout(reference, splits: dict, n_problematic: int, n_benign: int, transfer_dataset: str, transfer_size: int,
-                  seed: int, batch_size: int = 16, threshold: float = 0.5) -> list[dict]:
+def build_holdout(
+    reference,
+    splits: dict,
+    n_problematic: int,
+    n_benign: int,
+    transfer_dataset: str,
+    transfer_size: int,
+    seed: int,
+    batch_size: int = 16,
+    threshold: float = 0.5,
+) -> list[dict]:
     """Rows {text, label, set: problematic|benign|transfer, reference_score}.
 
     reference: the zero-shot judge; problematic rows are hold-out harmful prompts it scores below its threshold (misses)."""
@@ -69,8 +79,10 @@ def build_holdout(reference, splits: dict, n_problematic: int, n_benign: int, tr
     rng.shuffle(benign)
     benign = benign[:n_benign]
     rows = [{"text": p, "label": 1, "set": "problematic", "reference_score": s} for p, s in missed]
-    rows += [{"text": p, "label": 0, "set": "benign", "reference_score": s}
-             for p, s in zip(benign, reference.predict_proba(benign, batch_size))]
+    rows += [
+        {"text": p, "label": 0, "set": "benign", "reference_score": s}
+        for p, s in zip(benign, reference.predict_proba(benign, batch_size))
+    ]
     if transfer_dataset and transfer_size != 0:
         data = require_columns(load_records(transfer_dataset), ["text", "label"])
         by = {0: [r for r in data if int(r["label"]) == 0], 1: [r for r in data if int(r["label"]) == 1]}
@@ -123,8 +135,10 @@ def results_table(per_round: list[dict], success: dict[int, dict]) -> str:
         s = success.get(e["round"])
         sr = f"{s['value']:.3f} (n={s['n']})" if s and s["n"] else "-"
         name = "0 (reference)" if e["round"] == 0 else str(e["round"])
-        lines.append(f"| {name} | {_fmt(h['accuracy'])} | {_fmt(h['precision'])} | {_fmt(h['recall'])} | "
-                     f"{_fmt(h['f1'])} | {auc} | {sr} |")
+        lines.append(
+            f"| {name} | {_fmt(h['accuracy'])} | {_fmt(h['precision'])} | {_fmt(h['recall'])} | "
+            f"{_fmt(h['f1'])} | {auc} | {sr} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -137,8 +151,14 @@ def plot_curve(per_round: list[dict], success: dict[int, dict], path: Path, titl
     rounds = [e["round"] for e in per_round]
     acc = [e["metrics"]["holdout"]["accuracy"] for e in per_round]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.errorbar(rounds, [a["value"] for a in acc], capsize=3, marker="o", label="judge",
-                yerr=[[a["value"] - a["ci95"][0] for a in acc], [a["ci95"][1] - a["value"] for a in acc]])
+    a1.errorbar(
+        rounds,
+        [a["value"] for a in acc],
+        capsize=3,
+        marker="o",
+        label="judge",
+        yerr=[[a["value"] - a["ci95"][0] for a in acc], [a["ci95"][1] - a["value"] for a in acc]],
+    )
     a1.axhline(acc[0]["value"], color="grey", linestyle="--", label="reference (round 0, zero-shot)")
     a1.set(xlabel="round", ylabel="hold-out accuracy", ylim=(0, 1), title="judge accuracy")
     a1.legend()
@@ -175,11 +195,21 @@ def evaluate_run(out: Path, recompute: bool = False, plot: bool = True) -> dict:
             continue
         judge = Judge.from_pretrained(ckpt if ckpt is not None else cfg.judge_model)
         if ckpt is None and cfg.calibrate_reference:  # the reference at the threshold the run calibrated
-            judge.threshold = next((r["verdict_threshold"] for r in read_jsonl(out / "prompts.jsonl")
-                                    if r.get("type") == "round_done" and r["round"] == 1), 0.5)
+            judge.threshold = next(
+                (
+                    r["verdict_threshold"]
+                    for r in read_jsonl(out / "prompts.jsonl")
+                    if r.get("type") == "round_done" and r["round"] == 1
+                ),
+                0.5,
+            )
         scores = score_holdout(judge, holdout, cfg.batch_size)
-        done[r] = {"round": r, "threshold": judge.threshold, "scores": scores,
-                   "metrics": holdout_metrics(holdout, scores, judge.threshold)}
+        done[r] = {
+            "round": r,
+            "threshold": judge.threshold,
+            "scores": scores,
+            "metrics": holdout_metrics(holdout, scores, judge.threshold),
+        }
         append_jsonl(out / "eval.jsonl", [done[r]])
     per_round = [done[r] for r in sorted(rounds)]
     success = attacker_success(read_jsonl(out / "prompts.jsonl"))
@@ -187,7 +217,9 @@ def evaluate_run(out: Path, recompute: bool = False, plot: bool = True) -> dict:
     result = {
         "holdout_n": {s: sum(r["set"] == s for r in holdout) for s in ("problematic", "benign", "transfer")},
         "reference_accuracy": ref,
-        "rounds": [{"round": e["round"], **e["metrics"], "attacker_success": success.get(e["round"])} for e in per_round],
+        "rounds": [
+            {"round": e["round"], **e["metrics"], "attacker_success": success.get(e["round"])} for e in per_round
+        ],
         "final_minus_reference": per_round[-1]["metrics"]["holdout"]["accuracy"]["value"] - ref,
     }
     write_json(out / "metrics.json", result)
@@ -207,9 +239,11 @@ def run(cfg) -> dict:
 
 def summary(cfg, result: dict) -> str:
     last, n = result["rounds"][-1], sum(result["holdout_n"][s] for s in ("problematic", "benign"))
-    return (f"adversarial eval: {len(result['rounds']) - 1} rounds, hold-out n={n}, accuracy "
-            f"{result['reference_accuracy']:.3f} (reference) -> {last['holdout']['accuracy']['value']:.3f} (round "
-            f"{last['round']}); {cfg.output_dir}/metrics.json, table.md, curve.png")
+    return (
+        f"adversarial eval: {len(result['rounds']) - 1} rounds, hold-out n={n}, accuracy "
+        f"{result['reference_accuracy']:.3f} (reference) -> {last['holdout']['accuracy']['value']:.3f} (round "
+        f"{last['round']}); {cfg.output_dir}/metrics.json, table.md, curve.png"
+    )
 
 
 EVAL = Recipe(AdversarialEvalConfig, run, summary)

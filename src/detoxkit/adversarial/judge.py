@@ -51,7 +51,9 @@ class Judge(TrainableLM):
         self.one_ids = answer_token_ids(tokenizer, ["1"], fallback=False)
         self.zero_ids = answer_token_ids(tokenizer, ["0"], fallback=False)
         if not self.one_ids or not self.zero_ids or set(self.one_ids) & set(self.zero_ids):
-            raise DetoxkitError("the judge's tokenizer has no single tokens for '1' and '0' (try a sequence classifier)")
+            raise DetoxkitError(
+                "the judge's tokenizer has no single tokens for '1' and '0' (try a sequence classifier)"
+            )
 
     def render(self, prompt: str) -> str:
         from ..lm.chat import render_chat
@@ -61,8 +63,9 @@ class Judge(TrainableLM):
     def predict_proba(self, prompts: Sequence[str], batch_size: int = 16) -> list[float]:
         from ..lm.score import answer_probability
 
-        return answer_probability(self.model, self.tokenizer, [self.render(p) for p in prompts], self.one_ids,
-                                  self.zero_ids, batch_size)
+        return answer_probability(
+            self.model, self.tokenizer, [self.render(p) for p in prompts], self.one_ids, self.zero_ids, batch_size
+        )
 
     @property
     def threshold(self) -> float:
@@ -88,15 +91,28 @@ class Judge(TrainableLM):
 
         ctx, comp = self.training_pairs(prompts, labels)
         with torch.inference_mode():
-            lp = completion_logprobs(self.model, encode(self.tokenizer, ctx), encode(self.tokenizer, comp),
-                                     pad_id(self.tokenizer), average=True)
+            lp = completion_logprobs(
+                self.model,
+                encode(self.tokenizer, ctx),
+                encode(self.tokenizer, comp),
+                pad_id(self.tokenizer),
+                average=True,
+            )
         return float(-lp.mean())
 
-    def finetune(self, prompts: Sequence[str], labels: Sequence[int], epochs: int = 3, learning_rate: float = 2e-4,
-                 batch_size: int = 8, seed: int = 0) -> list[float]:
+    def finetune(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[int],
+        epochs: int = 3,
+        learning_rate: float = 2e-4,
+        batch_size: int = 8,
+        seed: int = 0,
+    ) -> list[float]:
         ctx, comp = self.training_pairs(prompts, labels)
-        return finetune_completions(self.model, self.tokenizer, ctx, comp, epochs, learning_rate, batch_size, seed,
-                                    desc="judge fine-tune")
+        return finetune_completions(
+            self.model, self.tokenizer, ctx, comp, epochs, learning_rate, batch_size, seed, desc="judge fine-tune"
+        )
 
     def save(self, path: str | Path) -> Path:
         """A standalone judge folder: judge.safetensors (trainable weights) + judge.json (how to rebuild it)."""
@@ -134,8 +150,13 @@ class Judge(TrainableLM):
         if meta is None:
             return cls.load(str(path_or_name), train_mode="none", dtype=dtype, device=device)
         keys = ("train_mode", "lora_r", "lora_alpha", "lora_target_modules", "num_train_layers")
-        judge = cls.load(meta["base_model"], **{k: meta[k] for k in keys}, dtype=dtype, device=device,
-                         template=meta.get("template", JUDGE_TEMPLATE))
+        judge = cls.load(
+            meta["base_model"],
+            **{k: meta[k] for k in keys},
+            dtype=dtype,
+            device=device,
+            template=meta.get("template", JUDGE_TEMPLATE),
+        )
         judge.threshold = meta.get("threshold", 0.5)
         weights = path / "judge.safetensors"
         if weights.exists():
@@ -158,13 +179,9 @@ class ClassifyConfig(DeviceArgs):
 
 
 def classify(cfg: ClassifyConfig) -> list[float]:
-    prompts = list(cfg.prompts)
-    if cfg.input:
-        from ..data import load_records, require_columns
+    from ..data import texts_from
 
-        prompts += [str(r[cfg.column]) for r in require_columns(load_records(cfg.input), [cfg.column])]
-    if not prompts:
-        raise DetoxkitError("nothing to classify: give prompts as arguments or --input FILE")
+    prompts = texts_from(cfg.prompts, cfg.input, cfg.column, "classify")
     judge = Judge.from_pretrained(cfg.judge, cfg.dtype, cfg.device)
     scores = judge.predict_proba(prompts, cfg.batch_size)
     for p, s in zip(prompts, scores):

@@ -25,16 +25,22 @@ def normalise(text: str) -> str:
 
 def judge_dataset(rows: list[dict], upto_round: int) -> tuple[list[str], list[int]]:
     """All labelled data after round `upto_round`: seed rows and every non-duplicate generated prompt so far."""
-    keep = [r for r in rows if r.get("type") == "seed"
-            or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round)]
+    keep = [
+        r
+        for r in rows
+        if r.get("type") == "seed" or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round)
+    ]
     return [r["prompt"] for r in keep], [int(r["label"]) for r in keep]
 
 
 def attacker_dataset(rows: list[dict], upto_round: int) -> list[str]:
     """Successful attacks so far (oracle 1, judge 0) plus the problematic seed prompts (the paper's 5 examples)."""
-    return [r["prompt"] for r in rows
-            if (r.get("type") == "seed" and r["label"] == 1)
-            or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round and r["fooled"])]
+    return [
+        r["prompt"]
+        for r in rows
+        if (r.get("type") == "seed" and r["label"] == 1)
+        or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round and r["fooled"])
+    ]
 
 
 class Deduper:
@@ -88,7 +94,9 @@ def restore(out: Path, rows: list[dict], judge, attacker, calibrate: bool, log=p
         judge.threshold = 0.5
     elif calibrate:
         seeds = [r for r in rows if r.get("type") == "seed"]
-        judge.threshold = calibrate_threshold(judge.predict_proba([r["prompt"] for r in seeds]), [r["label"] for r in seeds])
+        judge.threshold = calibrate_threshold(
+            judge.predict_proba([r["prompt"] for r in seeds]), [r["label"] for r in seeds]
+        )
         log(f"reference judge threshold {judge.threshold:.4f} (calibrated on the {len(seeds)} seed prompts)")
     return start
 
@@ -103,8 +111,19 @@ def write_slot(cfg, rnd: int, slot: int, attacker, judge, oracle, dedup, times: 
         if not duplicate:
             break
     times["generate"] += time.perf_counter() - t0
-    row = {"type": "prompt", "round": rnd, "slot": slot, "kind": kind, "prompt": prompt, "attempts": attempt + 1,
-           "duplicate": duplicate, "label": None, "judge_score": None, "verdict": None, "fooled": False}
+    row = {
+        "type": "prompt",
+        "round": rnd,
+        "slot": slot,
+        "kind": kind,
+        "prompt": prompt,
+        "attempts": attempt + 1,
+        "duplicate": duplicate,
+        "label": None,
+        "judge_score": None,
+        "verdict": None,
+        "fooled": False,
+    }
     if not duplicate:
         t0 = time.perf_counter()
         row["label"] = int(oracle.label([prompt])[0])
@@ -125,25 +144,41 @@ def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, ti
     t0 = time.perf_counter()
     prompts, labels = judge_dataset(rows, rnd)
     seed_everything(cfg.seed * 1000 + rnd)
-    judge_losses = judge.finetune(prompts, labels, epochs=cfg.judge_epochs, learning_rate=cfg.learning_rate,
-                                  batch_size=cfg.per_device_train_batch_size, seed=cfg.seed * 1000 + rnd)
+    judge_losses = judge.finetune(
+        prompts,
+        labels,
+        epochs=cfg.judge_epochs,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.per_device_train_batch_size,
+        seed=cfg.seed * 1000 + rnd,
+    )
     attacks = attacker_dataset(rows, rnd)
-    attacker_losses = attacker.finetune(attacks, epochs=cfg.attacker_epochs, learning_rate=cfg.learning_rate,
-                                        batch_size=cfg.per_device_train_batch_size, seed=cfg.seed * 1000 + rnd)
+    attacker_losses = attacker.finetune(
+        attacks,
+        epochs=cfg.attacker_epochs,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.per_device_train_batch_size,
+        seed=cfg.seed * 1000 + rnd,
+    )
     times["finetune"] = time.perf_counter() - t0
     verdict_threshold, judge.threshold = judge.threshold, 0.5  # a fine-tuned judge answers at 0.5
     tensors = {k: v for k, v in (("judge", judge.trainable_state()), ("attacker", attacker.trainable_state())) if v}
     save_checkpoint(out, rnd, tensors, {"round": rnd, "judge": judge.meta, "attacker": attacker.meta}, keep_last=0)
     this = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd]
-    return {"type": "round_done", "round": rnd, "verdict_threshold": verdict_threshold,
-            "judge_train_size": len(prompts), "attacker_train_size": len(attacks),
-            "duplicates": sum(r["duplicate"] for r in this),
-            "oracle_problematic": sum(r["label"] == 1 for r in this if not r["duplicate"]),
-            "fooled": sum(r["fooled"] for r in this),
-            "judge_loss_first": judge_losses[0] if judge_losses else None,
-            "judge_loss_last": judge_losses[-1] if judge_losses else None,
-            "attacker_loss_last": attacker_losses[-1] if attacker_losses else None,
-            "time_s": {k: round(v, 2) for k, v in times.items()}}
+    return {
+        "type": "round_done",
+        "round": rnd,
+        "verdict_threshold": verdict_threshold,
+        "judge_train_size": len(prompts),
+        "attacker_train_size": len(attacks),
+        "duplicates": sum(r["duplicate"] for r in this),
+        "oracle_problematic": sum(r["label"] == 1 for r in this if not r["duplicate"]),
+        "fooled": sum(r["fooled"] for r in this),
+        "judge_loss_first": judge_losses[0] if judge_losses else None,
+        "judge_loss_last": judge_losses[-1] if judge_losses else None,
+        "attacker_loss_last": attacker_losses[-1] if attacker_losses else None,
+        "time_s": {k: round(v, 2) for k, v in times.items()},
+    }
 
 
 def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, log=print) -> list[dict]:
@@ -161,7 +196,9 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
     if evaluator is not None and start == 0:
         evaluator(judge, 0)
     dedup = Deduper(embedder, cfg.dedup_threshold)
-    dedup.add([r["prompt"] for r in rows if r.get("type") == "seed" or (r.get("type") == "prompt" and not r["duplicate"])])
+    dedup.add(
+        [r["prompt"] for r in rows if r.get("type") == "seed" or (r.get("type") == "prompt" and not r["duplicate"])]
+    )
     summaries = [r for r in rows if r.get("type") == "round_done"]
     for rnd in range(start + 1, cfg.rounds + 1):
         done_slots = {r["slot"] for r in rows if r.get("type") == "prompt" and r["round"] == rnd}
@@ -175,9 +212,11 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
         append_jsonl(log_path, [summary])
         rows.append(summary)
         summaries.append(summary)
-        log(f"round {rnd}: {cfg.prompts_per_round} prompts ({summary['duplicates']} duplicates), "
+        log(
+            f"round {rnd}: {cfg.prompts_per_round} prompts ({summary['duplicates']} duplicates), "
             f"{summary['oracle_problematic']} problematic, {summary['fooled']} fooled the judge; judge trained on "
-            f"{summary['judge_train_size']}, attacker on {summary['attacker_train_size']}")
+            f"{summary['judge_train_size']}, attacker on {summary['attacker_train_size']}"
+        )
         if evaluator is not None:
             evaluator(judge, rnd)
     return summaries
@@ -204,17 +243,40 @@ def holdout_evaluator(cfg, out: Path, splits: dict):
         t0 = time.perf_counter()
         if not (out / "holdout.jsonl").exists():
             # round 0: the judge is untrained, so it is the reference (base model zero-shot, calibrated threshold)
-            append_jsonl(out / "holdout.jsonl", build_holdout(
-                j, splits, cfg.holdout_problematic, cfg.holdout_benign, cfg.transfer_dataset, cfg.transfer_size,
-                cfg.seed, cfg.batch_size, threshold=j.threshold))
+            append_jsonl(
+                out / "holdout.jsonl",
+                build_holdout(
+                    j,
+                    splits,
+                    cfg.holdout_problematic,
+                    cfg.holdout_benign,
+                    cfg.transfer_dataset,
+                    cfg.transfer_size,
+                    cfg.seed,
+                    cfg.batch_size,
+                    threshold=j.threshold,
+                ),
+            )
         holdout = read_jsonl(out / "holdout.jsonl")
         scores = score_holdout(j, holdout, cfg.batch_size)
         m = holdout_metrics(holdout, scores, j.threshold)
-        append_jsonl(out / "eval.jsonl", [{"round": rnd, "threshold": j.threshold, "scores": scores, "metrics": m,
-                                           "time_s": round(time.perf_counter() - t0, 2)}])
+        append_jsonl(
+            out / "eval.jsonl",
+            [
+                {
+                    "round": rnd,
+                    "threshold": j.threshold,
+                    "scores": scores,
+                    "metrics": m,
+                    "time_s": round(time.perf_counter() - t0, 2),
+                }
+            ],
+        )
         auc = m.get("transfer", {}).get("roc_auc")
-        print(f"round {rnd} hold-out accuracy {m['holdout']['accuracy']['value']:.3f}"
-              + (f", transfer ROC-AUC {auc['value']:.3f}" if auc else ""))
+        print(
+            f"round {rnd} hold-out accuracy {m['holdout']['accuracy']['value']:.3f}"
+            + (f", transfer ROC-AUC {auc['value']:.3f}" if auc else "")
+        )
 
     return evaluator
 
@@ -239,11 +301,24 @@ def run(cfg) -> dict:
     t_setup = time.perf_counter()
     splits = builtin_splits()
     embedder = load_embedder(cfg.embedder)
-    lora = dict(lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules,
-                num_train_layers=cfg.num_train_layers, dtype=cfg.dtype, device=cfg.device)
+    lora = dict(
+        lora_r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_target_modules=cfg.lora_target_modules,
+        num_train_layers=cfg.num_train_layers,
+        dtype=cfg.dtype,
+        device=cfg.device,
+    )
     judge = Judge.load(cfg.judge_model, train_mode=cfg.judge_train_mode, **lora)
-    attacker = Attacker.load(cfg.attacker_model, train_mode=cfg.attacker_train_mode, **lora,
-                             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
+    attacker = Attacker.load(
+        cfg.attacker_model,
+        train_mode=cfg.attacker_train_mode,
+        **lora,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        seed=cfg.seed,
+    )
     oracle = build_oracle(cfg, splits, embedder, out)
     start_log(out, seed_data(splits, cfg.seed_problematic, cfg.seed_benign, cfg.seed))
     evaluator = holdout_evaluator(cfg, out, splits) if cfg.eval_each_round else None
@@ -258,8 +333,10 @@ def run(cfg) -> dict:
 def summary(cfg, result: dict) -> str:
     fooled = [s["fooled"] / max(s["oracle_problematic"], 1) for s in result["rounds"]]
     out = cfg.output_dir
-    return (f"adversarial run: {len(result['rounds'])} rounds in {out}, attacker success per round "
-            f"{', '.join(f'{f:.2f}' for f in fooled)}; judge in {out}/judge (`detoxkit judge --judge {out} \"prompt\"`)")
+    return (
+        f"adversarial run: {len(result['rounds'])} rounds in {out}, attacker success per round "
+        f'{", ".join(f"{f:.2f}" for f in fooled)}; judge in {out}/judge (`detoxkit judge --judge {out} "prompt"`)'
+    )
 
 
 RUN = Recipe(AdversarialRunConfig, run, summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import DataDirArgs, Default, OptimArgs, ResumeArgs, RunArgs, arg, with_defaults
+from ..config import DataDirArgs, Default, GenerationArgs, OptimArgs, ResumeArgs, RunArgs, arg, with_defaults
 
 
 @dataclass
@@ -25,10 +25,13 @@ class SamplingArgs:
 
 
 @dataclass
-@with_defaults(seed=42, output_dir="runs/attribute", learning_rate=Default(2e-5, "AdamW learning rate of the model "
-                                                                                  "(the reference code: 3e-5)"),
-               per_device_train_batch_size=Default(8, "training texts per step and device"),
-               max_steps=Default(100, "optimizer steps of the model"))
+@with_defaults(
+    seed=42,
+    output_dir="runs/attribute",
+    learning_rate=Default(2e-5, "AdamW learning rate of the model (the reference code: 3e-5)"),
+    per_device_train_batch_size=Default(8, "training texts per step and device"),
+    max_steps=Default(100, "optimizer steps of the model"),
+)
 class AttributeTrainConfig(SamplingArgs, RunArgs, ResumeArgs, DataDirArgs, OptimArgs):
     """detoxkit attribute train: fine-tune on a corpus (toxic parts included) while keeping generations non-toxic.
 
@@ -54,22 +57,36 @@ class AttributeTrainConfig(SamplingArgs, RunArgs, ResumeArgs, DataDirArgs, Optim
     final/ (model; final/nado for regularized). Runs under `accelerate launch` (parallel: one process).
     """
 
-    model_name_or_path: str = arg("smollm2-135m-instruct", "the model to fine-tune: builtin name, local folder or hub id")
+    model_name_or_path: str = arg(
+        "smollm2-135m-instruct", "the model to fine-tune: builtin name, local folder or hub id"
+    )
     method: Literal["sft", "filtration", "rl", "regularized"] = arg("regularized", "see above")
     adaptive: bool = arg(False, "weight the regulariser per example by the toxicity of its training text")
-    adaptive_min_weight: float = arg(0.1, "with --adaptive, examples weighted below this get no regulariser (and no sampling)")
-    schedule: Literal["parallel", "sequential"] = arg("parallel", "how sampling, NADO training and fine-tuning are scheduled")
+    adaptive_min_weight: float = arg(
+        0.1, "with --adaptive, examples weighted below this get no regulariser (and no sampling)"
+    )
+    schedule: Literal["parallel", "sequential"] = arg(
+        "parallel", "how sampling, NADO training and fine-tuning are scheduled"
+    )
     reg_lambda: float = arg(1.0, "λ, the weight of the KL regulariser")
     rl_coef: float = arg(0.1, "weight of the RL baseline's push-down term")
-    filter_threshold: float = arg(0.5, "filtration drops texts scoring at or above this; also the toxic/clean cut of labels")
-    train_dataset: str = arg("blend", "blend (equal parts toxic comments and clean text), builtin:NAME, a file or a datasets name")
+    filter_threshold: float = arg(
+        0.5, "filtration drops texts scoring at or above this; also the toxic/clean cut of labels"
+    )
+    train_dataset: str = arg(
+        "blend", "blend (equal parts toxic comments and clean text), builtin:NAME, a file or a datasets name"
+    )
     text_column: str = arg("text", "column of the training text")
     label_column: str = arg("label", "column of the 0/1 toxicity label (only for --task classification)")
-    task: Literal["lm", "classification"] = arg("lm", "lm: learn the text; classification: learn 'is it toxic? Yes/No' as text")
+    task: Literal["lm", "classification"] = arg(
+        "lm", "lm: learn the text; classification: learn 'is it toxic? Yes/No' as text"
+    )
     max_train_samples: int = arg(2000, "use at most this many training texts (0 = all), drawn with the seed")
     max_length: int = arg(64, "training texts are cut to this many tokens")
     reg_batch_size: int = arg(4, "self-generation prompts per step (taken from the step's training texts)")
-    steps_per_iteration: int = arg(10, "model steps per sample -> NADO -> fine-tune iteration; checkpoints at iteration ends")
+    steps_per_iteration: int = arg(
+        10, "model steps per sample -> NADO -> fine-tune iteration; checkpoints at iteration ends"
+    )
     save_total_limit: int = arg(2, "checkpoints to keep")
 
 
@@ -93,8 +110,12 @@ class NadoTrainConfig(SamplingArgs, RunArgs, DataDirArgs):
 
 
 @dataclass
-@with_defaults(output_dir="runs/attribute-eval")
-class AttributeEvalConfig(RunArgs, DataDirArgs):
+@with_defaults(
+    output_dir="runs/attribute-eval",
+    max_new_tokens=Default(20, "continuation length"),
+    batch_size=Default(16, "generation and scoring batch size"),
+)
+class AttributeEvalConfig(RunArgs, DataDirArgs, GenerationArgs):
     """detoxkit attribute eval: the paper's table for several models, with 95% intervals.
 
     Each method is NAME=MODEL or NAME=MODEL+nado=FOLDER (NADO decoding: MODEL guided by R at inference).
@@ -106,10 +127,11 @@ class AttributeEvalConfig(RunArgs, DataDirArgs):
     also ROC-AUC of P(Yes) on held-out ToxiGen comments. Writes metrics.json, table.md, generations.jsonl.
     """
 
-    methods: list[str] = arg(["base=smollm2-135m-instruct"], "NAME=MODEL[+nado=FOLDER], comma separated; the first is the win-rate baseline")
+    methods: list[str] = arg(
+        ["base=smollm2-135m-instruct"], "NAME=MODEL[+nado=FOLDER], comma separated; the first is the win-rate baseline"
+    )
     num_prompts: int = arg(100, "RealToxicityPrompts prompts")
     k: int = arg(5, "continuations per prompt")
-    max_new_tokens: int = arg(20, "continuation length")
     top_p: float = arg(0.9, "nucleus sampling of the evaluation continuations")
     num_ppl_texts: int = arg(200, "held-out WikiText sentences for perplexity")
     num_mc_items: int = arg(100, "items per multiple-choice task (MMLU, CommonsenseQA, PIQA)")
@@ -117,5 +139,3 @@ class AttributeEvalConfig(RunArgs, DataDirArgs):
     num_win_prompts: int = arg(50, "prompts whose first continuation is judged for the win rate")
     classification: bool = arg(False, "also the toxicity-detection ROC-AUC on held-out ToxiGen")
     num_classification_items: int = arg(200, "held-out ToxiGen comments for the ROC-AUC")
-    batch_size: int = arg(16, "generation and scoring batch size")
-

@@ -21,7 +21,10 @@ def wikitext_split(data_dir: str | None = None) -> tuple[list[str], list[str]]:
     from ..data import load_builtin
 
     texts = [r["text"].strip() for r in load_builtin("wikitext", data_dir)]
-    return ([t for i, t in enumerate(texts) if i % HELDOUT_EVERY], [t for i, t in enumerate(texts) if not i % HELDOUT_EVERY])
+    return (
+        [t for i, t in enumerate(texts) if i % HELDOUT_EVERY],
+        [t for i, t in enumerate(texts) if not i % HELDOUT_EVERY],
+    )
 
 
 def toxigen_split(data_dir: str | None = None) -> tuple[list[dict], list[dict]]:
@@ -47,15 +50,25 @@ def blend(n: int, seed: int, data_dir: str | None = None) -> list[dict]:
     wiki, _ = wikitext_split(data_dir)
     xsum = [" ".join(r["text"].split()) for r in load_builtin("xsum", data_dir)]
     half = n // 2
-    clean = [t for pair in zip(rng.sample(wiki, min(half, len(wiki))), rng.sample(xsum, min(half, len(xsum)))) for t in pair]
-    rows = ([{"text": t, "domain": "toxic"} for t in rng.sample(toxic, min(half, len(toxic)))]
-            + [{"text": t, "domain": "clean"} for t in clean[: n - half]])
+    clean = [
+        t for pair in zip(rng.sample(wiki, min(half, len(wiki))), rng.sample(xsum, min(half, len(xsum)))) for t in pair
+    ]
+    rows = [{"text": t, "domain": "toxic"} for t in rng.sample(toxic, min(half, len(toxic)))] + [
+        {"text": t, "domain": "clean"} for t in clean[: n - half]
+    ]
     rng.shuffle(rows)
     return rows
 
 
-def training_texts(source: str, task: str, n: int, seed: int, data_dir: str | None = None, text_column: str = "text",
-                   label_column: str = "label") -> tuple[list[dict], dict]:
+def training_texts(
+    source: str,
+    task: str,
+    n: int,
+    seed: int,
+    data_dir: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+) -> tuple[list[dict], dict]:
     """Rows {text, domain}: the blend, or any dataset; with task "classification", labelled rows as text
     (the blend means ToxiGen's training side there). n: at most this many rows (0 = all), drawn with the seed."""
     from ..data import load_records, require_columns
@@ -66,8 +79,10 @@ def training_texts(source: str, task: str, n: int, seed: int, data_dir: str | No
         else:
             raw = require_columns(load_records(source, data_dir=data_dir), [text_column, label_column])
             rows = [{"text": r[text_column], "label": int(r[label_column])} for r in raw]
-        rows = [{"text": classification_text(r["text"], r["label"]), "domain": "toxic" if r["label"] else "clean"}
-                for r in rows]
+        rows = [
+            {"text": classification_text(r["text"], r["label"]), "domain": "toxic" if r["label"] else "clean"}
+            for r in rows
+        ]
     elif source == "blend":
         rows = blend(n or 4000, seed, data_dir)
     else:

@@ -56,9 +56,13 @@ class NadoModel(nn.Module):
         base_trunk = base_model.get_decoder()
         own = nado.trunk.state_dict()
         # Same architecture, fewer layers: every trunk tensor has a namesake in the base's decoder.
-        missing = nado.trunk.load_state_dict({k: v for k, v in base_trunk.state_dict().items() if k in own}, strict=False)
+        missing = nado.trunk.load_state_dict(
+            {k: v for k, v in base_trunk.state_dict().items() if k in own}, strict=False
+        )
         if missing.missing_keys:
-            raise DetoxkitError(f"cannot initialise the NADO trunk from the base model: {missing.missing_keys[:3]} missing")
+            raise DetoxkitError(
+                f"cannot initialise the NADO trunk from the base model: {missing.missing_keys[:3]} missing"
+            )
         # E stays the base's: the head reads tokens through it, and a frozen 49k×d table keeps each NADO update
         # to the layers and the head (AdamW would otherwise rewrite the whole table every step).
         nado.trunk.get_input_embeddings().weight.requires_grad_(False)
@@ -66,8 +70,13 @@ class NadoModel(nn.Module):
         return nado.to(next(base_model.parameters()).device)
 
     def hidden(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache: bool = False):
-        out = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, use_cache=use_cache)
+        out = self.trunk(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
         return out.last_hidden_state, out.past_key_values
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache: bool = False):
@@ -93,7 +102,9 @@ class NadoModel(nn.Module):
         path = Path(path)
         with atomic_dir(path) as tmp:
             self.trunk.config.save_pretrained(tmp)
-            save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(tmp / "model.safetensors"))
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(tmp / "model.safetensors")
+            )
             write_json(tmp / "nado.json", self.meta)
         return path
 
@@ -104,7 +115,9 @@ class NadoModel(nn.Module):
 
         path = Path(path)
         if not (path / "nado.json").is_file():
-            raise DetoxkitError(f"{path}: not a NADO model folder (no nado.json; train one with `detoxkit attribute nado-train`)")
+            raise DetoxkitError(
+                f"{path}: not a NADO model folder (no nado.json; train one with `detoxkit attribute nado-train`)"
+            )
         meta = json.loads((path / "nado.json").read_text())
         nado = cls(AutoConfig.from_pretrained(path), meta.get("prior", 0.5))
         nado.load_state_dict(load_file(str(path / "model.safetensors")))

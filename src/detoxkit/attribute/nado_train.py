@@ -41,8 +41,14 @@ def run(cfg, scorer=None) -> dict:
         loss = train_nado(nado, opt, samples, cfg, it, pad)
         tox = [t for e in samples[0] for t in e["tox"]]
         history.append({"iteration": it, "nado_loss": loss, "sample_toxicity": sum(tox) / len(tox) if tox else None})
-        append_jsonl(out / "samples.jsonl", [{"iteration": it, "prompt": tok.decode(e["prompt"]), "continuation": t,
-                                              "toxicity": x} for e in samples[0] for t, x in zip(e["texts"], e["tox"])])
+        append_jsonl(
+            out / "samples.jsonl",
+            [
+                {"iteration": it, "prompt": tok.decode(e["prompt"]), "continuation": t, "toxicity": x}
+                for e in samples[0]
+                for t, x in zip(e["texts"], e["tox"])
+            ],
+        )
     nado.meta.update(base_model=cfg.model_name_or_path)
     nado.save_pretrained(out / "nado")
     metrics = {"iterations": cfg.iterations, "history": history}
@@ -52,8 +58,10 @@ def run(cfg, scorer=None) -> dict:
 
 def summary(cfg, m: dict) -> str:
     last = m["history"][-1]
-    return (f"attribute nado-train: {cfg.iterations} rounds, last BCE {last['nado_loss']:.4f}, sample toxicity "
-            f"{last['sample_toxicity']:.3f}; NADO in {cfg.output_dir}/nado")
+    return (
+        f"attribute nado-train: {cfg.iterations} rounds, last BCE {last['nado_loss']:.4f}, sample toxicity "
+        f"{last['sample_toxicity']:.3f}; NADO in {cfg.output_dir}/nado"
+    )
 
 
 NADO_TRAIN = Recipe(NadoTrainConfig, run, summary)

@@ -22,8 +22,9 @@ class NadoGuidedStepper(CausalStepper):
         super().__init__(model, prompts, pad, share_prefix=False)  # no shared prefix: self.mask is the NADO's too
         ids, _ = left_pad(prompts, pad)
         self.nado, self.strength = nado, strength
-        r, self.r_cache = nado(ids.to(model_device(model)), self.mask, positions_from_mask(self.mask), None,
-                               use_cache=True)
+        r, self.r_cache = nado(
+            ids.to(model_device(model)), self.mask, positions_from_mask(self.mask), None, use_cache=True
+        )
         self.r_last = r[:, -1]
 
     def transform(self, step: int, logits: torch.Tensor) -> torch.Tensor:
@@ -37,10 +38,20 @@ class NadoGuidedStepper(CausalStepper):
 
 
 @torch.no_grad()
-def sample_continuations(model, prompts: list[list[int]], max_new_tokens: int, pad_id: int, stop_ids: set[int],
-                         generator: torch.Generator | None = None, nado=None, strength: float = 1.0,
-                         do_sample: bool = True, temperature: float = 1.0, top_p: float = 1.0,
-                         batch_size: int = 16) -> list[list[int]]:
+def sample_continuations(
+    model,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    stop_ids: set[int],
+    generator: torch.Generator | None = None,
+    nado=None,
+    strength: float = 1.0,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int = 16,
+) -> list[list[int]]:
     """Token ids of one continuation per prompt (the stop token is kept when one was produced)."""
     sampling = Sampling(do_sample, temperature, top_p, generator=generator)
     out: list[list[int]] = []
@@ -49,8 +60,11 @@ def sample_continuations(model, prompts: list[list[int]], max_new_tokens: int, p
     try:
         for s in range(0, len(prompts), batch_size):
             chunk = prompts[s : s + batch_size]
-            stepper = (NadoGuidedStepper(model, nado, chunk, pad_id, strength) if nado is not None
-                       else CausalStepper(model, chunk, pad_id, share_prefix=False))
+            stepper = (
+                NadoGuidedStepper(model, nado, chunk, pad_id, strength)
+                if nado is not None
+                else CausalStepper(model, chunk, pad_id, share_prefix=False)
+            )
             out += collect(decode_loop(stepper, max_new_tokens, stop_ids, sampling, pad_id), len(chunk))
     finally:
         model.train(was_training)

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
+from ..config import Recipe
 from ..core.logprobs import token_logprobs
 from ..core.nado import guided_logprobs, nado_loss, token_kl
-from ..config import Recipe
 from ..errors import DetoxkitError
-from ..runs import progress
-from ..training import batch_indices
 from ..lm.batch import pair_batch
 from ..lm.score import completion_logprobs
+from ..runs import progress
+from ..training import batch_indices
 from .config import AttributeTrainConfig
 from .sampling import sample_continuations
 
@@ -41,14 +41,25 @@ SAMPLING_METHODS = ("rl", "regularized")
 class Corpus:
     """Tokenised training texts, their toxicity, and the per-row regulariser weight (the toxicity when adaptive)."""
 
-    def __init__(self, rows: list[dict], tokenizer, scores: list[float], max_length: int, prompt_tokens: int,
-                 truncate_left: bool = False, adaptive: bool = False, min_weight: float = 0.0):
+    def __init__(
+        self,
+        rows: list[dict],
+        tokenizer,
+        scores: list[float],
+        max_length: int,
+        prompt_tokens: int,
+        truncate_left: bool = False,
+        adaptive: bool = False,
+        min_weight: float = 0.0,
+    ):
         side = tokenizer.truncation_side
         # A classification row ends in its answer: cut long comments from the left so the answer survives.
         tokenizer.truncation_side = "left" if truncate_left else "right"
         try:
-            self.ids = [tokenizer(r["text"], add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
-                        for r in rows]
+            self.ids = [
+                tokenizer(r["text"], add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+                for r in rows
+            ]
         finally:
             tokenizer.truncation_side = side
         self.rows, self.scores, self.adaptive = rows, scores, adaptive
@@ -66,23 +77,40 @@ class Corpus:
         return sorted([i for i in idx if self.weights[i] >= self.min_weight], key=lambda i: -self.weights[i])[:k]
 
 
-def draw_samples(model, tokenizer, scorer, corpus: Corpus, plan: dict[int, list[int]], cfg, iteration: int,
-                 pad_id: int, stop_ids: set[int]) -> dict[int, list[dict]]:
+def draw_samples(
+    model,
+    tokenizer,
+    scorer,
+    corpus: Corpus,
+    plan: dict[int, list[int]],
+    cfg,
+    iteration: int,
+    pad_id: int,
+    stop_ids: set[int],
+) -> dict[int, list[dict]]:
     """{step: [{row, prompt, conts, tox}]} for the planned (step -> rows) prompts; seeded by the iteration."""
     order = [(s, i) for s, rows in sorted(plan.items()) for i in rows]
     if not order:
         return {s: [] for s in plan}
     prompts = [corpus.prompt_ids[i] for _, i in order for _ in range(cfg.samples_per_prompt)]
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + iteration)
-    conts = sample_continuations(model, prompts, cfg.max_new_tokens, pad_id, stop_ids, gen, top_p=cfg.top_p,
-                                 batch_size=32)
+    conts = sample_continuations(
+        model, prompts, cfg.max_new_tokens, pad_id, stop_ids, gen, top_p=cfg.top_p, batch_size=32
+    )
     texts = [tokenizer.decode(c, skip_special_tokens=True) for c in conts]
     tox = scorer(texts)
     out: dict[int, list[dict]] = {s: [] for s in plan}
     k = cfg.samples_per_prompt
     for j, (s, i) in enumerate(order):
-        out[s].append({"row": i, "prompt": corpus.prompt_ids[i], "conts": conts[j * k : (j + 1) * k],
-                       "texts": texts[j * k : (j + 1) * k], "tox": [float(t) for t in tox[j * k : (j + 1) * k]]})
+        out[s].append(
+            {
+                "row": i,
+                "prompt": corpus.prompt_ids[i],
+                "conts": conts[j * k : (j + 1) * k],
+                "texts": texts[j * k : (j + 1) * k],
+                "tox": [float(t) for t in tox[j * k : (j + 1) * k]],
+            }
+        )
     return out
 
 
@@ -158,11 +186,15 @@ def _check(cfg, world: int) -> None:
     if cfg.method in SAMPLING_METHODS and (cfg.reg_batch_size < 1 or cfg.samples_per_prompt < 1):
         raise DetoxkitError("--reg_batch_size and --samples_per_prompt must be at least 1 for rl and regularized")
     if cfg.method in SAMPLING_METHODS and cfg.max_steps % cfg.steps_per_iteration:
-        raise DetoxkitError(f"--max_steps ({cfg.max_steps}) must be a multiple of --steps_per_iteration "
-                            f"({cfg.steps_per_iteration}) for rl and regularized: samples are drawn per iteration")
+        raise DetoxkitError(
+            f"--max_steps ({cfg.max_steps}) must be a multiple of --steps_per_iteration "
+            f"({cfg.steps_per_iteration}) for rl and regularized: samples are drawn per iteration"
+        )
     if cfg.method in SAMPLING_METHODS and cfg.schedule == "parallel" and world > 1:
-        raise DetoxkitError("--schedule parallel runs in one process; use --schedule sequential under "
-                            "`accelerate launch` with several processes")
+        raise DetoxkitError(
+            "--schedule parallel runs in one process; use --schedule sequential under "
+            "`accelerate launch` with several processes"
+        )
     if cfg.adaptive and cfg.method != "regularized":
         raise DetoxkitError("--adaptive applies to --method regularized only")
 
@@ -197,8 +229,11 @@ class AttributeTrainer:
         self.sampling = cfg.method in SAMPLING_METHODS
         self.parallel = self.sampling and cfg.schedule == "parallel"
         self.nado = NadoModel.from_base(model, cfg.nado_layers, prior=0.5) if cfg.method == "regularized" else None
-        self.nado_opt = (torch.optim.AdamW([p for p in self.nado.parameters() if p.requires_grad],
-                                           lr=cfg.nado_learning_rate) if self.nado is not None else None)
+        self.nado_opt = (
+            torch.optim.AdamW([p for p in self.nado.parameters() if p.requires_grad], lr=cfg.nado_learning_rate)
+            if self.nado is not None
+            else None
+        )
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.unwrapped = acc.unwrap_model(self.model)
@@ -215,8 +250,15 @@ class AttributeTrainer:
         from .data import training_texts
 
         cfg = self.cfg
-        rows, report = training_texts(cfg.train_dataset, cfg.task, cfg.max_train_samples, cfg.seed, cfg.data_dir,
-                                      cfg.text_column, cfg.label_column)
+        rows, report = training_texts(
+            cfg.train_dataset,
+            cfg.task,
+            cfg.max_train_samples,
+            cfg.seed,
+            cfg.data_dir,
+            cfg.text_column,
+            cfg.label_column,
+        )
         scores_path = self.out / "corpus_scores.json"
         if scores_path.is_file():  # scoring the corpus is the slowest part of a resume: do it once per run
             scores = json.loads(scores_path.read_text())
@@ -230,9 +272,16 @@ class AttributeTrainer:
             rows, scores = [rows[k] for k in kept], [scores[k] for k in kept]
             if not rows:
                 raise DetoxkitError(f"filtration removed every training text (threshold {cfg.filter_threshold})")
-        corpus = Corpus(rows, self.tok, scores, cfg.max_length, cfg.prompt_tokens,
-                        truncate_left=cfg.task == "classification", adaptive=cfg.adaptive,
-                        min_weight=cfg.adaptive_min_weight)
+        corpus = Corpus(
+            rows,
+            self.tok,
+            scores,
+            cfg.max_length,
+            cfg.prompt_tokens,
+            truncate_left=cfg.task == "classification",
+            adaptive=cfg.adaptive,
+            min_weight=cfg.adaptive_min_weight,
+        )
         return corpus, report
 
     def _optimizers(self) -> dict:
@@ -260,13 +309,15 @@ class AttributeTrainer:
         return {s: self.corpus.reg_rows(self._batch(s), cfg.reg_batch_size) for s in steps}
 
     def _batch(self, step: int) -> list[int]:
-        return batch_indices(step, len(self.corpus), self.cfg.per_device_train_batch_size * self.world,
-                             self.cfg.seed)[self.rank :: self.world]
+        return batch_indices(step, len(self.corpus), self.cfg.per_device_train_batch_size * self.world, self.cfg.seed)[
+            self.rank :: self.world
+        ]
 
     def sample_stage(self, sampler_model, it: int) -> tuple[dict, float]:
         t0 = time.perf_counter()
-        samples = draw_samples(sampler_model, self.tok, self.scorer, self.corpus, self.plan_for(it), self.cfg, it,
-                               self.pad, self.stop)
+        samples = draw_samples(
+            sampler_model, self.tok, self.scorer, self.corpus, self.plan_for(it), self.cfg, it, self.pad, self.stop
+        )
         if self.world > 1:
             from accelerate.utils import gather_object
 
@@ -286,10 +337,23 @@ class AttributeTrainer:
         from ..runs import append_jsonl
 
         if self.main:
-            append_jsonl(self.log_path, [{"iteration": it, "for_iteration": for_it, "step": s, "row": e["row"],
-                                          "prompt": self.tok.decode(e["prompt"]), "continuation": t, "toxicity": x}
-                                         for s, entries in sorted(samples.items()) for e in entries
-                                         for t, x in zip(e["texts"], e["tox"])])
+            append_jsonl(
+                self.log_path,
+                [
+                    {
+                        "iteration": it,
+                        "for_iteration": for_it,
+                        "step": s,
+                        "row": e["row"],
+                        "prompt": self.tok.decode(e["prompt"]),
+                        "continuation": t,
+                        "toxicity": x,
+                    }
+                    for s, entries in sorted(samples.items())
+                    for e in entries
+                    for t, x in zip(e["texts"], e["tox"])
+                ],
+            )
 
     def prepare_samples(self, rec: dict, workers) -> tuple[dict, object, object]:
         """This iteration's samples (drawn now, or by the last iteration's background job) and the NADO that guides
@@ -307,8 +371,9 @@ class AttributeTrainer:
                 workers.nado.load_state_dict(self.nado.state_dict())
             future = workers.submit(self, it + 1)
         rec["sample_toxicity"] = _mean([t for v in samples.values() for e in v for t in e["tox"]])
-        rec["sample_toxic_rate"] = _mean([t >= self.cfg.filter_threshold for v in samples.values() for e in v
-                                          for t in e["tox"]])
+        rec["sample_toxic_rate"] = _mean(
+            [t >= self.cfg.filter_threshold for v in samples.values() for e in v for t in e["tox"]]
+        )
         return samples, workers.nado if self.parallel else self.nado, future
 
     def finetune(self, samples: dict, guide, bar) -> dict:
@@ -325,8 +390,9 @@ class AttributeTrainer:
             if self.sampling and samples.get(s):
                 entries = samples[s]
                 # The inner module for the second forward: DDP allows one wrapped forward per backward.
-                term, info = method_term(self.unwrapped, guide, entries,
-                                         [self.corpus.weights[e["row"]] for e in entries], cfg, self.pad)
+                term, info = method_term(
+                    self.unwrapped, guide, entries, [self.corpus.weights[e["row"]] for e in entries], cfg, self.pad
+                )
                 loss = loss + term
                 sums["term"] += term.item()
                 sums["kl"] += info.get("kl", 0.0)
@@ -347,10 +413,13 @@ class AttributeTrainer:
 
         self.accelerator.wait_for_everyone()
         if self.main:
-            tensors = {"model": trainable_tensors(self.unwrapped),
-                       **({"nado": self.nado.state_dict()} if self.nado is not None else {})}
-            save_checkpoint(self.out, self.step, tensors, self.state, self._optimizers(),
-                            keep_last=self.cfg.save_total_limit)
+            tensors = {
+                "model": trainable_tensors(self.unwrapped),
+                **({"nado": self.nado.state_dict()} if self.nado is not None else {}),
+            }
+            save_checkpoint(
+                self.out, self.step, tensors, self.state, self._optimizers(), keep_last=self.cfg.save_total_limit
+            )
 
     def run_iteration(self, workers, bar) -> None:
         t_it, rec = time.perf_counter(), {"iteration": self.iteration}
@@ -363,8 +432,13 @@ class AttributeTrainer:
             self.log_samples(nxt, self.iteration, self.iteration + 1)
             self.state["next_samples"] = nxt
         n = max(sums["n"], 1)
-        rec.update(steps=self.step, task_loss=sums["task_loss"] / n, method_loss=sums["term"] / n,
-                   kl=sums["kl"] / n if self.cfg.method == "regularized" else None, seconds=time.perf_counter() - t_it)
+        rec.update(
+            steps=self.step,
+            task_loss=sums["task_loss"] / n,
+            method_loss=sums["term"] / n,
+            kl=sums["kl"] / n if self.cfg.method == "regularized" else None,
+            seconds=time.perf_counter() - t_it,
+        )
         self.state["history"].append(rec)
         self.iteration += 1
         self.checkpoint()
@@ -374,8 +448,9 @@ class AttributeTrainer:
         cfg = self.cfg
         self.resume()
         n_iter = -(-cfg.max_steps // cfg.steps_per_iteration)
-        bar = progress(total=cfg.max_steps, initial=self.step, desc=f"attribute {cfg.method}", unit="step",
-                       disable=not self.main)
+        bar = progress(
+            total=cfg.max_steps, initial=self.step, desc=f"attribute {cfg.method}", unit="step", disable=not self.main
+        )
         t_run = time.perf_counter()
         with BackgroundSampler(self) as workers:
             while self.iteration < n_iter:
@@ -387,17 +462,27 @@ class AttributeTrainer:
         from ..runs import atomic_dir, write_json
 
         cfg, hist = self.cfg, self.state["history"]
-        metrics = {"method": cfg.method, "adaptive": cfg.adaptive, "schedule": cfg.schedule if self.sampling else None,
-                   "steps": self.step, "data": self.data_report, "seconds_this_session": seconds,
-                   "seconds_per_step": _mean([h["seconds"] / max(1, cfg.steps_per_iteration) for h in hist]),
-                   "history": hist}
+        metrics = {
+            "method": cfg.method,
+            "adaptive": cfg.adaptive,
+            "schedule": cfg.schedule if self.sampling else None,
+            "steps": self.step,
+            "data": self.data_report,
+            "seconds_this_session": seconds,
+            "seconds_per_step": _mean([h["seconds"] / max(1, cfg.steps_per_iteration) for h in hist]),
+            "history": hist,
+        }
         if self.main:
             with atomic_dir(self.out / "final") as tmp:
                 self.unwrapped.save_pretrained(tmp)
                 self.tok.save_pretrained(tmp)
             if self.nado is not None:
-                self.nado.meta.update(base_model=cfg.model_name_or_path, trained_for="final model's samples, one "
-                                      "iteration stale" if self.parallel else "final model's samples")
+                self.nado.meta.update(
+                    base_model=cfg.model_name_or_path,
+                    trained_for="final model's samples, one iteration stale"
+                    if self.parallel
+                    else "final model's samples",
+                )
                 self.nado.save_pretrained(self.out / "final" / "nado")
             write_json(self.out / "metrics.json", metrics)
         return metrics
@@ -415,8 +500,9 @@ class BackgroundSampler:
         self.stage_threads = max(1, self.all_threads // 2)
         self.pool = ThreadPoolExecutor(max_workers=1) if self.enabled else None
         self.sampler = copy.deepcopy(trainer.unwrapped).requires_grad_(False) if self.enabled else None
-        self.nado = (copy.deepcopy(trainer.nado).requires_grad_(False)
-                     if self.enabled and trainer.nado is not None else None)
+        self.nado = (
+            copy.deepcopy(trainer.nado).requires_grad_(False) if self.enabled and trainer.nado is not None else None
+        )
 
     def submit(self, trainer: AttributeTrainer, it: int):
         def background():
@@ -450,10 +536,14 @@ def train(cfg, scorer=None) -> dict:
 
 def summary(cfg, m: dict) -> str:
     last = m["history"][-1] if m["history"] else {}
-    tox = f", self-sample toxic rate {last['sample_toxic_rate']:.3f}" if last.get("sample_toxic_rate") is not None else ""
-    return (f"attribute train: {m['steps']} steps ({cfg.method}{', adaptive' if cfg.adaptive else ''}), last task loss "
-            f"{last.get('task_loss', float('nan')):.4f}{tox}, {m['seconds_per_step']:.2f} s/step; model in "
-            f"{Path(cfg.output_dir) / 'final'}")
+    tox = (
+        f", self-sample toxic rate {last['sample_toxic_rate']:.3f}" if last.get("sample_toxic_rate") is not None else ""
+    )
+    return (
+        f"attribute train: {m['steps']} steps ({cfg.method}{', adaptive' if cfg.adaptive else ''}), last task loss "
+        f"{last.get('task_loss', float('nan')):.4f}{tox}, {m['seconds_per_step']:.2f} s/step; model in "
+        f"{Path(cfg.output_dir) / 'final'}"
+    )
 
 
 TRAIN = Recipe(AttributeTrainConfig, train, summary)
@@ -462,5 +552,3 @@ TRAIN = Recipe(AttributeTrainConfig, train, summary)
 def _mean(xs) -> float | None:
     xs = [float(x) for x in xs]
     return sum(xs) / len(xs) if xs else None
-
-

@@ -8,8 +8,17 @@ from dataclasses import dataclass
 
 from ..config import Recipe
 
-DISTRIBUTIONS = ("detoxkit", "torch", "transformers", "accelerate", "datasets", "trl", "peft", "scikit-learn",
-                 "alt-profanity-check")
+DISTRIBUTIONS = (
+    "detoxkit",
+    "torch",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "trl",
+    "peft",
+    "scikit-learn",
+    "alt-profanity-check",
+)
 
 
 @dataclass
@@ -39,10 +48,13 @@ def run(cfg: EnvConfig) -> dict:
         except DetoxkitError:
             assets[dist] = f"MISSING: pip install --no-deps {dist}"
     folder = data_dir(required=False)
-    info = {"python": f"{platform.python_version()} ({platform.machine()})",
-            **{d: version(d) for d in DISTRIBUTIONS},
-            "devices": f"{', '.join(devices)}; torch threads {torch.get_num_threads()}", "cache": str(cache_dir()),
-            "data folder": str(folder) if folder else "not found (pass --data_dir or set DETOXKIT_DATA)"}
+    info = {
+        "python": f"{platform.python_version()} ({platform.machine()})",
+        **{d: version(d) for d in DISTRIBUTIONS},
+        "devices": f"{', '.join(devices)}; torch threads {torch.get_num_threads()}",
+        "cache": str(cache_dir()),
+        "data folder": str(folder) if folder else "not found (pass --data_dir or set DETOXKIT_DATA)",
+    }
     for k, v in info.items():
         print(f"{k:<21}{v}")
     print("assets:")

@@ -5,14 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import DataDirArgs, Recipe, RunArgs, arg, with_defaults
+from ..config import DataDirArgs, Default, GenerationArgs, Recipe, RunArgs, SamplingOptions, arg, with_defaults
 
-DEFAULT_DATASETS = {"toxicity": "builtin:rtp-challenging", "harmfulness": "builtin:harmbench", "utility": "builtin:wikitext"}
+DEFAULT_DATASETS = {
+    "toxicity": "builtin:rtp-challenging",
+    "harmfulness": "builtin:harmbench",
+    "utility": "builtin:wikitext",
+}
 
 
 @dataclass
-@with_defaults(output_dir="runs/eval")
-class EvalConfig(RunArgs, DataDirArgs):
+@with_defaults(
+    output_dir="runs/eval",
+    max_new_tokens=48,
+    batch_size=8,
+    top_p=0.9,
+    temperature=Default(1.0, "sampling temperature (toxicity task samples; harmfulness decodes greedily)"),
+)
+class EvalConfig(RunArgs, DataDirArgs, GenerationArgs, SamplingOptions):
     """Evaluate a model (generating as needed) or a JSONL of generations, and write metrics.json.
 
     Tasks:
@@ -28,18 +38,18 @@ class EvalConfig(RunArgs, DataDirArgs):
     Example: detoxkit eval --task harmfulness --model smollm2-135m-instruct --n 50
     """
 
-    task: Literal["toxicity", "harmfulness", "detox", "classification", "utility"] = arg("harmfulness", "what to measure")
+    task: Literal["toxicity", "harmfulness", "detox", "classification", "utility"] = arg(
+        "harmfulness", "what to measure"
+    )
     model: Optional[str] = arg(None, "model to generate from or to score (builtin name, folder or hub id)")
     input: Optional[str] = arg(None, "a JSONL/CSV of generations or scores instead of a model")
     dataset: Optional[str] = arg(None, "prompts (default per task: rtp-challenging, harmbench, wikitext)")
-    benign_dataset: Optional[str] = arg("builtin:benign-edgy", "harmfulness: benign prompts for the over-refusal rate ('' to skip)")
+    benign_dataset: Optional[str] = arg(
+        "builtin:benign-edgy", "harmfulness: benign prompts for the over-refusal rate ('' to skip)"
+    )
     n: int = arg(50, "prompts (or texts / questions) to use, from the start of each dataset")
     k: int = arg(5, "toxicity: samples per prompt (the protocol uses 25)")
     system_prompt: Optional[str] = arg(None, "system prompt for generation (None: the chat template's default)")
-    max_new_tokens: int = arg(48, "tokens to generate")
-    temperature: float = arg(1.0, "sampling temperature (toxicity task samples; harmfulness decodes greedily)")
-    top_p: float = arg(0.9, "nucleus sampling p")
-    batch_size: int = arg(8, "generation batch size")
 
 
 def _prompts(cfg: EvalConfig, source: str) -> list[str]:
@@ -55,9 +65,19 @@ def _generations(cfg: EvalConfig, prompts: list[str], k: int, sample: bool) -> l
     from ..lm.load import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
-    return generate(model, tok, prompts, system=cfg.system_prompt, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
-                    temperature=cfg.temperature, top_p=cfg.top_p, num_return_sequences=k, batch_size=cfg.batch_size,
-                    show_progress=True)
+    return generate(
+        model,
+        tok,
+        prompts,
+        system=cfg.system_prompt,
+        max_new_tokens=cfg.max_new_tokens,
+        do_sample=sample,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        num_return_sequences=k,
+        batch_size=cfg.batch_size,
+        show_progress=True,
+    )
 
 
 def _read_generations(path: str) -> tuple[list[str], list[list[str]]]:
@@ -101,15 +121,19 @@ def _harmfulness(cfg: EvalConfig) -> tuple[dict, list[dict]]:
     answers = [c[0] for c in completions]
     harm, refusal = get_scorer("harm")(answers, prompts), get_scorer("refusal")(answers, prompts)
     metrics = {"harmless_rate": harmless_rate(harm), "refusal_rate": over_refusal_rate(refusal)}
-    log = [{"kind": "harmful", "prompt": p, "completion": a, "harm": h, "refusal": r}
-           for p, a, h, r in zip(prompts, answers, harm, refusal)]
+    log = [
+        {"kind": "harmful", "prompt": p, "completion": a, "harm": h, "refusal": r}
+        for p, a, h, r in zip(prompts, answers, harm, refusal)
+    ]
     if cfg.benign_dataset and cfg.model:
         benign = _prompts(cfg, cfg.benign_dataset)
         benign_answers = [c[0] for c in _generations(cfg, benign, 1, sample=False)]
         benign_refusal = get_scorer("refusal")(benign_answers, benign)
         metrics["over_refusal_rate"] = over_refusal_rate(benign_refusal)
-        log += [{"kind": "benign", "prompt": p, "completion": a, "refusal": r}
-                for p, a, r in zip(benign, benign_answers, benign_refusal)]
+        log += [
+            {"kind": "benign", "prompt": p, "completion": a, "refusal": r}
+            for p, a, r in zip(benign, benign_answers, benign_refusal)
+        ]
     return metrics, log
 
 
@@ -124,8 +148,14 @@ def _detox(cfg: EvalConfig) -> tuple[dict, list[dict]]:
     fl_model = cfg.model or DEFAULT_LM
     model, tok = load_model_and_tokenizer(fl_model, cfg.dtype, cfg.device)
     refs = [r["references"] for r in rows] if rows and "references" in rows[0] else None
-    result = detox_metrics([r["text"] for r in rows], [r["rewrite"] or "" for r in rows], get_scorer("toxicity"),
-                           load_embedder(), FluencyProxy.calibrate(model, tok, fl_model, data_dir=cfg.data_dir), refs)
+    result = detox_metrics(
+        [r["text"] for r in rows],
+        [r["rewrite"] or "" for r in rows],
+        get_scorer("toxicity"),
+        load_embedder(),
+        FluencyProxy.calibrate(model, tok, fl_model, data_dir=cfg.data_dir),
+        refs,
+    )
     per = result.pop("per_sentence")
     log = [{**dict(r), **{k: v[i] for k, v in per.items()}} for i, r in enumerate(rows)]
     return {**result, "fluency_model": fl_model}, log
@@ -152,8 +182,13 @@ def _utility(cfg: EvalConfig) -> tuple[dict, list[dict]]:
     return metrics, []
 
 
-TASKS = {"toxicity": _toxicity, "harmfulness": _harmfulness, "detox": _detox, "classification": _classification,
-         "utility": _utility}
+TASKS = {
+    "toxicity": _toxicity,
+    "harmfulness": _harmfulness,
+    "detox": _detox,
+    "classification": _classification,
+    "utility": _utility,
+}
 
 
 def _check(cfg: EvalConfig) -> None:
@@ -174,7 +209,13 @@ def run(cfg: EvalConfig) -> dict:
     seed_everything(cfg.seed)
     out = prepare_output_dir(cfg)
     result, log = TASKS[cfg.task](cfg)
-    metrics = {"task": cfg.task, "model": cfg.model, "input": cfg.input, "scorers": "detoxkit offline proxies", **result}
+    metrics = {
+        "task": cfg.task,
+        "model": cfg.model,
+        "input": cfg.input,
+        "scorers": "detoxkit offline proxies",
+        **result,
+    }
     if log:
         path = out / "generations.jsonl"
         path.unlink(missing_ok=True)
@@ -185,8 +226,19 @@ def run(cfg: EvalConfig) -> dict:
 
 def _summary(m: dict) -> str:
     parts = []
-    for key in ("harmless_rate", "refusal_rate", "over_refusal_rate", "expected_max_toxicity", "toxicity_probability",
-                "STA", "SIM", "FL", "J", "accuracy", "roc_auc"):
+    for key in (
+        "harmless_rate",
+        "refusal_rate",
+        "over_refusal_rate",
+        "expected_max_toxicity",
+        "toxicity_probability",
+        "STA",
+        "SIM",
+        "FL",
+        "J",
+        "accuracy",
+        "roc_auc",
+    ):
         if key in m and isinstance(m[key], dict):
             lo, hi = m[key]["ci95"]
             parts.append(f"{key} {m[key]['value']:.3f} [{lo:.3f}, {hi:.3f}] (n={m[key]['n']})")

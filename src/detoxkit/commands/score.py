@@ -55,8 +55,9 @@ def run(cfg: ScoreConfig) -> dict:
     if cfg.output:
         from ..runs import atomic_write_text
 
-        atomic_write_text(cfg.output, "".join(json.dumps({**r, key: s}, ensure_ascii=False) + "\n"
-                                              for r, s in zip(rows, scores)))
+        atomic_write_text(
+            cfg.output, "".join(json.dumps({**r, key: s}, ensure_ascii=False) + "\n" for r, s in zip(rows, scores))
+        )
     else:
         for t, s in zip(texts, scores):
             print(f"{s:.3f}  {t[:100]}")
@@ -66,8 +67,10 @@ def run(cfg: ScoreConfig) -> dict:
 def summary(cfg: ScoreConfig, r: dict) -> str:
     flagged = sum(s >= r["threshold"] for s in r["scores"])
     where = f" -> {cfg.output}" if cfg.output else ""
-    return (f"score: {len(r['scores'])} texts scored by {r['scorer']} ({r['version']}); {flagged} at or above "
-            f"{r['threshold']}{where}")
+    return (
+        f"score: {len(r['scores'])} texts scored by {r['scorer']} ({r['version']}); {flagged} at or above "
+        f"{r['threshold']}{where}"
+    )
 
 
 SCORE = Recipe(ScoreConfig, run, summary)

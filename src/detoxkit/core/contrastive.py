@@ -7,8 +7,9 @@ import math
 import torch
 
 
-def contrastive_logits(safe: torch.Tensor, adv: torch.Tensor, alpha: float, form: str = "acd",
-                       plausibility: float | None = None) -> torch.Tensor:
+def contrastive_logits(
+    safe: torch.Tensor, adv: torch.Tensor, alpha: float, form: str = "acd", plausibility: float | None = None
+) -> torch.Tensor:
     """Combine two branches' next-token logits.
 
     safe, adv: (..., V) logits of the same positions under the safe and the adversarial prompt.

@@ -15,8 +15,9 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tenso
     return logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
 
 
-def sequence_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor,
-                      average: bool = False) -> torch.Tensor:
+def sequence_logprobs(
+    logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor, average: bool = False
+) -> torch.Tensor:
     """Sum (or mean) of the completion tokens' log-probabilities.
 
     completion_mask: (B, T), 1 on tokens that belong to the scored completion (prompt and padding 0).

@@ -30,8 +30,11 @@ def unlikelihood_loss(logp: torch.Tensor, mask: torch.Tensor, p_max: float = P_M
     return -(log_one_minus * m).sum(-1).mean()
 
 
-def opo_loss(pos: tuple[torch.Tensor, torch.Tensor], neg: tuple[torch.Tensor, torch.Tensor],
-             ret: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def opo_loss(
+    pos: tuple[torch.Tensor, torch.Tensor],
+    neg: tuple[torch.Tensor, torch.Tensor],
+    ret: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Opposite Prompt Optimization loss for one prompt (ACD eqs. 3–4): L = L_p + L_n + L_r.
 
     pos, neg, ret: (logp, mask) pairs of (B_*, T_*) under that prompt, for the responses to make likely (L_p),

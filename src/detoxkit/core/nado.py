@@ -50,4 +50,3 @@ def nado_loss(selected_logits: torch.Tensor, labels: torch.Tensor, mask: torch.T
     per_token = F.binary_cross_entropy_with_logits(selected_logits.float(), target.float(), reduction="none")
     m = mask.to(per_token.dtype)
     return (per_token * m).sum() / m.sum().clamp(min=1)
-

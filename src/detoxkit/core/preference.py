@@ -33,8 +33,14 @@ def label_smoothed_sigmoid_loss(h: torch.Tensor, label_smoothing: float = 0.0) -
     return -(1.0 - label_smoothing) * F.logsigmoid(h) - label_smoothing * F.logsigmoid(-h)
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float = 0.1, label_smoothing: float = 0.0) -> torch.Tensor:
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """Label-smoothed DPO loss per pair.
 
     policy_*/ref_*: (B,) sequence log-probs of the chosen/rejected completions. Returns (B,).
@@ -43,9 +49,16 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
     return label_smoothed_sigmoid_loss(h, label_smoothing)
 
 
-def sro_loss(policy_paraphrase: torch.Tensor, ref_paraphrase: torch.Tensor, policy_input: torch.Tensor,
-             ref_input: torch.Tensor, passed: torch.Tensor, beta: float = 0.1, label_smoothing: float = 0.0,
-             fail_weight: float = 1.0) -> torch.Tensor:
+def sro_loss(
+    policy_paraphrase: torch.Tensor,
+    ref_paraphrase: torch.Tensor,
+    policy_input: torch.Tensor,
+    ref_input: torch.Tensor,
+    passed: torch.Tensor,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+    fail_weight: float = 1.0,
+) -> torch.Tensor:
     """SRO loss per input: DPO (ŷ ≻ x) where the screener passed ŷ, −β·Δ(ŷ) push-down where it failed.
 
     policy_paraphrase, ref_paraphrase: (B,) log-probs of the paraphrase ŷ given the rewrite prompt;
@@ -67,9 +80,15 @@ def npo_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float = 
     return -(2.0 / beta) * F.logsigmoid(-beta * (policy_logps - ref_logps))
 
 
-def kto_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, desirable: torch.Tensor, beta: float = 0.1,
-             desirable_weight: float = 1.0, undesirable_weight: float = 1.0,
-             kl_estimate: torch.Tensor | None = None) -> torch.Tensor:
+def kto_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    desirable: torch.Tensor,
+    beta: float = 0.1,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+    kl_estimate: torch.Tensor | None = None,
+) -> torch.Tensor:
     """KTO loss for unpaired completions. (B,) log-probs and a (B,) bool mask of desirable ones -> (B,).
 
     kl_estimate: the reference point z0 (a scalar); by default the batch mean of Δ, detached and clamped

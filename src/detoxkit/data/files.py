@@ -75,7 +75,11 @@ def _read_delimited(path: Path, delimiter: str) -> Records:
     start = 2
     for row in reader:
         if None in row:
-            raise DataError(path, f"{len(row[None]) + len(reader.fieldnames)} fields where the header has {len(reader.fieldnames)}", start)
+            raise DataError(
+                path,
+                f"{len(row[None]) + len(reader.fieldnames)} fields where the header has {len(reader.fieldnames)}",
+                start,
+            )
         rows.append(row)
         lines.append(start)
         start = reader.line_num + 1
@@ -96,8 +100,8 @@ def _read_parquet(path: Path) -> Records:
 
 
 def _read_txt(path: Path) -> Records:
-    pairs = [(i, l) for i, l in enumerate(_decode(path).splitlines(), 1) if l.strip()]
-    return Records([{"text": l} for _, l in pairs], str(path), [i for i, _ in pairs])
+    pairs = [(i, line) for i, line in enumerate(_decode(path).splitlines(), 1) if line.strip()]
+    return Records([{"text": line} for _, line in pairs], str(path), [i for i, _ in pairs])
 
 
 READERS: dict[str, Callable[[Path], Records]] = {
@@ -126,7 +130,9 @@ def require_columns(rows: Records, columns: Iterable[str], allow_empty: bool = F
     for i, row in enumerate(rows):
         for col in columns:
             if col not in row:
-                raise DataError(rows.source, f"missing column (found: {', '.join(map(str, row)) or 'none'})", rows.line_of(i), col)
+                raise DataError(
+                    rows.source, f"missing column (found: {', '.join(map(str, row)) or 'none'})", rows.line_of(i), col
+                )
             if not allow_empty and (row[col] is None or (isinstance(row[col], str) and not row[col].strip())):
                 raise DataError(rows.source, "empty value", rows.line_of(i), col)
     return rows

@@ -8,8 +8,9 @@ from typing import Sequence
 from .stats import bootstrap_ci, rate
 
 
-def classification_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5,
-                           n_boot: int = 500, seed: int = 0) -> dict:
+def classification_metrics(
+    labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5, n_boot: int = 500, seed: int = 0
+) -> dict:
     import numpy as np
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
@@ -30,8 +31,14 @@ def classification_metrics(labels: Sequence[int], scores: Sequence[float], thres
     f1 = lambda yy, ss: f1_score(yy, ss >= threshold, zero_division=0.0)  # noqa: E731
     out["f1"] = {"value": float(f1(y, s)), "n": int(len(y)), "ci95": bootstrap_ci(f1, y, s, n_boot=n_boot, seed=seed)}
     if 0 < y.sum() < len(y):
-        out["roc_auc"] = {"value": float(roc_auc_score(y, s)), "n": int(len(y)),
-                          "ci95": bootstrap_ci(roc_auc_score, y, s, n_boot=n_boot, seed=seed)}
-        out["auprc"] = {"value": float(average_precision_score(y, s)), "n": int(len(y)),
-                        "ci95": bootstrap_ci(average_precision_score, y, s, n_boot=n_boot, seed=seed)}
+        out["roc_auc"] = {
+            "value": float(roc_auc_score(y, s)),
+            "n": int(len(y)),
+            "ci95": bootstrap_ci(roc_auc_score, y, s, n_boot=n_boot, seed=seed),
+        }
+        out["auprc"] = {
+            "value": float(average_precision_score(y, s)),
+            "n": int(len(y)),
+            "ci95": bootstrap_ci(average_precision_score, y, s, n_boot=n_boot, seed=seed),
+        }
     return out

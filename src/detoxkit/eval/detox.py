@@ -45,13 +45,26 @@ class FluencyProxy:
     threshold: float
 
     @classmethod
-    def calibrate(cls, model, tokenizer, model_name: str, references: list[str] | None = None, quantile: float = 0.95,
-                  n: int = 500, seed: int = 0, data_dir: str | None = None) -> "FluencyProxy":
+    def calibrate(
+        cls,
+        model,
+        tokenizer,
+        model_name: str,
+        references: list[str] | None = None,
+        quantile: float = 0.95,
+        n: int = 500,
+        seed: int = 0,
+        data_dir: str | None = None,
+    ) -> "FluencyProxy":
         from ..assets import cache_dir
 
         # Only the default calibration (ParaDetox rewrites, seeded sample) is cached: an explicit reference
         # list must never overwrite the threshold other runs read.
-        key = None if references is not None else cache_dir() / "fluency" / f"{model_name.replace('/', '_')}-q{quantile}-n{n}-s{seed}.json"
+        key = (
+            None
+            if references is not None
+            else cache_dir() / "fluency" / f"{model_name.replace('/', '_')}-q{quantile}-n{n}-s{seed}.json"
+        )
         if key is not None and key.exists():
             return cls(model, tokenizer, json.loads(key.read_text())["threshold"])
         if references is None:
@@ -79,16 +92,29 @@ def similarity(embedder, inputs: list[str], outputs: list[str]) -> list[float]:
     return (a * b).sum(-1).clamp(min=0.0, max=1.0).tolist()
 
 
-def detox_metrics(inputs: list[str], outputs: list[str], toxicity_scorer, embedder, fluency: FluencyProxy,
-                  references: list[list[str]] | None = None, threshold: float = 0.5) -> dict:
+def detox_metrics(
+    inputs: list[str],
+    outputs: list[str],
+    toxicity_scorer,
+    embedder,
+    fluency: FluencyProxy,
+    references: list[list[str]] | None = None,
+    threshold: float = 0.5,
+) -> dict:
     """STA, SIM, FL, J (each with n and a 95% interval) and, given references, BLEU and chrF (sacrebleu)."""
     tox = toxicity_scorer(outputs)
     sta = [1.0 if t < threshold else 0.0 for t in tox]
     sim = similarity(embedder, inputs, outputs)
     fl = fluency(outputs)
     j = j_score(sta, sim, fl)
-    out = {"n": len(outputs), "STA": rate([s == 1.0 for s in sta]), "SIM": mean_ci(sim), "FL": rate([f == 1.0 for f in fl]),
-           "J": mean_ci(j), "per_sentence": {"toxicity": tox, "STA": sta, "SIM": sim, "FL": fl, "J": j}}
+    out = {
+        "n": len(outputs),
+        "STA": rate([s == 1.0 for s in sta]),
+        "SIM": mean_ci(sim),
+        "FL": rate([f == 1.0 for f in fl]),
+        "J": mean_ci(j),
+        "per_sentence": {"toxicity": tox, "STA": sta, "SIM": sim, "FL": fl, "J": j},
+    }
     if references:
         import sacrebleu
 

@@ -39,9 +39,9 @@ def mean_ci(values: Sequence[float], z: float = 1.959964) -> dict:
 
 def bootstrap_ci(statistic: Callable[..., float], *arrays: Sequence, n_boot: int = 1000, seed: int = 0) -> list[float]:
     """Percentile bootstrap 95% interval of statistic(*arrays) resampling rows jointly."""
-    import numpy as np
-
     import warnings
+
+    import numpy as np
 
     rng = np.random.default_rng(seed)
     arrays = [np.asarray(a) for a in arrays]

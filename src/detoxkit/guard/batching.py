@@ -101,11 +101,18 @@ class Batcher:
             reason = "the batching worker thread has stopped"
         elif (self._busy or queued) and idle_for > self.stall_timeout_s:
             reason = f"the batching worker has made no progress for {idle_for:.0f} s with work waiting"
-        return {"healthy": reason is None, "reason": reason, "queued": queued, "busy": self._busy,
-                "seconds_since_progress": round(idle_for, 1), "batches": sum(self.batch_sizes.values()),
-                "max_batch_size_seen": self.max_batch_seen, **{k: self.counts[k] for k in
-                                                              ("answered", "failed", "cancelled", "worker_errors")},
-                "last_error": self.last_error, "log": None if self.log is None else self.log.stats()}
+        return {
+            "healthy": reason is None,
+            "reason": reason,
+            "queued": queued,
+            "busy": self._busy,
+            "seconds_since_progress": round(idle_for, 1),
+            "batches": sum(self.batch_sizes.values()),
+            "max_batch_size_seen": self.max_batch_seen,
+            **{k: self.counts[k] for k in ("answered", "failed", "cancelled", "worker_errors")},
+            "last_error": self.last_error,
+            "log": None if self.log is None else self.log.stats(),
+        }
 
     # ------------------------------------------------------------------------------------------------ the worker
 
@@ -116,7 +123,7 @@ class Batcher:
                 self._busy, self._progress_at = True, time.monotonic()
                 try:
                     self._process(batch)
-                except BaseException as e:  # noqa: BLE001 - the worker is the server's only one: it must go on
+                except BaseException as e:  # the worker is the server's only one: it must go on
                     self._note_error("worker", e)
                     # SystemExit and the like must not reach the event loop that awaits the future
                     err = e if isinstance(e, Exception) else RuntimeError(f"{type(e).__name__}: {e}")
@@ -174,8 +181,9 @@ class Batcher:
             return all(j.unwanted(now) for j in group)
 
         self.batch_sizes[len(group)] += 1
-        return self.guard.chat([j.payload[0] for j in group], [j.payload[1] for j in group], key[1], key[2],
-                               should_stop=should_stop)
+        return self.guard.chat(
+            [j.payload[0] for j in group], [j.payload[1] for j in group], key[1], key[2], should_stop=should_stop
+        )
 
     def _run_group(self, key: tuple, group: list[Job]) -> None:
         try:
@@ -207,8 +215,12 @@ class Batcher:
         if self.log is None:
             return
         now = time.perf_counter()
-        self.log.write([{**j.log, "time": time.time(), "seconds": round(now - j.queued_at, 4),
-                         "batch_size": len(group), **o} for j, o in zip(group, outcomes)])
+        self.log.write(
+            [
+                {**j.log, "time": time.time(), "seconds": round(now - j.queued_at, 4), "batch_size": len(group), **o}
+                for j, o in zip(group, outcomes)
+            ]
+        )
 
     def _note_error(self, kind: str, e: BaseException) -> None:
         self.counts["worker_errors" if kind == "worker" else kind] += 1

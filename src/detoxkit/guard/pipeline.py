@@ -40,7 +40,7 @@ class ChatResult:
 
 
 def is_off(value) -> bool:
-    """"off" (also YAML's unquoted off, read as false) or None; "" is not off: it is ACD's null prompt."""
+    """ "off" (also YAML's unquoted off, read as false) or None; "" is not off: it is ACD's null prompt."""
     return value is None or str(value).strip().lower() in ("off", "false", "none")
 
 
@@ -63,8 +63,17 @@ def acd_prompt(messages: Sequence[dict]) -> str:
 class Guard:
     """Judge -> decode -> screen -> rewrite, batched. ``Guard.from_config("configs/guard.yaml").chat([[msg]])``."""
 
-    def __init__(self, model, tokenizer, config: GuardConfig | None = None, judge=None, screener=None, rewriter=None,
-                 safe_prompt=None, adv_prompt=None):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        config: GuardConfig | None = None,
+        judge=None,
+        screener=None,
+        rewriter=None,
+        safe_prompt=None,
+        adv_prompt=None,
+    ):
         import torch
 
         from ..acd.decode import as_soft_prompt
@@ -101,8 +110,11 @@ class Guard:
             from ..adversarial import Judge
 
             # A zero-shot judge on the answering model itself needs no second copy of the weights.
-            judge = (Judge(model, tok, {"base_model": cfg.model}) if cfg.judge == cfg.model
-                     else Judge.from_pretrained(cfg.judge, cfg.dtype, cfg.device))
+            judge = (
+                Judge(model, tok, {"base_model": cfg.model})
+                if cfg.judge == cfg.model
+                else Judge.from_pretrained(cfg.judge, cfg.dtype, cfg.device)
+            )
         if not is_off(cfg.screener):
             from ..scorers import get_scorer
 
@@ -110,9 +122,11 @@ class Guard:
         if not is_off(cfg.rewriter):
             from ..sro import Rewriter
 
-            rewriter = (Rewriter(model, tok, max_new_tokens=cfg.rewrite_max_new_tokens, name=cfg.model)
-                        if cfg.rewriter == cfg.model
-                        else Rewriter.from_pretrained(cfg.rewriter, cfg.device, cfg.rewrite_max_new_tokens, cfg.dtype))
+            rewriter = (
+                Rewriter(model, tok, max_new_tokens=cfg.rewrite_max_new_tokens, name=cfg.model)
+                if cfg.rewriter == cfg.model
+                else Rewriter.from_pretrained(cfg.rewriter, cfg.device, cfg.rewrite_max_new_tokens, cfg.dtype)
+            )
         return cls(model, tok, cfg, judge, screener, rewriter, safe, adv)
 
     # ------------------------------------------------------------------------------------------------ stages
@@ -150,23 +164,47 @@ class Guard:
         from ..lm.generate import generate_ids
 
         prompts = [self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"] for m in messages_batch]
-        return generate_ids(self.model, self.tokenizer, prompts, max(limits), sampling, batch_size=len(prompts),
-                            limits=limits, should_stop=should_stop)
+        return generate_ids(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max(limits),
+            sampling,
+            batch_size=len(prompts),
+            limits=limits,
+            should_stop=should_stop,
+        )
 
     def _decode_acd(self, messages_batch, limits, sampling, should_stop) -> list[list[int]]:
         from ..acd.decode import Contrast, decode_steps
         from ..lm.generate import collect
 
         contrast = Contrast(self.config.acd_alpha, window=self.config.acd_window or None)
-        return collect(decode_steps(self.model, self.tokenizer, [acd_prompt(m) for m in messages_batch],
-                                    self.safe_prompt, self.adv_prompt, contrast, max(limits), sampling,
-                                    should_stop=should_stop), len(messages_batch))
+        return collect(
+            decode_steps(
+                self.model,
+                self.tokenizer,
+                [acd_prompt(m) for m in messages_batch],
+                self.safe_prompt,
+                self.adv_prompt,
+                contrast,
+                max(limits),
+                sampling,
+                should_stop=should_stop,
+            ),
+            len(messages_batch),
+        )
 
     # ------------------------------------------------------------------------------------------------ API
 
-    def chat(self, messages_batch: Sequence[Sequence[dict]], max_tokens: int | Sequence[int] | None = None,
-             temperature: float = 0.0, top_p: float = 1.0,
-             should_stop: Callable[[], bool] | None = None) -> list[ChatResult]:
+    def chat(
+        self,
+        messages_batch: Sequence[Sequence[dict]],
+        max_tokens: int | Sequence[int] | None = None,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[ChatResult]:
         """Answer a batch of conversations ({"role", "content"} dicts); temperature below 1e-5 is greedy.
 
         max_tokens: one limit for all, one per conversation, or None (config.max_new_tokens).
@@ -214,8 +252,11 @@ class Guard:
                 texts[i] = self.tokenizer.decode(cut, skip_special_tokens=True).strip()
                 completion_tokens[i] = len(cut)
         for i in range(n):
-            traces[i]["decode"] = ({"decision": mode, "tokens": completion_tokens[i], "finish_reason": finish[i]}
-                                   if i in todo else {"decision": "skipped"})
+            traces[i]["decode"] = (
+                {"decision": mode, "tokens": completion_tokens[i], "finish_reason": finish[i]}
+                if i in todo
+                else {"decision": "skipped"}
+            )
             if mode == "acd" and i in todo:
                 traces[i]["decode"].update(alpha=self.config.acd_alpha, contrast=self.adv_prompt is not None)
         if todo:
@@ -223,7 +264,9 @@ class Guard:
 
         # 3. Screen the answers, 4. rewrite the flagged ones (a rewrite the screener still flags is withheld).
         self._screen_and_rewrite(todo, prompts, texts, finish, traces)
-        prompt_tokens = [len(self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"]) for m in messages_batch]
+        prompt_tokens = [
+            len(self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"]) for m in messages_batch
+        ]
         return [ChatResult(texts[i], finish[i], prompt_tokens[i], completion_tokens[i], traces[i]) for i in range(n)]
 
     def _screen_and_rewrite(self, todo, prompts, texts, finish, traces) -> None:
@@ -240,8 +283,12 @@ class Guard:
             traces[i]["screen"] = {"decision": "skipped"}
             traces[i]["rewrite"] = {"decision": "skipped"}
         for i, s in zip(todo, scores):
-            traces[i]["screen"] = {"decision": "flag" if s >= thr else "pass", "scorer": getattr(self.screener, "name", "screener"),
-                                   "score": s, "threshold": thr}
+            traces[i]["screen"] = {
+                "decision": "flag" if s >= thr else "pass",
+                "scorer": getattr(self.screener, "name", "screener"),
+                "score": s,
+                "threshold": thr,
+            }
             traces[i]["rewrite"] = {"decision": "not_needed"}
             if s >= thr:
                 flagged.append(i)
@@ -259,8 +306,10 @@ class Guard:
                 traces[i]["rewrite"] = {"decision": "rewritten", "score_after": s, "original": texts[i]}
                 texts[i] = new
             else:
-                traces[i]["rewrite"] = {"decision": "withheld" if new is None else "withheld_after_rewrite",
-                                        **({} if s is None else {"score_after": s, "rewrite": new})}
+                traces[i]["rewrite"] = {
+                    "decision": "withheld" if new is None else "withheld_after_rewrite",
+                    **({} if s is None else {"score_after": s, "rewrite": new}),
+                }
                 texts[i], finish[i] = self.config.block_message, "content_filter"
         if self.rewriter is not None:
             self._timing([traces[i] for i in flagged], "rewrite", t0)
@@ -283,6 +332,11 @@ class Guard:
         results = []
         for k in range(len(texts)):
             cats = {name: s[k] >= thr for name, (s, thr) in scores.items()}
-            results.append({"flagged": any(cats.values()), "categories": cats,
-                            "category_scores": {name: s[k] for name, (s, _) in scores.items()}})
+            results.append(
+                {
+                    "flagged": any(cats.values()),
+                    "categories": cats,
+                    "category_scores": {name: s[k] for name, (s, _) in scores.items()},
+                }
+            )
         return results

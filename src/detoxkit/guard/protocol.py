@@ -16,8 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
         self.headers = headers
@@ -25,7 +32,6 @@ class APIError(Exception):
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
 
 
 class _Strict(BaseModel):
@@ -107,8 +113,9 @@ def parse_json_body(body: bytes):
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise APIError(400, f"the request body is not valid UTF-8 (byte {e.start}: {e.reason})",
-                       code="invalid_json") from None
+        raise APIError(
+            400, f"the request body is not valid UTF-8 (byte {e.start}: {e.reason})", code="invalid_json"
+        ) from None
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -116,8 +123,13 @@ def parse_json_body(body: bytes):
     except ValueError as e:
         raise APIError(400, f"We could not parse the JSON body of your request: {e}", code="invalid_json") from None
     if _SURROGATE_ESCAPE.search(text) and (where := _lone_surrogate_at(data)) is not None:
-        raise APIError(400, f"{where}: holds a lone UTF-16 surrogate escape (such as \\ud800), which is not valid "
-                            "Unicode; send well-formed text", param=where, code="invalid_unicode")
+        raise APIError(
+            400,
+            f"{where}: holds a lone UTF-16 surrogate escape (such as \\ud800), which is not valid "
+            "Unicode; send well-formed text",
+            param=where,
+            code="invalid_unicode",
+        )
     return data
 
 

@@ -52,7 +52,7 @@ class RequestLog:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             except OSError:
                 try:  # roll a partial write back, so the file ends on a whole row
@@ -69,6 +69,11 @@ class RequestLog:
         self.last_error = f"{type(e).__name__}: {e}"[:300]
 
     def stats(self) -> dict:
-        return {"path": str(self.path), "rows_written": self.rows_written, "write_errors": self.write_errors,
-                "rows_backlogged": len(self._backlog), "rows_dropped": self.rows_dropped,
-                "last_error": self.last_error}
+        return {
+            "path": str(self.path),
+            "rows_written": self.rows_written,
+            "write_errors": self.write_errors,
+            "rows_backlogged": len(self._backlog),
+            "rows_dropped": self.rows_dropped,
+            "last_error": self.last_error,
+        }

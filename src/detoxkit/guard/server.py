@@ -62,8 +62,18 @@ def create_app(guard, cfg: GuardConfig):
     @app.get("/v1/models")
     async def models(request: Request):
         service.authorize(request)
-        return {"object": "list", "data": [{"id": cfg.served_model_name, "object": "model", "created": 0,
-                                            "owned_by": "detoxkit", "root": cfg.model}]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": cfg.served_model_name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "detoxkit",
+                    "root": cfg.model,
+                }
+            ],
+        }
 
     @app.post("/v1/moderations")
     async def moderations(request: Request):
@@ -84,8 +94,11 @@ def _error_handlers(app) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, e):
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code)
-        return JSONResponse(error_body(str(e.detail), "invalid_request_error", None, code), status_code=e.status_code,
-                            headers=getattr(e, "headers", None))  # 405 keeps its Allow header
+        return JSONResponse(
+            error_body(str(e.detail), "invalid_request_error", None, code),
+            status_code=e.status_code,
+            headers=getattr(e, "headers", None),
+        )  # 405 keeps its Allow header
 
     @app.exception_handler(Exception)
     async def _server_error(request, e):
@@ -111,46 +124,75 @@ async def _chat(service: GuardService, request: Request):
     service.check_model(req.model)
     max_tokens = req.max_completion_tokens or req.max_tokens or cfg.max_new_tokens
     if max_tokens > cfg.max_tokens_limit:
-        raise APIError(400, f"max_tokens is too large: {max_tokens}. This server allows at most "
-                            f"{cfg.max_tokens_limit} completion tokens.", param="max_tokens", code="invalid_value")
+        raise APIError(
+            400,
+            f"max_tokens is too large: {max_tokens}. This server allows at most "
+            f"{cfg.max_tokens_limit} completion tokens.",
+            param="max_tokens",
+            code="invalid_value",
+        )
     messages = [m.plain() for m in req.messages]
     if not any(m["role"] == "user" for m in messages):
         raise APIError(400, "messages must contain at least one user message", param="messages", code="invalid_value")
-    service.check_texts([m["content"] for m in messages], "messages", cfg.max_messages, "max_messages",
-                        "too_many_messages")
+    service.check_texts(
+        [m["content"] for m in messages], "messages", cfg.max_messages, "max_messages", "too_many_messages"
+    )
     await service.check_prompt_tokens(messages, max_tokens)
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     temperature = req.temperature if req.temperature >= GREEDY_BELOW else 0.0
     top_p = req.top_p if temperature > 0 else 1.0  # greedy ignores top_p: do not split batches over it
-    job = service.submit("chat", (messages, max_tokens, temperature, top_p),
-                         {"id": rid, "endpoint": "chat.completions", "messages": messages, "max_tokens": max_tokens})
+    job = service.submit(
+        "chat",
+        (messages, max_tokens, temperature, top_p),
+        {"id": rid, "endpoint": "chat.completions", "messages": messages, "max_tokens": max_tokens},
+    )
     head = {"id": rid, "created": created, "model": cfg.served_model_name}
     if req.stream:
-        return StreamingResponse(_sse(head, service.answer(job, None)), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            _sse(head, service.answer(job, None)), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
     r = await service.answer(job, request)
-    return {**head, "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": r.text},
-                         "finish_reason": r.finish_reason, "logprobs": None}],
-            "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                      "total_tokens": r.prompt_tokens + r.completion_tokens},
-            "guard": r.trace}
+    return {
+        **head,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": r.text},
+                "finish_reason": r.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens,
+        },
+        "guard": r.trace,
+    }
 
 
 async def _sse(head: dict, answer):
     """SSE events of one streamed answer. A client that disconnects cancels this generator (and its job)."""
 
     def event(delta: dict, finish: str | None = None, **extra) -> str:
-        chunk = {**head, "object": "chat.completion.chunk",
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        chunk = {
+            **head,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            **extra,
+        }
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
     yield event({"role": "assistant", "content": ""})
     try:
         r = await answer
     except Exception as e:  # headers are sent: the error travels as an event, as OpenAI's API does
-        err = (error_body(e.message, e.type, e.param, e.code) if isinstance(e, APIError)
-               else error_body(f"the guard failed: {type(e).__name__}: {e}", "server_error"))
+        err = (
+            error_body(e.message, e.type, e.param, e.code)
+            if isinstance(e, APIError)
+            else error_body(f"the guard failed: {type(e).__name__}: {e}", "server_error")
+        )
         yield f"data: {json.dumps(err)}\n\n"
         yield "data: [DONE]\n\n"
         return
@@ -164,24 +206,39 @@ class _OpenAIErrorH11(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, but its own 400s (a request the parser rejects) carry OpenAI's JSON error body."""
 
     def send_400_response(self, msg: str) -> None:
-        body = json.dumps(error_body(f"Invalid HTTP request: {msg}", "invalid_request_error", None,
-                                     "invalid_http_request")).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
-        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body),
-                      h11.EndOfMessage()):
+        body = json.dumps(
+            error_body(f"Invalid HTTP request: {msg}", "invalid_request_error", None, "invalid_http_request")
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
             self.transport.write(self.conn.send(event))
         self.transport.close()
 
 
 # ------------------------------------------------------------------------------------------------ running it
 
+
 def uvicorn_config(app, cfg: GuardConfig, log_level: str = "info"):
     """uvicorn settings shared by `detoxkit serve` and running_server: JSON parser errors, a bounded drain."""
     import uvicorn
 
-    return uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=log_level, access_log=False,
-                          http=_OpenAIErrorH11, timeout_graceful_shutdown=cfg.drain_timeout_s)
+    return uvicorn.Config(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        log_level=log_level,
+        access_log=False,
+        http=_OpenAIErrorH11,
+        timeout_graceful_shutdown=cfg.drain_timeout_s,
+    )
 
 
 @contextlib.contextmanager
@@ -218,14 +275,25 @@ def startup_lines(cfg: GuardConfig, api_key: str | None) -> list[str]:
     """What `detoxkit serve` prints before it listens: the pieces, the address, whether auth is on, warnings."""
     from .pipeline import is_off
 
-    pieces = ", ".join(f"{k}={v}" for k, v in [("judge", cfg.judge), ("acd", not is_off(cfg.acd_safe_prompt)),
-                                                ("screener", cfg.screener), ("rewriter", cfg.rewriter)])
+    pieces = ", ".join(
+        f"{k}={v}"
+        for k, v in [
+            ("judge", cfg.judge),
+            ("acd", not is_off(cfg.acd_safe_prompt)),
+            ("screener", cfg.screener),
+            ("rewriter", cfg.rewriter),
+        ]
+    )
     auth = "on (bearer key)" if api_key else "off (no key)"
-    lines = [f"detoxkit serve: {cfg.model} as `{cfg.served_model_name}` ({pieces}) on "
-             f"http://{cfg.host}:{cfg.port}/v1, auth {auth}"]
+    lines = [
+        f"detoxkit serve: {cfg.model} as `{cfg.served_model_name}` ({pieces}) on "
+        f"http://{cfg.host}:{cfg.port}/v1, auth {auth}"
+    ]
     if api_key is None and not is_loopback(cfg.host):
-        lines.append(f"detoxkit serve: warning: {cfg.host} is reachable from other machines and no api_key is set: "
-                     f"anyone who can reach it can use the model (set api_key or ${API_KEY_ENV})")
+        lines.append(
+            f"detoxkit serve: warning: {cfg.host} is reachable from other machines and no api_key is set: "
+            f"anyone who can reach it can use the model (set api_key or ${API_KEY_ENV})"
+        )
     return lines
 
 

@@ -30,7 +30,9 @@ class GuardService:
 
         cfg = self.cfg
         log = RequestLog(cfg.log_path) if cfg.log_path else None
-        self.batcher = Batcher(self.guard, cfg.max_batch_size, cfg.batch_wait_ms / 1000, log, cfg.stall_timeout_s).start()
+        self.batcher = Batcher(
+            self.guard, cfg.max_batch_size, cfg.batch_wait_ms / 1000, log, cfg.stall_timeout_s
+        ).start()
 
     async def stop(self) -> None:
         # uvicorn has already waited (up to drain_timeout_s) for requests in flight; the worker finishes anything
@@ -42,27 +44,40 @@ class GuardService:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if not (scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())):
-            raise APIError(401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.",
-                           code="invalid_api_key")
+            raise APIError(
+                401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.", code="invalid_api_key"
+            )
 
     async def read(self, request: Request, schema):
         """The body, within max_request_bytes (413) and body_timeout_s (408), validated against `schema` (400)."""
         limit = self.cfg.max_request_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise APIError(413, f"request body of {declared} bytes exceeds the limit of {limit}",
-                           code="request_too_large", headers=CLOSE)
+            raise APIError(
+                413,
+                f"request body of {declared} bytes exceeds the limit of {limit}",
+                code="request_too_large",
+                headers=CLOSE,
+            )
         body = bytearray()
         try:
             async with asyncio.timeout(self.cfg.body_timeout_s):
                 async for chunk in request.stream():  # a body without a length is counted as it arrives
                     body += chunk
                     if len(body) > limit:
-                        raise APIError(413, f"request body exceeds the limit of {limit} bytes",
-                                       code="request_too_large", headers=CLOSE)
+                        raise APIError(
+                            413,
+                            f"request body exceeds the limit of {limit} bytes",
+                            code="request_too_large",
+                            headers=CLOSE,
+                        )
         except TimeoutError:
-            raise APIError(408, f"the request body did not arrive within {self.cfg.body_timeout_s:g} s "
-                                "(body_timeout_s)", code="request_timeout", headers=CLOSE) from None
+            raise APIError(
+                408,
+                f"the request body did not arrive within {self.cfg.body_timeout_s:g} s (body_timeout_s)",
+                code="request_timeout",
+                headers=CLOSE,
+            ) from None
         except ClientDisconnect:
             raise APIError(400, "the client disconnected while sending its body", code="client_disconnected") from None
         return validate(schema, bytes(body))
@@ -70,29 +85,50 @@ class GuardService:
     def check_model(self, name: str | None) -> None:
         served = self.cfg.served_model_name
         if name is not None and name != served:
-            raise APIError(404, f"The model `{name}` does not exist (this server serves `{served}`).",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"The model `{name}` does not exist (this server serves `{served}`).",
+                param="model",
+                code="model_not_found",
+            )
 
     def check_texts(self, texts: list[str], param: str, limit: int, limit_name: str, code: str) -> None:
         if len(texts) > limit:
-            raise APIError(400, f"{param}: {len(texts)} items; this server allows at most {limit} ({limit_name})",
-                           param=param, code=code)
+            raise APIError(
+                400,
+                f"{param}: {len(texts)} items; this server allows at most {limit} ({limit_name})",
+                param=param,
+                code=code,
+            )
         most = self.cfg.max_message_chars
         for i, t in enumerate(texts):
             if len(t) > most:
-                raise APIError(400, f"{param}.{i}: {len(t)} characters; this server allows at most {most} per "
-                                    "message (max_message_chars)", param=f"{param}.{i}", code="message_too_long")
+                raise APIError(
+                    400,
+                    f"{param}.{i}: {len(t)} characters; this server allows at most {most} per "
+                    "message (max_message_chars)",
+                    param=f"{param}.{i}",
+                    code="message_too_long",
+                )
 
     async def check_prompt_tokens(self, messages: list[dict], max_tokens: int) -> None:
         n = await asyncio.to_thread(self.guard.prompt_tokens, messages)  # 1 MB of text must not stall the event loop
         context, most = self.guard.context_length, self.cfg.max_prompt_tokens
         if n > most:
-            raise APIError(400, f"messages: {n} prompt tokens; this server allows at most {most} (max_prompt_tokens)",
-                           param="messages", code="context_length_exceeded")
+            raise APIError(
+                400,
+                f"messages: {n} prompt tokens; this server allows at most {most} (max_prompt_tokens)",
+                param="messages",
+                code="context_length_exceeded",
+            )
         if context is not None and n + max_tokens > context:
-            raise APIError(400, f"This model's maximum context length is {context} tokens. However, you requested "
-                                f"{n + max_tokens} tokens ({n} in the messages, {max_tokens} in the completion).",
-                           param="messages", code="context_length_exceeded")
+            raise APIError(
+                400,
+                f"This model's maximum context length is {context} tokens. However, you requested "
+                f"{n + max_tokens} tokens ({n} in the messages, {max_tokens} in the completion).",
+                param="messages",
+                code="context_length_exceeded",
+            )
 
     def submit(self, kind: str, payload, log: dict):
         try:
@@ -118,9 +154,17 @@ class GuardService:
                 raise
             # A plain request is cancelled only by uvicorn when drain_timeout_s has run out: say so, in OpenAI's shape.
             Batcher.abandon(job, "shutdown")
-            raise APIError(503, "the server shut down before this request was answered (drain_timeout_s)",
-                           "server_error", code="shutting_down") from None
+            raise APIError(
+                503,
+                "the server shut down before this request was answered (drain_timeout_s)",
+                "server_error",
+                code="shutting_down",
+            ) from None
         except DeadlineExceeded:
             pass
-        raise APIError(504, f"the guard did not answer within {self.cfg.request_timeout_s:g} s (request_timeout_s)",
-                       "server_error", code="timeout")
+        raise APIError(
+            504,
+            f"the guard did not answer within {self.cfg.request_timeout_s:g} s (request_timeout_s)",
+            "server_error",
+            code="timeout",
+        )

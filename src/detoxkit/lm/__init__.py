@@ -13,4 +13,11 @@ Only ``load`` is imported here, so ``import detoxkit.lm`` stays cheap (the CLI's
 
 from .load import DEFAULT_EMBEDDER, DEFAULT_LM, load_model, load_model_and_tokenizer, load_tokenizer, resolve_model
 
-__all__ = ["DEFAULT_EMBEDDER", "DEFAULT_LM", "load_model", "load_model_and_tokenizer", "load_tokenizer", "resolve_model"]
+__all__ = [
+    "DEFAULT_EMBEDDER",
+    "DEFAULT_LM",
+    "load_model",
+    "load_model_and_tokenizer",
+    "load_tokenizer",
+    "resolve_model",
+]

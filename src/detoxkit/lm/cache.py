@@ -35,7 +35,8 @@ def shared_prefix_cache(model, prefix: list[int], batch: int):
     import torch
 
     device = next(model.parameters()).device
-    cache = model(input_ids=torch.tensor([prefix], device=device), use_cache=True,
-                  **last_logits_kwargs(model, 1)).past_key_values
+    cache = model(
+        input_ids=torch.tensor([prefix], device=device), use_cache=True, **last_logits_kwargs(model, 1)
+    ).past_key_values
     cache.batch_repeat_interleave(batch)
     return cache

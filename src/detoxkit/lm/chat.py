@@ -8,7 +8,9 @@ from typing import Sequence
 
 def render_chat(tokenizer, prompt: str, system: str | None = None) -> str:
     """The chat template applied to one user turn (with an optional system prompt), ready for generation."""
-    messages = ([{"role": "system", "content": system}] if system is not None else []) + [{"role": "user", "content": prompt}]
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+        {"role": "user", "content": prompt}
+    ]
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return (f"{system}\n\n" if system else "") + f"User: {prompt}\nAssistant:"

@@ -42,13 +42,16 @@ class Embedder:
         out = torch.empty(len(texts), self.output_dim(pooling))
         for s in progress(range(0, len(texts), batch_size), desc="embedding", unit="batch", disable=not show_progress):
             idx = order[s : s + batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt").to(self.device)
+            enc = self.tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            ).to(self.device)
             with torch.inference_mode():
                 result = self.model(**enc, output_hidden_states=pooling == "layers")
             hidden = result.hidden_states[1:] if pooling == "layers" else (result.last_hidden_state,)
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden[0].dtype)
-            pooled = [torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1) for h in hidden]
+            pooled = [
+                torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1) for h in hidden
+            ]
             out[idx] = torch.cat(pooled, dim=-1).cpu()
         return out
 

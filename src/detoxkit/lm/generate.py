@@ -63,9 +63,16 @@ def choose_next_token(scores: torch.Tensor, sampling: Sampling = GREEDY) -> torc
     return torch.multinomial(logits.softmax(-1), 1, generator=sampling.generator).squeeze(-1)
 
 
-def decode_loop(stepper, max_new_tokens: int, stops: set[int], sampling: Sampling = GREEDY, pad: int = 0,
-                min_new_tokens: int = 0, limits: Sequence[int] | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Iterator[torch.Tensor]:
+def decode_loop(
+    stepper,
+    max_new_tokens: int,
+    stops: set[int],
+    sampling: Sampling = GREEDY,
+    pad: int = 0,
+    min_new_tokens: int = 0,
+    limits: Sequence[int] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[torch.Tensor]:
     """Yield the next token of each row, one (k,) tensor per step, −1 where a row has finished.
 
     A row finishes on a stop token (yielded, then −1) or at its own limit (``limits[i]``, at most max_new_tokens).
@@ -121,23 +128,43 @@ class CausalStepper:
             self.cache = shared_prefix_cache(model, prompts[0][:shared], len(prompts))
         self.mask = torch.cat([mask.new_ones(len(prompts), shared), mask], 1).to(device)
         pos = positions_from_mask(mask.to(device), shared)
-        out = model(input_ids=ids.to(device), attention_mask=self.mask, position_ids=pos, past_key_values=self.cache,
-                    use_cache=True, **last_logits_kwargs(model, 1))
+        out = model(
+            input_ids=ids.to(device),
+            attention_mask=self.mask,
+            position_ids=pos,
+            past_key_values=self.cache,
+            use_cache=True,
+            **last_logits_kwargs(model, 1),
+        )
         self.cache, self.first, self.pos = out.past_key_values, out.logits[:, -1], pos[:, -1] + 1
 
     def advance(self, tokens: torch.Tensor) -> torch.Tensor:
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], 1)
-        out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.pos[:, None],
-                         past_key_values=self.cache, use_cache=True)
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask,
+            position_ids=self.pos[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        )
         self.cache, self.pos = out.past_key_values, self.pos + 1
         return out.logits[:, -1]
 
 
 @torch.no_grad()
-def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, sampling: Sampling = GREEDY,
-                 batch_size: int = 16, min_new_tokens: int = 0, limits: Sequence[int] | None = None,
-                 should_stop: Callable[[], bool] | None = None, show_progress: bool = False,
-                 desc: str = "generating") -> list[list[int]]:
+def generate_ids(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    sampling: Sampling = GREEDY,
+    batch_size: int = 16,
+    min_new_tokens: int = 0,
+    limits: Sequence[int] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    show_progress: bool = False,
+    desc: str = "generating",
+) -> list[list[int]]:
     """Completions of token-id prompts as token ids, each cut after its first stop token (kept, so a trainer scores
     exactly what the model produced). limits: one length limit per prompt (default max_new_tokens)."""
     from ..runs import progress
@@ -150,22 +177,53 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
         for s in progress(range(0, len(prompts), batch_size), desc=desc, unit="batch", disable=not show_progress):
             chunk = prompts[s : s + batch_size]
             stepper = CausalStepper(model, chunk, pad)
-            out += collect(decode_loop(stepper, max_new_tokens, stops, sampling, pad, min_new_tokens,
-                                       None if limits is None else limits[s : s + batch_size], should_stop), len(chunk))
+            out += collect(
+                decode_loop(
+                    stepper,
+                    max_new_tokens,
+                    stops,
+                    sampling,
+                    pad,
+                    min_new_tokens,
+                    None if limits is None else limits[s : s + batch_size],
+                    should_stop,
+                ),
+                len(chunk),
+            )
     finally:
         model.train(was_training)
     return out
 
 
-def generate(model, tokenizer, prompts: list[str], system: str | None = None, max_new_tokens: int = 64,
-             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
-             num_return_sequences: int = 1, batch_size: int = 8, chat: bool = True, show_progress: bool = False,
-             min_new_tokens: int = 0) -> list[list[str]]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    system: str | None = None,
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    num_return_sequences: int = 1,
+    batch_size: int = 8,
+    chat: bool = True,
+    show_progress: bool = False,
+    min_new_tokens: int = 0,
+) -> list[list[str]]:
     """Text completions: `num_return_sequences` strings per prompt (through the chat template unless chat=False)."""
     texts = [render_chat(tokenizer, p, system) if chat else p for p in prompts]
     ids = [tokenizer(t, add_special_tokens=not chat)["input_ids"] for t in texts for _ in range(num_return_sequences)]
     sampling = Sampling(do_sample, temperature, top_p, top_k)
-    new = generate_ids(model, tokenizer, ids, max_new_tokens, sampling, batch_size * num_return_sequences,
-                       min_new_tokens, show_progress=show_progress)
+    new = generate_ids(
+        model,
+        tokenizer,
+        ids,
+        max_new_tokens,
+        sampling,
+        batch_size * num_return_sequences,
+        min_new_tokens,
+        show_progress=show_progress,
+    )
     decoded = [tokenizer.decode(x, skip_special_tokens=True).strip() for x in new]
     return [decoded[i : i + num_return_sequences] for i in range(0, len(decoded), num_return_sequences)]

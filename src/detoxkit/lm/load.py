@@ -102,7 +102,7 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 def torch_dtype(name: str):
-    """"float32" | "bfloat16" | "float16" -> the torch dtype; anything else is a clear error."""
+    """ "float32" | "bfloat16" | "float16" -> the torch dtype; anything else is a clear error."""
     import torch
 
     if name not in DTYPES:
@@ -111,7 +111,7 @@ def torch_dtype(name: str):
 
 
 def resolve_device(name: str = "cpu") -> str:
-    """"cpu", "cuda" (or "cuda:N"), or "auto" (cuda when available, else cpu)."""
+    """ "cpu", "cuda" (or "cuda:N"), or "auto" (cuda when available, else cpu)."""
     import torch
 
     if name == "auto":

@@ -11,8 +11,14 @@ from .batch import left_pad, model_device, pad_id
 from .cache import common_prefix_length, last_logits_kwargs, shared_prefix_cache
 
 
-def completion_logprobs(model, prompts: list[list[int]], completions: list[list[int]], pad: int,
-                        average: bool = False, share_prefix: bool = True) -> torch.Tensor:
+def completion_logprobs(
+    model,
+    prompts: list[list[int]],
+    completions: list[list[int]],
+    pad: int,
+    average: bool = False,
+    share_prefix: bool = True,
+) -> torch.Tensor:
     """(B,) sum (or mean per token) of log p(completion | prompt), with gradients when grad is enabled.
 
     The prompt start the rows share (a chat template, few-shot turns) runs once, as a cache the rows continue
@@ -36,15 +42,22 @@ def completion_logprobs(model, prompts: list[list[int]], completions: list[list[
     if shared:
         extra["past_key_values"] = shared_prefix_cache(model, prefix, len(ids))
         attn = torch.cat([attn.new_ones(len(ids), shared), attn], dim=1)
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=bool(shared),
-                   **extra, **last_logits_kwargs(model, width_c + 1)).logits
+    logits = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=positions,
+        use_cache=bool(shared),
+        **extra,
+        **last_logits_kwargs(model, width_c + 1),
+    ).logits
     kept = logits.shape[1]
     return sequence_logprobs(logits, ids[:, -kept:], mask[:, -kept:], average=average)
 
 
 @torch.no_grad()
-def score_continuations(model, tokenizer, contexts: list[str], continuations: list[str],
-                        batch_size: int = 16) -> tuple[list[float], list[int]]:
+def score_continuations(
+    model, tokenizer, contexts: list[str], continuations: list[str], batch_size: int = 16
+) -> tuple[list[float], list[int]]:
     """Sum log p(continuation | context) for each text pair, and the continuation's token count.
 
     Context and continuation are tokenised separately (lm-eval-harness style), so the continuation's tokens are
@@ -70,24 +83,29 @@ def answer_token_ids(tokenizer, words: Sequence[str], fallback: bool = True) -> 
 
     A variant that splits (SmolLM2 encodes " 1" as " " + "1") would contribute a token shared with every other
     answer, so only single-token variants count. fallback: with none, the first token of each bare word."""
-    single = {toks[0] for w in words for v in (w, " " + w)
-              if len(toks := tokenizer.encode(v, add_special_tokens=False)) == 1}
+    single = {
+        toks[0] for w in words for v in (w, " " + w) if len(toks := tokenizer.encode(v, add_special_tokens=False)) == 1
+    }
     if single or not fallback:
         return sorted(single)
     return sorted({tokenizer.encode(w, add_special_tokens=False)[0] for w in words})
 
 
 @torch.no_grad()
-def answer_probability(model, tokenizer, texts: list[str], yes_ids: list[int], no_ids: list[int],
-                       batch_size: int = 16) -> list[float]:
+def answer_probability(
+    model, tokenizer, texts: list[str], yes_ids: list[int], no_ids: list[int], batch_size: int = 16
+) -> list[float]:
     """P(yes) / (P(yes) + P(no)) of the first answer token after each (already templated) text: the LlamaGuard /
     ShieldGemma recipe, shared by the LM-judge scorer, the adversarial judge and the win-rate judge."""
     pad, device = pad_id(tokenizer), model_device(model)
     out: list[float] = []
     for s in range(0, len(texts), batch_size):
         ids, mask = left_pad([tokenizer.encode(t, add_special_tokens=False) for t in texts[s : s + batch_size]], pad)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                       **last_logits_kwargs(model, 1)).logits[:, -1].float()
+        logits = (
+            model(input_ids=ids.to(device), attention_mask=mask.to(device), **last_logits_kwargs(model, 1))
+            .logits[:, -1]
+            .float()
+        )
         logp = torch.log_softmax(logits, -1)
         out += torch.sigmoid(torch.logsumexp(logp[:, yes_ids], -1) - torch.logsumexp(logp[:, no_ids], -1)).tolist()
     return out

@@ -21,7 +21,7 @@ from torch import nn
 from ..errors import DetoxkitError
 from .batch import pad_id, positions_from_mask
 
-SENTINEL = "\uE000detoxkit-system-slot\uE000"  # private-use characters: no template or prompt contains them
+SENTINEL = "\ue000detoxkit-system-slot\ue000"  # private-use characters: no template or prompt contains them
 FORMAT = "detoxkit-soft-prompt-v1"
 
 
@@ -40,8 +40,12 @@ class SoftPrompt(nn.Module):
         """Initialise from the model's own token embeddings of `text` (ACD eq. 1: z_init = τ_θ(p_init))."""
         ids = tokenizer.encode(text, add_special_tokens=False)
         emb = model.get_input_embeddings().weight
-        return cls(emb[torch.tensor(ids, dtype=torch.long, device=emb.device)].detach(), text, model_name,
-                   getattr(tokenizer, "chat_template", None) or "")
+        return cls(
+            emb[torch.tensor(ids, dtype=torch.long, device=emb.device)].detach(),
+            text,
+            model_name,
+            getattr(tokenizer, "chat_template", None) or "",
+        )
 
     @property
     def n_tokens(self) -> int:
@@ -55,8 +59,11 @@ class SoftPrompt(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "init_text": self.init_text, "model_name": self.model_name, "template": self.template}
         tmp = path.with_name(f".{path.name}.tmp")  # write then rename: a crash never leaves half a file
-        save_file({"embeddings": self.embeddings.detach().contiguous().cpu()}, str(tmp),
-                  metadata={"detoxkit": json.dumps(meta)})
+        save_file(
+            {"embeddings": self.embeddings.detach().contiguous().cpu()},
+            str(tmp),
+            metadata={"detoxkit": json.dumps(meta)},
+        )
         tmp.replace(path)
         return path
 
@@ -86,8 +93,10 @@ class SoftPrompt(nn.Module):
         """A soft prompt only means something for the model width and chat template it was tuned with."""
         d = model.get_input_embeddings().weight.shape[1]
         if self.embeddings.shape[1] != d:
-            raise DetoxkitError(f"{where}: width {self.embeddings.shape[1]} does not match the model's {d} "
-                                f"(tuned for {self.model_name or 'another model'})")
+            raise DetoxkitError(
+                f"{where}: width {self.embeddings.shape[1]} does not match the model's {d} "
+                f"(tuned for {self.model_name or 'another model'})"
+            )
         tmpl = getattr(tokenizer, "chat_template", None) or ""
         if self.template and tmpl and self.template != tmpl:
             raise DetoxkitError(f"{where}: tuned with a different chat template (model {self.model_name!r})")
@@ -104,8 +113,9 @@ def template_pieces(tokenizer, prompt: str) -> tuple[list[int], list[int]]:
         raise DetoxkitError("soft system prompts need a tokenizer with a chat template that has a system role")
     text = render_chat(tokenizer, prompt, system=SENTINEL)
     if text.count(SENTINEL) != 1:
-        raise DetoxkitError("the chat template does not place the system message verbatim once; "
-                            "cannot find the system-prompt slot")
+        raise DetoxkitError(
+            "the chat template does not place the system message verbatim once; cannot find the system-prompt slot"
+        )
     before, after = text.split(SENTINEL)
     return tokenizer.encode(before, add_special_tokens=False), tokenizer.encode(after, add_special_tokens=False)
 
@@ -126,11 +136,16 @@ class SplicedBatch:
     completion_mask: torch.Tensor
 
     def model_inputs(self) -> dict:
-        return {"inputs_embeds": self.inputs_embeds, "attention_mask": self.attention_mask,
-                "position_ids": self.position_ids}
+        return {
+            "inputs_embeds": self.inputs_embeds,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
 
 
-def splice_rows(model, pieces: list[list[torch.Tensor | list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def splice_rows(
+    model, pieces: list[list[torch.Tensor | list[int]]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Assemble rows from pieces (token-id lists are embedded, tensors (n, d) are used as they are).
 
     Rows are left-padded with zeros; returns (inputs_embeds (B,T,d), attention_mask (B,T), input_ids (B,T)),
@@ -157,13 +172,18 @@ def splice_rows(model, pieces: list[list[torch.Tensor | list[int]]], pad_id: int
     mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
     for i, (r, ids) in enumerate(zip(rows, ids_rows)):
-        mask[i, width - r.shape[0]:] = 1
-        input_ids[i, width - len(ids):] = torch.tensor(ids, dtype=torch.long, device=device)
+        mask[i, width - r.shape[0] :] = 1
+        input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long, device=device)
     return embeds, mask, input_ids
 
 
-def build_inputs(model, tokenizer, prompts: list[str], soft_prompts: list[SoftPrompt | torch.Tensor],
-                 completions: list[str] | None = None) -> SplicedBatch:
+def build_inputs(
+    model,
+    tokenizer,
+    prompts: list[str],
+    soft_prompts: list[SoftPrompt | torch.Tensor],
+    completions: list[str] | None = None,
+) -> SplicedBatch:
     """Row i = chat template of prompts[i] with soft_prompts[i] in the system slot (+ completions[i]).
 
     soft_prompts: one per row (the same object may appear in many rows; two different ones batch fine).

@@ -64,8 +64,12 @@ def single(page: Page, run: Run) -> None:
         flat = [flatten(r) for r in rows]
         if len(rows) <= 10:  # a few rounds read best side by side, like the other tables
             x = next((k for k in X_KEYS if all(k in r for r in flat)), None)
-            page.columns({f"{x} {r[x]}" if x else f"#{i + 1}": {k: v for k, v in r.items() if k != x}
-                          for i, r in enumerate(flat)})
+            page.columns(
+                {
+                    f"{x} {r[x]}" if x else f"#{i + 1}": {k: v for k, v in r.items() if k != x}
+                    for i, r in enumerate(flat)
+                }
+            )
         else:
             keys = list(dict.fromkeys(k for r in flat for k in r))
             page.table(keys, [[r.get(k) for k in keys] for r in flat[:MAX_SERIES_ROWS]])
@@ -91,14 +95,20 @@ def comparison(page: Page, runs: list[Run]) -> None:
     page.columns(flats)
     if found := scatter_points(list(flats.items())):
         plot_scatter(page, "runs", found)
-    for kind, per_run in (("", {r.name: dict(series(r.metrics)) for r in runs}), ("log: ", {r.name: r.logs for r in runs})):
+    for kind, per_run in (
+        ("", {r.name: dict(series(r.metrics)) for r in runs}),
+        ("log: ", {r.name: r.logs for r in runs}),
+    ):
         for path in dict.fromkeys(p for found in per_run.values() for p in found):
             lines = {name: c for name, found in per_run.items() if path in found and (c := curves(found[path]))}
             if lines:
                 page.heading(kind + path)
                 plot_curves(page, path, f"{kind}{path}: a line per run", lines)
-    differing = [k for k in dict.fromkeys(k for r in runs for k in flatten(r.config))
-                 if len({json.dumps(flatten(r.config).get(k), sort_keys=True) for r in runs}) > 1]
+    differing = [
+        k
+        for k in dict.fromkeys(k for r in runs for k in flatten(r.config))
+        if len({json.dumps(flatten(r.config).get(k), sort_keys=True) for r in runs}) > 1
+    ]
     if differing:
         page.heading("Config differences")
         page.table(["field", *flats], [[k, *(flatten(r.config).get(k) for r in runs)] for k in differing])
@@ -125,7 +135,11 @@ def write_report(paths: list[str], output: str | None = None, title: str | None 
     runs = load_runs(paths)
     out = Path(output or (runs[0].path / "report" if len(runs) == 1 and runs[0].path.is_dir() else "report"))
     _check_output(out, runs)
-    title = title or ("/".join(runs[0].path.parts[-2:]) if len(runs) == 1 else f"comparison of {len(runs)} runs: " + ", ".join(r.name for r in runs))
+    title = title or (
+        "/".join(runs[0].path.parts[-2:])
+        if len(runs) == 1
+        else f"comparison of {len(runs)} runs: " + ", ".join(r.name for r in runs)
+    )
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta = (f"{runs[0].path}" if len(runs) == 1 else f"{len(runs)} runs") + f" · detoxkit {__version__} · {when}"
     with atomic_dir(out) as tmp:
@@ -151,8 +165,10 @@ def run(cfg: ReportConfig) -> dict:
 
 
 def summary(cfg: ReportConfig, r: dict) -> str:
-    return (f"report: {_count(r['runs'], 'run')}, {_count(r['tables'], 'table')}, {_count(r['images'], 'image')} "
-            f"-> {r['output']}/report.html, {r['output']}/report.md")
+    return (
+        f"report: {_count(r['runs'], 'run')}, {_count(r['tables'], 'table')}, {_count(r['images'], 'image')} "
+        f"-> {r['output']}/report.html, {r['output']}/report.md"
+    )
 
 
 REPORT = Recipe(ReportConfig, run, summary)

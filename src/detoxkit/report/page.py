@@ -18,7 +18,7 @@ def _html_cell(v: Any) -> str:
         return f'<td class="num">{html.escape(value)}<span class="ci">{html.escape(rest)}</span></td>'
     numeric = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))  # "–" lines up with numbers
     body = re.sub(r"([.:])", r"\1<wbr>", html.escape(text(v)))  # long dotted paths break after a dot, not mid-word
-    return f'<td{" class=num" if numeric else ""}>{body}</td>'
+    return f"<td{' class=num' if numeric else ''}>{body}</td>"
 
 
 def _md_escape(s: str) -> str:
@@ -42,6 +42,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 figure { margin: 10px 0 18px; } figure img { max-width: 100%; border: 1px solid #e3e6ea; }
 figcaption { color: #5c6670; font-size: 12px; }
 """
+
 
 class Page:
     """The blocks of one report (rendered as HTML and as markdown) and the image files written beside them."""
@@ -84,9 +85,11 @@ class Page:
         self.blocks.append(("img", path.name, caption))
 
     def html(self, title: str, meta: str) -> str:
-        parts = [f"<!doctype html>\n<html lang=en><head><meta charset=utf-8>\n<title>{html.escape(title)}</title>\n"
-                 f"<meta name=viewport content='width=device-width, initial-scale=1'>\n<style>{CSS}</style></head>\n"
-                 f"<body><main>\n<h1>{html.escape(title)}</h1>\n<p class=meta>{html.escape(meta)}</p>"]
+        parts = [
+            f"<!doctype html>\n<html lang=en><head><meta charset=utf-8>\n<title>{html.escape(title)}</title>\n"
+            f"<meta name=viewport content='width=device-width, initial-scale=1'>\n<style>{CSS}</style></head>\n"
+            f"<body><main>\n<h1>{html.escape(title)}</h1>\n<p class=meta>{html.escape(meta)}</p>"
+        ]
         for block in self.blocks:
             kind = block[0]
             if kind == "h":
@@ -96,10 +99,14 @@ class Page:
             elif kind == "table":
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block[1])
                 body = "\n".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in block[2])
-                parts.append(f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></div>")
+                parts.append(
+                    f"<div class=scroll><table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></div>"
+                )
             else:
                 src, cap = html.escape(block[1], quote=True), html.escape(block[2])
-                parts.append(f"<figure><img src=\"{src}\" alt=\"{html.escape(block[2], quote=True)}\"><figcaption>{cap}</figcaption></figure>")
+                parts.append(
+                    f'<figure><img src="{src}" alt="{html.escape(block[2], quote=True)}"><figcaption>{cap}</figcaption></figure>'
+                )
         return "\n".join(parts) + "\n</main></body></html>\n"
 
     def markdown(self, title: str, meta: str) -> str:

@@ -8,6 +8,7 @@ import math
 from .page import Page
 from .shapes import MAX_PANELS, SWEEP_KEYS, _number, is_rate
 
+
 def _grid(n: int):
     """A figure of n panels, three to a row."""
     import matplotlib
@@ -51,13 +52,18 @@ def plot_curves(page: Page, name: str, caption: str, lines: dict[str, tuple[str,
 def plot_sweep(page: Page, path: str, entries: dict[str, dict]) -> None:
     """Every rate an entry table holds against the parameter its entries sweep (the first of SWEEP_KEYS that at
     least two entries set to different numbers, e.g. ACD's α), each point named."""
-    key = next((k for k in SWEEP_KEYS
-                if len({flat[k] for flat in entries.values() if _number(flat.get(k)) is not None}) >= 2), None)
+    key = next(
+        (k for k in SWEEP_KEYS if len({flat[k] for flat in entries.values() if _number(flat.get(k)) is not None}) >= 2),
+        None,
+    )
     if key is None:
         return
     at = {e: flat for e, flat in entries.items() if _number(flat.get(key)) is not None}
-    rates = [k for k in dict.fromkeys(k for flat in at.values() for k in flat)
-             if "." not in k and sum(is_rate(flat.get(k)) for flat in at.values()) >= 2]
+    rates = [
+        k
+        for k in dict.fromkeys(k for flat in at.values() for k in flat)
+        if "." not in k and sum(is_rate(flat.get(k)) for flat in at.values()) >= 2
+    ]
     if not rates:
         return
     fig, axes = _grid(len(rates[:MAX_PANELS]))
@@ -65,8 +71,13 @@ def plot_sweep(page: Page, path: str, entries: dict[str, dict]) -> None:
         for e, flat in at.items():
             if is_rate(r := flat.get(k)) and _number(r) is not None:
                 lo, hi = r["ci95"]  # a Wilson bound can miss the value by a rounding error: clip at 0
-                ax.errorbar(flat[key], r["value"], yerr=[[max(0, r["value"] - lo)], [max(0, hi - r["value"])]],
-                            fmt="o", capsize=3)
+                ax.errorbar(
+                    flat[key],
+                    r["value"],
+                    yerr=[[max(0, r["value"] - lo)], [max(0, hi - r["value"])]],
+                    fmt="o",
+                    capsize=3,
+                )
                 ax.annotate(e, (flat[key], r["value"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
         ax.set(title=k, xlabel=key)
         ax.grid(alpha=0.3)

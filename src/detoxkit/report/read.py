@@ -58,8 +58,10 @@ def load_run(path: str | Path) -> Run:
         images = sorted({*path.parent.glob(f"{path.stem}.png"), *path.parent.glob(f"{path.stem}_*.png")})
         return Run(path.stem, path, _read_json(path), images=images)
     if not (path / "metrics.json").is_file():
-        raise DetoxkitError(f"{path}: no metrics.json in this folder (not a finished run? an `adversarial run` "
-                            "folder gets one from `detoxkit adversarial eval`)")
+        raise DetoxkitError(
+            f"{path}: no metrics.json in this folder (not a finished run? an `adversarial run` "
+            "folder gets one from `detoxkit adversarial eval`)"
+        )
     logs = {p.name: rows for p in sorted(path.glob("*.jsonl")) if (rows := read_jsonl(p))}
     return Run(path.name, path, _read_json(path / "metrics.json"), _read_config(path), logs, sorted(path.glob("*.png")))
 

@@ -107,8 +107,10 @@ def curves(rows: list[dict]) -> tuple[str, dict[str, list[tuple]]] | None:
                 grouped.setdefault(key, {}).setdefault(x, []).append((y, *ci))
     out = {}
     for key, by_x in grouped.items():
-        points = [(x, *ys[0]) if len(ys) == 1 else (x, sum(y[0] for y in ys) / len(ys), None, None)
-                  for x, ys in sorted(by_x.items())]
+        points = [
+            (x, *ys[0]) if len(ys) == 1 else (x, sum(y[0] for y in ys) / len(ys), None, None)
+            for x, ys in sorted(by_x.items())
+        ]
         if len(points) >= 2 and len({p[1] for p in points}) > 1:
             out[key] = points
     keep = sorted(out, key=lambda k: not PRIORITY.search(k))[:MAX_PANELS]

@@ -20,7 +20,9 @@ class Scorer:
     def score_batch(self, texts: list[str], prompts: list[str] | None) -> list[float]:
         raise NotImplementedError
 
-    def __call__(self, texts: Sequence[str], prompts: Sequence[str] | None = None, batch_size: int | None = None) -> list[float]:
+    def __call__(
+        self, texts: Sequence[str], prompts: Sequence[str] | None = None, batch_size: int | None = None
+    ) -> list[float]:
         if isinstance(texts, str):
             raise TypeError("a scorer takes a list of texts, not one string")
         texts = list(texts)
@@ -29,7 +31,10 @@ class Scorer:
         bs = batch_size or self.batch_size
         out: list[float] = []
         for s in range(0, len(texts), bs):
-            out.extend(float(x) for x in self.score_batch(texts[s : s + bs], None if prompts is None else list(prompts[s : s + bs])))
+            out.extend(
+                float(x)
+                for x in self.score_batch(texts[s : s + bs], None if prompts is None else list(prompts[s : s + bs]))
+            )
         return out
 
     def flags(self, texts: Sequence[str], prompts: Sequence[str] | None = None) -> list[bool]:

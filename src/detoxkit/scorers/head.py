@@ -23,7 +23,9 @@ class EmbeddingHead(nn.Module):
         super().__init__()
         self.in_dim, self.hidden_size, self.dropout = in_dim, hidden_size, dropout
         if hidden_size:
-            self.net = nn.Sequential(nn.Linear(in_dim, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, 1))
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, hidden_size), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_size, 1)
+            )
         else:
             self.net = nn.Linear(in_dim, 1)
 
@@ -38,8 +40,11 @@ def save_head(path: str | Path, head: EmbeddingHead, meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     full = {"in_dim": head.in_dim, "hidden_size": head.hidden_size, "dropout": head.dropout, **meta}
     tmp = path.with_name(f".{path.name}.tmp")  # write, then rename: a crash never leaves half a head
-    save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(tmp),
-              metadata={"detoxkit": json.dumps(full)})
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()},
+        str(tmp),
+        metadata={"detoxkit": json.dumps(full)},
+    )
     from ..runs import _public
 
     _public(tmp)
@@ -82,7 +87,9 @@ class EmbeddingHeadScorer:
     def features(self, texts: list[str], prompts: list[str] | None):
         pooling = self.meta.get("pooling", "last")
         if self.pairs:
-            return pair_features(self.embedder, list(prompts) if prompts is not None else [""] * len(texts), list(texts), pooling)
+            return pair_features(
+                self.embedder, list(prompts) if prompts is not None else [""] * len(texts), list(texts), pooling
+            )
         return self.embedder.encode(list(texts), pooling=pooling)
 
     def score_batch(self, texts, prompts):

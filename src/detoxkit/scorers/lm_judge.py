@@ -25,8 +25,15 @@ class LMJudgeScorer(Scorer):
     name = "lm-judge"
     batch_size = 8
 
-    def __init__(self, model: str = "smollm2-135m-instruct", template: str | None = None, yes: str = "Yes", no: str = "No",
-                 model_obj=None, tokenizer=None):
+    def __init__(
+        self,
+        model: str = "smollm2-135m-instruct",
+        template: str | None = None,
+        yes: str = "Yes",
+        no: str = "No",
+        model_obj=None,
+        tokenizer=None,
+    ):
         from ..lm.load import load_model_and_tokenizer
         from ..lm.score import answer_token_ids
 

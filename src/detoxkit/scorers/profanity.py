@@ -11,9 +11,9 @@ class ProfanityScorer(Scorer):
 
     def __init__(self):
         # The package unpickles its own bundled model at import: trusted as much as any installed package.
-        from profanity_check import predict_prob
-
         import importlib.metadata as md
+
+        from profanity_check import predict_prob
 
         self.version = md.version("alt-profanity-check")
         self._predict = predict_prob

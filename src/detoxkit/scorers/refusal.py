@@ -14,7 +14,6 @@ from .head import WEIGHTS, EmbeddingHeadScorer
 from .rules import refusal_rule
 
 
-
 class RefusalScorer(Scorer):
     name = "refusal"
     batch_size = 32

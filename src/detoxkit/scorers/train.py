@@ -20,11 +20,11 @@ TASK_DEFAULTS = {  # task -> (datasets, benchmark)
     "harm": (["builtin:pyrit-objective", "builtin:harmful-benign-pairs"], "builtin:pyrit-harm"),
 }
 TOXICITY_DATASETS = [
-    "builtin:paradetox",           # toxic sentences (1) and their human rewrites (0), split by pair
-    "builtin:jigsaw-toxic",        # toxic comments (1)
-    "builtin:toxigen",             # implicit hate (1) vs neutral statements about the same groups (0)
-    "builtin:davidson",            # hate/offensive tweets (1) vs neither (0)
-    "builtin:wikitext=0",          # encyclopedic sentences (0)
+    "builtin:paradetox",  # toxic sentences (1) and their human rewrites (0), split by pair
+    "builtin:jigsaw-toxic",  # toxic comments (1)
+    "builtin:toxigen",  # implicit hate (1) vs neutral statements about the same groups (0)
+    "builtin:davidson",  # hate/offensive tweets (1) vs neither (0)
+    "builtin:wikitext=0",  # encyclopedic sentences (0)
 ]
 
 
@@ -51,7 +51,9 @@ class ScorerTrainConfig(RunArgs, ResumeArgs, DataDirArgs):
     cv_folds: int = arg(5, "refusal/harm: cross-validation folds (grouped by prompt) for the agreement estimate")
     embedder: str = arg("all-minilm-l6-v2", "sentence embedder (builtin name, folder or hub id)")
     max_length: int = arg(128, "embedder token limit")
-    pooling: Literal["last", "layers"] = arg("layers", "embedding features: the last layer's mean, or every layer's (richer)")
+    pooling: Literal["last", "layers"] = arg(
+        "layers", "embedding features: the last layer's mean, or every layer's (richer)"
+    )
     hidden_size: int = arg(256, "MLP hidden size; 0 = logistic regression, fitted by scikit-learn")
     C: float = arg(1.0, "logistic regression (hidden_size 0): inverse L2 strength, as in scikit-learn")
     dropout: float = arg(0.1, "dropout in the head")
@@ -71,8 +73,9 @@ def resolve_defaults(cfg: ScorerTrainConfig) -> ScorerTrainConfig:
     import dataclasses
 
     datasets, benchmark = TASK_DEFAULTS.get(cfg.task, (TOXICITY_DATASETS, "builtin:toxigen-200"))
-    return dataclasses.replace(cfg, datasets=cfg.datasets or datasets,
-                               benchmark=benchmark if cfg.benchmark == "auto" else cfg.benchmark)
+    return dataclasses.replace(
+        cfg, datasets=cfg.datasets or datasets, benchmark=benchmark if cfg.benchmark == "auto" else cfg.benchmark
+    )
 
 
 def benchmark_name(cfg: ScorerTrainConfig) -> str | None:
@@ -101,7 +104,9 @@ def build_rows(cfg: ScorerTrainConfig) -> tuple[list[dict], dict]:
     for spec in cfg.datasets:
         source, _, forced = spec.partition("=")
         records = load_records(source, data_dir=cfg.data_dir)
-        name = source.split(":", 1)[-1]
+        # The group ids that decide the split name the source by its file name, not the folder it sits in: the same
+        # file gives the same split wherever it is.
+        name = source.split(":", 1)[-1] if source.startswith("builtin:") else Path(source).name
         per_label: dict[int, list[dict]] = {0: [], 1: []}
         if name == "paradetox":
             for i, r in enumerate(records):
@@ -202,8 +207,13 @@ def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path 
         step = state["step"]
     head, opt = accelerator.prepare(head, opt)
     losses = []
-    bar = progress(total=total, initial=step, desc=f"{cfg.task} head", unit="step",
-                   disable=not accelerator.is_main_process or out is None)
+    bar = progress(
+        total=total,
+        initial=step,
+        desc=f"{cfg.task} head",
+        unit="step",
+        disable=not accelerator.is_main_process or out is None,
+    )
     while step < total:
         epoch, offset = divmod(step, steps_per_epoch)
         # The epoch's order depends only on (seed, epoch), so a resumed run sees the same batches.
@@ -223,9 +233,18 @@ def train_head(cfg: ScorerTrainConfig, x_train, y_train, accelerator, out: Path 
             if out is not None and (step % cfg.save_steps == 0 or step == total):
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
-                    save_checkpoint(out, step, {"head": accelerator.unwrap_model(head).state_dict()},
-                                    {"epoch": epoch, "loss": loss.item(), "world_size": world,
-                                     "backend": getattr(accelerator.state, "backend", None)}, {"head": opt})
+                    save_checkpoint(
+                        out,
+                        step,
+                        {"head": accelerator.unwrap_model(head).state_dict()},
+                        {
+                            "epoch": epoch,
+                            "loss": loss.item(),
+                            "world_size": world,
+                            "backend": getattr(accelerator.state, "backend", None),
+                        },
+                        {"head": opt},
+                    )
             if step >= total:
                 break
     bar.close()
@@ -246,16 +265,36 @@ def pair_rows(cfg: ScorerTrainConfig) -> list[dict]:
     rows = []
     for source in cfg.datasets:
         records = load_records(source, data_dir=cfg.data_dir)
-        name = source.split(":", 1)[-1]
+        # The group ids that decide the split name the source by its file name, not the folder it sits in: the same
+        # file gives the same split wherever it is.
+        name = source.split(":", 1)[-1] if source.startswith("builtin:") else Path(source).name
         if records and "harmful_answer" in records[0]:  # harmful/benign pairs: one pair = one CV group
             for r in records:
                 group = f"{name}:{r['category']}:{_norm(r['benign'])}"
-                rows.append({"prompt": r["benign"], "response": r["benign_answer"], "label": 0, "group": group, "source": name})
-                rows.append({"prompt": r["harmful"], "response": r["harmful_answer"], "label": 1, "group": group, "source": name})
+                rows.append(
+                    {"prompt": r["benign"], "response": r["benign_answer"], "label": 0, "group": group, "source": name}
+                )
+                rows.append(
+                    {
+                        "prompt": r["harmful"],
+                        "response": r["harmful_answer"],
+                        "label": 1,
+                        "group": group,
+                        "source": name,
+                    }
+                )
             continue
         require_columns(records, ["prompt", "response", "label"], allow_empty=True)
-        rows += [{"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"]), "group": _norm(r["prompt"]),
-                  "source": name} for r in records]
+        rows += [
+            {
+                "prompt": r["prompt"],
+                "response": r["response"] or "",
+                "label": int(r["label"]),
+                "group": _norm(r["prompt"]),
+                "source": name,
+            }
+            for r in records
+        ]
     return rows
 
 
@@ -295,25 +334,39 @@ def _features(cfg: ScorerTrainConfig, embedder, accelerator) -> dict:
         rows, report = build_rows(cfg)
         train, held = split_rows(rows, cfg.eval_fraction, cfg.seed)
         x_all = task_features(cfg, embedder, train + held)
-        return {"train": train, "held": held, "x_train": x_all[: len(train)], "x_held": x_all[len(train):],
-                "metrics": {"train_rows": len(train), "heldout_rows": len(held), **report}}
+        return {
+            "train": train,
+            "held": held,
+            "x_train": x_all[: len(train)],
+            "x_held": x_all[len(train) :],
+            "metrics": {"train_rows": len(train), "heldout_rows": len(held), **report},
+        }
     train = pair_rows(cfg)
     x_train = task_features(cfg, embedder, train)
     oof = cross_validate(cfg, x_train, train, accelerator)
     rules = [1.0 if _rule(cfg.task, r) else 0.0 for r in train]
-    metrics = {"train_rows": len(train), "heldout_rows": len(train),
-               "heldout_note": f"{cfg.cv_folds}-fold cross-validation grouped by prompt (out-of-fold scores)",
-               "rules_only": classification_metrics([r["label"] for r in train], rules),
-               "heldout_by_source": _by_source(train, oof), "heldout": classification_metrics([r["label"] for r in train], oof)}
+    metrics = {
+        "train_rows": len(train),
+        "heldout_rows": len(train),
+        "heldout_note": f"{cfg.cv_folds}-fold cross-validation grouped by prompt (out-of-fold scores)",
+        "rules_only": classification_metrics([r["label"] for r in train], rules),
+        "heldout_by_source": _by_source(train, oof),
+        "heldout": classification_metrics([r["label"] for r in train], oof),
+    }
     return {"train": train, "held": None, "x_train": x_train, "x_held": None, "metrics": metrics}
 
 
 def _by_source(rows: list[dict], scores: list[float]) -> dict:
     from ..eval.classification import classification_metrics
 
-    return {src: classification_metrics([r["label"] for r in rows if r["source"] == src],
-                                        [s for r, s in zip(rows, scores) if r["source"] == src], n_boot=200)
-            for src in sorted({r["source"] for r in rows})}
+    return {
+        src: classification_metrics(
+            [r["label"] for r in rows if r["source"] == src],
+            [s for r, s in zip(rows, scores) if r["source"] == src],
+            n_boot=200,
+        )
+        for src in sorted({r["source"] for r in rows})
+    }
 
 
 def _benchmark(cfg: ScorerTrainConfig, embedder, head, train: list[dict]) -> dict:
@@ -326,8 +379,11 @@ def _benchmark(cfg: ScorerTrainConfig, embedder, head, train: list[dict]) -> dic
         rows = [{"text": r["text"], "label": int(r["label"])} for r in bench]
     else:
         seen = {r["group"] for r in train}
-        rows = [{"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"])}
-                for r in bench if _norm(r["prompt"]) not in seen]
+        rows = [
+            {"prompt": r["prompt"], "response": r["response"] or "", "label": int(r["label"])}
+            for r in bench
+            if _norm(r["prompt"]) not in seen
+        ]
     scores = score_head(head, task_features(cfg, embedder, rows))
     return {"name": cfg.benchmark, **classification_metrics([r["label"] for r in rows], scores)}
 
@@ -336,9 +392,16 @@ def _save(cfg: ScorerTrainConfig, out: Path, head, metrics: dict) -> None:
     from ..runs import write_json
     from .head import WEIGHTS, save_head
 
-    meta = {"task": cfg.task, "embedder": cfg.embedder, "max_length": cfg.max_length, "pooling": cfg.pooling,
-            "threshold": 0.5, "version": f"{cfg.task}-mlp{cfg.hidden_size}-seed{cfg.seed}", "datasets": cfg.datasets,
-            "seed": cfg.seed}
+    meta = {
+        "task": cfg.task,
+        "embedder": cfg.embedder,
+        "max_length": cfg.max_length,
+        "pooling": cfg.pooling,
+        "threshold": 0.5,
+        "version": f"{cfg.task}-mlp{cfg.hidden_size}-seed{cfg.seed}",
+        "datasets": cfg.datasets,
+        "seed": cfg.seed,
+    }
     card = model_card(cfg, metrics)
     save_head(out / f"{cfg.task}_head.safetensors", head, meta)
     write_json(out / "metrics.json", metrics)
@@ -382,13 +445,17 @@ def run(cfg: ScorerTrainConfig) -> dict:
 
 def summary(cfg: ScorerTrainConfig, metrics: dict) -> str:
     h = metrics["heldout"]
-    line = (f"scorer train: {cfg.task} head on {metrics['train_rows']} rows; held-out ROC-AUC "
-            f"{h.get('roc_auc', {}).get('value', float('nan')):.3f}, accuracy {h['accuracy']['value']:.3f}, "
-            f"F1 {h['f1']['value']:.3f}")
+    line = (
+        f"scorer train: {cfg.task} head on {metrics['train_rows']} rows; held-out ROC-AUC "
+        f"{h.get('roc_auc', {}).get('value', float('nan')):.3f}, accuracy {h['accuracy']['value']:.3f}, "
+        f"F1 {h['f1']['value']:.3f}"
+    )
     if "benchmark" in metrics:
         b = metrics["benchmark"]
-        line += (f"; {b['name']} ROC-AUC {b.get('roc_auc', {}).get('value', float('nan')):.3f}, accuracy "
-                 f"{b['accuracy']['value']:.3f}")
+        line += (
+            f"; {b['name']} ROC-AUC {b.get('roc_auc', {}).get('value', float('nan')):.3f}, accuracy "
+            f"{b['accuracy']['value']:.3f}"
+        )
     return f"{line} -> {cfg.output_dir}"
 
 
@@ -411,7 +478,11 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
     lines = [
         f"# detoxkit `{cfg.task}` scorer head",
         "",
-        (f"An MLP (hidden {cfg.hidden_size})" if cfg.hidden_size else f"A logistic regression (scikit-learn, C={cfg.C})")
+        (
+            f"An MLP (hidden {cfg.hidden_size})"
+            if cfg.hidden_size
+            else f"A logistic regression (scikit-learn, C={cfg.C})"
+        )
         + f" on frozen `{cfg.embedder}` sentence embeddings"
         f" (mean-pooled {'per layer, concatenated' if cfg.pooling == 'layers' else 'last layer'}, max {cfg.max_length} tokens)."
         " Accuracy is agreement with the human labels.",
@@ -422,12 +493,16 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
         *[f"- `{d}`" for d in cfg.datasets],
         "",
         *(
-            [f"At most {cfg.max_per_source_class} rows per (source, label), seed {cfg.seed}. Held-out split: {cfg.eval_fraction:.0%} of groups",
-             "by a seeded hash (a ParaDetox toxic sentence and its rewrites share a group, so no pair straddles the split).",
-             f"Rows in the evaluation set `{cfg.benchmark}` were removed from training: {json.dumps(metrics.get('removed_as_benchmark_overlap', {}))}."]
-            if cfg.task == "toxicity" else
-            [f"Held-out: {metrics.get('heldout_note')}; the shipped head is then trained on all rows.",
-             "Benchmark rows whose prompt appears in the training data are dropped before scoring."]
+            [
+                f"At most {cfg.max_per_source_class} rows per (source, label), seed {cfg.seed}. Held-out split: {cfg.eval_fraction:.0%} of groups",
+                "by a seeded hash (a ParaDetox toxic sentence and its rewrites share a group, so no pair straddles the split).",
+                f"Rows in the evaluation set `{cfg.benchmark}` were removed from training: {json.dumps(metrics.get('removed_as_benchmark_overlap', {}))}.",
+            ]
+            if cfg.task == "toxicity"
+            else [
+                f"Held-out: {metrics.get('heldout_note')}; the shipped head is then trained on all rows.",
+                "Benchmark rows whose prompt appears in the training data are dropped before scoring.",
+            ]
         ),
         "",
         f"Train rows: {metrics['train_rows']}; held-out rows: {metrics['heldout_rows']}.",
@@ -439,13 +514,19 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
         f"| held-out | {metrics['heldout']['n']} | {_fmt(metrics['heldout'], 'roc_auc')} | {_fmt(metrics['heldout'], 'auprc')} | {_fmt(metrics['heldout'], 'f1')} | {_fmt(metrics['heldout'], 'accuracy')} |",
     ]
     for src, m in metrics.get("heldout_by_source", {}).items():
-        lines.append(f"| held-out: {src} | {m['n']} | {_fmt(m, 'roc_auc')} | {_fmt(m, 'auprc')} | {_fmt(m, 'f1')} | {_fmt(m, 'accuracy')} |")
+        lines.append(
+            f"| held-out: {src} | {m['n']} | {_fmt(m, 'roc_auc')} | {_fmt(m, 'auprc')} | {_fmt(m, 'f1')} | {_fmt(m, 'accuracy')} |"
+        )
     if "rules_only" in metrics:
         r = metrics["rules_only"]
-        lines.append(f"| rules only (no head), same rows | {r['n']} | n/a | n/a | {_fmt(r, 'f1')} | {_fmt(r, 'accuracy')} |")
+        lines.append(
+            f"| rules only (no head), same rows | {r['n']} | n/a | n/a | {_fmt(r, 'f1')} | {_fmt(r, 'accuracy')} |"
+        )
     if "benchmark" in metrics:
         b = metrics["benchmark"]
-        lines.append(f"| {b['name']} (never trained on) | {b['n']} | {_fmt(b, 'roc_auc')} | {_fmt(b, 'auprc')} | {_fmt(b, 'f1')} | {_fmt(b, 'accuracy')} |")
+        lines.append(
+            f"| {b['name']} (never trained on) | {b['n']} | {_fmt(b, 'roc_auc')} | {_fmt(b, 'auprc')} | {_fmt(b, 'f1')} | {_fmt(b, 'accuracy')} |"
+        )
     config = "scorer_train.yaml" if cfg.task == "toxicity" else f"scorer_train_{cfg.task}.yaml"
     lines += ["", f"Reproduce: `detoxkit scorer train --config configs/{config}` (seed {cfg.seed}).", ""]
     return "\n".join(lines)

@@ -62,9 +62,18 @@ def toxic_sentences(texts: list[str], screener, threshold: float, wanted: int, s
     return found, screened
 
 
-def training_rows(source: str, column: str, data_dir: str | None, tokenizer, max_input_tokens: int,
-                  max_samples: int, seed: int, with_references: bool = False, sentence_screener=None,
-                  screener_threshold: float = 0.5) -> tuple[list[dict], dict]:
+def training_rows(
+    source: str,
+    column: str,
+    data_dir: str | None,
+    tokenizer,
+    max_input_tokens: int,
+    max_samples: int,
+    seed: int,
+    with_references: bool = False,
+    sentence_screener=None,
+    screener_threshold: float = 0.5,
+) -> tuple[list[dict], dict]:
     """Rows {text} (or {text, reference}, one per human rewrite, when with_references) whose text fits
     max_input_tokens, drawn with the seed; ParaDetox's held-out pool is always removed. Also a count report.
 
@@ -74,12 +83,17 @@ def training_rows(source: str, column: str, data_dir: str | None, tokenizer, max
     if source == "builtin:paradetox":
         rows, _ = paradetox_split(data_dir)
     else:
-        rows = require_columns(load_records(source, data_dir=data_dir), [column] + (["references"] if with_references else []),
-                               allow_empty=True)
+        rows = require_columns(
+            load_records(source, data_dir=data_dir),
+            [column] + (["references"] if with_references else []),
+            allow_empty=True,
+        )
     texts = [(str(r[column]).strip(), r) for r in rows if r[column] is not None and str(r[column]).strip()]
     report = {"rows": len(rows), "non_empty": len(texts)}
     if sentence_screener is not None:
-        found, screened = toxic_sentences([t for t, _ in texts], sentence_screener, screener_threshold, max_samples, seed)
+        found, screened = toxic_sentences(
+            [t for t, _ in texts], sentence_screener, screener_threshold, max_samples, seed
+        )
         texts = [(s, {}) for s in found]
         report.update(sentences_screened=screened, toxic_sentences=len(found))
     kept = [(t, r) for t, r in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) <= max_input_tokens]

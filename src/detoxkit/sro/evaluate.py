@@ -17,8 +17,13 @@ class DetoxEvaluator:
     held-out pool), under a model name of its own so the default calibration cache is left alone.
     """
 
-    def __init__(self, train_rows: list[dict], fluency_model: str = "smollm2-135m-instruct", seed: int = 0,
-                 n_calibration: int = 500):
+    def __init__(
+        self,
+        train_rows: list[dict],
+        fluency_model: str = "smollm2-135m-instruct",
+        seed: int = 0,
+        n_calibration: int = 500,
+    ):
         from ..eval.detox import FluencyProxy
         from ..lm.embedder import load_embedder
         from ..lm.load import load_model_and_tokenizer
@@ -45,7 +50,9 @@ def markdown_table(results: dict, note: str) -> str:
     for name, m in results.items():
         bleu = f"{m['BLEU']:.1f}" if "BLEU" in m else "n/a"
         chrf = f"{m['chrF']:.1f}" if "chrF" in m else "n/a"
-        lines.append(f"| {name} | {m['n']} | {ci(m['STA'])} | {ci(m['SIM'])} | {ci(m['FL'])} | {ci(m['J'])} | {bleu} | {chrf} |")
+        lines.append(
+            f"| {name} | {m['n']} | {ci(m['STA'])} | {ci(m['SIM'])} | {ci(m['FL'])} | {ci(m['J'])} | {bleu} | {chrf} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -61,8 +68,11 @@ def human_metrics(evaluator, inputs: list[str], refs: list[list[str]]) -> tuple[
         width = max(len(others[i]) for i in with_refs)
         ref_cols = [[others[i][k] if k < len(others[i]) else others[i][0] for i in with_refs] for k in range(width)]
         hyp = [outputs[i] for i in with_refs]
-        metrics.update(BLEU=sacrebleu.corpus_bleu(hyp, ref_cols).score, chrF=sacrebleu.corpus_chrf(hyp, ref_cols).score,
-                       bleu_note=f"against the other human rewrites, on the {len(with_refs)} sentences that have two or more")
+        metrics.update(
+            BLEU=sacrebleu.corpus_bleu(hyp, ref_cols).score,
+            chrF=sacrebleu.corpus_chrf(hyp, ref_cols).score,
+            bleu_note=f"against the other human rewrites, on the {len(with_refs)} sentences that have two or more",
+        )
     return outputs, metrics
 
 
@@ -92,17 +102,35 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
             metrics = evaluator(inputs, outputs, refs)
         timings[name] = time.perf_counter() - t0
         per = metrics.pop("per_sentence")
-        append_jsonl(out / "outputs.jsonl", ({"method": name, "input": x, "output": y, "toxicity": t, "J": j}
-                                             for x, y, t, j in zip(inputs, outputs, per["toxicity"], per["J"])))
+        append_jsonl(
+            out / "outputs.jsonl",
+            (
+                {"method": name, "input": x, "output": y, "toxicity": t, "J": j}
+                for x, y, t, j in zip(inputs, outputs, per["toxicity"], per["J"])
+            ),
+        )
         results[name] = {**metrics, "source": source}
-        print(f"sro eval: {name}: J {metrics['J']['value']:.3f} STA {metrics['STA']['value']:.3f} "
-              f"SIM {metrics['SIM']['value']:.3f} FL {metrics['FL']['value']:.3f}", flush=True)
-    note = (f"Held-out ParaDetox split: seed {cfg.split_seed}, {cfg.split_size} sentences"
-            + (f", first {len(inputs)} scored (a subset)" if len(inputs) < cfg.split_size else "")
-            + ". STA: toxicity scorer < 0.5; SIM: MiniLM cosine; FL: fluency proxy; offline proxies of the official metrics.")
-    report = {"split": {"seed": cfg.split_seed, "size": cfg.split_size, "scored": len(inputs),
-                        "pool": "ParaDetox groups held out by the toxicity scorer (seed 42, 10%)"},
-              "note": note, "methods": results, "seconds": timings}
+        print(
+            f"sro eval: {name}: J {metrics['J']['value']:.3f} STA {metrics['STA']['value']:.3f} "
+            f"SIM {metrics['SIM']['value']:.3f} FL {metrics['FL']['value']:.3f}",
+            flush=True,
+        )
+    note = (
+        f"Held-out ParaDetox split: seed {cfg.split_seed}, {cfg.split_size} sentences"
+        + (f", first {len(inputs)} scored (a subset)" if len(inputs) < cfg.split_size else "")
+        + ". STA: toxicity scorer < 0.5; SIM: MiniLM cosine; FL: fluency proxy; offline proxies of the official metrics."
+    )
+    report = {
+        "split": {
+            "seed": cfg.split_seed,
+            "size": cfg.split_size,
+            "scored": len(inputs),
+            "pool": "ParaDetox groups held out by the toxicity scorer (seed 42, 10%)",
+        },
+        "note": note,
+        "methods": results,
+        "seconds": timings,
+    }
     write_json(out / "metrics.json", report)
     atomic_write_text(out / "table.md", markdown_table(results, note))
     return report
@@ -110,8 +138,10 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
 
 def summary(cfg, report: dict) -> str:
     best = max(report["methods"].items(), key=lambda kv: kv[1]["J"]["value"])
-    return (f"sro eval: {len(report['methods'])} methods on {report['split']['scored']} held-out sentences; "
-            f"best J {best[1]['J']['value']:.3f} ({best[0]}); table in {Path(cfg.output_dir) / 'table.md'}")
+    return (
+        f"sro eval: {len(report['methods'])} methods on {report['split']['scored']} held-out sentences; "
+        f"best J {best[1]['J']['value']:.3f} ({best[0]}); table in {Path(cfg.output_dir) / 'table.md'}"
+    )
 
 
 EVAL = Recipe(SroEvalConfig, evaluate, summary)

@@ -19,10 +19,14 @@ from typing import Optional
 
 from ..config import DeviceArgs, Recipe, arg
 
-INSTRUCTION = ("Rewrite the following text so that it is polite and not offensive, keeping its meaning. "
-               "Reply with the rewritten text only.\n\nText: {text}")
-FEW_SHOT = (("this is a fucking stupid idea .", "this is a bad idea ."),
-            ("shut up , you idiot , nobody asked you", "please be quiet , nobody asked you"))
+INSTRUCTION = (
+    "Rewrite the following text so that it is polite and not offensive, keeping its meaning. "
+    "Reply with the rewritten text only.\n\nText: {text}"
+)
+FEW_SHOT = (
+    ("this is a fucking stupid idea .", "this is a bad idea ."),
+    ("shut up , you idiot , nobody asked you", "please be quiet , nobody asked you"),
+)
 REWRITER_FILE = "rewriter.json"
 
 
@@ -34,7 +38,10 @@ def prompt_messages(text: str, instruction: str = INSTRUCTION, shots=FEW_SHOT) -
     """Chat messages: each (toxic, rewrite) shot as a user/assistant exchange, then the text to rewrite."""
     msgs = []
     for toxic, polite in shots:
-        msgs += [{"role": "user", "content": build_prompt(toxic, instruction)}, {"role": "assistant", "content": polite}]
+        msgs += [
+            {"role": "user", "content": build_prompt(toxic, instruction)},
+            {"role": "assistant", "content": polite},
+        ]
     return msgs + [{"role": "user", "content": build_prompt(text, instruction)}]
 
 
@@ -43,11 +50,19 @@ def prompt_ids(tokenizer, texts: list[str], instruction: str = INSTRUCTION, shot
     from ..lm.generate import render_chat
 
     if not shots:
-        return [tokenizer(render_chat(tokenizer, build_prompt(t, instruction)), add_special_tokens=False)["input_ids"]
-                for t in texts]
-    return [tokenizer(tokenizer.apply_chat_template(prompt_messages(t, instruction, shots), tokenize=False,
-                                                    add_generation_prompt=True), add_special_tokens=False)["input_ids"]
-            for t in texts]
+        return [
+            tokenizer(render_chat(tokenizer, build_prompt(t, instruction)), add_special_tokens=False)["input_ids"]
+            for t in texts
+        ]
+    return [
+        tokenizer(
+            tokenizer.apply_chat_template(
+                prompt_messages(t, instruction, shots), tokenize=False, add_generation_prompt=True
+            ),
+            add_special_tokens=False,
+        )["input_ids"]
+        for t in texts
+    ]
 
 
 def decode(tokenizer, ids: list[int]) -> str:
@@ -57,15 +72,21 @@ def decode(tokenizer, ids: list[int]) -> str:
 class Rewriter:
     """A detoxifying rewriter: ``Rewriter.from_pretrained(path).rewrite(["you idiot"])``."""
 
-    def __init__(self, model, tokenizer, instruction: str = INSTRUCTION, max_new_tokens: int = 48, name: str = "",
-                 shots=FEW_SHOT):
+    def __init__(
+        self, model, tokenizer, instruction: str = INSTRUCTION, max_new_tokens: int = 48, name: str = "", shots=FEW_SHOT
+    ):
         self.model, self.tokenizer = model, tokenizer
         self.instruction, self.max_new_tokens, self.name = instruction, max_new_tokens, name
         self.shots = tuple(tuple(s) for s in shots)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str = "smollm2-135m-instruct", device: str = "cpu",
-                        max_new_tokens: int | None = None, dtype: str = "float32") -> "Rewriter":
+    def from_pretrained(
+        cls,
+        name_or_path: str = "smollm2-135m-instruct",
+        device: str = "cpu",
+        max_new_tokens: int | None = None,
+        dtype: str = "float32",
+    ) -> "Rewriter":
         """A trained rewriter folder (with rewriter.json), or any causal LM for zero-shot prompting."""
         from ..lm.load import load_model_and_tokenizer
 
@@ -74,8 +95,14 @@ class Rewriter:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         # Folders written before few-shot prompting existed were trained on the bare instruction.
         shots = meta.get("few_shot", []) if meta else FEW_SHOT
-        return cls(model, tok, meta.get("instruction", INSTRUCTION),
-                   max_new_tokens or meta.get("max_new_tokens", 48), name=str(name_or_path), shots=shots)
+        return cls(
+            model,
+            tok,
+            meta.get("instruction", INSTRUCTION),
+            max_new_tokens or meta.get("max_new_tokens", 48),
+            name=str(name_or_path),
+            shots=shots,
+        )
 
     def rewrite(self, texts: list[str] | str, batch_size: int = 16, show_progress: bool = False) -> list[str] | str:
         """Rewrites, one per text (greedy); a single string gives a single string."""
@@ -86,16 +113,24 @@ class Rewriter:
         # Shortest first keeps left padding (wasted compute) small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         prompts = prompt_ids(self.tokenizer, [texts[i] for i in order], self.instruction, self.shots)
-        ids = generate_ids(self.model, self.tokenizer, prompts, self.max_new_tokens, batch_size=batch_size,
-                           show_progress=show_progress, desc="rewriting")
+        ids = generate_ids(
+            self.model,
+            self.tokenizer,
+            prompts,
+            self.max_new_tokens,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            desc="rewriting",
+        )
         out = [""] * len(texts)
         for i, completion in zip(order, ids):
             out[i] = decode(self.tokenizer, completion)
         return out[0] if single else out
 
 
-def save_rewriter(model, tokenizer, path: str | Path, instruction: str, max_new_tokens: int, shots=FEW_SHOT,
-                  **info) -> Path:
+def save_rewriter(
+    model, tokenizer, path: str | Path, instruction: str, max_new_tokens: int, shots=FEW_SHOT, **info
+) -> Path:
     """save_pretrained + rewriter.json, written into a temporary folder and renamed into place."""
     from ..runs import atomic_dir, write_json
 
@@ -103,8 +138,15 @@ def save_rewriter(model, tokenizer, path: str | Path, instruction: str, max_new_
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / REWRITER_FILE, {"instruction": instruction, "few_shot": [list(x) for x in shots],
-                                         "max_new_tokens": max_new_tokens, **info})
+        write_json(
+            tmp / REWRITER_FILE,
+            {
+                "instruction": instruction,
+                "few_shot": [list(x) for x in shots],
+                "max_new_tokens": max_new_tokens,
+                **info,
+            },
+        )
     return path
 
 
@@ -122,15 +164,9 @@ class RewriteConfig(DeviceArgs):
 
 
 def run(cfg: RewriteConfig) -> list[str]:
-    from ..errors import DetoxkitError
+    from ..data import texts_from
 
-    texts = list(cfg.texts)
-    if cfg.input:
-        from ..data import read_file, require_columns
-
-        texts += [str(r[cfg.column]) for r in require_columns(read_file(cfg.input), [cfg.column])]
-    if not texts:
-        raise DetoxkitError("nothing to rewrite: give texts as arguments or --input FILE")
+    texts = texts_from(cfg.texts, cfg.input, cfg.column, "rewrite")
     rewriter = Rewriter.from_pretrained(cfg.model, cfg.device, cfg.max_new_tokens, cfg.dtype)
     outputs = rewriter.rewrite(texts, batch_size=cfg.batch_size, show_progress=len(texts) > cfg.batch_size)
     for out in outputs:

@@ -23,8 +23,13 @@ from ..errors import DetoxkitError
 from .config import SroTrainConfig
 
 
-def follower_verdicts(paraphrases: list[str], toxicity: list[float], similarity: list[float] | None,
-                      threshold: float, min_similarity: float) -> list[bool]:
+def follower_verdicts(
+    paraphrases: list[str],
+    toxicity: list[float],
+    similarity: list[float] | None,
+    threshold: float,
+    min_similarity: float,
+) -> list[bool]:
     """The follower's raw verdicts: pass iff ŷ is non-empty, toxicity(ŷ) < threshold and (when similarities are
     given) cosine(x, ŷ) >= min_similarity. The similarity condition makes the follower screen for a detoxified
     *paraphrase*: a clean but off-topic ŷ fails, so the fail branch pushes it down instead of DPO pulling it up."""
@@ -46,8 +51,9 @@ def verdict_flips(step: int, n: int, noise: float, seed: int) -> list[bool]:
     return [rng.random() < noise for _ in range(n)]
 
 
-def screened_loss(loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: float, label_smoothing: float,
-                  fail_weight: float = 1.0):
+def screened_loss(
+    loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: float, label_smoothing: float, fail_weight: float = 1.0
+):
     """Per-example loss of one online batch for each loss_type (see SroTrainConfig)."""
     import torch
 
@@ -56,9 +62,19 @@ def screened_loss(loss_type: str, pol_y, ref_y, pol_x, ref_x, passed, beta: floa
     if loss_type == "kto":
         return kto_loss(pol_y, ref_y, passed, beta)
     if loss_type == "npo":
-        return torch.where(passed, dpo_loss(pol_y, pol_x, ref_y, ref_x, beta, label_smoothing), npo_loss(pol_y, ref_y, beta))
-    return sro_loss(pol_y, ref_y, pol_x, ref_x, passed, beta, label_smoothing,
-                    fail_weight=0.0 if loss_type == "dpo_pass_only" else fail_weight)
+        return torch.where(
+            passed, dpo_loss(pol_y, pol_x, ref_y, ref_x, beta, label_smoothing), npo_loss(pol_y, ref_y, beta)
+        )
+    return sro_loss(
+        pol_y,
+        ref_y,
+        pol_x,
+        ref_x,
+        passed,
+        beta,
+        label_smoothing,
+        fail_weight=0.0 if loss_type == "dpo_pass_only" else fail_weight,
+    )
 
 
 def _check(cfg) -> None:
@@ -71,7 +87,9 @@ def _check(cfg) -> None:
     if cfg.max_steps < 1 or cfg.per_device_train_batch_size < 1 or cfg.num_generations < 1:
         raise DetoxkitError("--max_steps, --per_device_train_batch_size and --num_generations must be at least 1")
     if cfg.num_generations > 1 and not cfg.temperature > 0:
-        raise DetoxkitError(f"--temperature must be > 0 to sample num_generations={cfg.num_generations}, got {cfg.temperature}")
+        raise DetoxkitError(
+            f"--temperature must be > 0 to sample num_generations={cfg.num_generations}, got {cfg.temperature}"
+        )
     if cfg.loss_type == "sft" and cfg.split_sentences:
         raise DetoxkitError("--split_sentences needs a screener; the sft baseline trains on whole references")
 
@@ -92,16 +110,22 @@ class SroTrainer:
         _check(cfg)
         self.cfg, self.sft = cfg, cfg.loss_type == "sft"
         self.accelerator = Accelerator(cpu=cfg.device == "cpu")
-        self.main, self.rank, self.world = (self.accelerator.is_main_process, self.accelerator.process_index,
-                                            self.accelerator.num_processes)
+        self.main, self.rank, self.world = (
+            self.accelerator.is_main_process,
+            self.accelerator.process_index,
+            self.accelerator.num_processes,
+        )
         seed_everything(cfg.seed)
         self.out = prepare_output_dir(cfg) if self.main else Path(cfg.output_dir)
         self.tok = load_tokenizer(cfg.model_name_or_path)
         self.pad, self.eos = pad_id(self.tok), self.tok.eos_token_id
         self.screener = screener if screener is not None or self.sft else load_scorer(cfg.screener, "screener")
         self._load_rows()
-        self.similarity = similarity if similarity is not None or self.sft or not cfg.screener_min_similarity \
+        self.similarity = (
+            similarity
+            if similarity is not None or self.sft or not cfg.screener_min_similarity
             else self._default_similarity()
+        )
         self._load_models()
         self.state = {"ref_input_logps": {}, "history": [], "eval_history": [], "n_pass": 0, "n_seen": 0}
         self.step, self.prompt_cache = 0, {}
@@ -120,13 +144,22 @@ class SroTrainer:
 
         cfg = self.cfg
         self.rows, self.data_report = training_rows(
-            cfg.train_dataset, cfg.text_column, cfg.data_dir, self.tok, cfg.max_input_tokens, cfg.max_train_samples,
-            cfg.seed, with_references=self.sft, sentence_screener=self.screener if cfg.split_sentences else None,
-            screener_threshold=cfg.screener_threshold)
+            cfg.train_dataset,
+            cfg.text_column,
+            cfg.data_dir,
+            self.tok,
+            cfg.max_input_tokens,
+            cfg.max_train_samples,
+            cfg.seed,
+            with_references=self.sft,
+            sentence_screener=self.screener if cfg.split_sentences else None,
+            screener_threshold=cfg.screener_threshold,
+        )
         if not self.rows:
-            raise DetoxkitError(f"{cfg.train_dataset}: no usable rows (none within --max_input_tokens "
-                                f"{cfg.max_input_tokens}" + (", or no sentence the screener flags)" if cfg.split_sentences
-                                                             else ")"))
+            raise DetoxkitError(
+                f"{cfg.train_dataset}: no usable rows (none within --max_input_tokens "
+                f"{cfg.max_input_tokens}" + (", or no sentence the screener flags)" if cfg.split_sentences else ")")
+            )
 
     def _default_similarity(self):
         from ..eval.detox import similarity as cosine
@@ -149,8 +182,9 @@ class SroTrainer:
         elif not self.sft:
             self.ref_model = load_model(cfg.model_name_or_path, cfg.dtype).to(self.accelerator.device)
             self.ref_model.requires_grad_(False)
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                           weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
         self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
         self.unwrapped = self.accelerator.unwrap_model(self.model)
 
@@ -182,11 +216,22 @@ class SroTrainer:
         from .rewrite import decode, prompt_ids
 
         texts = [r["text"] for r in self.eval_rows]
-        ids = generate_ids(self.unwrapped.eval(), self.tok, prompt_ids(self.tok, texts), self.cfg.max_new_tokens,
-                           batch_size=self.cfg.generation_batch_size)
+        ids = generate_ids(
+            self.unwrapped.eval(),
+            self.tok,
+            prompt_ids(self.tok, texts),
+            self.cfg.max_new_tokens,
+            batch_size=self.cfg.generation_batch_size,
+        )
         m = self.evaluator(texts, [decode(self.tok, c) for c in ids], [r["references"] for r in self.eval_rows])
-        self.state["eval_history"].append({"step": at_step, **{k: m[k]["value"] for k in ("STA", "SIM", "FL", "J")},
-                                           "J_ci95": m["J"]["ci95"], "n": m["n"]})
+        self.state["eval_history"].append(
+            {
+                "step": at_step,
+                **{k: m[k]["value"] for k in ("STA", "SIM", "FL", "J")},
+                "J_ci95": m["J"]["ci95"],
+                "n": m["n"],
+            }
+        )
 
     def batch(self, step: int) -> tuple[list[int], list[list[int]]]:
         from ..training import batch_indices
@@ -205,11 +250,18 @@ class SroTrainer:
         from ..training import lr_at, optimizer_step
 
         targets = [self.tok(self.rows[i]["reference"], add_special_tokens=False)["input_ids"] + [self.eos] for i in idx]
-        losses = optimizer_step(self.model, self.optimizer, self.accelerator,
-                                lambda: -completion_logprobs(self.model, prompts, targets, self.pad, average=True),
-                                self.cfg.max_grad_norm, lr_at(step, self.cfg))
-        return [{"step": step, "index": i, "input": self.rows[i]["text"], "target": self.rows[i]["reference"],
-                 "loss": loss} for i, loss in zip(idx, losses.tolist())], losses
+        losses = optimizer_step(
+            self.model,
+            self.optimizer,
+            self.accelerator,
+            lambda: -completion_logprobs(self.model, prompts, targets, self.pad, average=True),
+            self.cfg.max_grad_norm,
+            lr_at(step, self.cfg),
+        )
+        return [
+            {"step": step, "index": i, "input": self.rows[i]["text"], "target": self.rows[i]["reference"], "loss": loss}
+            for i, loss in zip(idx, losses.tolist())
+        ], losses
 
     def propose(self, step: int, idx: list[int], prompts: list[list[int]]) -> dict:
         """The leader's paraphrases and the follower's verdicts: the best of num_generations per input."""
@@ -221,20 +273,35 @@ class SroTrainer:
         cfg, k = self.cfg, self.cfg.num_generations
         if k > 1:  # a pure function of (seed, step, rank), so a resumed run samples what it would have
             torch.manual_seed(random.Random(f"{cfg.seed}:{step}:{self.rank}:sampling").getrandbits(63))
-        y_ids = generate_ids(self.unwrapped.eval(), self.tok, [p for p in prompts for _ in range(k)],
-                             cfg.max_new_tokens, Sampling(True, cfg.temperature) if k > 1 else GREEDY,
-                             batch_size=len(prompts) * k)
+        y_ids = generate_ids(
+            self.unwrapped.eval(),
+            self.tok,
+            [p for p in prompts for _ in range(k)],
+            cfg.max_new_tokens,
+            Sampling(True, cfg.temperature) if k > 1 else GREEDY,
+            batch_size=len(prompts) * k,
+        )
         y_text = [decode(self.tok, c) for c in y_ids]
         scores = self.screener(y_text)
-        sims = (self.similarity([self.rows[i]["text"] for i in idx for _ in range(k)], y_text)
-                if cfg.screener_min_similarity > 0 else None)
+        sims = (
+            self.similarity([self.rows[i]["text"] for i in idx for _ in range(k)], y_text)
+            if cfg.screener_min_similarity > 0
+            else None
+        )
         raw = follower_verdicts(y_text, scores, sims, cfg.screener_threshold, cfg.screener_min_similarity)
         n_passed = [sum(raw[j * k : (j + 1) * k]) for j in range(len(idx))]
-        keep = [pick_candidate(raw[j * k : (j + 1) * k], sims[j * k : (j + 1) * k] if sims else None) + j * k
-                for j in range(len(idx))]
-        return {"y_ids": [y_ids[c] for c in keep], "y_text": [y_text[c] for c in keep],
-                "scores": [scores[c] for c in keep], "raw": [raw[c] for c in keep],
-                "sims": [sims[c] for c in keep] if sims is not None else None, "n_passed": n_passed}
+        keep = [
+            pick_candidate(raw[j * k : (j + 1) * k], sims[j * k : (j + 1) * k] if sims else None) + j * k
+            for j in range(len(idx))
+        ]
+        return {
+            "y_ids": [y_ids[c] for c in keep],
+            "y_text": [y_text[c] for c in keep],
+            "scores": [scores[c] for c in keep],
+            "raw": [raw[c] for c in keep],
+            "sims": [sims[c] for c in keep] if sims is not None else None,
+            "n_passed": n_passed,
+        }
 
     def screened_step(self, step: int, idx: list[int], prompts: list[list[int]]) -> tuple[list[dict], object]:
         import torch
@@ -257,17 +324,38 @@ class SroTrainer:
             else:
                 both = completion_logprobs(self.model, prompts + prompts, y_ids + x_ids, self.pad)
                 pol_y, pol_x = both[:n], both[n:]
-            loss = screened_loss(cfg.loss_type, pol_y, ref_y, pol_x, ref_x, passed, cfg.beta, cfg.label_smoothing,
-                                 cfg.fail_weight)
+            loss = screened_loss(
+                cfg.loss_type, pol_y, ref_y, pol_x, ref_x, passed, cfg.beta, cfg.label_smoothing, cfg.fail_weight
+            )
             return loss + cfg.rpo_alpha * passed * (-pol_y / y_len) if cfg.rpo_alpha else loss
 
-        losses = optimizer_step(self.model, self.optimizer, self.accelerator, loss_fn, cfg.max_grad_norm,
-                                lr_at(step, cfg))
-        records = [{"step": step, "index": i, "input": self.rows[i]["text"], "paraphrase": y, "screener_score": s,
-                    "similarity": sim, "verdict": "pass" if ok else "fail", "flipped": f, "loss": loss,
-                    "candidates_passed": c}
-                   for i, y, s, sim, ok, f, loss, c in zip(idx, p["y_text"], p["scores"], p["sims"] or [None] * n,
-                                                           passed.tolist(), flips, losses.tolist(), p["n_passed"])]
+        losses = optimizer_step(
+            self.model, self.optimizer, self.accelerator, loss_fn, cfg.max_grad_norm, lr_at(step, cfg)
+        )
+        records = [
+            {
+                "step": step,
+                "index": i,
+                "input": self.rows[i]["text"],
+                "paraphrase": y,
+                "screener_score": s,
+                "similarity": sim,
+                "verdict": "pass" if ok else "fail",
+                "flipped": f,
+                "loss": loss,
+                "candidates_passed": c,
+            }
+            for i, y, s, sim, ok, f, loss, c in zip(
+                idx,
+                p["y_text"],
+                p["scores"],
+                p["sims"] or [None] * n,
+                passed.tolist(),
+                flips,
+                losses.tolist(),
+                p["n_passed"],
+            )
+        ]
         return records, losses
 
     def ref_input_logps(self, idx, prompts, x_ids):
@@ -300,17 +388,27 @@ class SroTrainer:
         n_pass = sum(r.get("verdict") == "pass" for r in records)
         self.state["n_pass"] += n_pass
         self.state["n_seen"] += len(records)
-        window = {"pass": window["pass"] + n_pass, "seen": window["seen"] + len(records),
-                  "loss": window["loss"] + sum(r["loss"] for r in records)}
+        window = {
+            "pass": window["pass"] + n_pass,
+            "seen": window["seen"] + len(records),
+            "loss": window["loss"] + sum(r["loss"] for r in records),
+        }
         if self.main:
             append_jsonl(self.log_path, records)
             bar.update(1)
-            bar.set_postfix(loss=f"{losses.mean().item():.3f}",  # sft has no screener, so no pass rate
-                            **({} if self.sft else {"pass_rate": f"{self.state['n_pass'] / self.state['n_seen']:.2f}"}))
+            bar.set_postfix(
+                loss=f"{losses.mean().item():.3f}",  # sft has no screener, so no pass rate
+                **({} if self.sft else {"pass_rate": f"{self.state['n_pass'] / self.state['n_seen']:.2f}"}),
+            )
         if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
-            self.state["history"].append({"step": self.step,
-                                          "pass_rate": None if self.sft else window["pass"] / window["seen"],
-                                          "loss": window["loss"] / window["seen"], "lr": lr_at(self.step - 1, cfg)})
+            self.state["history"].append(
+                {
+                    "step": self.step,
+                    "pass_rate": None if self.sft else window["pass"] / window["seen"],
+                    "loss": window["loss"] / window["seen"],
+                    "lr": lr_at(self.step - 1, cfg),
+                }
+            )
             window = {"pass": 0, "seen": 0, "loss": 0.0}
         return window
 
@@ -322,8 +420,14 @@ class SroTrainer:
         if (cfg.save_steps and self.step % cfg.save_steps == 0) or self.step == cfg.max_steps:
             self.accelerator.wait_for_everyone()
             if self.main:
-                save_checkpoint(self.out, self.step, {"model": trainable_tensors(self.unwrapped)}, self.state,
-                                {"optimizer": self.optimizer}, keep_last=cfg.save_total_limit)
+                save_checkpoint(
+                    self.out,
+                    self.step,
+                    {"model": trainable_tensors(self.unwrapped)},
+                    self.state,
+                    {"optimizer": self.optimizer},
+                    keep_last=cfg.save_total_limit,
+                )
 
     def train(self) -> dict:
         from ..runs import progress
@@ -333,8 +437,9 @@ class SroTrainer:
         if self.evaluator is not None and self.step == 0 and not self.state["eval_history"]:
             self.evaluate(0)
         window = {"pass": 0, "seen": 0, "loss": 0.0}
-        bar = progress(total=cfg.max_steps, initial=self.step, desc=f"sro {cfg.loss_type}", unit="step",
-                       disable=not self.main)
+        bar = progress(
+            total=cfg.max_steps, initial=self.step, desc=f"sro {cfg.loss_type}", unit="step", disable=not self.main
+        )
         t_start = time.perf_counter()
         while self.step < cfg.max_steps:
             idx, prompts = self.batch(self.step)
@@ -354,15 +459,29 @@ class SroTrainer:
 
         cfg, st = self.cfg, self.state
         self.accelerator.wait_for_everyone()
-        metrics = {"steps": self.step, "loss_type": cfg.loss_type, "data": self.data_report,
-                   "seconds_this_session": seconds,
-                   "pass_rate_overall": st["n_pass"] / st["n_seen"] if st["n_seen"] and not self.sft else None,
-                   "history": st["history"], "eval_history": st["eval_history"]}
+        metrics = {
+            "steps": self.step,
+            "loss_type": cfg.loss_type,
+            "data": self.data_report,
+            "seconds_this_session": seconds,
+            "pass_rate_overall": st["n_pass"] / st["n_seen"] if st["n_seen"] and not self.sft else None,
+            "history": st["history"],
+            "eval_history": st["eval_history"],
+        }
         if self.main:
             final = self.unwrapped.merge_and_unload() if cfg.use_peft else self.unwrapped
-            save_rewriter(final, self.tok, self.out / "final", INSTRUCTION, cfg.max_new_tokens, FEW_SHOT,
-                          screener_min_similarity=cfg.screener_min_similarity, base_model=cfg.model_name_or_path,
-                          loss_type=cfg.loss_type, steps=self.step)
+            save_rewriter(
+                final,
+                self.tok,
+                self.out / "final",
+                INSTRUCTION,
+                cfg.max_new_tokens,
+                FEW_SHOT,
+                screener_min_similarity=cfg.screener_min_similarity,
+                base_model=cfg.model_name_or_path,
+                loss_type=cfg.loss_type,
+                steps=self.step,
+            )
             write_json(self.out / "metrics.json", metrics)
         return metrics
 
@@ -376,8 +495,10 @@ def summary(cfg, m: dict) -> str:
     last = m["history"][-1] if m["history"] else {}
     tail = f"pass rate {m['pass_rate_overall']:.3f} overall" if m["pass_rate_overall"] is not None else "sft"
     j = f", held-out J {m['eval_history'][-1]['J']:.3f}" if m["eval_history"] else ""
-    return (f"sro train: {m['steps']} steps ({cfg.loss_type}), {tail}, last loss {last.get('loss', float('nan')):.4f}"
-            f"{j}; rewriter in {Path(cfg.output_dir) / 'final'}")
+    return (
+        f"sro train: {m['steps']} steps ({cfg.loss_type}), {tail}, last loss {last.get('loss', float('nan')):.4f}"
+        f"{j}; rewriter in {Path(cfg.output_dir) / 'final'}"
+    )
 
 
 TRAIN = Recipe(SroTrainConfig, train, summary)
