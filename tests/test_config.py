@@ -1,6 +1,7 @@
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
@@ -82,3 +83,19 @@ def test_every_recipe_help_renders():
         assert isinstance(recipe, Recipe), target
         text = build_parser(recipe.config, "detoxkit x").format_help()
         assert (recipe.config.__doc__ or "").strip().splitlines()[0] in text, target
+
+
+def test_every_shipped_config_parses_for_the_command_it_names():
+    """configs/*.yaml open with the command that runs them; each must load into that command's config."""
+    from detoxkit.cli import COMMANDS, _recipe
+    from detoxkit.config import load_yaml
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        words = path.read_text().splitlines()[0].lstrip("# ").split()
+        assert words[0] == "detoxkit", path
+        entry = COMMANDS[words[1]]
+        target = entry[0][words[2]][0] if isinstance(entry[0], dict) else entry[0]
+        cls = _recipe(target).config
+        cls(**load_yaml(path, cls))

@@ -29,7 +29,9 @@ class NadoModel(nn.Module):
         from transformers import AutoModel
 
         super().__init__()
-        self.trunk = AutoModel.from_config(config)
+        # float32 whatever the base model's dtype: a small model trained from few samples with AdamW at 1e-3 (and the
+        # guided log-probs are computed in float32 anyway).
+        self.trunk = AutoModel.from_config(config, dtype=torch.float32)
         self.proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)

@@ -7,10 +7,9 @@
   `quantile` (default 95th percentile) of ParaDetox's human rewrites under the same LM. The official FL is a
   RoBERTa CoLA acceptability classifier (a download); "as fluent as 95% of human rewrites" keeps its binary,
   human-anchored reading: human rewrites score FL ≈ 0.95 by construction.
-  Known weakness (measured): the threshold under SmolLM2 is ~8.8 nats/token, because short rewrites are scored
-  without context, and repetitive or made-up-word salad ("HADYBADYY-SHEY-SHEY-", 3.4) can stay below it: a
-  rewriter collapsed after 24 SRO steps got FL 1.00, one collapsed further after 48 steps FL 0.08
-  (benchmarks/results/sro.json). J also rests on STA and SIM; read FL together with the outputs.
+  Known weakness: short rewrites are scored without context, so the threshold is loose, and repetitive or
+  made-up-word salad can stay below it; collapsed rewriters have scored both high and low FL (the SRO benchmark
+  in benchmarks/results/sro.json records which). J also rests on STA and SIM; read FL together with the outputs.
 """
 
 from __future__ import annotations

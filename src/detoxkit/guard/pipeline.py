@@ -210,116 +210,114 @@ class Guard:
         max_tokens: one limit for all, one per conversation, or None (config.max_new_tokens).
         should_stop: asked between decoding steps; True ends decoding early (the server's callers have all gone).
         """
-        if temperature < GREEDY_BELOW:
-            temperature = 0.0
         n = len(messages_batch)
         if max_tokens is None or isinstance(max_tokens, int):
             limits = [max_tokens or self.config.max_new_tokens] * n
         else:
             limits = list(max_tokens)
-        prompts = [last_user_message(m) for m in messages_batch]
-        traces: list[dict] = [{"batch_size": n} for _ in range(n)]
-        texts: list[str | None] = [None] * n
-        finish = ["stop"] * n
-        completion_tokens = [0] * n
-
-        # 1. Judge the prompt: a blocked request is never decoded.
-        t0 = time.perf_counter()
-        if self.judge is None:
-            for tr in traces:
-                tr["judge"] = {"decision": "off"}
-        else:
-            thr = self.judge_threshold
-            for i, p in enumerate(self.judge.predict_proba(prompts)):
-                traces[i]["judge"] = {"decision": "block" if p >= thr else "allow", "score": p, "threshold": thr}
-                if p >= thr:
-                    texts[i], finish[i] = self.config.block_message, "content_filter"
-            self._timing(traces, "judge", t0)
-
-        # 2. Decode the allowed requests in one batch.
-        todo = [i for i in range(n) if texts[i] is None]
-        mode = "acd" if self.safe_prompt is not None else "plain"
-        t0 = time.perf_counter()
-        if todo:
-            from ..lm.generate import GREEDY, Sampling, split_stop, stop_ids
-
-            decode = self._decode_acd if mode == "acd" else self._decode_plain
-            sampling = Sampling(True, temperature, top_p, generator=self.generator) if temperature > 0 else GREEDY
-            ids = decode([messages_batch[i] for i in todo], [limits[i] for i in todo], sampling, should_stop)
-            stops = stop_ids(self.model, self.tokenizer)
-            for i, row in zip(todo, ids):
-                cut, finish[i] = split_stop(row, stops, limits[i])
-                texts[i] = self.tokenizer.decode(cut, skip_special_tokens=True).strip()
-                completion_tokens[i] = len(cut)
-        for i in range(n):
-            traces[i]["decode"] = (
-                {"decision": mode, "tokens": completion_tokens[i], "finish_reason": finish[i]}
-                if i in todo
-                else {"decision": "skipped"}
+        turns = [_Turn(list(m), last_user_message(m), lim, {"batch_size": n}) for m, lim in zip(messages_batch, limits)]
+        self._judge(turns)  # 1. a blocked request is never decoded
+        todo = [t for t in turns if t.text is None]
+        self._decode(turns, todo, 0.0 if temperature < GREEDY_BELOW else temperature, top_p, should_stop)
+        flagged = self._screen(turns, todo)  # 3. screen the answers
+        self._rewrite(flagged)  # 4. rewrite the flagged ones; a rewrite the screener still flags is withheld
+        return [
+            ChatResult(
+                t.text,
+                t.finish,
+                len(self.tokenizer(self._render(t.messages), add_special_tokens=False)["input_ids"]),
+                t.completion_tokens,
+                t.trace,
             )
-            if mode == "acd" and i in todo:
-                traces[i]["decode"].update(alpha=self.config.acd_alpha, contrast=self.adv_prompt is not None)
-        if todo:
-            self._timing([traces[i] for i in todo], "decode", t0)
-
-        # 3. Screen the answers, 4. rewrite the flagged ones (a rewrite the screener still flags is withheld).
-        self._screen_and_rewrite(todo, prompts, texts, finish, traces)
-        prompt_tokens = [
-            len(self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"]) for m in messages_batch
+            for t in turns
         ]
-        return [ChatResult(texts[i], finish[i], prompt_tokens[i], completion_tokens[i], traces[i]) for i in range(n)]
 
-    def _screen_and_rewrite(self, todo, prompts, texts, finish, traces) -> None:
-        if self.screener is None or not todo:
-            for i in range(len(traces)):
-                traces[i]["screen"] = {"decision": "off" if self.screener is None else "skipped"}
-                traces[i]["rewrite"] = {"decision": "off" if self.rewriter is None else "skipped"}
+    def _judge(self, turns: list["_Turn"]) -> None:
+        if self.judge is None:
+            for t in turns:
+                t.trace["judge"] = {"decision": "off"}
             return
-        thr = self.screener_threshold
+        t0, thr = time.perf_counter(), self.judge_threshold
+        for t, p in zip(turns, self.judge.predict_proba([t.prompt for t in turns])):
+            t.trace["judge"] = {"decision": "block" if p >= thr else "allow", "score": p, "threshold": thr}
+            if p >= thr:
+                t.text, t.finish = self.config.block_message, "content_filter"
+        self._timing(turns, "judge", t0)
+
+    def _decode(self, turns, todo, temperature: float, top_p: float, should_stop) -> None:
+        """2. The allowed requests in one batch (ACD when there is a safe prompt, else plain decoding)."""
+        from ..lm.generate import GREEDY, Sampling, split_stop, stop_ids
+
+        mode = "acd" if self.safe_prompt is not None else "plain"
+        for t in turns:
+            t.trace["decode"] = {"decision": "skipped"}
+        if not todo:
+            return
         t0 = time.perf_counter()
-        scores = self.screener([texts[i] for i in todo], [prompts[i] for i in todo])
+        decode = self._decode_acd if mode == "acd" else self._decode_plain
+        sampling = Sampling(True, temperature, top_p, generator=self.generator) if temperature > 0 else GREEDY
+        ids = decode([t.messages for t in todo], [t.limit for t in todo], sampling, should_stop)
+        stops = stop_ids(self.model, self.tokenizer)
+        for t, row in zip(todo, ids):
+            cut, t.finish = split_stop(row, stops, t.limit)
+            t.text, t.completion_tokens = self.tokenizer.decode(cut, skip_special_tokens=True).strip(), len(cut)
+            t.trace["decode"] = {"decision": mode, "tokens": t.completion_tokens, "finish_reason": t.finish}
+            if mode == "acd":
+                t.trace["decode"].update(alpha=self.config.acd_alpha, contrast=self.adv_prompt is not None)
+        self._timing(todo, "decode", t0)
+
+    def _screen(self, turns, todo) -> list["_Turn"]:
+        """The screener's score of every decoded answer; returns the flagged turns."""
+        unscreened = self.screener is None or not todo
+        for t in turns:
+            t.trace["screen"] = {"decision": "off" if self.screener is None else "skipped"}
+            t.trace["rewrite"] = {"decision": "off" if unscreened and self.rewriter is None else "skipped"}
+        if unscreened:
+            return []
+        t0, thr = time.perf_counter(), self.screener_threshold
+        name = getattr(self.screener, "name", "screener")
         flagged = []
-        for i in range(len(traces)):
-            traces[i]["screen"] = {"decision": "skipped"}
-            traces[i]["rewrite"] = {"decision": "skipped"}
-        for i, s in zip(todo, scores):
-            traces[i]["screen"] = {
+        for t, s in zip(todo, self.screener([t.text for t in todo], [t.prompt for t in todo])):
+            t.trace["screen"] = {
                 "decision": "flag" if s >= thr else "pass",
-                "scorer": getattr(self.screener, "name", "screener"),
+                "scorer": name,
                 "score": s,
                 "threshold": thr,
             }
-            traces[i]["rewrite"] = {"decision": "not_needed"}
+            t.trace["rewrite"] = {"decision": "not_needed"}
             if s >= thr:
-                flagged.append(i)
-        self._timing([traces[i] for i in todo], "screen", t0)
+                flagged.append(t)
+        self._timing(todo, "screen", t0)
+        return flagged
+
+    def _rewrite(self, flagged: list["_Turn"]) -> None:
         if not flagged:
             return
-        t0 = time.perf_counter()
+        t0, thr = time.perf_counter(), self.screener_threshold
         if self.rewriter is None:
             rewrites, after = [None] * len(flagged), [None] * len(flagged)
         else:
-            rewrites = self.rewriter.rewrite([texts[i] for i in flagged])
-            after = self.screener(rewrites, [prompts[i] for i in flagged])
-        for i, new, s in zip(flagged, rewrites, after):
+            rewrites = self.rewriter.rewrite([t.text for t in flagged])
+            after = self.screener(rewrites, [t.prompt for t in flagged])
+        for t, new, s in zip(flagged, rewrites, after):
             if new is not None and s < thr:
-                traces[i]["rewrite"] = {"decision": "rewritten", "score_after": s, "original": texts[i]}
-                texts[i] = new
+                t.trace["rewrite"] = {"decision": "rewritten", "score_after": s, "original": t.text}
+                t.text = new
             else:
-                traces[i]["rewrite"] = {
+                t.trace["rewrite"] = {
                     "decision": "withheld" if new is None else "withheld_after_rewrite",
                     **({} if s is None else {"score_after": s, "rewrite": new}),
                 }
-                texts[i], finish[i] = self.config.block_message, "content_filter"
+                t.text, t.finish = self.config.block_message, "content_filter"
         if self.rewriter is not None:
-            self._timing([traces[i] for i in flagged], "rewrite", t0)
+            self._timing(flagged, "rewrite", t0)
 
     @staticmethod
-    def _timing(traces: list[dict], stage: str, t0: float) -> None:
+    def _timing(turns: list["_Turn"], stage: str, t0: float) -> None:
         """The stage's wall time for the whole batch (shared by every request in it)."""
         dt = round(time.perf_counter() - t0, 4)
-        for tr in traces:
-            tr[stage]["batch_seconds"] = dt
+        for t in turns:
+            t.trace[stage]["batch_seconds"] = dt
 
     def moderate(self, texts: Sequence[str]) -> list[dict]:
         """OpenAI moderation results: the screener's score of each text and the judge's P(problematic)."""
@@ -340,3 +338,16 @@ class Guard:
                 }
             )
         return results
+
+
+@dataclass
+class _Turn:
+    """One request on its way through the stages: what each stage needs and decides, in one place."""
+
+    messages: list[dict]
+    prompt: str  # what the judge and the screener look at
+    limit: int
+    trace: dict
+    text: str | None = None  # None until the judge blocks it or the model answers
+    finish: str = "stop"
+    completion_tokens: int = 0

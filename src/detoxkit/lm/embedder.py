@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .load import DEFAULT_EMBEDDER, resolve_model
+from .load import DEFAULT_EMBEDDER, resolve_device, resolve_model, torch_dtype
 
 
 class Embedder:
@@ -14,14 +14,16 @@ class Embedder:
     compares the two on ToxiGen-200).
     """
 
-    def __init__(self, name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu", max_length: int = 128):
+    def __init__(
+        self, name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu", max_length: int = 128, dtype: str = "float32"
+    ):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_model(name_or_path)
         self.name = name_or_path
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        self.model = AutoModel.from_pretrained(path, dtype=torch_dtype(dtype)).to(resolve_device(device)).eval()
         self.device, self.max_length = device, max_length
         self.dim = self.model.config.hidden_size
         self.num_layers = self.model.config.num_hidden_layers
@@ -52,9 +54,9 @@ class Embedder:
             pooled = [
                 torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1) for h in hidden
             ]
-            out[idx] = torch.cat(pooled, dim=-1).cpu()
+            out[idx] = torch.cat(pooled, dim=-1).float().cpu()  # float32 out, whatever the weights
         return out
 
 
-def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu") -> Embedder:
-    return Embedder(name_or_path, device)
+def load_embedder(name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu", dtype: str = "float32") -> Embedder:
+    return Embedder(name_or_path, device, dtype=dtype)

@@ -101,8 +101,8 @@ class EmbeddingHeadScorer:
 def pair_features(embedder, prompts: list[str], responses: list[str], pooling: str = "last") -> torch.Tensor:
     """[refusal_rule(r), cos(e(p), e(r)), log-length(r), e(r)]: (n, d+3).
 
-    A few dense signals beat the full pair (e(p), e(r), e(p)·e(r)) on PyRIT's small human-labelled sets
-    (grouped 5-fold CV accuracy, logistic regression: refusal 0.56 -> 0.92, harm 0.80 -> 0.83): the rule says
+    A few dense signals beat the full pair (e(p), e(r), e(p)·e(r)) on PyRIT's small human-labelled sets (grouped
+    cross-validation; the heads' model cards in weights/ have the numbers): the rule says
     "it refuses", the cosine says "it engages with this request" (PyRIT counts off-topic answers as refusals),
     the response embedding says what it talks about.
     """

@@ -144,7 +144,9 @@ def embed_cached(embedder, texts: list[str], name: str, max_length: int, pooling
 
     from ..assets import cache_dir
 
-    key = hashlib.sha1(json.dumps([name, max_length, pooling, texts]).encode()).hexdigest()[:20]
+    key = hashlib.sha1(json.dumps([name, max_length, pooling, str(embedder.model.dtype), texts]).encode()).hexdigest()[
+        :20
+    ]
     path = cache_dir() / "embeddings" / f"{key}.safetensors"
     if path.exists():
         return load_file(str(path))["x"]
@@ -424,7 +426,7 @@ def run(cfg: ScorerTrainConfig) -> dict:
     accelerator = Accelerator(cpu=cfg.device == "cpu")
     seed_everything(cfg.seed)
     out = prepare_output_dir(cfg) if accelerator.is_main_process else Path(cfg.output_dir)
-    embedder = load_embedder(cfg.embedder, cfg.device)
+    embedder = load_embedder(cfg.embedder, cfg.device, cfg.dtype)
     embedder.max_length = cfg.max_length
     f = _features(cfg, embedder, accelerator)
     metrics = {"task": cfg.task, **f["metrics"]}

@@ -71,9 +71,8 @@ class SroTrainConfig(RunArgs, ResumeArgs, DataDirArgs, OptimArgs, LoraArgs):
     screener_min_similarity: float = arg(
         0.5,
         "τ: a paraphrase also needs MiniLM cosine(x, ŷ) >= τ to pass (0 = toxicity only, the paper's follower). "
-        "Without it the rewriter collapses onto one fixed polite text the screener passes (SIM 0.04 in the first "
-        "benchmark). 0.5 passes ~85-90% of ParaDetox human rewrites (their 10th/20th percentiles: 0.45/0.60) "
-        "while generic apologies and fixed texts (0.05-0.3) fail",
+        "Without it the rewriter can collapse onto one fixed polite text the screener passes; 0.5 passes most "
+        "ParaDetox human rewrites while generic apologies and fixed texts fail",
     )
     similarity_model: Optional[str] = arg(
         None, "sentence embedder of the similarity check (default: the builtin MiniLM)"

@@ -6,8 +6,8 @@ turns and generation length it was trained with); any other causal LM name or fo
 
 The prompt is the instruction plus FEW_SHOT as earlier chat turns. With the instruction alone SmolLM2-135M mostly
 answers with apologies ("I'm sorry for your loss...") or copies the input; two hand-written (not ParaDetox) example
-turns make it edit the sentence instead: on 24 held-out sentences SIM rose from 0.52 to 0.70 (toxic copies, which
-the screener fails, remain), so SRO starts near a paraphrase. Examples inside one user message were copied verbatim.
+turns make it edit the sentence instead (higher SIM on held-out sentences; toxic copies, which the screener fails,
+remain), so SRO starts near a paraphrase. Examples inside one user message were copied verbatim.
 """
 
 from __future__ import annotations
