@@ -17,7 +17,6 @@ class Embedder:
     def __init__(
         self, name_or_path: str = DEFAULT_EMBEDDER, device: str = "cpu", max_length: int = 128, dtype: str = "float32"
     ):
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_model(name_or_path)
