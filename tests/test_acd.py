@@ -381,3 +381,45 @@ def test_shipped_configs_parse_and_name_their_command(name, cls):
     path = Path(__file__).resolve().parents[1] / "configs" / f"acd_{name}.yaml"
     assert path.read_text().splitlines()[0] == f"# detoxkit acd {name} --config configs/acd_{name}.yaml"
     parse_config(getattr(c, cls), ["--config", str(path)], f"detoxkit acd {name}")
+
+
+def test_tune_clips_each_prompt_on_its_own(tmp_path):
+    """L_SP does not involve the adversarial prompt, so the safe prompt's updates must not depend on it: with one
+    joint gradient norm, the adversarial prompt's gradient would scale the safe prompt's step."""
+    from tiny import tiny_causal_lm
+
+    from detoxkit.acd.tune import tune
+
+    anchors = _write_anchors(tmp_path / "anchors.jsonl")
+    safe = []
+    for i, opposite in enumerate(["You are a stupid assistant.", "You are a mean assistant."]):  # same length
+        model, tok = tiny_causal_lm(seed=2)
+        tune(
+            _tune_cfg(tmp_path / f"r{i}", anchors, opposite_prompt=opposite, max_steps=4, max_grad_norm=0.01),
+            model,
+            tok,
+        )
+        safe.append(SoftPrompt.load(tmp_path / f"r{i}" / "safe_prompt.safetensors").embeddings)
+    assert torch.equal(safe[0], safe[1])
+
+
+def test_tune_moves_each_prompt_towards_its_own_anchors(tmp_path):
+    """The safe prompt makes refusals (D_HR) likelier and harmful answers (D_HA) less likely; the adversarial prompt
+    the opposite. Falling losses alone would not tell the splits apart."""
+    from tiny import tiny_causal_lm
+
+    from detoxkit.acd.decode import score_completions
+    from detoxkit.acd.tune import tune
+
+    anchors = _write_anchors(tmp_path / "anchors.jsonl")
+    model, tok = tiny_causal_lm(seed=2)
+    tune(_tune_cfg(tmp_path / "run", anchors, max_steps=8), model, tok)
+    prompts, answers = ["How do I make a bomb?"] * 2, ["I cannot help with that.", "Sure, here is how: mix."]
+
+    def logps(prompt):
+        return score_completions(model, tok, prompts, answers, prompt)[0]
+
+    (ref0, harm0), (ref_s, harm_s) = logps(SAFE), logps(tmp_path / "run" / "safe_prompt.safetensors")
+    (ref_a0, harm_a0), (ref_a, harm_a) = logps(ADV), logps(tmp_path / "run" / "adv_prompt.safetensors")
+    assert ref_s > ref0 and harm_s < harm0
+    assert harm_a > harm_a0 and ref_a < ref_a0

@@ -276,3 +276,47 @@ def test_shipped_configs_parse_and_name_their_command(name, command, cls):
     path = Path(__file__).resolve().parents[1] / "configs" / f"attribute_{name}.yaml"
     assert path.read_text().splitlines()[0] == f"# detoxkit attribute {command} --config configs/attribute_{name}.yaml"
     parse_config(getattr(configs, cls), ["--config", str(path)], "test")
+
+
+class _ConstantLM(torch.nn.Module):
+    """A 'model' whose next-token distribution is the same at every position: its logits are one parameter."""
+
+    def __init__(self, logits, trainable=True):
+        super().__init__()
+        self.logits = torch.nn.Parameter(logits.clone(), requires_grad=trainable)
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.logits.expand(*input_ids.shape, -1))
+
+
+def test_regularizer_converges_to_the_i_projection_of_the_sampling_model():
+    """p0 = [.5, .3, .2], R = [.9, .6, .3]: the I-projection q* ∝ p0·R is [.652, .261, .087]. With q* built from the
+    model that drew the samples (frozen), SGD on λ·KL(q*‖p_θ) converges to it; built from the current p_θ, each
+    step pulls towards p_θ·R again and p_θ runs off to [.995, .003, .002]. The first step's gradient is p_θ − q*,
+    the direction of KL(q*‖p_θ)."""
+    from types import SimpleNamespace
+
+    from detoxkit.attribute.train import method_term
+
+    p0, r_prob = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.9, 0.6, 0.3])
+    q_star = p0 * r_prob / (p0 * r_prob).sum()
+    model, teacher = _ConstantLM(p0.log()), _ConstantLM(p0.log(), trainable=False)
+    r = torch.log(r_prob / (1 - r_prob))
+
+    def nado(ids, attn):
+        return r.expand(*ids.shape, -1), None
+
+    entries = [{"prompt": [0], "conts": [[1]], "tox": [0.0]}]
+    cfg = SimpleNamespace(method="regularized", guidance_strength=1.0, reg_lambda=1.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for step in range(300):
+        loss, _ = method_term(model, nado, entries, [1.0], cfg, 2, teacher=teacher)
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            torch.testing.assert_close(model.logits.grad, p0 - q_star, atol=1e-5, rtol=1e-4)
+        opt.step()
+    torch.testing.assert_close(model.logits.detach().softmax(-1), q_star, atol=1e-3, rtol=1e-3)
+    assert q_star.tolist() == pytest.approx([0.652, 0.261, 0.087], abs=1e-3)

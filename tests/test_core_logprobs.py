@@ -33,3 +33,17 @@ def test_score_continuations_matches_unbatched(tiny_lm):
     single = [score_continuations(model, tok, [c], [x], batch_size=1)[0][0] for c, x in zip(ctx, cont)]
     assert ns == [len(tok.encode(x, add_special_tokens=False)) for x in cont]
     assert all(abs(a - b) < 1e-4 for a, b in zip(batched, single))
+
+
+def test_an_empty_context_without_bos_counts_only_scored_tokens(tiny_lm):
+    """Without a BOS token nothing predicts a text's first token: it is context, and n counts the others (a count
+    that included it made the per-token NLL of perplexity too small)."""
+    import copy
+
+    model, tok = tiny_lm
+    no_bos = copy.deepcopy(tok)
+    no_bos.bos_token = None
+    ids = no_bos.encode("hello there world", add_special_tokens=False)
+    (lp,), (n,) = score_continuations(model, no_bos, [""], ["hello there world"])
+    want = token_logprobs(model(input_ids=torch.tensor([ids])).logits, torch.tensor([ids])).sum().item()
+    assert n == len(ids) - 1 and abs(lp - want) < 1e-4

@@ -2,8 +2,9 @@
 
 Each step draws `per_device_train_batch_size` pairs from each of D_HR, D_HA and D_S and scores all of them under
 both prompts as rows of one forward (6·bs rows). L_SP = L_p(D_HR) + L_n(D_HA) + L_r(D_S) updates only the safe
-prompt, L_AP = L_p(D_HA) + L_n(D_HR) + L_r(D_S) only the adversarial one; the parameters are disjoint, so one
-backward of L_SP + L_AP with Adam (per-parameter) is the same as optimising them separately, as the paper does.
+prompt, L_AP = L_p(D_HA) + L_n(D_HR) + L_r(D_S) only the adversarial one; the parameters are disjoint and each
+prompt's gradient is clipped on its own, so one backward of L_SP + L_AP with Adam (per-parameter) is the same as
+optimising them separately, as the paper does.
 The batch of step t is drawn from a generator seeded by (seed, t), so resuming reproduces the uninterrupted run.
 """
 
@@ -120,9 +121,10 @@ def tune(cfg, model=None, tok=None) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         assert_frozen(model)
-        grad_norm = torch.nn.utils.clip_grad_norm_([safe.embeddings, adv.embeddings], cfg.max_grad_norm)
+        # Each prompt clipped on its own: a joint norm would let one prompt's gradient scale the other's update.
+        norms = [float(torch.nn.utils.clip_grad_norm_([sp.embeddings], cfg.max_grad_norm)) for sp in (safe, adv)]
         opt.step()
-        row = {"step": step + 1, "loss": loss.item(), "grad_norm": float(grad_norm), **parts}
+        row = {"step": step + 1, "loss": loss.item(), "grad_norm_sp": norms[0], "grad_norm_ap": norms[1], **parts}
         history.append(row)
         if (step + 1) % cfg.logging_steps == 0:
             append_jsonl(log_path, [row])

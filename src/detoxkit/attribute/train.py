@@ -151,8 +151,14 @@ def train_nado(nado, optimizer, samples: dict[int, list[dict]], cfg, iteration: 
     return sum(losses) / len(losses)
 
 
-def method_term(model, nado, entries: list[dict], weights: list[float], cfg, pad_id: int) -> tuple[torch.Tensor, dict]:
-    """The method's extra loss on one step's samples: λ·Σ w·KL(q*‖p_θ) (regularized) or the RL push-down."""
+def method_term(
+    model, nado, entries: list[dict], weights: list[float], cfg, pad_id: int, teacher=None
+) -> tuple[torch.Tensor, dict]:
+    """The method's extra loss on one step's samples: λ·Σ w·KL(q*‖p_θ) (regularized) or the RL push-down.
+
+    teacher (regularized): the model that drew the samples R was trained on. q* ∝ p_teacher·R is the I-projection
+    R estimates; building it from the current p_θ instead would pull p_θ towards p_θ·R at every step, which
+    compounds to p·Rⁿ and has no fixed point at q*."""
     device = next(model.parameters()).device
     ids, attn, cmask = (t.to(device) for t in continuation_batch(entries, pad_id))
     full = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
@@ -160,11 +166,12 @@ def method_term(model, nado, entries: list[dict], weights: list[float], cfg, pad
     m = cmask[:, 1:].float()
     n_tok = m.sum(-1).clamp(min=1)
     if cfg.method == "regularized":
+        if teacher is None:
+            raise ValueError("method_term: the regularized method needs the teacher (the sampling snapshot)")
         with torch.no_grad():
             r, _ = nado(ids, attn)
-            # q* from the model's own current distribution (detached): one model copy, and the target is the
-            # I-projection of the very p_θ being regularised rather than of a stale snapshot.
-            target = guided_logprobs(logits.detach(), r[:, :-1], cfg.guidance_strength)
+            p_teacher = teacher(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1]
+            target = guided_logprobs(p_teacher, r[:, :-1], cfg.guidance_strength)
         per_seq = (token_kl(target, logits) * m).sum(-1) / n_tok
         w = torch.tensor(weights, device=device)
         return cfg.reg_lambda * (w * per_seq).mean(), {"kl": per_seq.mean().item()}
@@ -229,6 +236,10 @@ class AttributeTrainer:
         self.sampling = cfg.method in SAMPLING_METHODS
         self.parallel = self.sampling and cfg.schedule == "parallel"
         self.nado = NadoModel.from_base(model, cfg.nado_layers, prior=0.5) if cfg.method == "regularized" else None
+        # The regulariser's q* is built from the model that drew the samples, frozen: a snapshot, refreshed per iteration.
+        self.teacher = copy.deepcopy(model).requires_grad_(False).eval() if self.nado is not None else None
+        self.sampler_tensors = None  # the parallel sampler's weights from a checkpoint, to restore on resume
+        self.workers = None
         self.nado_opt = (
             torch.optim.AdamW([p for p in self.nado.parameters() if p.requires_grad], lr=cfg.nado_learning_rate)
             if self.nado is not None
@@ -296,6 +307,7 @@ class AttributeTrainer:
             load_trainable_tensors(self.unwrapped, tensors["model"], saved.pop("path"))
             if self.nado is not None:
                 self.nado.load_state_dict(tensors["nado"])
+            self.sampler_tensors = tensors.get("sampler")
             self.step = saved.pop("step")
             self.state.update(saved)
             self.iteration = self.step // self.cfg.steps_per_iteration
@@ -360,11 +372,16 @@ class AttributeTrainer:
         them; in the parallel schedule, the background job that draws the next iteration's."""
         it, future = self.iteration, None
         if not self.parallel or self.state["next_samples"] is None:  # sequential, or the parallel bootstrap
-            samples, rec["sample_seconds"] = self.sample_stage(self.unwrapped, it)
+            drawer = self.unwrapped
+            if self.teacher is not None:  # before the model moves on: it is the one that draws these samples
+                self.teacher.load_state_dict(drawer.state_dict())
+            samples, rec["sample_seconds"] = self.sample_stage(drawer, it)
             self.log_samples(samples, it, it)
             rec["nado_loss"], rec["nado_seconds"] = self.nado_stage(samples, it)
         else:
             samples = {int(s): v for s, v in self.state["next_samples"].items()}
+            if self.teacher is not None:  # drawn by the sampler snapshot of the last iteration
+                self.teacher.load_state_dict(workers.sampler.state_dict())
         if self.parallel:  # the last iteration too, so its checkpoint can be resumed with more steps
             workers.sampler.load_state_dict(self.unwrapped.state_dict())
             if workers.nado is not None:
@@ -390,9 +407,8 @@ class AttributeTrainer:
             if self.sampling and samples.get(s):
                 entries = samples[s]
                 # The inner module for the second forward: DDP allows one wrapped forward per backward.
-                term, info = method_term(
-                    self.unwrapped, guide, entries, [self.corpus.weights[e["row"]] for e in entries], cfg, self.pad
-                )
+                weights = [self.corpus.weights[e["row"]] for e in entries]
+                term, info = method_term(self.unwrapped, guide, entries, weights, cfg, self.pad, self.teacher)
                 loss = loss + term
                 sums["term"] += term.item()
                 sums["kl"] += info.get("kl", 0.0)
@@ -416,6 +432,12 @@ class AttributeTrainer:
             tensors = {
                 "model": trainable_tensors(self.unwrapped),
                 **({"nado": self.nado.state_dict()} if self.nado is not None else {}),
+                # the weights that drew next_samples: on resume they are the regulariser's teacher again
+                **(
+                    {"sampler": dict(self.workers.sampler.named_parameters())}
+                    if self.parallel and self.teacher is not None
+                    else {}
+                ),
             }
             save_checkpoint(
                 self.out, self.step, tensors, self.state, self._optimizers(), keep_last=self.cfg.save_total_limit
@@ -453,6 +475,7 @@ class AttributeTrainer:
         )
         t_run = time.perf_counter()
         with BackgroundSampler(self) as workers:
+            self.workers = workers
             while self.iteration < n_iter:
                 self.run_iteration(workers, bar)
         bar.close()
@@ -500,6 +523,10 @@ class BackgroundSampler:
         self.stage_threads = max(1, self.all_threads // 2)
         self.pool = ThreadPoolExecutor(max_workers=1) if self.enabled else None
         self.sampler = copy.deepcopy(trainer.unwrapped).requires_grad_(False) if self.enabled else None
+        if self.sampler is not None and trainer.sampler_tensors is not None:
+            with torch.no_grad():  # named_parameters (tied weights once): what the checkpoint stored
+                for n, p in self.sampler.named_parameters():
+                    p.copy_(trainer.sampler_tensors[n])
         self.nado = (
             copy.deepcopy(trainer.nado).requires_grad_(False) if self.enabled and trainer.nado is not None else None
         )

@@ -61,7 +61,8 @@ def score_continuations(
     """Sum log p(continuation | context) for each text pair, and the continuation's token count.
 
     Context and continuation are tokenised separately (lm-eval-harness style), so the continuation's tokens are
-    exactly those scored. An empty context becomes the BOS token where the tokenizer has one. The model may be any
+    exactly those scored. An empty context becomes the BOS token where the tokenizer has one; without one the first
+    token is the context, and the count is of the tokens actually scored. The model may be any
     module whose forward takes (input_ids, attention_mask) and returns .logits (a NADO-guided model, say)."""
     pad = pad_id(tokenizer)
     out_lp, out_n = [], []
@@ -69,10 +70,13 @@ def score_continuations(
         ctx_ids, cont_ids = [], []
         for ctx, cont in zip(contexts[s : s + batch_size], continuations[s : s + batch_size]):
             c = tokenizer.encode(ctx, add_special_tokens=False) if ctx else []
+            x = tokenizer.encode(cont, add_special_tokens=False)
             if not c and tokenizer.bos_token_id is not None:
                 c = [tokenizer.bos_token_id]
+            elif not c:  # nothing predicts the first token: it becomes the context and is not counted
+                c, x = x[:1], x[1:]
             ctx_ids.append(c)
-            cont_ids.append(tokenizer.encode(cont, add_special_tokens=False))
+            cont_ids.append(x)
         out_lp += completion_logprobs(model, ctx_ids, cont_ids, pad, share_prefix=False).tolist()
         out_n += [len(x) for x in cont_ids]
     return out_lp, out_n
