@@ -39,7 +39,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 def _pairs(n: int):
     from detoxkit.sro.data import paradetox_split
 
-    train_rows, _ = paradetox_split()
+    train_rows = paradetox_split()[0]
     return [(r["text"], r["references"][0]) for r in train_rows[:n]]
 
 
@@ -350,7 +350,7 @@ def main() -> int:
             [sys.executable, __file__, *argv, "--noise_worker", str(noise_out)],
             env={**os.environ, "DETOXKIT_PROGRESS": "0"},
         )
-    train_rows, _ = paradetox_split()
+    train_rows = paradetox_split()[0]
     evaluator = DetoxEvaluator(train_rows, n_calibration=args.n_calibration)
     runs = ROOT / "runs" / "bench-sro"
     common = dict(

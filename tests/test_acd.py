@@ -316,7 +316,7 @@ def test_eval_end_to_end_and_cli(lm, tmp_path, monkeypatch, tiny_lm_dir):
     )
     m = evaluate(cfg, model, tok)
     assert m["n_harmful"] == 4 and m["eval_anchor_overlap"] == 0
-    assert {"no_system", "manual_safe", "nID", "oID", "acd_a0.5", "acd_a1", "acd_a0.5_w2"} <= set(m["methods"])
+    assert {"template_default", "manual_safe", "nID", "oID", "acd_a0.5", "acd_a1", "acd_a0.5_w2"} <= set(m["methods"])
     assert m["methods"]["acd_a0.5"]["mc_accuracy"]["n"] == 2
     assert (tmp_path / "eval" / "alpha_sweep.png").stat().st_size > 0
     assert "| acd_a0.5 |" in (tmp_path / "eval" / "report.md").read_text()

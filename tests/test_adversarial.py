@@ -29,9 +29,11 @@ def test_clean_and_slot_seed():
 def test_calibrate_threshold_by_hand():
     # scores all near 1 (a zero-shot judge that flags everything): the best cut is between 0.96 and 0.98
     assert calibrate_threshold([0.99, 0.98, 0.96, 0.95], [1, 1, 0, 0]) == pytest.approx(0.97)
-    # one overlap: cuts at 0.925 and 0.97 both get 3/4; the middle of the tied candidates is taken
-    t = calibrate_threshold([0.99, 0.9, 0.95, 0.85], [1, 1, 0, 0])
-    assert t in (pytest.approx(0.875), pytest.approx(0.97))
+    # one overlap: cuts at 0.875 and 0.97 both get 3/4 (0.925 gets 2/4); of two tied candidates the second is
+    # the middle one (index len // 2)
+    assert calibrate_threshold([0.99, 0.9, 0.95, 0.85], [1, 1, 0, 0]) == pytest.approx(0.97)
+    # three tied candidates (below every score, 0.25 and above every score each get 2/4): the middle one
+    assert calibrate_threshold([0.1, 0.2, 0.3, 0.4], [1, 0, 1, 0]) == pytest.approx(0.25)
 
 
 class FakeEmbedder:

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -148,6 +149,19 @@ def test_corpus_reg_rows():
     rows = [{"text": t} for t in TEXTS[:4]]
     c = Corpus(rows, Tok(), [0.9, 0.0, 0.6, 0.05], max_length=16, prompt_tokens=2, adaptive=True, min_weight=0.1)
     assert c.reg_rows([0, 1, 2, 3], 3) == [0, 2]  # most toxic first, below the floor never
+    assert c.weights == [0.9, 0.0, 0.6, 0.05]
+    # the ablation: the same rows, each weighing 1 (only "which rows" changes, not "how much")
+    rows_only = Corpus(
+        rows,
+        Tok(),
+        [0.9, 0.0, 0.6, 0.05],
+        max_length=16,
+        prompt_tokens=2,
+        adaptive=True,
+        min_weight=0.1,
+        weighting=False,
+    )
+    assert rows_only.reg_rows([0, 1, 2, 3], 3) == [0, 2] and rows_only.weights == [1.0] * 4
     plain = Corpus(rows, Tok(), [0.9, 0.0, 0.6, 0.05], max_length=16, prompt_tokens=2)
     assert plain.reg_rows([3, 1, 0], 2) == [3, 1] and plain.weights == [1.0] * 4
 
@@ -174,7 +188,7 @@ def test_nado_decoding_lowers_toxicity(tiny_lm_dir, corpus_file, tmp_path):
         train_dataset=str(corpus_file),
         max_train_samples=0,
         output_dir=str(tmp_path / "nado"),
-        iterations=6,
+        iterations=12,
         prompts_per_iteration=8,
         samples_per_prompt=4,
         prompt_tokens=3,
@@ -185,10 +199,12 @@ def test_nado_decoding_lowers_toxicity(tiny_lm_dir, corpus_file, tmp_path):
         nado_batch_size=8,
     )
     m = train_nado_only(cfg, scorer=e_scorer)
-    assert m["history"][-1]["nado_loss"] < m["history"][0]["nado_loss"]
+    # Each iteration's loss is on fresh samples whose toxic share varies (0.16-0.34 here), so it does not fall
+    # steadily; what R learned is checked by what it does to sampling below.
+    assert all(math.isfinite(h["nado_loss"]) for h in m["history"])
     model, tok = load_model_and_tokenizer(str(tiny_lm_dir))
     nado = NadoModel.from_pretrained(tmp_path / "nado" / "nado")
-    prompts = [tok.encode(t, add_special_tokens=False)[:3] for t in TEXTS] * 8
+    prompts = [tok.encode(t, add_special_tokens=False)[:3] for t in TEXTS] * 32
 
     def toxic_rate(guide):
         conts = sample_continuations(

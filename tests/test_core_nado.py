@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from detoxkit.core.nado import guided_logprobs, nado_loss, token_kl
 
@@ -62,5 +61,3 @@ def test_predicted_probability_can_exceed_one_half():
         nado_loss(z, torch.ones(1), torch.ones(1, 4)).backward()
         opt.step()
     assert torch.sigmoid(z).min().item() > 0.9
-    buggy = torch.linspace(-20, 20, 101)
-    assert torch.sigmoid(F.logsigmoid(buggy)).max().item() <= 0.5

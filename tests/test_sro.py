@@ -64,6 +64,7 @@ def _cfg(model_dir, data, out, **kw):
         learning_rate=1e-3,
         seed=3,
         screener_min_similarity=0.0,
+        leak_threshold=2.0,  # exact-match leak check only: no embedder to load
     )  # toxicity-only follower unless a test asks for the similarity gate
     base.update(kw)
     return SroTrainConfig(**base)
@@ -150,6 +151,47 @@ def test_split_sentences_trains_on_the_flagged_sentences_only(tiny_lm_dir, tmp_p
     assert m["data"]["toxic_sentences"] == 2 and m["data"]["sentences_screened"] == 3
     with pytest.raises(DetoxkitError, match="split_sentences"):
         train(_cfg(tiny_lm_dir, data, tmp_path / "sft", loss_type="sft", split_sentences=True))
+
+
+def test_training_inputs_that_duplicate_heldout_paradetox_are_dropped(tiny_lm_dir, tmp_path):
+    """A Jigsaw-side sentence that is a held-out ParaDetox input (up to case and punctuation, or close in
+    embedding space) never reaches training; the counts land in the run's data report."""
+    from detoxkit.lm.load import load_tokenizer
+    from detoxkit.sro.data import paradetox_split, training_rows
+
+    _, validation, test = paradetox_split()
+    leaked_exact = test[0]["text"].upper().rstrip(".!?") + " !!"
+    leaked_near = validation[0]["text"]
+    data = tmp_path / "comments.jsonl"
+    texts = [leaked_exact, leaked_near + " extra", "you are a stupid troll and everyone here knows it"]
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+    class Embedder:  # a stand-in: the near copy and its source share a direction; training and held-out texts differ
+        def encode(self, xs):
+            axis = [0 if leaked_near in x else 1 if x in texts else 2 for x in xs]
+            return torch.eye(3)[axis]
+
+    tok = load_tokenizer(str(tiny_lm_dir))
+    exact_only = training_rows(str(data), "text", None, tok, 512, 0, 0)
+    assert [r["text"] for r in exact_only[0]] == texts[1:]
+    assert exact_only[1]["heldout_overlap"]["exact"] == 1
+    rows, report = training_rows(str(data), "text", None, tok, 512, 0, 0, leak_threshold=0.9, embedder=Embedder())
+    assert [r["text"] for r in rows] == texts[2:]
+    assert report["heldout_overlap"]["removed"] == 2 and report["heldout_overlap"]["near"] == 1
+
+
+def test_in_training_eval_reads_validation_not_test(tiny_lm_dir, toxic_file, tmp_path):
+    from detoxkit.sro.data import paradetox_split
+    from detoxkit.sro.train import SroTrainer
+
+    _, validation, test = paradetox_split()
+    trainer = SroTrainer(
+        _cfg(tiny_lm_dir, toxic_file, tmp_path / "run", eval_steps=2, eval_size=5),
+        screener=lambda t: [0.0] * len(t),
+        evaluator=lambda x, y, refs: {},
+    )
+    assert trainer.eval_rows == validation[:5]
+    assert not {r["text"] for r in trainer.eval_rows} & {r["text"] for r in test}
 
 
 @pytest.mark.parametrize(
@@ -425,14 +467,16 @@ def test_eval_table_on_heldout_split(tiny_lm_dir, tiny_embedder_dir, tmp_path):
     from detoxkit.sro.data import heldout_pool, paradetox_split
     from detoxkit.sro.evaluate import evaluate
 
-    train_rows, test_rows = paradetox_split(size=670, seed=0)
+    train_rows, validation_rows, test_rows = paradetox_split(size=670, seed=0)
     assert len(test_rows) == 670
     rows = load_builtin("paradetox")
     pool = heldout_pool(len(rows))
     assert len(train_rows) == len(rows) - len(pool)  # training keeps nothing of the held-out pool
+    assert len(validation_rows) == len(pool) - 670  # the rest of the pool validates
     pool_texts = {rows[i]["text"] for i in pool}
-    assert all(r["text"] in pool_texts for r in test_rows)
-    assert paradetox_split(size=670, seed=0)[1] == test_rows  # fixed by the seed
+    assert all(r["text"] in pool_texts for r in test_rows + validation_rows)
+    assert not {r["text"] for r in validation_rows} & {r["text"] for r in test_rows}
+    assert paradetox_split(size=670, seed=0)[2] == test_rows  # fixed by the seed
 
     embedder = load_embedder(str(tiny_embedder_dir))
 

@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 
 from ..config import Recipe
+from ..data.overlap import normalise, overlap_check
 from ..errors import DetoxkitError
 from .config import AnchorsConfig
 
 SYSTEMS = ("safe", "opposite", "null")
-
-
-def normalise(prompt: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", "", prompt.lower())).strip()
 
 
 def split_of(prompt: str, eval_fraction: float) -> str:
@@ -69,26 +65,6 @@ def draw(
             if len(out) >= n:
                 break
     return out
-
-
-def overlap_check(candidates: list[str], eval_prompts: list[str], threshold: float, embedder=None) -> dict:
-    """Exact (normalised) and near-duplicate (embedding cosine ≥ threshold) overlap of anchors with eval prompts.
-
-    Returns {"exact": [...], "near": [(anchor, eval, cosine)], "keep": [anchors with neither]}.
-    """
-    from ..lm.embedder import load_embedder
-
-    eval_norm = {normalise(p) for p in eval_prompts}
-    exact = [c for c in candidates if normalise(c) in eval_norm]
-    rest = [c for c in candidates if normalise(c) not in eval_norm]
-    near = []
-    if rest and eval_prompts:
-        emb = embedder or load_embedder()
-        sims = emb.encode(rest) @ emb.encode(list(eval_prompts)).T
-        best, idx = sims.max(-1)
-        near = [(c, eval_prompts[int(j)], float(s)) for c, s, j in zip(rest, best, idx) if float(s) >= threshold]
-    near_set = {c for c, _, _ in near}
-    return {"exact": exact, "near": near, "keep": [c for c in rest if c not in near_set]}
 
 
 def label(kind: str, refused: bool, harmful: bool) -> str:

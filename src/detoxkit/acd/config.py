@@ -133,8 +133,8 @@ class GenerateConfig(SeedArgs, DeviceArgs, GenerationArgs, SamplingOptions):
 class EvalConfig(RunArgs, GenerationArgs, JudgeArgs):
     """detoxkit acd eval: ACD against its baselines in one harness -> metrics.json, report.md and a plot.
 
-    Methods: no system prompt (the model's default), manual safe system prompt, null- and opposite-prompt
-    Instructive Decoding (the safe text contrasted with a hand-written null / opposite prompt), ACD at every α of
+    Methods: template_default (no system prompt of ours, so the chat template's own default), manual safe system
+    prompt, null- and opposite-prompt Instructive Decoding (the safe text contrasted with a hand-written null / opposite prompt), ACD at every α of
     the sweep, and ACD with a window. Metrics: harmless rate on harmful prompts from the evaluation split (held out
     from the anchors; overlap re-checked against --anchors), over-refusal on benign-but-edgy prompts, multiple-
     choice accuracy and perplexity under each decoding distribution. Scores come from offline proxy scorers.

@@ -17,7 +17,9 @@ def methods(cfg, safe_soft, adv_soft) -> list[dict]:
     from .config import NULL_PROMPT
 
     rows = [
-        {"method": "no_system", "safe": None, "adv": None, "alpha": 0.0, "window": None},
+        # no system prompt of ours: the chat template then inserts its own default (SmolLM2: "You are a helpful AI
+        # assistant named SmolLM..."), so the row is named for what the model actually saw
+        {"method": "template_default", "safe": None, "adv": None, "alpha": 0.0, "window": None},
         {"method": "manual_safe", "safe": cfg.safe_prompt, "adv": None, "alpha": 0.0, "window": None},
         {"method": "nID", "safe": cfg.safe_prompt, "adv": NULL_PROMPT, "alpha": cfg.id_alpha, "window": None},
         {"method": "oID", "safe": cfg.safe_prompt, "adv": cfg.opposite_prompt, "alpha": cfg.id_alpha, "window": None},

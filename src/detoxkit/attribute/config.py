@@ -41,10 +41,12 @@ class AttributeTrainConfig(SamplingArgs, RunArgs, ResumeArgs, DataDirArgs, Optim
       rl           task loss + rl_coef · mean log p(y) of the self-generated continuations the scorer flags
                    (REINFORCE-style push-down of toxic samples, the reference code's RL baseline).
       regularized  task loss + λ · KL(q* ‖ p_θ) per token of self-generated continuations, where
-                   q* ∝ p_θ · R and R is a NADO model trained on labelled samples of the model itself.
-    --adaptive weights the regulariser per example by the scorer's toxicity of the training text it continues
-    and spends it on the most toxic texts of each batch (the domain that needs it); without it every
-    example weighs 1.
+                   q* ∝ p · R and R is a NADO model trained on labelled samples of the model itself; p is
+                   the model that drew those samples (frozen), so q* is the I-projection R estimates.
+    --adaptive does two things, which --no-adaptive_weighting separates for an ablation: it spends the regulariser
+    on the most toxic texts of each batch (which rows: those scoring at least adaptive_min_weight, most toxic
+    first) and weights each by the scorer's toxicity of the text it continues (how much). Without --adaptive the
+    first reg_batch_size rows of each batch are regularised, each weighing 1.
     Schedules (rl, regularized), one iteration = steps_per_iteration optimizer steps:
       sequential  sample from the current model -> label -> train the NADO -> fine-tune, one after another.
       parallel    while the model fine-tunes on the samples and NADO of the previous iteration, a background
@@ -61,9 +63,14 @@ class AttributeTrainConfig(SamplingArgs, RunArgs, ResumeArgs, DataDirArgs, Optim
         "smollm2-135m-instruct", "the model to fine-tune: builtin name, local folder or hub id"
     )
     method: Literal["sft", "filtration", "rl", "regularized"] = arg("regularized", "see above")
-    adaptive: bool = arg(False, "weight the regulariser per example by the toxicity of its training text")
+    adaptive: bool = arg(False, "regularise the most toxic texts of each batch, weighted by their toxicity")
+    adaptive_weighting: bool = arg(
+        True,
+        "with --adaptive: weight each regularised row by its toxicity (off: the "
+        "same rows, each weighing 1, so only the choice of rows changes)",
+    )
     adaptive_min_weight: float = arg(
-        0.1, "with --adaptive, examples weighted below this get no regulariser (and no sampling)"
+        0.1, "with --adaptive, texts scoring below this get no regulariser (and no sampling)"
     )
     schedule: Literal["parallel", "sequential"] = arg(
         "parallel", "how sampling, NADO training and fine-tuning are scheduled"

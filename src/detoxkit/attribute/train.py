@@ -39,7 +39,8 @@ SAMPLING_METHODS = ("rl", "regularized")
 
 
 class Corpus:
-    """Tokenised training texts, their toxicity, and the per-row regulariser weight (the toxicity when adaptive)."""
+    """Tokenised training texts, their toxicity, and the per-row regulariser weight (the toxicity when adaptive and
+    weighting; which rows are regularised is decided by the toxicity alone)."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Corpus:
         truncate_left: bool = False,
         adaptive: bool = False,
         min_weight: float = 0.0,
+        weighting: bool = True,
     ):
         side = tokenizer.truncation_side
         # A classification row ends in its answer: cut long comments from the left so the answer survives.
@@ -64,7 +66,7 @@ class Corpus:
             tokenizer.truncation_side = side
         self.rows, self.scores, self.adaptive = rows, scores, adaptive
         self.prompt_ids = [ids[: max(1, min(prompt_tokens, len(ids) - 1))] for ids in self.ids]
-        self.weights = list(scores) if adaptive else [1.0] * len(rows)
+        self.weights = list(scores) if adaptive and weighting else [1.0] * len(rows)
         self.min_weight = min_weight if adaptive else 0.0
 
     def __len__(self):
@@ -74,7 +76,7 @@ class Corpus:
         """Which of a step's rows get the regulariser: the k most toxic above the floor (adaptive), else the first k."""
         if not self.adaptive:
             return list(idx)[:k]
-        return sorted([i for i in idx if self.weights[i] >= self.min_weight], key=lambda i: -self.weights[i])[:k]
+        return sorted([i for i in idx if self.scores[i] >= self.min_weight], key=lambda i: -self.scores[i])[:k]
 
 
 def draw_samples(
@@ -292,6 +294,7 @@ class AttributeTrainer:
             truncate_left=cfg.task == "classification",
             adaptive=cfg.adaptive,
             min_weight=cfg.adaptive_min_weight,
+            weighting=cfg.adaptive_weighting,
         )
         return corpus, report
 

@@ -109,9 +109,9 @@ def detox_metrics(
     out = {
         "n": len(outputs),
         "STA": rate([s == 1.0 for s in sta]),
-        "SIM": mean_ci(sim),
+        "SIM": mean_ci(sim, bounds=(0.0, 1.0)),
         "FL": rate([f == 1.0 for f in fl]),
-        "J": mean_ci(j),
+        "J": mean_ci(j, bounds=(0.0, 1.0)),
         "per_sentence": {"toxicity": tox, "STA": sta, "SIM": sim, "FL": fl, "J": j},
     }
     if references:

@@ -24,8 +24,9 @@ def rate(flags: Sequence[bool]) -> dict:
     return {"value": k / n if n else float("nan"), "n": n, "ci95": list(wilson_interval(k, n))}
 
 
-def mean_ci(values: Sequence[float], z: float = 1.959964) -> dict:
-    """{"value", "n", "ci95"} for a mean, by the normal approximation with the sample standard deviation."""
+def mean_ci(values: Sequence[float], z: float = 1.959964, bounds: tuple[float, float] | None = None) -> dict:
+    """{"value", "n", "ci95"} for a mean, by the normal approximation with the sample standard deviation; bounds:
+    the range the values live in (e.g. (0, 1) for scores), which the interval is clipped to."""
     n = len(values)
     if n == 0:
         return {"value": float("nan"), "n": 0, "ci95": [float("nan"), float("nan")]}
@@ -34,7 +35,10 @@ def mean_ci(values: Sequence[float], z: float = 1.959964) -> dict:
         return {"value": m, "n": 1, "ci95": [m, m]}
     sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
     half = z * sd / math.sqrt(n)
-    return {"value": m, "n": n, "ci95": [m - half, m + half]}
+    lo, hi = m - half, m + half
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
+    return {"value": m, "n": n, "ci95": [lo, hi]}
 
 
 def bootstrap_ci(statistic: Callable[..., float], *arrays: Sequence, n_boot: int = 1000, seed: int = 0) -> list[float]:

@@ -99,10 +99,15 @@ class SroTrainConfig(RunArgs, ResumeArgs, DataDirArgs, OptimArgs, LoraArgs):
     save_total_limit: int = arg(2, "checkpoints to keep")
     eval_steps: int = arg(
         0,
-        "every this many steps (and at step 0), score rewrites of eval_size held-out ParaDetox "
-        "sentences (STA/SIM/FL/J) for the training curve (0 = off)",
+        "every this many steps (and at step 0), score rewrites of eval_size ParaDetox validation "
+        "sentences (STA/SIM/FL/J) for the training curve (0 = off); the test split is never read in training",
     )
-    eval_size: int = arg(100, "held-out ParaDetox sentences used by the in-training evaluation")
+    eval_size: int = arg(100, "ParaDetox validation sentences used by the in-training evaluation")
+    leak_threshold: float = arg(
+        0.9,
+        "training inputs at embedder cosine >= this to a held-out ParaDetox input (validation or test) are "
+        "dropped, as are exact matches after normalisation; above 1: exact matches only (no embedder loaded)",
+    )
     use_peft: bool = arg(False, "train a LoRA adapter (PEFT) instead of all weights; merged into the saved model")
     generation_batch_size: int = arg(16, "batch size of the in-training evaluation's generation")
 
@@ -122,7 +127,10 @@ class SroEvalConfig(RunArgs, DataDirArgs, GenerationArgs):
 
     methods: list[str] = arg(["human=human", "zero-shot=smollm2-135m-instruct"], "NAME=SOURCE, comma separated")
     split_seed: int = arg(0, "seed of the held-out split")
-    split_size: int = arg(670, "sentences in the held-out split (the official test set has 671)")
+    split_size: int = arg(670, "sentences in the held-out test split (the official test set has 671)")
+    split: Literal["validation", "test"] = arg(
+        "test", "which held-out split to score: validation (the rest of the pool) for choices, test once per number"
+    )
     max_eval_samples: int = arg(0, "score only the first N held-out sentences (0 = all); reports say it is a subset")
     fluency_model: str = arg(
         "smollm2-135m-instruct", "LM of the fluency proxy (calibrated on training-split human rewrites)"

@@ -25,18 +25,35 @@ def heldout_pool(n_rows: int) -> set[int]:
     return {r["i"] for r in held}
 
 
-def paradetox_split(data_dir: str | None = None, size: int = 670, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """(train_rows, test_rows) of builtin:paradetox; test = `size` rows of the held-out pool in a seeded order,
-    train = every row outside the pool. Rows are {text, references}."""
+def paradetox_split(
+    data_dir: str | None = None, size: int = 670, seed: int = 0
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """(train_rows, validation_rows, test_rows) of builtin:paradetox. test = `size` rows of the held-out pool in a
+    seeded order; validation = the rest of the pool (curves, early stopping and recipe choices read it, never
+    test); train = every row outside the pool. Rows are {text, references}."""
     from ..data import load_builtin
     from ..errors import DetoxkitError
 
     rows = list(load_builtin("paradetox", data_dir))
     pool = heldout_pool(len(rows))
-    if size > len(pool):
-        raise DetoxkitError(f"split_size {size} is larger than the held-out pool ({len(pool)} sentences)")
+    if size >= len(pool):
+        raise DetoxkitError(
+            f"split_size {size} leaves no validation sentences in the held-out pool ({len(pool)} sentences)"
+        )
     test_idx = random.Random(seed).sample(sorted(pool), size)
-    return [r for i, r in enumerate(rows) if i not in pool], [rows[i] for i in test_idx]
+    validation_idx = sorted(pool - set(test_idx))
+    random.Random(seed + 1).shuffle(validation_idx)
+    return (
+        [r for i, r in enumerate(rows) if i not in pool],
+        [rows[i] for i in validation_idx],
+        [rows[i] for i in test_idx],
+    )
+
+
+def heldout_texts(data_dir: str | None = None) -> list[str]:
+    """Every input sentence of ParaDetox's held-out pool (validation and test)."""
+    _, validation, test = paradetox_split(data_dir)
+    return [r["text"] for r in validation + test]
 
 
 def sentences(text: str, min_words: int = 4, max_words: int = 40) -> list[str]:
@@ -73,15 +90,19 @@ def training_rows(
     with_references: bool = False,
     sentence_screener=None,
     screener_threshold: float = 0.5,
+    leak_threshold: float = 2.0,
+    embedder=None,
 ) -> tuple[list[dict], dict]:
     """Rows {text} (or {text, reference}, one per human rewrite, when with_references) whose text fits
     max_input_tokens, drawn with the seed; ParaDetox's held-out pool is always removed. Also a count report.
 
-    With a sentence_screener, the inputs are the texts' sentences that it flags as toxic (see toxic_sentences)."""
+    With a sentence_screener, the inputs are the texts' sentences that it flags as toxic (see toxic_sentences).
+    Inputs that duplicate a held-out ParaDetox input (data.overlap at leak_threshold) are dropped and counted."""
     from ..data import load_records, require_columns
+    from ..data.overlap import overlap_check, overlap_report
 
     if source == "builtin:paradetox":
-        rows, _ = paradetox_split(data_dir)
+        rows = paradetox_split(data_dir)[0]
     else:
         rows = require_columns(
             load_records(source, data_dir=data_dir),
@@ -96,6 +117,18 @@ def training_rows(
         )
         texts = [(s, {}) for s in found]
         report.update(sentences_screened=screened, toxic_sentences=len(found))
+    if source != "builtin:paradetox":  # ParaDetox's own rows already exclude the whole held-out pool
+        heldout = heldout_texts(data_dir)
+        check = overlap_check([t for t, _ in texts], heldout, leak_threshold, embedder)
+        keep = set(check["keep"])
+        texts = [(t, r) for t, r in texts if t in keep]
+        report["heldout_overlap"] = overlap_report(
+            "training inputs",
+            "paradetox validation+test",
+            check,
+            len(keep) + len(check["exact"]) + len(check["near"]),
+            leak_threshold,
+        )
     kept = [(t, r) for t, r in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) <= max_input_tokens]
     if with_references:
         out = [{"text": t, "reference": ref} for t, r in kept for ref in (r["references"] or []) if ref]

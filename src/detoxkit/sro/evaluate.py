@@ -83,7 +83,9 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
     from .rewrite import Rewriter
 
     methods = parse_named(cfg.methods, "methods", "SOURCE: a rewriter folder, a model, or human")
-    train_rows, test_rows = paradetox_split(cfg.data_dir, cfg.split_size, cfg.split_seed)
+    train_rows, validation_rows, test_rows = paradetox_split(cfg.data_dir, cfg.split_size, cfg.split_seed)
+    if cfg.split == "validation":
+        test_rows = validation_rows
     if cfg.max_eval_samples:
         test_rows = test_rows[: cfg.max_eval_samples]
     out = prepare_output_dir(cfg)
@@ -115,15 +117,17 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
             f"SIM {metrics['SIM']['value']:.3f} FL {metrics['FL']['value']:.3f}",
             flush=True,
         )
+    pool_size = len(validation_rows) if cfg.split == "validation" else cfg.split_size
     note = (
-        f"Held-out ParaDetox split: seed {cfg.split_seed}, {cfg.split_size} sentences"
-        + (f", first {len(inputs)} scored (a subset)" if len(inputs) < cfg.split_size else "")
+        f"Held-out ParaDetox {cfg.split} split: seed {cfg.split_seed}, {pool_size} sentences"
+        + (f", first {len(inputs)} scored (a subset)" if len(inputs) < pool_size else "")
         + ". STA: toxicity scorer < 0.5; SIM: MiniLM cosine; FL: fluency proxy; offline proxies of the official metrics."
     )
     report = {
         "split": {
+            "name": cfg.split,
             "seed": cfg.split_seed,
-            "size": cfg.split_size,
+            "size": pool_size,
             "scored": len(inputs),
             "pool": "ParaDetox groups held out by the toxicity scorer (seed 42, 10%)",
         },

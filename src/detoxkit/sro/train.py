@@ -135,8 +135,8 @@ class SroTrainer:
             from .data import paradetox_split
             from .evaluate import DetoxEvaluator
 
-            train_rows, test_rows = paradetox_split(cfg.data_dir)
-            self.eval_rows = test_rows[: cfg.eval_size]
+            train_rows, validation_rows, _ = paradetox_split(cfg.data_dir)
+            self.eval_rows = validation_rows[: cfg.eval_size]
             self.evaluator = evaluator or DetoxEvaluator(train_rows)
 
     def _load_rows(self) -> None:
@@ -154,6 +154,8 @@ class SroTrainer:
             with_references=self.sft,
             sentence_screener=self.screener if cfg.split_sentences else None,
             screener_threshold=cfg.screener_threshold,
+            leak_threshold=cfg.leak_threshold,
+            embedder=self._embedder() if cfg.leak_threshold <= 1 else None,
         )
         if not self.rows:
             raise DetoxkitError(
@@ -161,11 +163,19 @@ class SroTrainer:
                 f"{cfg.max_input_tokens}" + (", or no sentence the screener flags)" if cfg.split_sentences else ")")
             )
 
-    def _default_similarity(self):
-        from ..eval.detox import similarity as cosine
+    def _embedder(self):
+        """The similarity gate's and the leak check's sentence embedder, loaded once."""
         from ..lm.embedder import load_embedder
 
-        embedder = load_embedder(self.cfg.similarity_model) if self.cfg.similarity_model else load_embedder()
+        if getattr(self, "_loaded_embedder", None) is None:
+            name = self.cfg.similarity_model
+            self._loaded_embedder = load_embedder(name) if name else load_embedder()
+        return self._loaded_embedder
+
+    def _default_similarity(self):
+        from ..eval.detox import similarity as cosine
+
+        embedder = self._embedder()
         return lambda xs, ys: cosine(embedder, xs, ys)
 
     def _load_models(self) -> None:
