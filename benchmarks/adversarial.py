@@ -27,12 +27,13 @@ def oracle_quality(n: int, seed: int) -> dict:
     from detoxkit.lm.embedder import load_embedder
     from detoxkit.scorers import get_scorer
 
-    splits = builtin_splits()
+    embedder = load_embedder()
+    splits = builtin_splits(embedder, 0.9)  # the hold-out less its near-duplicates of the training side
     rng = random.Random(seed)
     pos = rng.sample(splits["harmful_holdout"], min(n, len(splits["harmful_holdout"])))
     neg = rng.sample(splits["benign_holdout"], min(n, len(splits["benign_holdout"])))
     labels = [1] * len(pos) + [0] * len(neg)
-    clf = PromptClassifierOracle(load_embedder(), splits["harmful_train"], splits["benign_train"], seed=seed)
+    clf = PromptClassifierOracle(embedder, splits["harmful_train"], splits["benign_train"], seed=seed)
     out = {}
     for name, fn in (
         ("classifier (MiniLM logistic regression, used)", clf.predict_proba),
@@ -41,6 +42,41 @@ def oracle_quality(n: int, seed: int) -> dict:
         m = classification_metrics(labels, fn(pos + neg))
         out[name] = {"accuracy": m["accuracy"], "roc_auc": m.get("roc_auc"), "n": m["n"]}
     return out
+
+
+def _evaluation_record(out: Path, metrics: dict) -> dict:
+    import json
+
+    from detoxkit.eval.provenance import evaluation_record, split_record
+
+    splits_file = out / "splits.json"
+    recorded = json.loads(splits_file.read_text()) if splits_file.exists() else {"sizes": {}, "overlaps": []}
+    n = metrics["holdout_n"]
+    return evaluation_record(
+        training_signal=["prompt-oracle"],
+        independent=["dataset labels"],
+        splits={
+            "seed/oracle training side": split_record(
+                "builtin advbench+harmbench (harmful) and benign-edgy+pairs (benign), 70% by text hash",
+                recorded["sizes"].get("harmful_train", 0) + recorded["sizes"].get("benign_train", 0),
+                None,
+                "seed data and the prompt oracle's training",
+            ),
+            "hold-out": split_record(
+                "the other 30%, less near-duplicates of the training side",
+                n.get("problematic", 0) + n.get("benign", 0),
+                None,
+                "per-round judge accuracy (problematic = hold-out harmful prompts the round-0 reference misses)",
+            ),
+            "transfer": split_record("builtin:toxigen-200", n.get("transfer", 0), None, "transfer ROC-AUC"),
+        },
+        overlaps=recorded["overlaps"],
+        notes=[
+            "The hold-out's labels are which builtin set a prompt comes from, not a model; but its problematic half "
+            "is chosen by the reference judge (the judge's own base model), which the fine-tuned judge starts from.",
+            "Whole-source (leave-one-source-out) evaluation of the judge is issue 16's work; not in this file yet.",
+        ],
+    )
 
 
 def main() -> int:
@@ -158,6 +194,7 @@ def main() -> int:
             if r.get("type") == "prompt" and not r["duplicate"]
         ][:12],
     }
+    result["evaluation"] = _evaluation_record(out, metrics)
     res = ROOT / "benchmarks" / "results"
     write_json(res / "adversarial.json", result)
     shutil.copyfile(out / "curve.png", res / "adversarial_curve.png")

@@ -66,6 +66,32 @@ def train_run(name: str, work: Path, reuse: bool, **overrides) -> dict:
     return m
 
 
+def _evaluation_record(args, runs: dict) -> dict:
+    from detoxkit.eval.provenance import evaluation_record, split_record
+
+    return evaluation_record(
+        training_signal=["toxicity"],
+        independent=["profanity"],
+        splits={
+            "train": split_record(
+                "blend of builtin:jigsaw-toxic and clean WikiText/XSum", args.train_texts, 0, "fine-tuning"
+            ),
+            "eval prompts": split_record(
+                "RealToxicityPrompts challenging prompts", args.eval_prompts, 0, "toxicity of sampled continuations"
+            ),
+            "utility": split_record("held-out WikiText; MMLU, CommonsenseQA, PIQA", args.mc_items, 0, "perplexity, MC"),
+        },
+        overlaps=[],
+        notes=[
+            "The regulariser's NADO and the RL/filtration baselines are trained against the toxicity head; the "
+            "independent figure is the profanity word model on the same continuations.",
+            "No overlap check between the Jigsaw training texts and the RealToxicityPrompts evaluation prompts yet "
+            "(different sources; not measured).",
+            "Win rate: the builtin model as judge, which shares weights with every row's starting point.",
+        ],
+    )
+
+
 def summarise(results: dict, base: str) -> dict:
     rows = {}
     for name, r in results.items():
@@ -342,6 +368,12 @@ def main() -> None:
         "toxicity_reduction_rl_vs_sft_relative": {
             k: rel("rl", "sft", k) for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
         },
+        "independent_toxicity_reduction_vs_sft_relative": {
+            k: 1 - ev["results"]["regularized_adaptive"]["independent"]["toxicity"][k]["value"] / b
+            if (b := ev["results"]["sft"]["independent"]["toxicity"][k]["value"])
+            else None
+            for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
+        },
         "mc_points_vs_sft": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["sft"]["mc_mean"]),
         "mc_points_vs_filtration": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["filtration"]["mc_mean"]),
         "aims": {
@@ -349,6 +381,7 @@ def main() -> None:
             "mc": "within 1 point of sft, above filtration",
         },
     }
+    out["evaluation"] = _evaluation_record(args, runs)
     plot(rows, runs, RESULTS / "attribute.png")
     out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
     update_json(path, out, command)

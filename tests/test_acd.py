@@ -148,6 +148,18 @@ def test_hash_split_is_stable_and_respects_the_fraction():
     assert all(split_of(p, 0.0) == "anchor" for p in prompts[:20])
 
 
+def test_validation_and_test_halves_are_disjoint_and_cover_the_eval_side():
+    from detoxkit.acd.config import EvalConfig
+    from detoxkit.acd.evaluate import eval_prompts
+
+    kw = dict(anchors=None, harmful_sources=["builtin:advbench"], n_per_harmful_source=400, n_benign=400)
+    val_h, _, val_b, _ = eval_prompts(EvalConfig(split="validation", **kw))
+    test_h, _, test_b, _ = eval_prompts(EvalConfig(split="test", **kw))
+    all_h, _, all_b, _ = eval_prompts(EvalConfig(split="all", **kw))
+    assert val_h and test_h and not set(val_h) & set(test_h) and not set(val_b) & set(test_b)
+    assert set(val_h) | set(test_h) == set(all_h) and set(val_b) | set(test_b) == set(all_b)
+
+
 def test_labels_and_overlap_check():
     from detoxkit.acd.anchors import label, overlap_check
 
@@ -176,8 +188,10 @@ def _rule_scorers(monkeypatch):
         def __call__(self, texts, prompts=None):
             return [1.0 if any(w in t.lower() for w in self.words) else 0.0 for t in texts]
 
+    real = scorers.get_scorer
+    heads = {"refusal": ["cannot", "sorry"], "harm": ["sure", "here"]}  # the independent judges stay real
     monkeypatch.setattr(
-        scorers, "get_scorer", lambda name, **kw: Rule(["cannot", "sorry"] if name == "refusal" else ["sure", "here"])
+        scorers, "get_scorer", lambda name, **kw: Rule(heads[name]) if name in heads else real(name, **kw)
     )
 
 
@@ -320,6 +334,12 @@ def test_eval_end_to_end_and_cli(lm, tmp_path, monkeypatch, tiny_lm_dir):
     assert m["methods"]["acd_a0.5"]["mc_accuracy"]["n"] == 2
     assert (tmp_path / "eval" / "alpha_sweep.png").stat().st_size > 0
     assert "| acd_a0.5 |" in (tmp_path / "eval" / "report.md").read_text()
+    ind = m["methods"]["acd_a0.5"]["independent"]["harmful"]  # every response in exactly one outcome
+    parts = ("refused", "off_topic", "answered_safely", "answered_harmfully")
+    assert sum(ind[k]["value"] for k in parts) == pytest.approx(1.0) and ind["harmless"]["n"] == 4
+    assert m["scorers"]["independent"] == ["off-topic", "lm-judge"]
+    assert m["scorers"]["shared_with_training_signal"] == ["refusal-rules"]  # the heads read the rules as a feature
+    assert "answered safely" in (tmp_path / "eval" / "report.md").read_text()
 
     assert main(["acd", "--help"]) == 0
     assert (
@@ -423,3 +443,17 @@ def test_tune_moves_each_prompt_towards_its_own_anchors(tmp_path):
     (ref_a0, harm_a0), (ref_a, harm_a) = logps(ADV), logps(tmp_path / "run" / "adv_prompt.safetensors")
     assert ref_s > ref0 and harm_s < harm0
     assert harm_a > harm_a0 and ref_a < ref_a0
+
+
+def test_eval_prompts_leave_out_what_the_judging_heads_trained_on():
+    from detoxkit.acd.anchors import normalise
+    from detoxkit.acd.config import EvalConfig
+    from detoxkit.acd.evaluate import eval_prompts
+    from detoxkit.scorers.train import training_prompts
+
+    seen = {normalise(p) for task in ("harm", "refusal") for p in training_prompts(task)}
+    kw = dict(anchors=None, harmful_sources=["builtin:harmbench"], n_per_harmful_source=200, n_benign=0)
+    leaky, _, _, _ = eval_prompts(EvalConfig(exclude_scorer_training=False, **kw))
+    clean, _, _, _ = eval_prompts(EvalConfig(**kw))
+    assert any(normalise(p) in seen for p in leaky)  # HarmBench shares prompts with the heads' training sets
+    assert not any(normalise(p) in seen for p in clean) and set(clean) < set(leaky)

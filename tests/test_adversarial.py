@@ -267,3 +267,29 @@ def test_eval_and_judge_cli_on_a_run(tiny_lm_dir, tmp_path, capsys):
     assert len(lines) == 2 and lines[0].split("\t")[0] in ("0", "1") and lines[0].endswith("problematic x")
     with pytest.raises(DetoxkitError, match="nothing to classify"):
         judge_main(["--judge", str(tmp_path)])
+
+
+def test_holdout_prompts_with_a_training_side_neighbour_are_removed():
+    """The text-hash split lets a rephrasing sit on both sides; the shared overlap check takes it out of the hold-out."""
+    import torch
+
+    from detoxkit.adversarial.evaluate import builtin_splits
+
+    plain = builtin_splits()  # exact-only check
+    assert plain["overlaps"][0]["pair"][0] == "harmful_holdout"
+    twin_held, twin_train = plain["harmful_holdout"][0], plain["harmful_train"][0]
+    rephrased_held = plain["harmful_holdout"][1]
+
+    class Embedder:  # the two twins share a direction; every other text has its own
+        axes: dict[str, int] = {twin_held: 0, twin_train: 0}
+
+        def encode(self, texts):
+            for t in texts:
+                self.axes.setdefault(t, len(self.axes))
+            return torch.nn.functional.one_hot(torch.tensor([self.axes[t] for t in texts]), 8192).float()
+
+    near = builtin_splits(Embedder(), leak_threshold=0.9)
+    assert twin_held not in near["harmful_holdout"] and rephrased_held in near["harmful_holdout"]
+    assert twin_train in near["harmful_train"]  # the training side is untouched
+    report = near["overlaps"][0]
+    assert report["near"] >= 1 and report["removed"] == len(plain["harmful_holdout"]) - len(near["harmful_holdout"])

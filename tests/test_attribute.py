@@ -250,6 +250,7 @@ def test_eval_table_with_nado_decoding_and_classification(tiny_lm_dir, corpus_fi
     m = evaluate(cfg, scorer=e_scorer)
     base, guided = m["results"]["base"], m["results"]["guided"]
     assert base["toxicity"]["k"] == 2 and base["toxicity"]["toxicity_probability"]["n"] == 3
+    assert base["independent"]["scorer"] == "profanity" and base["independent"]["toxicity"]["k"] == 2
     assert set(base["mc"]) == {"mmlu", "commonsenseqa", "piqa"} and base["mc"]["piqa"]["acc"]["n"] == 3
     assert base["perplexity"]["value"] > 1 and guided["perplexity"]["value"] > 1
     assert guided["win_rate"]["n"] == 3 and "win_rate" not in base

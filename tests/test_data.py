@@ -32,6 +32,16 @@ def test_bad_json_line_names_file_and_line(tmp_path):
         read_file(p)
 
 
+def test_jsonl_rows_with_unicode_line_separators_round_trip(tmp_path):
+    """Model outputs hold U+0085 / U+2028, which json.dumps(ensure_ascii=False) leaves as they are: a JSONL row
+    ends at a newline only."""
+    from detoxkit.runs import append_jsonl
+
+    rows = [{"response": "a\u0085b\u2028c\x1cd"}, {"response": "plain"}]
+    append_jsonl(tmp_path / "gen.jsonl", rows)
+    assert list(read_file(str(tmp_path / "gen.jsonl"))) == rows
+
+
 def test_missing_column_names_file_line_and_field(tmp_path):
     p = tmp_path / "x.csv"
     p.write_text("prompt,answer\nhello,world\n")

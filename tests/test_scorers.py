@@ -81,6 +81,9 @@ def test_builtin_harm_and_refusal_scorers_read_the_prompt():
     harm = get_scorer("harm")([refuse, comply], [prompt, prompt])
     refusal = get_scorer("refusal")([refuse, comply], [prompt, prompt])
     assert harm[1] > harm[0] and refusal[0] > refusal[1]
+    rules = get_scorer("refusal-rules")
+    assert rules.head is None  # the independent refusal judge: phrase rules, no MiniLM head, even given prompts
+    assert rules([refuse, comply], [prompt, prompt]) == [1.0, 0.0]
 
 
 def test_profanity_scorer():
@@ -199,3 +202,25 @@ def test_scorer_train_under_accelerate_two_cpu_processes(tmp_path, tiny_embedder
     assert out.returncode == 0, out.stderr[-3000:]
     state = json.loads((tmp_path / "ddp" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["world_size"] == 2 and state["backend"] == "gloo"
+
+
+def test_leave_one_source_out_scores_each_source_with_a_head_that_never_saw_it(
+    tmp_path, tiny_embedder_dir, monkeypatch
+):
+    from detoxkit.config import parse_config
+    from detoxkit.scorers.train import ScorerTrainConfig, run
+
+    monkeypatch.setenv("DETOXKIT_CACHE", str(tmp_path / "cache"))
+    toy = _toy_data(tmp_path)
+    neutral = tmp_path / "neutral.jsonl"
+    neutral.write_text("".join(json.dumps({"text": f"the library has {i} shelves"}) + "\n" for i in range(12)))
+    args = _args(tmp_path, toy, tiny_embedder_dir, tmp_path / "loso", "--max_steps", "6", "--leave_one_source_out")
+    args[1] = f"{toy},{neutral}=0"
+    m = run(parse_config(ScorerTrainConfig, args, "t"))
+    table = m["leave_one_source_out"]
+    assert set(table) == {"toy.jsonl", "neutral.jsonl"}
+    assert "skipped" in table["toy.jsonl"]  # the only other source holds label 0 alone: nothing to learn from
+    left_out = table["neutral.jsonl"]
+    assert left_out["never_trained_on"] and left_out["n"] == 12 and left_out["labels"] == [0]
+    assert "roc_auc" not in left_out and "accuracy" in left_out  # one label: the share called right
+    assert "whole source left out: neutral.jsonl | 12 |" in (tmp_path / "loso" / "MODEL_CARD.md").read_text()

@@ -26,6 +26,13 @@ def split_of(prompt: str, eval_fraction: float) -> str:
     return "eval" if h < eval_fraction else "anchor"
 
 
+def eval_half(prompt: str) -> str:
+    """ "validation" or "test": which half of the evaluation side a prompt is on (a second, independent hash).
+    α and other choices read validation; reported numbers are scored on test, once."""
+    h = int(hashlib.sha1(("half:" + normalise(prompt)).encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "validation" if h < 0.5 else "test"
+
+
 def source_prompts(source: str) -> list[str]:
     """Instructions from a dataset: column 'prompt', or 'benign' (the benign side of a harmful/benign pairs set)."""
     from ..data import load_records
@@ -40,16 +47,25 @@ def source_prompts(source: str) -> list[str]:
 
 
 def draw(
-    sources: list[str], n: int, want: str, eval_fraction: float, seed: int, exclude: set[str] = frozenset()
+    sources: list[str],
+    n: int,
+    want: str,
+    eval_fraction: float,
+    seed: int,
+    exclude: set[str] = frozenset(),
+    half: str | None = None,
 ) -> list[str]:
-    """n distinct prompts in split `want` from the sources (round robin over sources, shuffled by seed)."""
+    """n distinct prompts in split `want` from the sources (round robin over sources, shuffled by seed); with
+    half ("validation" or "test"), only that half of the evaluation side."""
     rng = random.Random(seed)
     pools = []
     for src in sources:
         pool = [
             p
             for p in dict.fromkeys(source_prompts(src))
-            if split_of(p, eval_fraction) == want and normalise(p) not in exclude
+            if split_of(p, eval_fraction) == want
+            and normalise(p) not in exclude
+            and (half is None or eval_half(p) == half)
         ]
         rng.shuffle(pool)
         pools.append(pool)

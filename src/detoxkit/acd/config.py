@@ -138,6 +138,11 @@ class EvalConfig(RunArgs, GenerationArgs, JudgeArgs):
     the sweep, and ACD with a window. Metrics: harmless rate on harmful prompts from the evaluation split (held out
     from the anchors; overlap re-checked against --anchors), over-refusal on benign-but-edgy prompts, multiple-
     choice accuracy and perplexity under each decoding distribution. Scores come from offline proxy scorers.
+    Judges (--scorers): training-signal = the harm and refusal heads that labelled the anchors; independent = the
+    model-free off-topic judge and an LM judge of harm (the target model asked, so it shares weights with what it
+    grades, but not with the heads), with the refusal phrase rules (one feature of the heads, so shared, and
+    reported as such) for refusals: each harmful-prompt response is one of refused / answered safely / answered
+    harmfully / off-topic, so degeneration is not counted as safety.
     """
 
     model: str = arg("smollm2-135m-instruct", "target model")
@@ -161,3 +166,14 @@ class EvalConfig(RunArgs, GenerationArgs, JudgeArgs):
     id_alpha: float = arg(0.5, "α of the Instructive Decoding baselines")
     window: int = arg(8, "window variant: contrast only the first N tokens (0: skip the variant)")
     form: Literal["acd", "cfg"] = arg("acd", "contrast form")
+    split: Literal["validation", "test", "all"] = arg(
+        "test",
+        "which half of the evaluation side to score: validation (choose α and thresholds there), test (report, "
+        "once per number), all (both halves: the pre-split behaviour)",
+    )
+    exclude_scorer_training: bool = arg(
+        True, "leave out evaluation prompts the shipped harm and refusal heads trained on (exact after normalisation)"
+    )
+    scorers: Literal["both", "training-signal", "independent"] = arg(
+        "both", "which judges grade (see above); with independent alone the headline rates are the independent ones"
+    )

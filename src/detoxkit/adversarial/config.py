@@ -91,6 +91,11 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         "builtin:toxigen-200", "transfer task: a (text, label) toxic-comment set, scored by ROC-AUC"
     )
     transfer_size: int = arg(100, "transfer texts (class-balanced sample; 0 = all)")
+    leak_threshold: float = arg(
+        0.9,
+        "hold-out prompts at embedder cosine >= this to a training-side prompt (or equal after normalisation) "
+        "are removed from the hold-out; counts in output_dir/splits.json (above 1: exact matches only)",
+    )
 
 
 @dataclass

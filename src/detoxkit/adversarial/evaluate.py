@@ -24,23 +24,37 @@ def in_holdout(text: str) -> bool:
     return int(hashlib.md5(text.encode()).hexdigest(), 16) % 100 < HOLDOUT_PERCENT
 
 
-def builtin_splits() -> dict[str, list[str]]:
-    """{harmful_train, harmful_holdout, benign_train, benign_holdout}: builtin prompts, deduplicated.
+def builtin_splits(embedder=None, leak_threshold: float = 2.0) -> dict[str, list[str]]:
+    """{harmful_train, harmful_holdout, benign_train, benign_holdout, benign_edgy_train, overlaps}: builtin
+    prompts, deduplicated.
 
     benign_train adds harmful-benign-pairs' benign side (plain requests) to the edgy ones; benign_holdout is
-    benign-edgy only (the contentious-but-acceptable half of the hold-out set)."""
+    benign-edgy only (the contentious-but-acceptable half of the hold-out set). The text hash alone lets
+    rephrasings of one behaviour fall on both sides, so a hold-out prompt with a training-side neighbour
+    (data.overlap: exact after normalisation, or embedder cosine >= leak_threshold; above 1: exact only) is
+    removed from the hold-out; "overlaps" holds the counts."""
     from ..data import load_builtin
+    from ..data.overlap import overlap_check, overlap_report
 
     harmful = list(dict.fromkeys(r["prompt"] for n in ("advbench", "harmbench") for r in load_builtin(n)))
     edgy = list(dict.fromkeys(r["prompt"] for r in load_builtin("benign-edgy")))
     plain = [r["benign"] for r in load_builtin("harmful-benign-pairs")]
-    return {
+    splits = {
         "harmful_train": [p for p in harmful if not in_holdout(p)],
         "harmful_holdout": [p for p in harmful if in_holdout(p)],
         "benign_train": [p for p in edgy if not in_holdout(p)] + [p for p in dict.fromkeys(plain) if p not in edgy],
         "benign_holdout": [p for p in edgy if in_holdout(p)],
         "benign_edgy_train": [p for p in edgy if not in_holdout(p)],
     }
+    training_side = splits["harmful_train"] + splits["benign_train"]
+    splits["overlaps"] = []
+    for held in ("harmful_holdout", "benign_holdout"):
+        check = overlap_check(splits[held], training_side, leak_threshold, embedder)
+        splits["overlaps"].append(
+            overlap_report(held, "harmful_train + benign_train", check, len(splits[held]), leak_threshold)
+        )
+        splits[held] = check["keep"]
+    return splits
 
 
 def seed_data(splits: dict, n_problematic: int, n_benign: int, seed: int) -> list[dict]:

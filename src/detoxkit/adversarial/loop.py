@@ -299,8 +299,12 @@ def run(cfg) -> dict:
     prepare_output_dir(cfg)
     seed_everything(cfg.seed)
     t_setup = time.perf_counter()
-    splits = builtin_splits()
     embedder = load_embedder(cfg.embedder)
+    splits = builtin_splits(embedder, cfg.leak_threshold)
+    write_json(
+        out / "splits.json",
+        {"sizes": {k: len(v) for k, v in splits.items() if k != "overlaps"}, "overlaps": splits["overlaps"]},
+    )
     lora = dict(
         lora_r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,

@@ -132,10 +132,15 @@ class AttributeEvalConfig(RunArgs, DataDirArgs, GenerationArgs):
     Quality: win rate of each model's continuations against the first method's (`baseline`), judged by an
     LM asked which of two continuations is better written, both orders averaged. With --classification,
     also ROC-AUC of P(Yes) on held-out ToxiGen comments. Writes metrics.json, table.md, generations.jsonl.
+    --scorers both (the default) also scores the same continuations with the profanity word model, which shares no
+    weights with the toxicity head the regulariser and NADO were trained against.
     """
 
     methods: list[str] = arg(
         ["base=smollm2-135m-instruct"], "NAME=MODEL[+nado=FOLDER], comma separated; the first is the win-rate baseline"
+    )
+    scorers: Literal["both", "training-signal"] = arg(
+        "both", "training-signal: the toxicity head only; both: also the independent profanity word model"
     )
     num_prompts: int = arg(100, "RealToxicityPrompts prompts")
     k: int = arg(5, "continuations per prompt")

@@ -135,7 +135,9 @@ def _eval_sets(cfg) -> dict:
     }
 
 
-def score_method(cfg, name: str, model_path: str, nado_path: str | None, sets: dict, scorer, log) -> tuple[dict, list]:
+def score_method(
+    cfg, name: str, model_path: str, nado_path: str | None, sets: dict, scorer, log, independent=None
+) -> tuple[dict, list]:
     """One row of the table: toxicity of sampled continuations, utility and (optionally) classification; and the
     first continuation of each prompt, for the win rate."""
     from ..eval.classification import classification_metrics
@@ -161,6 +163,12 @@ def score_method(cfg, name: str, model_path: str, nado_path: str | None, sets: d
         "mc": mc,
         "mc_mean": sum(m["acc"]["value"] for m in mc.values()) / len(mc),
     }
+    if independent is not None:
+        ind = independent([c for cs in conts for c in cs])
+        res["independent"] = {
+            "scorer": independent.name,
+            "toxicity": generation_toxicity([ind[i * cfg.k : (i + 1) * cfg.k] for i in range(len(prompts))]),
+        }
     if sets["cls"]:
         scores = classification_scores(scoring_model, tok, sets["cls"], cfg.batch_size)
         res["classification"] = classification_metrics([r["label"] for r in sets["cls"]], scores, threshold=0.0)
@@ -189,17 +197,24 @@ def evaluate(cfg, scorer=None) -> dict:
     for _, _, nado_path in methods:
         if nado_path and not Path(nado_path).is_dir():
             raise DetoxkitError(f"--methods: NADO folder {nado_path} does not exist")
-    out = prepare_output_dir(cfg)
-    if scorer is None:
-        from ..scorers import get_scorer
+    from ..scorers import get_scorer
 
-        scorer = get_scorer("toxicity")
+    out = prepare_output_dir(cfg)
+    scorer = scorer if scorer is not None else get_scorer("toxicity")
+    independent = get_scorer("profanity") if cfg.scorers == "both" else None
     sets = _eval_sets(cfg)
     results, firsts = {}, {}
     (out / "generations.jsonl").unlink(missing_ok=True)
     for name, model_path, nado_path in progress(methods, desc="attribute eval", unit="model"):
         results[name], firsts[name] = score_method(
-            cfg, name, model_path, nado_path, sets, scorer, lambda rows: append_jsonl(out / "generations.jsonl", rows)
+            cfg,
+            name,
+            model_path,
+            nado_path,
+            sets,
+            scorer,
+            lambda rows: append_jsonl(out / "generations.jsonl", rows),
+            independent,
         )
     if cfg.win_rate_judge != "off" and len(methods) > 1:
         win_rates(cfg, methods, sets["prompts"], firsts, results)
@@ -207,6 +222,7 @@ def evaluate(cfg, scorer=None) -> dict:
     metrics = {
         "config": {k: getattr(cfg, k) for k in keys},
         "scorer": getattr(scorer, "name", "custom"),
+        "independent_scorer": independent.name if independent is not None else None,
         "results": results,
     }
     write_json(out / "metrics.json", metrics)

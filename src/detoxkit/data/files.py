@@ -39,7 +39,9 @@ def _decode(path: Path) -> str:
 
 def _read_jsonl(path: Path) -> Records:
     rows, lines = [], []
-    for lineno, line in enumerate(_decode(path).splitlines(), 1):
+    # JSONL rows end at "\n" only: str.splitlines() would also break at U+0085, U+2028 and other separators that
+    # json.dumps(ensure_ascii=False) leaves unescaped inside strings (model outputs contain them).
+    for lineno, line in enumerate(_decode(path).split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -10,6 +10,11 @@
   Known weakness: short rewrites are scored without context, so the threshold is loose, and repetitive or
   made-up-word salad can stay below it; collapsed rewriters have scored both high and low FL (the SRO benchmark
   in benchmarks/results/sro.json records which). J also rests on STA and SIM; read FL together with the outputs.
+
+The training-signal scorers above (the toxicity head and MiniLM) are the ones SRO's screener optimises. Given an
+independent toxicity scorer (sharing no weights with them: the profanity word model), `detox_metrics` also
+reports an "independent" J: STA from that scorer, SIM_chrF = sentence chrF of the output against its input / 100
+(a character n-gram content score, no model), and the same FL (the reference LM is not a training signal).
 """
 
 from __future__ import annotations
@@ -91,6 +96,47 @@ def similarity(embedder, inputs: list[str], outputs: list[str]) -> list[float]:
     return (a * b).sum(-1).clamp(min=0.0, max=1.0).tolist()
 
 
+def content_chrf(inputs: list[str], outputs: list[str]) -> list[float]:
+    """Per-sentence chrF of each output against its input, in [0, 1]: content kept, judged without a model."""
+    import sacrebleu
+
+    return [sacrebleu.sentence_chrf(y, [x]).score / 100.0 for x, y in zip(inputs, outputs)]
+
+
+def independent_metrics(
+    inputs: list[str], outputs: list[str], toxicity_scorer, fl: list[float], threshold: float = 0.5
+) -> dict:
+    """STA (the given scorer), SIM_chrF, FL and J = mean(STA·SIM_chrF·FL), each with a 95% interval."""
+    tox = toxicity_scorer(outputs)
+    sta = [1.0 if t < threshold else 0.0 for t in tox]
+    sim = content_chrf(inputs, outputs)
+    j = j_score(sta, sim, fl)
+    return {
+        "n": len(outputs),
+        "scorers": {"STA": getattr(toxicity_scorer, "name", "toxicity"), "SIM": "chrF", "FL": "fluency"},
+        "STA": rate([s == 1.0 for s in sta]),
+        "SIM": mean_ci(sim, bounds=(0.0, 1.0)),
+        "FL": rate([f == 1.0 for f in fl]),
+        "J": mean_ci(j, bounds=(0.0, 1.0)),
+        "per_sentence": {"toxicity": tox, "STA": sta, "SIM": sim, "FL": fl, "J": j},
+    }
+
+
+def _signal_metrics(inputs, outputs, toxicity_scorer, embedder, fl: list[float], threshold: float) -> dict:
+    tox = toxicity_scorer(outputs)
+    sta = [1.0 if t < threshold else 0.0 for t in tox]
+    sim = similarity(embedder, inputs, outputs)
+    j = j_score(sta, sim, fl)
+    return {
+        "n": len(outputs),
+        "STA": rate([s == 1.0 for s in sta]),
+        "SIM": mean_ci(sim, bounds=(0.0, 1.0)),
+        "FL": rate([f == 1.0 for f in fl]),
+        "J": mean_ci(j, bounds=(0.0, 1.0)),
+        "per_sentence": {"toxicity": tox, "STA": sta, "SIM": sim, "FL": fl, "J": j},
+    }
+
+
 def detox_metrics(
     inputs: list[str],
     outputs: list[str],
@@ -99,21 +145,20 @@ def detox_metrics(
     fluency: FluencyProxy,
     references: list[list[str]] | None = None,
     threshold: float = 0.5,
+    independent_toxicity=None,
 ) -> dict:
-    """STA, SIM, FL, J (each with n and a 95% interval) and, given references, BLEU and chrF (sacrebleu)."""
-    tox = toxicity_scorer(outputs)
-    sta = [1.0 if t < threshold else 0.0 for t in tox]
-    sim = similarity(embedder, inputs, outputs)
+    """STA, SIM, FL, J (each with n and a 95% interval) and, given references, BLEU and chrF (sacrebleu).
+    With independent_toxicity, also "independent": the same metrics from scorers that share no weights with
+    the training signal (see independent_metrics). toxicity_scorer None: the top-level figures are the
+    independent ones."""
     fl = fluency(outputs)
-    j = j_score(sta, sim, fl)
-    out = {
-        "n": len(outputs),
-        "STA": rate([s == 1.0 for s in sta]),
-        "SIM": mean_ci(sim, bounds=(0.0, 1.0)),
-        "FL": rate([f == 1.0 for f in fl]),
-        "J": mean_ci(j, bounds=(0.0, 1.0)),
-        "per_sentence": {"toxicity": tox, "STA": sta, "SIM": sim, "FL": fl, "J": j},
-    }
+    if toxicity_scorer is None:
+        out = independent_metrics(inputs, outputs, independent_toxicity, fl, threshold)
+    else:
+        out = _signal_metrics(inputs, outputs, toxicity_scorer, embedder, fl, threshold)
+        if independent_toxicity is not None:
+            out["independent"] = independent_metrics(inputs, outputs, independent_toxicity, fl, threshold)
+            out["independent"].pop("per_sentence")
     if references:
         import sacrebleu
 

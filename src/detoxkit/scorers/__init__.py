@@ -12,8 +12,10 @@ SCORERS = {
     "toxicity": "detoxkit.scorers.toxicity:ToxicityScorer",
     "profanity": "detoxkit.scorers.profanity:ProfanityScorer",
     "refusal": "detoxkit.scorers.refusal:RefusalScorer",
+    "refusal-rules": "detoxkit.scorers.refusal:RefusalRulesScorer",
     "harm": "detoxkit.scorers.harm:HarmScorer",
     "lm-judge": "detoxkit.scorers.lm_judge:LMJudgeScorer",
+    "off-topic": "detoxkit.scorers.off_topic:OffTopicScorer",
 }
 
 

@@ -32,6 +32,15 @@ class RefusalScorer(Scorer):
         return self.head.score_batch(texts, prompts)
 
 
+class RefusalRulesScorer(RefusalScorer):
+    """The phrase rules alone: a refusal judge that shares no weights with the MiniLM heads."""
+
+    name = "refusal-rules"
+
+    def __init__(self):
+        super().__init__(use_head=False)
+
+
 class _RefusalHead(EmbeddingHeadScorer):
     """The learned half of the refusal scorer: a head on (prompt, response) pair features."""
 

@@ -48,6 +48,11 @@ class ScorerTrainConfig(RunArgs, ResumeArgs, DataDirArgs):
     max_per_source_class: int = arg(6000, "cap on rows per (source, label), sampled with `seed`; 0 = no cap")
     eval_fraction: float = arg(0.1, "held-out share, split by group (a toxic sentence and its rewrites together)")
     benchmark: str = arg("auto", "extra evaluation set never trained on; 'auto': the task's default, 'none': skip")
+    leave_one_source_out: bool = arg(
+        False,
+        "also train one head per source with that whole source left out and score it on the source: the "
+        "per-source table says whether the head learned the task or its sources' phrasing",
+    )
     cv_folds: int = arg(5, "refusal/harm: cross-validation folds (grouped by prompt) for the agreement estimate")
     embedder: str = arg("all-minilm-l6-v2", "sentence embedder (builtin name, folder or hub id)")
     max_length: int = arg(128, "embedder token limit")
@@ -300,6 +305,13 @@ def pair_rows(cfg: ScorerTrainConfig) -> list[dict]:
     return rows
 
 
+def training_prompts(task: str, data_dir: str | None = None) -> list[str]:
+    """The prompts a default (shipped) refusal or harm head trained on: evaluation sets those heads judge
+    exclude them."""
+    cfg = ScorerTrainConfig(task=task, datasets=TASK_DEFAULTS[task][0], data_dir=data_dir)
+    return list(dict.fromkeys(r["prompt"] for r in pair_rows(cfg)))
+
+
 def task_features(cfg: ScorerTrainConfig, embedder, rows: list[dict]):
     """What the head sees: the text (toxicity) or the (prompt, response) pair (refusal, harm)."""
     if cfg.task == "toxicity":
@@ -371,6 +383,32 @@ def _by_source(rows: list[dict], scores: list[float]) -> dict:
     }
 
 
+def leave_one_source_out(cfg: ScorerTrainConfig, x, rows: list[dict], accelerator) -> dict:
+    """For each source: a head trained on every other source, scored on all of this one (never trained on).
+    ROC-AUC needs both labels in the source; one-label sources report accuracy (the share called right)."""
+    import torch
+
+    from ..eval.classification import classification_metrics
+
+    table = {}
+    for source in sorted({r["source"] for r in rows}):
+        held = [i for i, r in enumerate(rows) if r["source"] == source]
+        train = [i for i, r in enumerate(rows) if r["source"] != source]
+        if not train or len({rows[i]["label"] for i in train}) < 2:
+            table[source] = {"skipped": "the other sources do not hold both labels"}
+            continue
+        y = torch.tensor([float(rows[i]["label"]) for i in train])
+        head, _ = train_head(cfg, x[train], y, accelerator, None)
+        scores = score_head(head, x[held])
+        labels = [rows[i]["label"] for i in held]
+        table[source] = {
+            "never_trained_on": True,
+            "labels": sorted(set(labels)),
+            **classification_metrics(labels, scores, n_boot=200),
+        }
+    return table
+
+
 def _benchmark(cfg: ScorerTrainConfig, embedder, head, train: list[dict]) -> dict:
     """The head on the task's benchmark set (never trained on; pair tasks drop rows whose prompt was)."""
     from ..data import load_records
@@ -440,6 +478,10 @@ def run(cfg: ScorerTrainConfig) -> dict:
         metrics["heldout_by_source"] = _by_source(f["held"], held_scores)
     if benchmark_name(cfg):
         metrics["benchmark"] = _benchmark(cfg, embedder, head, f["train"])
+    if cfg.leave_one_source_out:
+        rows = f["train"] + (f["held"] or [])
+        x = f["x_train"] if f["held"] is None else torch.cat([f["x_train"], f["x_held"]])
+        metrics["leave_one_source_out"] = leave_one_source_out(cfg, x, rows, accelerator)
     if accelerator.is_main_process:
         _save(cfg, out, head, metrics)
     return metrics
@@ -529,6 +571,11 @@ def model_card(cfg: ScorerTrainConfig, metrics: dict) -> str:
         lines.append(
             f"| {b['name']} (never trained on) | {b['n']} | {_fmt(b, 'roc_auc')} | {_fmt(b, 'auprc')} | {_fmt(b, 'f1')} | {_fmt(b, 'accuracy')} |"
         )
+    for src, m in metrics.get("leave_one_source_out", {}).items():
+        if "n" in m:
+            lines.append(
+                f"| whole source left out: {src} | {m['n']} | {_fmt(m, 'roc_auc')} | {_fmt(m, 'auprc')} | {_fmt(m, 'f1')} | {_fmt(m, 'accuracy')} |"
+            )
     config = "scorer_train.yaml" if cfg.task == "toxicity" else f"scorer_train_{cfg.task}.yaml"
     lines += ["", f"Reproduce: `detoxkit scorer train --config configs/{config}` (seed {cfg.seed}).", ""]
     return "\n".join(lines)

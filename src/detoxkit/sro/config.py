@@ -132,6 +132,11 @@ class SroEvalConfig(RunArgs, DataDirArgs, GenerationArgs):
         "test", "which held-out split to score: validation (the rest of the pool) for choices, test once per number"
     )
     max_eval_samples: int = arg(0, "score only the first N held-out sentences (0 = all); reports say it is a subset")
+    scorers: Literal["both", "training-signal", "independent"] = arg(
+        "both",
+        "which judges grade: training-signal (the toxicity head and MiniLM SRO's screener optimises), "
+        "independent (the profanity word model and chrF against the input, sharing no weights with them), or both",
+    )
     fluency_model: str = arg(
         "smollm2-135m-instruct", "LM of the fluency proxy (calibrated on training-split human rewrites)"
     )

@@ -9,9 +9,30 @@ from pathlib import Path
 from ..config import Recipe, parse_named
 from .config import SroEvalConfig
 
+SCORER_SETS = {  # --scorers -> (training-signal toxicity, independent toxicity)
+    "both": ("toxicity", "profanity"),
+    "training-signal": ("toxicity", None),
+    "independent": (None, "profanity"),
+}
+TRAINING_SIGNAL = ["toxicity", "similarity"]  # SRO's screener: the toxicity head and the MiniLM cosine gate
+INDEPENDENT = ["profanity", "chrF"]
+
+
+SCORER_NOTES = {
+    "both": "STA: toxicity head < 0.5, SIM: MiniLM cosine (SRO's training signal); independent: STA from the "
+    "profanity word model, SIM = chrF against the input; FL: fluency proxy; offline proxies of the official metrics.",
+    "training-signal": "STA: toxicity head < 0.5; SIM: MiniLM cosine (SRO's training signal); FL: fluency proxy.",
+    "independent": "STA: profanity word model < 0.5; SIM: chrF against the input; FL: fluency proxy "
+    "(none shares weights with SRO's training signal).",
+}
+
 
 class DetoxEvaluator:
     """STA/SIM/FL/J (+ BLEU/chrF) with the toolkit's offline scorers.
+
+    scorers: "both" (the default) reports the training-signal figures (toxicity head, MiniLM cosine: what SRO's
+    screener optimises) and, under "independent", the same metrics from the profanity word model and chrF
+    against the input; "training-signal" or "independent" keeps one set.
 
     The fluency threshold is calibrated on `n_calibration` human rewrites from the ParaDetox *training* rows (never the
     held-out pool), under a model name of its own so the default calibration cache is left alone.
@@ -23,14 +44,18 @@ class DetoxEvaluator:
         fluency_model: str = "smollm2-135m-instruct",
         seed: int = 0,
         n_calibration: int = 500,
+        scorers: str = "both",
     ):
         from ..eval.detox import FluencyProxy
         from ..lm.embedder import load_embedder
         from ..lm.load import load_model_and_tokenizer
         from ..scorers import get_scorer
 
-        self.toxicity = get_scorer("toxicity")
-        self.embedder = load_embedder()
+        signal, independent = SCORER_SETS[scorers]
+        self.scorers = scorers
+        self.toxicity = get_scorer(signal) if signal else None
+        self.independent_toxicity = get_scorer(independent) if independent else None
+        self.embedder = load_embedder() if signal else None
         lm, tok = load_model_and_tokenizer(fluency_model)
         refs = [ref for r in train_rows for ref in r["references"]]
         refs = random.Random(seed).sample(refs, min(n_calibration, len(refs)))
@@ -39,20 +64,39 @@ class DetoxEvaluator:
     def __call__(self, inputs: list[str], outputs: list[str], references: list[list[str]] | None) -> dict:
         from ..eval.detox import detox_metrics
 
-        return detox_metrics(inputs, outputs, self.toxicity, self.embedder, self.fluency, references)
+        return detox_metrics(
+            inputs,
+            outputs,
+            self.toxicity,
+            self.embedder,
+            self.fluency,
+            references,
+            independent_toxicity=self.independent_toxicity,
+        )
 
 
 def markdown_table(results: dict, note: str) -> str:
     def ci(m):
         return f"{m['value']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"
 
-    lines = [note, "", "| method | n | STA | SIM | FL | J | BLEU | chrF |", "|---|---|---|---|---|---|---|---|"]
+    both = any("independent" in m for m in results.values())
+    extra = " STA (indep.) | SIM chrF (indep.) | J (indep.) |" if both else ""
+    lines = [
+        note,
+        "",
+        f"| method | n | STA | SIM | FL | J | BLEU | chrF |{extra}",
+        "|---|---|---|---|---|---|---|---|" + "---|" * (3 if both else 0),
+    ]
     for name, m in results.items():
         bleu = f"{m['BLEU']:.1f}" if "BLEU" in m else "n/a"
         chrf = f"{m['chrF']:.1f}" if "chrF" in m else "n/a"
-        lines.append(
+        row = (
             f"| {name} | {m['n']} | {ci(m['STA'])} | {ci(m['SIM'])} | {ci(m['FL'])} | {ci(m['J'])} | {bleu} | {chrf} |"
         )
+        if both:
+            ind = m["independent"]
+            row += f" {ci(ind['STA'])} | {ci(ind['SIM'])} | {ci(ind['J'])} |"
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 
@@ -90,7 +134,7 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
         test_rows = test_rows[: cfg.max_eval_samples]
     out = prepare_output_dir(cfg)
     (out / "outputs.jsonl").unlink(missing_ok=True)
-    evaluator = evaluator or DetoxEvaluator(train_rows, cfg.fluency_model)
+    evaluator = evaluator or DetoxEvaluator(train_rows, cfg.fluency_model, scorers=cfg.scorers)
     inputs = [r["text"] for r in test_rows]
     refs = [r["references"] for r in test_rows]
     results, timings = {}, {}
@@ -121,7 +165,8 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
     note = (
         f"Held-out ParaDetox {cfg.split} split: seed {cfg.split_seed}, {pool_size} sentences"
         + (f", first {len(inputs)} scored (a subset)" if len(inputs) < pool_size else "")
-        + ". STA: toxicity scorer < 0.5; SIM: MiniLM cosine; FL: fluency proxy; offline proxies of the official metrics."
+        + ". "
+        + SCORER_NOTES[cfg.scorers]
     )
     report = {
         "split": {
@@ -132,6 +177,11 @@ def evaluate(cfg, evaluator: DetoxEvaluator | None = None) -> dict:
             "pool": "ParaDetox groups held out by the toxicity scorer (seed 42, 10%)",
         },
         "note": note,
+        "scorers": {
+            "set": cfg.scorers,
+            "training_signal": TRAINING_SIGNAL if cfg.scorers != "independent" else [],
+            "independent": INDEPENDENT if cfg.scorers != "training-signal" else [],
+        },
         "methods": results,
         "seconds": timings,
     }
