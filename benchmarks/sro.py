@@ -584,7 +584,7 @@ def _plot(curve, pass_curve, path):
         yerr=[[c["J"] - c["J_ci95"][0] for c in curve], [c["J_ci95"][1] - c["J"] for c in curve]],
         fmt="s-",
         capsize=3,
-        label=f"held-out J (n={curve[0]['n'] if curve else 0})",
+        label=f"ParaDetox validation J (n={curve[0]['n'] if curve else 0})",
     )
     ax.set_xlabel("training step")
     ax.set_ylim(0, 1)
