@@ -432,7 +432,7 @@ def main() -> int:
     )
     report = evaluate(ecfg, evaluator=evaluator)
     if args.noise_worker:
-        write_json(Path(args.noise_worker), {"training": trained, "evaluation": report})
+        write_json(Path(args.noise_worker), {"training": trained, "results": report})
         return 0
     if noise_proc is not None or args.wait_noise:
         if noise_proc is not None and noise_proc.wait() != 0:
@@ -442,8 +442,8 @@ def main() -> int:
             time.sleep(5)
         noise = json.loads(noise_file.read_text())
         trained.update(noise["training"])
-        report["methods"].update(noise["evaluation"]["methods"])
-        report["seconds"].update(noise["evaluation"]["seconds"])
+        report["methods"].update(noise["results"]["methods"])
+        report["seconds"].update(noise["results"]["seconds"])
     result["results"] = report
     ms = report["methods"]
     j = {k: v["J"]["value"] for k, v in ms.items()}

@@ -140,3 +140,20 @@ def test_classification_metrics_by_hand():
     m = classification_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], n_boot=50)
     assert m["accuracy"]["value"] == 0.5 and m["roc_auc"]["value"] == 0.75
     assert m["precision"]["value"] == 0.5 and m["recall"]["value"] == 0.5
+
+
+def test_every_result_file_that_has_an_evaluation_object_names_scorers_splits_and_overlaps():
+    import json
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    carrying = []
+    for path in sorted(results.glob("*.json")):
+        ev = json.loads(path.read_text()).get("evaluation")
+        if ev is None:
+            continue
+        carrying.append(path.name)
+        assert {"training_signal", "independent", "splits", "overlaps"} <= set(ev), path.name
+        assert all({"source", "size", "seed", "used_for"} <= set(s) for s in ev["splits"].values()), path.name
+        assert all("pair" in o for o in ev["overlaps"]), path.name
+    assert {"acd.json", "sro.json", "scorers.json"} <= set(carrying)
