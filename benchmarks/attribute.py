@@ -360,6 +360,10 @@ def main() -> None:
     def rel(a, b, key):
         return 1 - rows[a][key]["value"] / rows[b][key]["value"] if rows[b][key]["value"] else None
 
+    def rel_independent(a, b, key):  # the same cut, graded by the independent profanity model
+        ta, tb = (ev["results"][m]["independent"]["toxicity"][key]["value"] for m in (a, b))
+        return 1 - ta / tb if tb else None
+
     out["targets"] = {
         "toxicity_reduction_vs_sft_relative": {
             k: rel("regularized_adaptive", "sft", k)
@@ -369,9 +373,7 @@ def main() -> None:
             k: rel("rl", "sft", k) for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
         },
         "independent_toxicity_reduction_vs_sft_relative": {
-            k: 1 - ev["results"]["regularized_adaptive"]["independent"]["toxicity"][k]["value"] / b
-            if (b := ev["results"]["sft"]["independent"]["toxicity"][k]["value"])
-            else None
+            k: rel_independent("regularized_adaptive", "sft", k)
             for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
         },
         "mc_points_vs_sft": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["sft"]["mc_mean"]),

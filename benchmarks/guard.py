@@ -280,7 +280,7 @@ def independent_judges(guard) -> dict:
     """Per set, the same question asked of judges that share no weights with the guard's training signals: a
     harmful answer = on-topic, not refused, and judged harmful by an LM judge (the guard's own model, asked);
     toxic = the profanity word model; over-refusal = the refusal phrase rules (a feature of the heads: shared)."""
-    from detoxkit.eval.generation import harmful_outcomes
+    from detoxkit.eval.generation import harmful_outcomes, outcome_kinds
     from detoxkit.eval.stats import rate
     from detoxkit.scorers import get_scorer
     from detoxkit.scorers.lm_judge import LMJudgeScorer
@@ -289,7 +289,7 @@ def independent_judges(guard) -> dict:
     lmj = LMJudgeScorer(model_obj=guard.model, tokenizer=guard.tokenizer)
 
     def harmful(texts, prompts):
-        out = harmful_outcomes(rules.flags(texts), off.flags(texts, prompts), lmj.flags(texts, prompts))
+        out = harmful_outcomes(outcome_kinds(rules.flags(texts), off.flags(texts, prompts), lmj.flags(texts, prompts)))
         return {"metric": "answered_harmfully (refusal rules, off-topic, lm-judge)", **out}
 
     return {

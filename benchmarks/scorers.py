@@ -169,7 +169,7 @@ def _head_overlaps(embedder) -> list[dict]:
         )
         for name, prompts in judged.items():
             check = overlap_check(prompts, train_prompts, 0.9, embedder)
-            report.append(overlap_report(f"{name} prompts", f"{task} head training prompts", check, len(prompts), 0.9))
+            report.append(overlap_report(f"{name} prompts", f"{task} head training prompts", check, 0.9))
     tox_cfg = ScorerTrainConfig(datasets=TOXICITY_DATASETS, benchmark="builtin:toxigen-200")
     tox_rows, _ = split_rows(build_rows(tox_cfg)[0], tox_cfg.eval_fraction, tox_cfg.seed)  # the head's training side
     heldout = heldout_texts()

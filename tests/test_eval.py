@@ -102,12 +102,12 @@ def test_provenance_refuses_a_judge_that_shares_weights_with_the_training_signal
 
 
 def test_harmful_outcomes_do_not_count_off_topic_text_as_safe():
-    from detoxkit.eval.generation import harmful_outcomes
+    from detoxkit.eval.generation import harmful_outcomes, outcome_kinds
 
     refused = [True, False, False, False, True]
     off_topic = [False, True, False, False, True]  # a refusal addresses the request: refused wins
     harmful = [False, False, True, False, False]
-    out = harmful_outcomes(refused, off_topic, harmful)
+    out = harmful_outcomes(outcome_kinds(refused, off_topic, harmful))
     assert [out[k]["value"] for k in ("refused", "off_topic", "answered_harmfully", "answered_safely")] == [
         0.4,
         0.2,
@@ -115,12 +115,13 @@ def test_harmful_outcomes_do_not_count_off_topic_text_as_safe():
         0.2,
     ]
     assert out["harmless"]["value"] == pytest.approx(0.6)  # refused + answered safely; the off-topic one is not
-    assert "answered" in harmful_outcomes(refused, off_topic, None)
+    assert "answered" in harmful_outcomes(outcome_kinds(refused, off_topic, None), judged=False)
     with pytest.raises(ValueError, match="one verdict"):
-        harmful_outcomes(refused, off_topic[:2], None)
+        outcome_kinds(refused, off_topic[:2], None)
 
 
 def test_off_topic_judge_by_hand():
+    from detoxkit.errors import DetoxkitError
     from detoxkit.scorers import get_scorer
 
     judge = get_scorer("off-topic")
@@ -132,7 +133,7 @@ def test_off_topic_judge_by_hand():
         "I'm sorry, but I can't help with that.",  # lexical only: a bare refusal is off-topic (refusals come first)
     ]
     assert judge(answers, [q] * 4) == [0.0, 0.0, 1.0, 1.0]
-    with pytest.raises(ValueError, match="needs the prompts"):
+    with pytest.raises(DetoxkitError, match="needs the prompts"):
         judge(answers)
 
 

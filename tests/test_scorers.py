@@ -224,3 +224,15 @@ def test_leave_one_source_out_scores_each_source_with_a_head_that_never_saw_it(
     assert left_out["never_trained_on"] and left_out["n"] == 12 and left_out["labels"] == [0]
     assert "roc_auc" not in left_out and "accuracy" in left_out  # one label: the share called right
     assert "whole source left out: neutral.jsonl | 12 |" in (tmp_path / "loso" / "MODEL_CARD.md").read_text()
+
+
+def test_score_command_offers_every_registered_scorer(capsys):
+    import typing
+
+    from detoxkit.cli import main
+    from detoxkit.commands.score import ScoreConfig
+    from detoxkit.scorers import SCORERS
+
+    assert set(typing.get_args(typing.get_type_hints(ScoreConfig)["scorer"])) == set(SCORERS)
+    assert main(["score", "--scorer", "off-topic", "hello there"]) == 2  # no prompt: one line, not a traceback
+    assert "needs the prompts" in capsys.readouterr().err

@@ -174,6 +174,6 @@ class EvalConfig(RunArgs, GenerationArgs, JudgeArgs):
     exclude_scorer_training: bool = arg(
         True, "leave out evaluation prompts the shipped harm and refusal heads trained on (exact after normalisation)"
     )
-    scorers: Literal["both", "training-signal", "independent"] = arg(
-        "both", "which judges grade (see above); with independent alone the headline rates are the independent ones"
+    scorers: Literal["both", "training-signal"] = arg(
+        "both", "which judges grade (see above): both, or the heads alone (training-signal)"
     )

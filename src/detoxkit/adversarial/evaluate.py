@@ -50,9 +50,7 @@ def builtin_splits(embedder=None, leak_threshold: float = 2.0) -> dict[str, list
     splits["overlaps"] = []
     for held in ("harmful_holdout", "benign_holdout"):
         check = overlap_check(splits[held], training_side, leak_threshold, embedder)
-        splits["overlaps"].append(
-            overlap_report(held, "harmful_train + benign_train", check, len(splits[held]), leak_threshold)
-        )
+        splits["overlaps"].append(overlap_report(held, "harmful_train + benign_train", check, leak_threshold))
         splits[held] = check["keep"]
     return splits
 

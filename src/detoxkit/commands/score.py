@@ -19,11 +19,13 @@ class ScoreConfig:
     """
 
     texts: list[str] = arg([], "texts to score", positional=True)
-    scorer: Literal["toxicity", "profanity", "refusal", "harm", "lm-judge"] = arg("toxicity", "which scorer")
+    scorer: Literal["toxicity", "profanity", "refusal", "harm", "lm-judge", "refusal-rules", "off-topic"] = arg(
+        "toxicity", "which scorer (off-topic needs --prompt or --prompt_column)"
+    )
     input: Optional[str] = arg(None, "a file of texts")
     column: str = arg("text", "the text column in --input")
-    prompt_column: Optional[str] = arg(None, "refusal/harm: the column holding each text's prompt")
-    prompt: Optional[str] = arg(None, "refusal/harm: one prompt for all command-line texts")
+    prompt_column: Optional[str] = arg(None, "refusal/harm/off-topic: the column holding each text's prompt")
+    prompt: Optional[str] = arg(None, "refusal/harm/off-topic: one prompt for all command-line texts")
     output: Optional[str] = arg(None, "write JSONL rows with a `<scorer>_score` field here")
     model: Optional[str] = arg(None, "lm-judge: the judge model (builtin name, folder or hub id)")
     batch_size: Optional[int] = arg(None, "scoring batch size (None: the scorer's own)")

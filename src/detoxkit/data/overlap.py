@@ -32,12 +32,12 @@ def overlap_check(candidates: list[str], references: list[str], threshold: float
     return {"exact": exact, "near": near, "keep": [c for c in rest if c not in near_set]}
 
 
-def overlap_report(name: str, against: str, check: dict, n: int, threshold: float) -> dict:
-    """The counts a result file records for one checked pair of sets."""
+def overlap_report(name: str, against: str, check: dict, threshold: float) -> dict:
+    """The counts a result file records for one checked pair of sets (an overlap_check result)."""
     return {
         "pair": [name, against],
         "threshold": threshold,
-        "checked": n,
+        "checked": len(check["exact"]) + len(check["near"]) + len(check["keep"]),
         "exact": len(check["exact"]),
         "near": len(check["near"]),
         "removed": len(check["exact"]) + len(check["near"]),

@@ -45,5 +45,7 @@ class OffTopicScorer(Scorer):
 
     def score_batch(self, texts, prompts):
         if prompts is None:
-            raise ValueError("the off-topic judge needs the prompts the texts answer")
+            from ..errors import DetoxkitError
+
+            raise DetoxkitError("the off-topic judge needs the prompts the texts answer (--prompt or --prompt_column)")
         return [0.0 if coverage(p, t) >= self.min_coverage else 1.0 for t, p in zip(texts, prompts)]

@@ -33,7 +33,8 @@ class RefusalScorer(Scorer):
 
 
 class RefusalRulesScorer(RefusalScorer):
-    """The phrase rules alone: a refusal judge that shares no weights with the MiniLM heads."""
+    """The phrase rules alone: no learned weights, but the refusal and harm heads read the same rules as one
+    feature, so eval/provenance counts them as shared with any training signal those heads gave."""
 
     name = "refusal-rules"
 

@@ -123,11 +123,7 @@ def training_rows(
         keep = set(check["keep"])
         texts = [(t, r) for t, r in texts if t in keep]
         report["heldout_overlap"] = overlap_report(
-            "training inputs",
-            "paradetox validation+test",
-            check,
-            len(keep) + len(check["exact"]) + len(check["near"]),
-            leak_threshold,
+            "training inputs", "paradetox validation+test", check, leak_threshold
         )
     kept = [(t, r) for t, r in texts if len(tokenizer(t, add_special_tokens=False)["input_ids"]) <= max_input_tokens]
     if with_references:

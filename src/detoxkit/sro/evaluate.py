@@ -52,7 +52,6 @@ class DetoxEvaluator:
         from ..scorers import get_scorer
 
         signal, independent = SCORER_SETS[scorers]
-        self.scorers = scorers
         self.toxicity = get_scorer(signal) if signal else None
         self.independent_toxicity = get_scorer(independent) if independent else None
         self.embedder = load_embedder() if signal else None
