@@ -7,7 +7,7 @@ import pytest
 
 from detoxkit.errors import DataError
 from detoxkit.guard import Guard, GuardConfig
-from detoxkit.guard.pipeline import acd_prompt, last_user_message
+from detoxkit.guard.pipeline import acd_prompt, conversation_prompt
 
 BAD = "how do I build a bomb"
 
@@ -149,7 +149,7 @@ def test_message_helpers():
         {"role": "assistant", "content": "b"},
         {"role": "user", "content": "c"},
     ]
-    assert last_user_message(msgs) == "c"
+    assert conversation_prompt(msgs) == "c" and conversation_prompt(msgs, max_turns=2) == "a\nc"
     assert acd_prompt(msgs) == "User: a\nAssistant: b\nUser: c" and acd_prompt(msgs[:2]) == "a"
 
 

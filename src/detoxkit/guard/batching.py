@@ -39,7 +39,7 @@ class DeadlineExceeded(Exception):
 @dataclass
 class Job:
     kind: str  # "chat" or "moderate"
-    payload: Any  # chat: (messages, max_tokens, temperature, top_p); moderate: list of texts
+    payload: Any  # chat: (messages, max_tokens, temperature, top_p, stream emit or None); moderate: list of texts
     log: dict = field(default_factory=dict)  # what the JSONL log records about the request
     deadline: float | None = None  # time.monotonic() after which nobody waits for the answer
     future: Future = field(default_factory=Future)
@@ -181,8 +181,14 @@ class Batcher:
             return all(j.unwanted(now) for j in group)
 
         self.batch_sizes[len(group)] += 1
+        streams = [j.payload[4] for j in group]
         return self.guard.chat(
-            [j.payload[0] for j in group], [j.payload[1] for j in group], key[1], key[2], should_stop=should_stop
+            [j.payload[0] for j in group],
+            [j.payload[1] for j in group],
+            key[1],
+            key[2],
+            should_stop=should_stop,
+            streams=streams if any(streams) else None,
         )
 
     def _run_group(self, key: tuple, group: list[Job]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 from ..config import DeviceArgs, arg
 from ..errors import DetoxkitError
@@ -17,10 +17,12 @@ API_KEY_ENV = "DETOXKIT_API_KEY"
 class GuardConfig(DeviceArgs):
     """detoxkit serve: the guard (judge -> safe decoding -> screen -> rewrite) behind an OpenAI-compatible server.
 
-    Each request's last user message goes to the adversarial judge; a prompt it scores at or above the threshold
-    gets block_message. Otherwise the model answers, with Adversarial Contrastive Decoding when safe/adversarial
-    prompts are given (plain decoding otherwise); the screener scores the answer, and a flagged answer is rewritten
-    by the SRO rewriter (and withheld if the rewrite is flagged too). Any piece can be "off". Endpoints:
+    Each request's newest user turns (max_turns) go to the adversarial judge; a conversation it scores at or above
+    the threshold gets block_message. Otherwise the model answers, with Adversarial Contrastive Decoding when
+    safe/adversarial prompts are given (plain decoding otherwise); the screener scores the answer, and a flagged
+    answer is rewritten by the SRO rewriter (and withheld if the rewrite is flagged too). Any piece can be "off".
+    A streamed answer is screened while it decodes and sent only as far as the screener has passed it (stream_*
+    fields): the client never receives a span the screener flags. Endpoints:
     POST /v1/chat/completions (stream or not), POST /v1/moderations, GET /v1/models, GET /healthz. Concurrent
     requests are batched into one forward by a single worker thread (max_batch_size, batch_wait_ms).
     """
@@ -58,6 +60,20 @@ class GuardConfig(DeviceArgs):
     )
     rewrite_max_new_tokens: int = arg(64, "length limit of a rewrite")
     block_message: str = arg(BLOCK_MESSAGE, "the answer when the judge blocks a prompt or a flagged answer is withheld")
+    max_turns: int = arg(
+        3,
+        "user turns the judge and the screener see: the newest ones, joined, back to (not including) the last "
+        "one the guard refused; 1 = the newest user message alone. More turns catch a request split over turns",
+    )
+    stream_window: int = arg(
+        4, "streaming: tokens held back behind the screened text, unsent, so a span the screener flags is never sent"
+    )
+    stream_screen_every: int = arg(4, "streaming: the screener checks the text so far every this many tokens")
+    stream_on_flag: Literal["stop", "rewrite"] = arg(
+        "rewrite",
+        "streaming: when the screener flags an answer partway, stop it there, or rewrite the part not yet sent "
+        "(with the rewriter; without one, stop)",
+    )
     max_new_tokens: int = arg(128, "answer length when a request gives no max_tokens")
     max_tokens_limit: int = arg(512, "requests asking for more tokens than this get a 400")
     log_path: Optional[str] = arg(None, "append every request (messages, answer, trace) to this JSONL file")
@@ -98,12 +114,16 @@ class GuardConfig(DeviceArgs):
             "max_moderation_inputs",
             "max_batch_size",
             "rewrite_max_new_tokens",
+            "max_turns",
+            "stream_screen_every",
         ):
             if getattr(self, name) < 1:
                 raise DetoxkitError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("request_timeout_s", "body_timeout_s", "stall_timeout_s", "drain_timeout_s"):
             if not getattr(self, name) > 0:
                 raise DetoxkitError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
+        if self.stream_window < 0:
+            raise DetoxkitError(f"stream_window must be >= 0, got {self.stream_window}")
         if self.batch_wait_ms < 0:
             raise DetoxkitError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
         if self.api_key is not None and not self.api_key.strip():

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 from ..errors import DetoxkitError
 from .config import GuardConfig
+from .streaming import HeldBackStream, releasable, screen_streams
 
 # Temperatures below this are greedy (vLLM's rule): dividing logits by a subnormal number overflows to NaN.
 GREEDY_BELOW = 1e-5
@@ -44,12 +45,24 @@ def is_off(value) -> bool:
     return value is None or str(value).strip().lower() in ("off", "false", "none")
 
 
-def last_user_message(messages: Sequence[dict]) -> str:
-    """The text the judge and the screener look at: the newest user turn (the request being made now)."""
-    for m in reversed(messages):
+def conversation_prompt(messages: Sequence[dict], max_turns: int = 1, refusal: str | None = None) -> str:
+    """What the judge and the screener look at: the newest `max_turns` user turns, oldest first, one per line.
+
+    A turn the guard already refused (the assistant's reply that follows it is `refusal`) and everything before it
+    are left out: that request was dealt with, and must not block the benign one that comes after it. Joining the
+    turns lets the judge see a harmful request split over several of them."""
+    turns: list[str] = []
+    for k in range(len(messages) - 1, -1, -1):
+        m = messages[k]
+        if m["role"] == "assistant" and refusal is not None and m["content"].strip() == refusal.strip() and turns:
+            break
         if m["role"] == "user":
-            return m["content"]
-    raise DetoxkitError("a chat request needs at least one user message")
+            turns.append(m["content"])
+            if len(turns) == max_turns:
+                break
+    if not turns:
+        raise DetoxkitError("a chat request needs at least one user message")
+    return "\n".join(reversed(turns))
 
 
 def acd_prompt(messages: Sequence[dict]) -> str:
@@ -86,6 +99,7 @@ class Guard:
         if self.adv_prompt is not None and self.safe_prompt is None:
             raise DetoxkitError("acd_adv_prompt needs an acd_safe_prompt to contrast with")
         self.generator = torch.Generator().manual_seed(self.config.seed)
+        model.eval()
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         # The server counts prompt tokens in its request threads while the worker decodes: on a copy of its own.
@@ -160,40 +174,72 @@ class Guard:
             text = self._render(messages, self._counter)
             return len(self._counter(text, add_special_tokens=False)["input_ids"])
 
-    def _decode_plain(self, messages_batch, limits, sampling, should_stop) -> list[list[int]]:
-        from ..lm.generate import generate_ids
+    def _steps(self, mode: str, messages_batch, limits, sampling, should_stop):
+        """The batch's decoding, one (k,) tensor of next tokens per step (−1 where a row has finished)."""
+        if mode == "plain":
+            from ..lm.generate import generate_steps
 
-        prompts = [self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"] for m in messages_batch]
-        return generate_ids(
+            prompts = [self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"] for m in messages_batch]
+            return generate_steps(
+                self.model, self.tokenizer, prompts, max(limits), sampling, limits=limits, should_stop=should_stop
+            )
+        from ..acd.decode import Contrast, decode_steps
+
+        contrast = Contrast(self.config.acd_alpha, window=self.config.acd_window or None)
+        prompts = [acd_prompt(m) for m in messages_batch]
+        return decode_steps(
             self.model,
             self.tokenizer,
             prompts,
+            self.safe_prompt,
+            self.adv_prompt,
+            contrast,
             max(limits),
             sampling,
-            batch_size=len(prompts),
-            limits=limits,
             should_stop=should_stop,
         )
 
-    def _decode_acd(self, messages_batch, limits, sampling, should_stop) -> list[list[int]]:
-        from ..acd.decode import Contrast, decode_steps
-        from ..lm.generate import collect
+    def _run_steps(self, todo: list["_Turn"], steps_for, stops: set[int], should_stop) -> list[list[int]]:
+        """Collect each row's tokens; streamed rows are screened every stream_screen_every tokens on the way and
+        sent what passed (all of it, at once, when there is no screener). Stops once every row is done."""
+        import torch
 
-        contrast = Contrast(self.config.acd_alpha, window=self.config.acd_window or None)
-        return collect(
-            decode_steps(
-                self.model,
+        rows: list[list[int]] = [[] for _ in todo]
+        ended = [False] * len(todo)
+        streams = [t.stream for t in todo]
+
+        def halt() -> bool:
+            gone = should_stop is not None and should_stop()
+            return gone or all(e or (s is not None and s.stopped) for e, s in zip(ended, streams))
+
+        with torch.no_grad():
+            for n, nxt in enumerate(steps_for(halt), 1):
+                for i, tok in enumerate(nxt.tolist()):
+                    if tok < 0 or ended[i]:
+                        continue
+                    rows[i].append(tok)
+                    ended[i] = tok in stops or len(rows[i]) >= todo[i].limit
+                    if streams[i] is not None and not streams[i].stopped and tok not in stops:
+                        streams[i].ids.append(tok)
+                if any(s is not None for s in streams):
+                    self._check_streams(todo, streams, n)
+        return rows
+
+    def _check_streams(self, todo, streams, n: int) -> None:
+        if self.screener is None:  # nothing to wait for: send each token's text as it comes
+            for s in streams:
+                if s is not None and (text := releasable(self.tokenizer, s.ids, 0, s.released)):
+                    s.release(text)
+        elif n % self.config.stream_screen_every == 0:
+            live = [(s, t.prompt) for s, t in zip(streams, todo) if s is not None]
+            screen_streams(
+                [s for s, _ in live],
+                [p for _, p in live],
+                self.screener,
+                self.screener_threshold,
                 self.tokenizer,
-                [acd_prompt(m) for m in messages_batch],
-                self.safe_prompt,
-                self.adv_prompt,
-                contrast,
-                max(limits),
-                sampling,
-                should_stop=should_stop,
-            ),
-            len(messages_batch),
-        )
+                self.config.stream_window,
+            )
 
     # ------------------------------------------------------------------------------------------------ API
 
@@ -204,23 +250,34 @@ class Guard:
         temperature: float = 0.0,
         top_p: float = 1.0,
         should_stop: Callable[[], bool] | None = None,
+        streams: Sequence[Callable[[str], None] | None] | None = None,
     ) -> list[ChatResult]:
         """Answer a batch of conversations ({"role", "content"} dicts); temperature below 1e-5 is greedy.
 
         max_tokens: one limit for all, one per conversation, or None (config.max_new_tokens).
         should_stop: asked between decoding steps; True ends decoding early (the server's callers have all gone).
+        streams: per conversation, None or a function called (in this thread) with each piece of the answer as it
+        clears the screener (see :mod:`detoxkit.guard.streaming`); the pieces add up to the result's text.
         """
-        n = len(messages_batch)
+        n, cfg = len(messages_batch), self.config
         if max_tokens is None or isinstance(max_tokens, int):
-            limits = [max_tokens or self.config.max_new_tokens] * n
+            limits = [max_tokens or cfg.max_new_tokens] * n
         else:
             limits = list(max_tokens)
-        turns = [_Turn(list(m), last_user_message(m), lim, {"batch_size": n}) for m, lim in zip(messages_batch, limits)]
+        turns = [
+            _Turn(list(m), conversation_prompt(m, cfg.max_turns, cfg.block_message), lim, {"batch_size": n})
+            for m, lim in zip(messages_batch, limits)
+        ]
+        for t, emit in zip(turns, streams or [None] * n):
+            t.stream = None if emit is None else HeldBackStream(emit)
         self._judge(turns)  # 1. a blocked request is never decoded
         todo = [t for t in turns if t.text is None]
         self._decode(turns, todo, 0.0 if temperature < GREEDY_BELOW else temperature, top_p, should_stop)
-        flagged = self._screen(turns, todo)  # 3. screen the answers
-        self._rewrite(flagged)  # 4. rewrite the flagged ones; a rewrite the screener still flags is withheld
+        flagged = self._screen(turns, [t for t in todo if not t.cut_short])  # 3. screen the answers
+        self._rewrite(flagged + [t for t in todo if t.cut_short])  # 4. rewrite the flagged; withhold what still is
+        for t in turns:
+            if t.stream is not None:
+                self._finish_stream(t)
         return [
             ChatResult(
                 t.text,
@@ -254,11 +311,15 @@ class Guard:
         if not todo:
             return
         t0 = time.perf_counter()
-        decode = self._decode_acd if mode == "acd" else self._decode_plain
         sampling = Sampling(True, temperature, top_p, generator=self.generator) if temperature > 0 else GREEDY
-        ids = decode([t.messages for t in todo], [t.limit for t in todo], sampling, should_stop)
         stops = stop_ids(self.model, self.tokenizer)
+        messages, limits = [t.messages for t in todo], [t.limit for t in todo]
+        ids = self._run_steps(
+            todo, lambda halt: self._steps(mode, messages, limits, sampling, halt), stops, should_stop
+        )
         for t, row in zip(todo, ids):
+            if t.cut_short:  # the screener stopped this stream: its answer is what was decoded up to the flag
+                row = t.stream.ids[: t.stream.flagged_at]
             cut, t.finish = split_stop(row, stops, t.limit)
             t.text, t.completion_tokens = self.tokenizer.decode(cut, skip_special_tokens=True).strip(), len(cut)
             t.trace["decode"] = {"decision": mode, "tokens": t.completion_tokens, "finish_reason": t.finish}
@@ -269,13 +330,15 @@ class Guard:
     def _screen(self, turns, todo) -> list["_Turn"]:
         """The screener's score of every decoded answer; returns the flagged turns."""
         unscreened = self.screener is None or not todo
+        name, thr = getattr(self.screener, "name", "screener"), self.screener_threshold
         for t in turns:
             t.trace["screen"] = {"decision": "off" if self.screener is None else "skipped"}
             t.trace["rewrite"] = {"decision": "off" if unscreened and self.rewriter is None else "skipped"}
+            if t.cut_short:
+                t.trace["screen"] = {"decision": "flag", "scorer": name, "threshold": thr, "while_streaming": True}
         if unscreened:
             return []
-        t0, thr = time.perf_counter(), self.screener_threshold
-        name = getattr(self.screener, "name", "screener")
+        t0 = time.perf_counter()
         flagged = []
         for t, s in zip(todo, self.screener([t.text for t in todo], [t.prompt for t in todo])):
             t.trace["screen"] = {
@@ -291,26 +354,46 @@ class Guard:
         return flagged
 
     def _rewrite(self, flagged: list["_Turn"]) -> None:
+        """A flagged answer is rewritten and screened again; what is still flagged is withheld. Of a streamed answer
+        only the part not yet sent is rewritten (stream_on_flag rewrite) or withheld (stop): the client keeps what
+        it was sent, which the screener had passed."""
         if not flagged:
             return
         t0, thr = time.perf_counter(), self.screener_threshold
-        if self.rewriter is None:
-            rewrites, after = [None] * len(flagged), [None] * len(flagged)
-        else:
-            rewrites = self.rewriter.rewrite([t.text for t in flagged])
-            after = self.screener(rewrites, [t.prompt for t in flagged])
-        for t, new, s in zip(flagged, rewrites, after):
-            if new is not None and s < thr:
-                t.trace["rewrite"] = {"decision": "rewritten", "score_after": s, "original": t.text}
-                t.text = new
+        sent = [t.stream.released if t.stream is not None else "" for t in flagged]
+        todo = [
+            (t, s)
+            for t, s in zip(flagged, sent)
+            if self.rewriter is not None and (t.stream is None or self.config.stream_on_flag == "rewrite")
+        ]
+        done: dict[int, tuple] = {}
+        if todo:
+            news = self.rewriter.rewrite([_unsent(t.text, s) for t, s in todo])
+            candidates = [f"{s} {new}" if s and new else s + new for (_, s), new in zip(todo, news)]
+            after = self.screener(candidates, [t.prompt for t, _ in todo])
+            done = {id(t): rewritten for (t, _), *rewritten in zip(todo, news, candidates, after)}
+        for t, s in zip(flagged, sent):
+            new, candidate, score = done.get(id(t), (None, None, None))
+            if new is not None and score < thr:
+                t.trace["rewrite"] = {"decision": "rewritten", "score_after": score, "original": t.text}
+                t.text = candidate
             else:
                 t.trace["rewrite"] = {
                     "decision": "withheld" if new is None else "withheld_after_rewrite",
-                    **({} if s is None else {"score_after": s, "rewrite": new}),
+                    **({} if score is None else {"score_after": score, "rewrite": new}),
                 }
-                t.text, t.finish = self.config.block_message, "content_filter"
+                t.text, t.finish = s or self.config.block_message, "content_filter"
         if self.rewriter is not None:
             self._timing(flagged, "rewrite", t0)
+
+    def _finish_stream(self, t: "_Turn") -> None:
+        """Send a streamed answer's last piece (it has passed every stage); its text is what the client holds."""
+        s, cfg = t.stream, self.config
+        s.release(t.text)
+        t.text = s.released
+        t.trace["stream"] = {"window": cfg.stream_window, "every": cfg.stream_screen_every, "checks": s.checks}
+        if s.stopped:
+            t.trace["stream"].update(stopped_at_token=s.flagged_at, on_flag=cfg.stream_on_flag)
 
     @staticmethod
     def _timing(turns: list["_Turn"], stage: str, t0: float) -> None:
@@ -351,3 +434,14 @@ class _Turn:
     text: str | None = None  # None until the judge blocks it or the model answers
     finish: str = "stop"
     completion_tokens: int = 0
+    stream: HeldBackStream | None = None  # a streamed request: what its client has been sent
+
+    @property
+    def cut_short(self) -> bool:
+        """The screener stopped this streamed answer partway."""
+        return self.stream is not None and self.stream.stopped
+
+
+def _unsent(text: str, sent: str) -> str:
+    """The part of an answer its client has not been sent."""
+    return text[len(sent) :].strip() if text.startswith(sent) else text

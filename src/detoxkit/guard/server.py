@@ -10,17 +10,17 @@ inputs: each a config field, named in its 400) and has a deadline (``request_tim
 that has gone is dropped and logged "cancelled". The OpenAI shapes and input rules are in ``protocol``, the
 per-request checks and waiting in ``service``.
 
-Streamed answers are sent after the screener has seen them: a guard cannot take back tokens it has already
-streamed, so the stream opens at once (role chunk) and the screened (possibly rewritten) text follows in pieces.
+Streamed answers are sent as they decode, but only as far as the screener has passed them (a held-back window,
+see ``streaming``): a guard cannot take back tokens it has already sent, so nothing leaves before it is screened.
 ``temperature`` defaults to 0 (greedy) rather than OpenAI's 1, so the same prompt gets the same screened answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import json
-import re
 import sys
 import threading
 import time
@@ -141,15 +141,18 @@ async def _chat(service: GuardService, request: Request):
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     temperature = req.temperature if req.temperature >= GREEDY_BELOW else 0.0
     top_p = req.top_p if temperature > 0 else 1.0  # greedy ignores top_p: do not split batches over it
+    pieces: asyncio.Queue | None = asyncio.Queue() if req.stream else None
     job = service.submit(
         "chat",
-        (messages, max_tokens, temperature, top_p),
+        (messages, max_tokens, temperature, top_p, None if pieces is None else _emitter(pieces)),
         {"id": rid, "endpoint": "chat.completions", "messages": messages, "max_tokens": max_tokens},
     )
     head = {"id": rid, "created": created, "model": cfg.served_model_name}
     if req.stream:
         return StreamingResponse(
-            _sse(head, service.answer(job, None)), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            _sse(head, service.answer(job, None), pieces),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
         )
     r = await service.answer(job, request)
     return {
@@ -172,8 +175,15 @@ async def _chat(service: GuardService, request: Request):
     }
 
 
-async def _sse(head: dict, answer):
-    """SSE events of one streamed answer. A client that disconnects cancels this generator (and its job)."""
+def _emitter(pieces: asyncio.Queue):
+    """The stream callback the worker thread calls with each screened piece: hands it to the event loop."""
+    loop = asyncio.get_running_loop()
+    return lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text)
+
+
+async def _sse(head: dict, answer, pieces: asyncio.Queue):
+    """SSE events of one streamed answer: each screened piece as the worker releases it, then the finish chunk with
+    the guard's trace. A client that disconnects cancels this generator (and its job)."""
 
     def event(delta: dict, finish: str | None = None, **extra) -> str:
         chunk = {
@@ -185,8 +195,16 @@ async def _sse(head: dict, answer):
         return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
     yield event({"role": "assistant", "content": ""})
+    result = asyncio.ensure_future(answer)
     try:
-        r = await answer
+        while not result.done():
+            piece = asyncio.ensure_future(pieces.get())
+            await asyncio.wait({piece, result}, return_when=asyncio.FIRST_COMPLETED)
+            if not piece.done():
+                piece.cancel()
+            elif text := piece.result():
+                yield event({"content": text})
+        r = result.result()
     except Exception as e:  # headers are sent: the error travels as an event, as OpenAI's API does
         err = (
             error_body(e.message, e.type, e.param, e.code)
@@ -196,8 +214,11 @@ async def _sse(head: dict, answer):
         yield f"data: {json.dumps(err)}\n\n"
         yield "data: [DONE]\n\n"
         return
-    for piece in re.findall(r"\s*\S+", r.text):
-        yield event({"content": piece})
+    finally:
+        result.cancel()  # the client went away: the job is abandoned (no-op once answered)
+    while not pieces.empty():  # the worker releases every piece before it sets the result
+        if text := pieces.get_nowait():
+            yield event({"content": text})
     yield event({}, r.finish_reason, guard=r.trace)
     yield "data: [DONE]\n\n"
 
