@@ -9,7 +9,7 @@ from test_guard import KeywordJudge, StandInRewriter, user
 
 from detoxkit.guard import Guard, GuardConfig
 from detoxkit.guard.server import create_app
-from detoxkit.guard.streaming import releasable
+from detoxkit.guard.streaming import HeldBackStream, token_text
 
 SAMPLED = {"max_tokens": 24, "temperature": 1.0}  # the tiny model's greedy answers are one repeated character
 
@@ -88,11 +88,14 @@ def test_flag_policy_rewrites_only_the_unsent_rest_or_stops(tiny_lm):
 
 def test_releasable_holds_back_the_window_and_split_characters(tiny_lm):
     _, tok = tiny_lm
-    ids = tok("héllo wörld again", add_special_tokens=False)["input_ids"]
-    assert releasable(tok, ids, len(ids), "") is None  # everything held back
-    text = releasable(tok, ids, 2, "")
+    s = HeldBackStream(lambda _: None, token_text(tok), tok("héllo wörld again", add_special_tokens=False)["input_ids"])
+    assert s.releasable(len(s.parts)) is None  # everything held back
+    text = s.releasable(2)
     assert text and "héllo wörld again".startswith(text) and "\ufffd" not in text and not text.endswith(" ")
-    assert releasable(tok, ids, 2, text) is None  # nothing new
+    s.release(text)
+    assert s.releasable(2) is None and s.released == text  # nothing new
+    deltas = HeldBackStream(lambda _: None, parts=[" Hello", " wor", "ld", " again"])
+    assert deltas.releasable(1) == "Hello world" and deltas.releasable(3) == "Hello"
 
 
 def test_split_turn_attack_is_caught_and_an_old_refused_turn_does_not_block(tiny_lm):

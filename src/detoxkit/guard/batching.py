@@ -203,10 +203,17 @@ class Batcher:
                 group[0].future.set_exception(e)
                 self._write_log(group, [{"status": "failed", "error": f"{type(e).__name__}: {e}"}])
             return
-        for j, r in zip(group, results):
-            j.future.set_result(r)  # answers first: the log must never hold them back
+        for j, r in zip(group, results):  # answers first: the log must never hold them back
+            if isinstance(r, Exception):  # a request the guard could not answer (its upstream failed)
+                j.future.set_exception(r)
+            else:
+                j.future.set_result(r)
         rows = []
         for j, r in zip(group, results):
+            if isinstance(r, Exception):
+                self.counts["failed"] += 1
+                rows.append({"status": "failed", "error": f"{type(r).__name__}: {r}"})
+                continue
             out = dataclasses.asdict(r) if dataclasses.is_dataclass(r) else {"results": r}
             status = "answered" if j.abandoned is None else "cancelled"
             self.counts[status] += 1

@@ -11,6 +11,7 @@ from ..errors import DetoxkitError
 
 BLOCK_MESSAGE = "I can't help with that request."
 API_KEY_ENV = "DETOXKIT_API_KEY"
+UPSTREAM_KEY_ENV = "DETOXKIT_UPSTREAM_API_KEY"
 
 
 @dataclass
@@ -30,8 +31,18 @@ class GuardConfig(DeviceArgs):
     model: str = arg(
         "smollm2-135m-instruct",
         "the answering model: builtin name, local folder (e.g. one fine-tuned "
-        "with `detoxkit attribute train`) or hub id",
+        "with `detoxkit attribute train`) or hub id; unused when upstream is set",
     )
+    upstream: Optional[str] = arg(
+        None,
+        "answer with another OpenAI-compatible server instead of a local model, e.g. http://127.0.0.1:8080/v1 "
+        "(vLLM, TGI, llama.cpp, a hosted API): the judge screens the conversation first, the screener and rewriter "
+        "what comes back. ACD needs the model's logits, so it runs only in local mode (acd_safe_prompt must be off)",
+    )
+    upstream_model: Optional[str] = arg(None, "the model name sent to the upstream (required with upstream)")
+    upstream_api_key: Optional[str] = arg(None, f"bearer key for the upstream (default: ${UPSTREAM_KEY_ENV} if set)")
+    upstream_timeout_s: float = arg(60.0, "an upstream silent for this long (per read) gives the request a 504")
+    upstream_connect_timeout_s: float = arg(5.0, "an upstream not accepting a connection within this gives a 502")
     served_model_name: str = arg("detoxkit-guard", "the model id clients send and /v1/models lists")
     judge: str = arg(
         "off",
@@ -119,7 +130,15 @@ class GuardConfig(DeviceArgs):
         ):
             if getattr(self, name) < 1:
                 raise DetoxkitError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("request_timeout_s", "body_timeout_s", "stall_timeout_s", "drain_timeout_s"):
+        self._check_upstream()
+        for name in (
+            "request_timeout_s",
+            "body_timeout_s",
+            "stall_timeout_s",
+            "drain_timeout_s",
+            "upstream_timeout_s",
+            "upstream_connect_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise DetoxkitError(f"{name} must be a positive number of seconds, got {getattr(self, name)}")
         if self.stream_window < 0:
@@ -128,6 +147,24 @@ class GuardConfig(DeviceArgs):
             raise DetoxkitError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
         if self.api_key is not None and not self.api_key.strip():
             raise DetoxkitError("api_key is empty: give a key, or leave it unset (null) to serve without one")
+
+    def _check_upstream(self) -> None:
+        if self.upstream is None:
+            return
+        if not self.upstream.startswith(("http://", "https://")):
+            raise DetoxkitError(f"upstream must be an http:// or https:// URL ending in /v1, got {self.upstream!r}")
+        if not self.upstream_model:
+            raise DetoxkitError("upstream_model is required with upstream: the model name the upstream serves")
+        if not is_off(self.acd_safe_prompt) or not is_off(self.acd_adv_prompt):
+            raise DetoxkitError(
+                "acd_safe_prompt/acd_adv_prompt: ACD contrasts the answering model's logits, which an upstream "
+                "server does not expose; it runs only in local mode. Set both off to use upstream"
+            )
+
+
+def is_off(value) -> bool:
+    """ "off" (also YAML's unquoted off, read as false) or None; "" is not off: it is ACD's null prompt."""
+    return value is None or str(value).strip().lower() in ("off", "false", "none")
 
 
 def resolve_api_key(cfg: GuardConfig) -> str | None:

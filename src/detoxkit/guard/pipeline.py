@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import DetoxkitError
-from .config import GuardConfig
-from .streaming import HeldBackStream, releasable, screen_streams
+from .config import GuardConfig, is_off
+from .protocol import APIError
+from .streaming import HeldBackStream, join_text, screen_streams, token_text
 
 # Temperatures below this are greedy (vLLM's rule): dividing logits by a subnormal number overflows to NaN.
 GREEDY_BELOW = 1e-5
@@ -38,11 +39,6 @@ class ChatResult:
     prompt_tokens: int
     completion_tokens: int
     trace: dict = field(default_factory=dict)
-
-
-def is_off(value) -> bool:
-    """ "off" (also YAML's unquoted off, read as false) or None; "" is not off: it is ACD's null prompt."""
-    return value is None or str(value).strip().lower() in ("off", "false", "none")
 
 
 def conversation_prompt(messages: Sequence[dict], max_turns: int = 1, refusal: str | None = None) -> str:
@@ -86,24 +82,31 @@ class Guard:
         rewriter=None,
         safe_prompt=None,
         adv_prompt=None,
+        upstream=None,
     ):
+        """model/tokenizer: the answering model, or None with `upstream` (a :class:`~.upstream.Upstream`)."""
         import torch
 
         from ..acd.decode import as_soft_prompt
 
-        self.model, self.tokenizer = model, tokenizer
+        self.model, self.tokenizer, self.upstream = model, tokenizer, upstream
         self.config = config or GuardConfig()
         self.judge, self.screener, self.rewriter = judge, screener, rewriter
+        if upstream is not None and (safe_prompt is not None or adv_prompt is not None):
+            raise DetoxkitError("ACD needs the answering model's logits: it runs only in local mode, not upstream")
         self.safe_prompt = as_soft_prompt(model, tokenizer, safe_prompt)
         self.adv_prompt = as_soft_prompt(model, tokenizer, adv_prompt)
         if self.adv_prompt is not None and self.safe_prompt is None:
             raise DetoxkitError("acd_adv_prompt needs an acd_safe_prompt to contrast with")
         self.generator = torch.Generator().manual_seed(self.config.seed)
-        model.eval()
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        # The server counts prompt tokens in its request threads while the worker decodes: on a copy of its own.
-        self._counter, self._counter_lock = copy.deepcopy(tokenizer), threading.Lock()
+        self._stage_lock = threading.Lock()  # upstream answers are screened from several threads
+        self._counter = None
+        if upstream is None:
+            model.eval()
+            if tokenizer.pad_token_id is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            # The server counts prompt tokens in its request threads while the worker decodes: on its own copy.
+            self._counter, self._counter_lock = copy.deepcopy(tokenizer), threading.Lock()
 
     @classmethod
     def from_config(cls, cfg: GuardConfig | str | Path) -> "Guard":
@@ -118,7 +121,20 @@ class Guard:
         # Prompt files are read first: a bad one fails before the model loads.
         safe = None if is_off(cfg.acd_safe_prompt) else read_prompt_option(cfg.acd_safe_prompt)
         adv = None if is_off(cfg.acd_adv_prompt) else read_prompt_option(cfg.acd_adv_prompt)
-        model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
+        upstream = None
+        if cfg.upstream is not None:
+            from .upstream import Upstream
+
+            upstream = Upstream(
+                cfg.upstream,
+                cfg.upstream_model,
+                cfg.upstream_api_key,
+                cfg.upstream_timeout_s,
+                cfg.upstream_connect_timeout_s,
+            )
+        model = tok = None
+        if upstream is None or cfg.model in (cfg.judge, cfg.rewriter):  # upstream: only a piece that names it
+            model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
         judge = screener = rewriter = None
         if not is_off(cfg.judge):
             from ..adversarial import Judge
@@ -141,7 +157,7 @@ class Guard:
                 if cfg.rewriter == cfg.model
                 else Rewriter.from_pretrained(cfg.rewriter, cfg.device, cfg.rewrite_max_new_tokens, cfg.dtype)
             )
-        return cls(model, tok, cfg, judge, screener, rewriter, safe, adv)
+        return cls(model, tok, cfg, judge, screener, rewriter, safe, adv, upstream)
 
     # ------------------------------------------------------------------------------------------------ stages
 
@@ -164,12 +180,16 @@ class Guard:
 
     @property
     def context_length(self) -> int | None:
-        """The answering model's context window in tokens (None if its config does not say)."""
+        """The answering model's context window in tokens (None if its config does not say, or it is upstream)."""
+        if self.upstream is not None:
+            return None
         return getattr(self.model.config, "max_position_embeddings", None)
 
-    def prompt_tokens(self, messages: Sequence[dict]) -> int:
-        """Tokens of a conversation as the model sees it (chat template included). Thread-safe: the server calls
-        it to refuse an oversized prompt before it reaches the worker."""
+    def prompt_tokens(self, messages: Sequence[dict]) -> int | None:
+        """Tokens of a conversation as the model sees it (chat template included); None upstream (the upstream
+        counts and enforces its own). Thread-safe: the server calls it to refuse an oversized prompt early."""
+        if self._counter is None:
+            return None
         with self._counter_lock:
             text = self._render(messages, self._counter)
             return len(self._counter(text, add_special_tokens=False)["input_ids"])
@@ -220,15 +240,49 @@ class Guard:
                     rows[i].append(tok)
                     ended[i] = tok in stops or len(rows[i]) >= todo[i].limit
                     if streams[i] is not None and not streams[i].stopped and tok not in stops:
-                        streams[i].ids.append(tok)
+                        streams[i].parts.append(tok)
                 if any(s is not None for s in streams):
                     self._check_streams(todo, streams, n)
         return rows
 
+    def _decode_upstream(self, todo: list["_Turn"], temperature: float, top_p: float, should_stop) -> None:
+        """Every request to the upstream at once (one thread each); a streamed answer is screened as it arrives."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(t: _Turn):
+            gone = (lambda: t.cut_short) if should_stop is None else (lambda: t.cut_short or should_stop())
+            on_delta = None if t.stream is None else (lambda delta: self._upstream_delta(t, delta))
+            try:
+                return self.upstream.complete(t.messages, t.limit, temperature, top_p, on_delta, gone)
+            except APIError as e:
+                return e
+
+        with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="guard-upstream") as pool:
+            answers = list(pool.map(one, todo))
+        for t, a in zip(todo, answers):
+            if isinstance(a, APIError):
+                t.error, t.trace["decode"] = a, {"decision": "upstream", "error": a.message}
+                continue
+            t.text = t.stream.render(t.stream.parts) if t.cut_short else a.text
+            t.finish = "content_filter" if t.cut_short else a.finish_reason
+            t.prompt_tokens, t.completion_tokens = a.prompt_tokens, a.completion_tokens
+            t.trace["decode"] = {
+                "decision": "upstream",
+                "tokens": a.completion_tokens,
+                "finish_reason": a.finish_reason,
+            }
+
+    def _upstream_delta(self, t: "_Turn", delta: str) -> None:
+        if t.stream.stopped:
+            return
+        t.stream.parts.append(delta)
+        with self._stage_lock:  # the screener is one model, shared by every upstream thread
+            self._check_streams([t], [t.stream], len(t.stream.parts))
+
     def _check_streams(self, todo, streams, n: int) -> None:
         if self.screener is None:  # nothing to wait for: send each token's text as it comes
             for s in streams:
-                if s is not None and (text := releasable(self.tokenizer, s.ids, 0, s.released)):
+                if s is not None and (text := s.releasable(0)):
                     s.release(text)
         elif n % self.config.stream_screen_every == 0:
             live = [(s, t.prompt) for s, t in zip(streams, todo) if s is not None]
@@ -237,7 +291,6 @@ class Guard:
                 [p for _, p in live],
                 self.screener,
                 self.screener_threshold,
-                self.tokenizer,
                 self.config.stream_window,
             )
 
@@ -268,26 +321,24 @@ class Guard:
             _Turn(list(m), conversation_prompt(m, cfg.max_turns, cfg.block_message), lim, {"batch_size": n})
             for m, lim in zip(messages_batch, limits)
         ]
+        render = token_text(self.tokenizer) if self.upstream is None else join_text
         for t, emit in zip(turns, streams or [None] * n):
-            t.stream = None if emit is None else HeldBackStream(emit)
+            t.stream = None if emit is None else HeldBackStream(emit, render)
         self._judge(turns)  # 1. a blocked request is never decoded
         todo = [t for t in turns if t.text is None]
         self._decode(turns, todo, 0.0 if temperature < GREEDY_BELOW else temperature, top_p, should_stop)
+        todo = [t for t in todo if t.error is None]  # an upstream that failed fails its request alone
         flagged = self._screen(turns, [t for t in todo if not t.cut_short])  # 3. screen the answers
         self._rewrite(flagged + [t for t in todo if t.cut_short])  # 4. rewrite the flagged; withhold what still is
         for t in turns:
-            if t.stream is not None:
+            if t.stream is not None and t.error is None:
                 self._finish_stream(t)
-        return [
-            ChatResult(
-                t.text,
-                t.finish,
-                len(self.tokenizer(self._render(t.messages), add_special_tokens=False)["input_ids"]),
-                t.completion_tokens,
-                t.trace,
-            )
-            for t in turns
-        ]
+        return [t.error or self._result(t) for t in turns]
+
+    def _result(self, t: "_Turn") -> ChatResult:
+        if t.prompt_tokens is None:  # upstream: 0 for a request it never saw
+            t.prompt_tokens = self.prompt_tokens(t.messages) or 0
+        return ChatResult(t.text, t.finish, t.prompt_tokens, t.completion_tokens, t.trace)
 
     def _judge(self, turns: list["_Turn"]) -> None:
         if self.judge is None:
@@ -302,15 +353,19 @@ class Guard:
         self._timing(turns, "judge", t0)
 
     def _decode(self, turns, todo, temperature: float, top_p: float, should_stop) -> None:
-        """2. The allowed requests in one batch (ACD when there is a safe prompt, else plain decoding)."""
+        """2. The allowed requests in one batch (ACD when there is a safe prompt, else plain decoding), or each sent
+        to the upstream."""
         from ..lm.generate import GREEDY, Sampling, split_stop, stop_ids
 
-        mode = "acd" if self.safe_prompt is not None else "plain"
+        mode = "upstream" if self.upstream is not None else "acd" if self.safe_prompt is not None else "plain"
         for t in turns:
             t.trace["decode"] = {"decision": "skipped"}
         if not todo:
             return
         t0 = time.perf_counter()
+        if mode == "upstream":
+            self._decode_upstream(todo, temperature, top_p, should_stop)
+            return self._timing(todo, "decode", t0)
         sampling = Sampling(True, temperature, top_p, generator=self.generator) if temperature > 0 else GREEDY
         stops = stop_ids(self.model, self.tokenizer)
         messages, limits = [t.messages for t in todo], [t.limit for t in todo]
@@ -319,7 +374,7 @@ class Guard:
         )
         for t, row in zip(todo, ids):
             if t.cut_short:  # the screener stopped this stream: its answer is what was decoded up to the flag
-                row = t.stream.ids[: t.stream.flagged_at]
+                row = t.stream.parts
             cut, t.finish = split_stop(row, stops, t.limit)
             t.text, t.completion_tokens = self.tokenizer.decode(cut, skip_special_tokens=True).strip(), len(cut)
             t.trace["decode"] = {"decision": mode, "tokens": t.completion_tokens, "finish_reason": t.finish}
@@ -435,6 +490,8 @@ class _Turn:
     finish: str = "stop"
     completion_tokens: int = 0
     stream: HeldBackStream | None = None  # a streamed request: what its client has been sent
+    prompt_tokens: int | None = None  # counted by the upstream, or (None) by the local tokenizer at the end
+    error: Exception | None = None  # the upstream failed this request: it is answered with this error
 
     @property
     def cut_short(self) -> bool:

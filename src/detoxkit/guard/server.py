@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..config import Recipe
-from .config import API_KEY_ENV, GuardConfig, resolve_api_key
+from .config import API_KEY_ENV, GuardConfig, is_off, resolve_api_key
 from .pipeline import GREEDY_BELOW
 from .protocol import APIError, ChatRequest, ModerationRequest, error_body
 from .service import GuardService
@@ -70,7 +70,7 @@ def create_app(guard, cfg: GuardConfig):
                     "object": "model",
                     "created": 0,
                     "owned_by": "detoxkit",
-                    "root": cfg.model,
+                    "root": cfg.model if cfg.upstream is None else cfg.upstream_model,
                 }
             ],
         }
@@ -294,7 +294,6 @@ def is_loopback(host: str) -> bool:
 
 def startup_lines(cfg: GuardConfig, api_key: str | None) -> list[str]:
     """What `detoxkit serve` prints before it listens: the pieces, the address, whether auth is on, warnings."""
-    from .pipeline import is_off
 
     pieces = ", ".join(
         f"{k}={v}"
@@ -306,8 +305,9 @@ def startup_lines(cfg: GuardConfig, api_key: str | None) -> list[str]:
         ]
     )
     auth = "on (bearer key)" if api_key else "off (no key)"
+    answering = cfg.model if cfg.upstream is None else f"upstream {cfg.upstream_model} at {cfg.upstream}"
     lines = [
-        f"detoxkit serve: {cfg.model} as `{cfg.served_model_name}` ({pieces}) on "
+        f"detoxkit serve: {answering} as `{cfg.served_model_name}` ({pieces}) on "
         f"http://{cfg.host}:{cfg.port}/v1, auth {auth}"
     ]
     if api_key is None and not is_loopback(cfg.host):

@@ -113,6 +113,8 @@ class GuardService:
 
     async def check_prompt_tokens(self, messages: list[dict], max_tokens: int) -> None:
         n = await asyncio.to_thread(self.guard.prompt_tokens, messages)  # 1 MB of text must not stall the event loop
+        if n is None:  # an upstream answers: it counts tokens with its own tokenizer and enforces its context
+            return
         context, most = self.guard.context_length, self.cfg.max_prompt_tokens
         if n > most:
             raise APIError(
