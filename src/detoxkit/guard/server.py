@@ -56,7 +56,6 @@ def create_app(guard, cfg: GuardConfig):
     app = FastAPI(title="detoxkit guard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     _error_handlers(app)
     app.add_middleware(OpsMiddleware, metrics=service.metrics, log=lambda: service.request_log)
-    app.state.metrics = service.metrics
 
     @app.get("/healthz")
     async def healthz():
@@ -114,7 +113,6 @@ def _error_handlers(app) -> None:
 
     @app.exception_handler(Exception)
     async def _server_error(request, e):
-        request.scope.setdefault(OPS, {})["error"] = "server_error"
         return JSONResponse(error_body(f"the guard failed: {type(e).__name__}: {e}", "server_error"), status_code=500)
 
 
