@@ -180,3 +180,69 @@ def test_shipped_config_parses_and_names_its_command():
     assert path.read_text().splitlines()[0] == "# detoxkit serve --config configs/guard.yaml"
     cfg = parse_config(GuardConfig, ["--config", str(path)], "detoxkit serve")
     assert cfg.host == "127.0.0.1"
+
+
+class SlowJudge(KeywordJudge):
+    """KeywordJudge that takes `seconds` per batch: a judge past any 1 ms deadline."""
+
+    def __init__(self, seconds=0.02):
+        super().__init__()
+        self.seconds = seconds
+
+    def predict_proba(self, prompts):
+        import time
+
+        time.sleep(self.seconds)
+        return super().predict_proba(prompts)
+
+
+class SlowScreener(ConstScreener):
+    def __call__(self, texts, prompts=None):
+        import time
+
+        time.sleep(0.02)
+        return super().__call__(texts, prompts)
+
+
+def test_judge_deadline_fail_closed_blocks_and_fail_open_lets_through(tiny_lm):
+    closed = Guard(*tiny_lm, GuardConfig(judge_deadline_ms=1, block_message="no."), judge=SlowJudge())
+    for r in closed.chat([user("hi"), user(BAD)], max_tokens=2):
+        assert (r.text, r.finish_reason, r.trace["judge"]["decision"]) == ("no.", "content_filter", "timeout_blocked")
+        assert r.trace["judge"]["deadline_exceeded"] and r.trace["decode"] == {"decision": "skipped"}
+    opened = Guard(*tiny_lm, GuardConfig(judge_deadline_ms=1, on_stage_timeout="open"), judge=SlowJudge())
+    ok, bad = opened.chat([user("hi"), user(BAD)], max_tokens=2)
+    assert ok.trace["judge"]["decision"] == "timeout_allowed" and ok.trace["decode"]["decision"] == "plain"
+    assert bad.trace["judge"]["decision"] == "block" and bad.finish_reason == "content_filter"  # known verdict kept
+    relaxed = Guard(*tiny_lm, GuardConfig(judge_deadline_ms=10_000), judge=SlowJudge())
+    assert relaxed.chat([user("hi")], max_tokens=2)[0].trace["judge"]["decision"] == "allow"
+
+
+def test_screen_deadline_fail_closed_withholds_and_fail_open_passes(tiny_lm):
+    rewriter = StandInRewriter()
+    closed = Guard(*tiny_lm, GuardConfig(screen_deadline_ms=1), screener=SlowScreener(0.1), rewriter=rewriter)
+    r = closed.chat([user("hi")], max_tokens=2)[0]
+    assert (r.text, r.finish_reason) == (GuardConfig().block_message, "content_filter")
+    assert r.trace["screen"]["decision"] == "timeout_blocked" and r.trace["rewrite"] == {"decision": "skipped"}
+    assert rewriter.calls == []  # withheld, not rewritten
+    opened = Guard(*tiny_lm, GuardConfig(screen_deadline_ms=1, on_stage_timeout="open"), screener=SlowScreener(0.1))
+    r = opened.chat([user("hi")], max_tokens=2)[0]
+    assert r.trace["screen"]["decision"] == "timeout_allowed" and r.finish_reason in ("stop", "length")
+
+
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        ({"max_queue": -1}, "max_queue"),
+        ({"rate_limit_rpm": -5}, "rate_limit_rpm"),
+        ({"judge_deadline_ms": -1.0}, "judge_deadline_ms"),
+        ({"screen_deadline_ms": float("nan")}, "screen_deadline_ms"),
+        ({"on_stage_timeout": "maybe"}, "on_stage_timeout"),
+        ({"json_log_path": "x.jsonl"}, "json_logs"),
+    ],
+)
+def test_ops_config_errors_are_one_line(kw, field):
+    from detoxkit.errors import DetoxkitError
+
+    with pytest.raises(DetoxkitError, match=field) as e:
+        GuardConfig(**kw)
+    assert "\n" not in str(e.value)

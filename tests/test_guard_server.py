@@ -300,3 +300,151 @@ def test_serve_command_answers_and_stops_on_sigterm(tiny_lm_dir, tmp_path):
     assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in out, out
     assert "auth off (no key)" in out
     assert json.loads(log.read_text().splitlines()[0])["endpoint"] == "chat.completions"
+
+
+# ------------------------------------------------------------------------------------------ operations (issue 18)
+
+
+def scrape(client_or_url) -> dict:
+    """/metrics as {(sample name, frozenset of labels): value}; a TestClient or a base URL ending in /v1."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if isinstance(client_or_url, str):
+        resp = httpx.get(f"{client_or_url[:-3]}/metrics", timeout=10)
+    else:
+        resp = client_or_url.get("/metrics")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(resp.text)
+        for s in family.samples
+    }
+
+
+def metric(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_count_every_stage_of_every_request(guard):
+    n, auth = 4, {"Authorization": "Bearer k"}
+    with TestClient(create_app(guard, cfg(api_key="k"))) as c:
+        for i in range(n):
+            assert c.post("/v1/chat/completions", json={**CHAT, "stream": i == 0}, headers=auth).status_code == 200
+        blocked = {**CHAT, "messages": [{"role": "user", "content": "a bomb"}]}
+        assert c.post("/v1/chat/completions", json=blocked, headers=auth).status_code == 200
+        assert c.post("/v1/chat/completions", json=CHAT).status_code == 401
+        m = scrape(c)  # no key needed, like /healthz
+    chat = "/v1/chat/completions"
+    assert metric(m, "detoxkit_guard_requests_total", endpoint=chat, status="200") == n + 1
+    assert metric(m, "detoxkit_guard_requests_total", endpoint=chat, status="401") == 1
+    assert metric(m, "detoxkit_guard_request_seconds_count", endpoint=chat) == n + 2
+    assert metric(m, "detoxkit_guard_stage_seconds_count", stage="judge") == n + 1
+    for stage in ("decode", "screen"):  # the blocked request is neither decoded nor screened
+        assert metric(m, "detoxkit_guard_stage_seconds_count", stage=stage) == n
+    assert metric(m, "detoxkit_guard_decisions_total", stage="judge", decision="allow", category="") == n
+    assert metric(m, "detoxkit_guard_decisions_total", stage="judge", decision="block", category="") == 1
+    assert metric(m, "detoxkit_guard_decisions_total", stage="screen", decision="pass", category="stand-in") == n
+    assert metric(m, "detoxkit_guard_batch_size_sum") == n + 1 and metric(m, "detoxkit_guard_batch_size_count") >= 1
+    assert ("detoxkit_guard_queue_depth", frozenset()) in m
+
+
+def test_apps_in_one_process_keep_their_own_metrics(guard):
+    with TestClient(create_app(guard, cfg())) as a, TestClient(create_app(guard, cfg())) as b:
+        assert a.post("/v1/chat/completions", json=CHAT).status_code == 200
+        ma, mb = scrape(a), scrape(b)
+    chat = "/v1/chat/completions"
+    assert metric(ma, "detoxkit_guard_requests_total", endpoint=chat, status="200") == 1
+    assert metric(mb, "detoxkit_guard_requests_total", endpoint=chat, status="200") == 0
+
+
+def test_judge_deadline_fail_closed_blocks_every_request_and_counts_it(tiny_lm):
+    from test_guard import SlowJudge
+
+    config = cfg(judge_deadline_ms=1, on_stage_timeout="closed")
+    slow = Guard(*tiny_lm, config, judge=SlowJudge(0.02), screener=ConstScreener(0.1))
+    with TestClient(create_app(slow, config)) as c:
+        bodies = [c.post("/v1/chat/completions", json=CHAT).json() for _ in range(3)]
+        m = scrape(c)
+    for b in bodies:
+        assert b["choices"][0]["finish_reason"] == "content_filter"
+        assert b["choices"][0]["message"]["content"] == config.block_message
+        assert b["guard"]["judge"]["decision"] == "timeout_blocked" and b["guard"]["decode"]["decision"] == "skipped"
+    assert metric(m, "detoxkit_guard_stage_timeouts_total", stage="judge", outcome="blocked") == 3
+    assert metric(m, "detoxkit_guard_decisions_total", stage="judge", decision="timeout_blocked", category="") == 3
+    assert metric(m, "detoxkit_guard_stage_seconds_count", stage="decode") == 0
+
+
+def test_full_queue_is_429_with_retry_after_never_500(guard):
+    gated = GatedGuard(guard)
+    with running_server(gated, cfg(max_queue=2, max_batch_size=1)) as url:
+        results = []
+        first = _post_in_thread(url, CHAT, results)
+        assert gated.entered.wait(30)  # the worker holds one request; two more fit the queue, five do not
+        burst = [_post_in_thread(url, {**CHAT, "stream": i % 2 == 1}, results) for i in range(7)]
+        deadline = time.monotonic() + 10
+        try:
+            while len(results) < 5:  # the refused ones are answered at once, while the worker is still held
+                assert time.monotonic() < deadline, [r.status_code for r in results]
+                time.sleep(0.02)
+        finally:
+            gated.gate.set()
+        refused = results[:5]
+        for t in [first, *burst]:
+            t.join()
+        m = scrape(url)
+    assert sorted(r.status_code for r in results) == [200] * 3 + [429] * 5
+    for r in refused:
+        err = error_of(r, 429, "queue_full")
+        assert err["type"] == "requests" and int(r.headers["retry-after"]) >= 1
+    assert metric(m, "detoxkit_guard_rejected_total", reason="queue_full") == 5
+
+
+def test_rate_limit_is_429_on_the_request_past_rpm(guard):
+    rpm = 3
+    with TestClient(create_app(guard, cfg(rate_limit_rpm=rpm))) as c:
+        statuses = [c.post("/v1/chat/completions", json=CHAT).status_code for _ in range(rpm)]
+        over = c.post("/v1/moderations", json={"input": "hello"})
+        other = TestClient(c.app, client=("10.0.0.7", 4242))  # another client, its own bucket (no second lifespan)
+        assert other.post("/v1/chat/completions", json=CHAT).status_code == 200
+        assert c.get("/v1/models").status_code == 200 and c.get("/healthz").status_code == 200  # not counted
+        m = scrape(c)
+    assert statuses == [200] * rpm
+    err = error_of(over, 429, "rate_limit_exceeded")
+    assert err["type"] == "requests" and 1 <= int(over.headers["retry-after"]) <= 60 // rpm
+    assert metric(m, "detoxkit_guard_rejected_total", reason="rate_limited") == 1
+
+
+def test_token_bucket_refills_per_key():
+    from detoxkit.guard.ops import TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(2, clock=lambda: now[0])
+    assert [bucket.take("a"), bucket.take("a")] == [0.0, 0.0]
+    assert bucket.take("a") == pytest.approx(30.0) and bucket.take("b") == 0.0
+    now[0] = 29.0
+    assert bucket.take("a") == pytest.approx(1.0)
+    now[0] = 30.0
+    assert bucket.take("a") == 0.0 and bucket.take("a") > 0
+    now[0] = 1000.0
+    assert [bucket.take("a"), bucket.take("a"), bucket.take("a") > 0] == [0.0, 0.0, True]  # bursts stop at rpm
+
+
+def test_json_log_has_a_line_per_request_and_no_api_key(guard, tmp_path, capsys):
+    from detoxkit.guard.ops import key_id
+
+    key, path = "sk-very-secret-key-123", tmp_path / "requests.log"
+    with TestClient(create_app(guard, cfg(api_key=key, json_logs=True, json_log_path=str(path)))) as c:
+        ok = c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"}).json()
+        assert c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    text = path.read_text()
+    assert key not in text and "wrong" not in text
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert [r["status"] for r in rows] == [200, 401]
+    assert rows[0]["request_id"] == ok["id"] and rows[0]["endpoint"] == "/v1/chat/completions"
+    assert rows[0]["key_id"] == key_id(key) and rows[0]["key_id"].startswith("key-") and rows[0]["latency_s"] > 0
+    assert rows[0]["decisions"] == {"judge": "allow", "decode": "plain", "screen": "pass", "rewrite": "not_needed"}
+    assert rows[1]["error"] == "invalid_api_key" and rows[1]["key_id"] != rows[0]["key_id"]
+    with TestClient(create_app(guard, cfg(json_logs=True))) as c:  # no path: stderr
+        assert c.get("/healthz").status_code == 200
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert json.loads(line)["endpoint"] == "/healthz"

@@ -32,6 +32,10 @@ class ShuttingDown(Exception):
     """The server is shutting down and takes no new jobs."""
 
 
+class QueueFull(Exception):
+    """max_queue jobs are already waiting for the worker."""
+
+
 class DeadlineExceeded(Exception):
     """The job's deadline passed before the worker could start it."""
 
@@ -51,10 +55,21 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, guard, max_batch_size: int = 8, wait_s: float = 0.01, log=None, stall_timeout_s: float = 120.0):
-        """log: a RequestLog (or None); stall_timeout_s: health() says "stuck" after this long without progress."""
+    def __init__(
+        self,
+        guard,
+        max_batch_size: int = 8,
+        wait_s: float = 0.01,
+        log=None,
+        stall_timeout_s: float = 120.0,
+        max_queue: int = 0,
+        on_batch=None,
+    ):
+        """log: a RequestLog (or None); stall_timeout_s: health() says "stuck" after this long without progress;
+        max_queue: jobs that may wait for the worker (0: any number); on_batch(size): called per chat batch."""
         self.guard, self.max_batch_size, self.wait_s, self.log = guard, max(1, max_batch_size), wait_s, log
-        self.stall_timeout_s = stall_timeout_s
+        self.stall_timeout_s, self.max_queue, self.on_batch = stall_timeout_s, max_queue, on_batch
+        self.batch_seconds = 0.0  # moving average of a batch's time: how long a queued job waits per batch ahead
         self.queue: queue.Queue = queue.Queue()
         self.batch_sizes: collections.Counter = collections.Counter()  # chat batch size -> how many ran
         self.counts: collections.Counter = collections.Counter()  # answered, failed, cancelled, worker_errors
@@ -74,6 +89,8 @@ class Batcher:
         with self._lock:
             if self._closed:
                 raise ShuttingDown("the server is shutting down")
+            if self.max_queue and self.queue.qsize() >= self.max_queue:
+                raise QueueFull(f"{self.queue.qsize()} requests are waiting (max_queue {self.max_queue})")
             self.queue.put(job)
         return job
 
@@ -120,7 +137,8 @@ class Batcher:
         while True:
             batch, stopping = self._next_batch()
             if batch:
-                self._busy, self._progress_at = True, time.monotonic()
+                started = self._progress_at = time.monotonic()
+                self._busy = True
                 try:
                     self._process(batch)
                 except BaseException as e:  # the worker is the server's only one: it must go on
@@ -132,6 +150,7 @@ class Batcher:
                             j.future.set_exception(err)
                 finally:
                     self._busy, self._progress_at = False, time.monotonic()
+                    self.batch_seconds += 0.2 * (self._progress_at - started - self.batch_seconds)
             if stopping:
                 return
 
@@ -181,6 +200,8 @@ class Batcher:
             return all(j.unwanted(now) for j in group)
 
         self.batch_sizes[len(group)] += 1
+        if self.on_batch is not None:
+            self.on_batch(len(group))
         streams = [j.payload[4] for j in group]
         return self.guard.chat(
             [j.payload[0] for j in group],

@@ -25,7 +25,9 @@ class GuardConfig(DeviceArgs):
     A streamed answer is screened while it decodes and sent only as far as the screener has passed it (stream_*
     fields): the client never receives a span the screener flags. Endpoints:
     POST /v1/chat/completions (stream or not), POST /v1/moderations, GET /v1/models, GET /healthz. Concurrent
-    requests are batched into one forward by a single worker thread (max_batch_size, batch_wait_ms).
+    requests are batched into one forward by a single worker thread (max_batch_size, batch_wait_ms). Operations:
+    GET /metrics (Prometheus, no key needed), a bounded queue (max_queue), per-key rate limits (rate_limit_rpm),
+    judge/screener deadlines (judge_deadline_ms, screen_deadline_ms, on_stage_timeout) and JSON request logs.
     """
 
     model: str = arg(
@@ -113,6 +115,34 @@ class GuardConfig(DeviceArgs):
     max_batch_size: int = arg(8, "requests decoded together in one batch (1: no dynamic batching)")
     batch_wait_ms: float = arg(10.0, "how long the worker waits for more requests after the first one of a batch")
     seed: int = arg(0, "random seed of sampled answers (requests with temperature > 0)")
+    max_queue: int = arg(
+        256,
+        "requests waiting for the batching worker; one more gets a 429 with Retry-After (0: no limit)",
+    )
+    rate_limit_rpm: int = arg(
+        0,
+        "chat and moderation requests a minute per API key (per client address when no api_key is set), "
+        "bursts of up to that many; one more gets a 429 with Retry-After (0: no limit)",
+    )
+    judge_deadline_ms: float = arg(
+        0.0,
+        "a batch the judge takes longer than this on is decided by on_stage_timeout (0: no deadline). The "
+        "judge is not interrupted mid-forward (it cannot be on a CPU): the deadline is checked when it returns",
+    )
+    screen_deadline_ms: float = arg(
+        0.0,
+        "a batch the screener takes longer than this on is decided by on_stage_timeout (0: no deadline); "
+        "checked when the screener returns, as for judge_deadline_ms",
+    )
+    on_stage_timeout: Literal["open", "closed"] = arg(
+        "closed",
+        "a stage past its deadline: closed blocks the batch's requests (content_filter, trace decision "
+        "timeout_blocked); open lets them through (timeout_allowed), except those the late verdict blocks or flags",
+    )
+    json_logs: bool = arg(
+        False, "log one JSON line per request (id, endpoint, status, latency, stage decisions, hashed key id)"
+    )
+    json_log_path: Optional[str] = arg(None, "where json_logs go: this file (appended), or stderr when unset")
 
     def __post_init__(self):
         for name in (
@@ -145,6 +175,13 @@ class GuardConfig(DeviceArgs):
             raise DetoxkitError(f"stream_window must be >= 0, got {self.stream_window}")
         if self.batch_wait_ms < 0:
             raise DetoxkitError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
+        for name in ("max_queue", "rate_limit_rpm", "judge_deadline_ms", "screen_deadline_ms"):
+            if not getattr(self, name) >= 0:
+                raise DetoxkitError(f"{name} must be >= 0 (0: off), got {getattr(self, name)}")
+        if self.on_stage_timeout not in ("open", "closed"):
+            raise DetoxkitError(f"on_stage_timeout must be open or closed, got {self.on_stage_timeout!r}")
+        if self.json_log_path is not None and not self.json_logs:
+            raise DetoxkitError("json_log_path is set but json_logs is off: turn json_logs on, or unset the path")
         if self.api_key is not None and not self.api_key.strip():
             raise DetoxkitError("api_key is empty: give a key, or leave it unset (null) to serve without one")
 

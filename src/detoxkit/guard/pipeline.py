@@ -346,9 +346,13 @@ class Guard:
                 t.trace["judge"] = {"decision": "off"}
             return
         t0, thr = time.perf_counter(), self.judge_threshold
-        for t, p in zip(turns, self.judge.predict_proba([t.prompt for t in turns])):
+        scores = self.judge.predict_proba([t.prompt for t in turns])
+        late = self._past_deadline(t0, self.config.judge_deadline_ms)
+        for t, p in zip(turns, scores):
             t.trace["judge"] = {"decision": "block" if p >= thr else "allow", "score": p, "threshold": thr}
-            if p >= thr:
+            if late:
+                self._late(t.trace["judge"], p >= thr)
+            if t.trace["judge"]["decision"] in ("block", "timeout_blocked"):
                 t.text, t.finish = self.config.block_message, "content_filter"
         self._timing(turns, "judge", t0)
 
@@ -395,7 +399,9 @@ class Guard:
             return []
         t0 = time.perf_counter()
         flagged = []
-        for t, s in zip(todo, self.screener([t.text for t in todo], [t.prompt for t in todo])):
+        scores = self.screener([t.text for t in todo], [t.prompt for t in todo])
+        late = self._past_deadline(t0, self.config.screen_deadline_ms)
+        for t, s in zip(todo, scores):
             t.trace["screen"] = {
                 "decision": "flag" if s >= thr else "pass",
                 "scorer": name,
@@ -403,10 +409,29 @@ class Guard:
                 "threshold": thr,
             }
             t.trace["rewrite"] = {"decision": "not_needed"}
-            if s >= thr:
+            if late and self._late(t.trace["screen"], s >= thr) == "timeout_blocked":
+                t.trace["rewrite"] = {"decision": "skipped"}
+                t.text, t.finish = self.config.block_message, "content_filter"  # withheld, not rewritten
+            elif s >= thr:
                 flagged.append(t)
         self._timing(todo, "screen", t0)
         return flagged
+
+    @staticmethod
+    def _past_deadline(t0: float, deadline_ms: float) -> bool:
+        """Whether a stage that started at t0 has overrun its deadline (0: none). Checked once the stage returns:
+        a forward cannot be interrupted, so a deadline bounds what the stage decides, not how long it runs."""
+        return deadline_ms > 0 and (time.perf_counter() - t0) * 1000 > deadline_ms
+
+    def _late(self, stage_trace: dict, flagged: bool) -> str:
+        """Apply on_stage_timeout to one request of a batch that overran its stage's deadline: closed blocks it;
+        open lets it through unless the (late, but known) verdict blocks or flags it. Returns the decision."""
+        if self.config.on_stage_timeout == "closed":
+            stage_trace["decision"] = "timeout_blocked"
+        elif not flagged:
+            stage_trace["decision"] = "timeout_allowed"
+        stage_trace["deadline_exceeded"] = True
+        return stage_trace["decision"]
 
     def _rewrite(self, flagged: list["_Turn"]) -> None:
         """A flagged answer is rewritten and screened again; what is still flagged is withheld. Of a streamed answer

@@ -1,14 +1,16 @@
 """`detoxkit serve`: the guard behind an OpenAI-compatible HTTP server (FastAPI + uvicorn).
 
 Endpoints: POST /v1/chat/completions (``stream: true`` gives SSE chunks ending in ``data: [DONE]``), POST
-/v1/moderations, GET /v1/models, GET /healthz (no key needed; 503 when the worker is dead or stuck). Client mistakes
-get a 4xx with OpenAI's error shape ``{"error": {"message", "type", "param", "code"}}``, the HTTP parser's own 400s
-included; only a fault of the guard itself is a 500, and it fails that request alone.
+/v1/moderations, GET /v1/models, GET /healthz (no key needed; 503 when the worker is dead or stuck), GET /metrics
+(Prometheus text, no key needed; see ``ops``). Client mistakes get a 4xx with OpenAI's error shape ``{"error":
+{"message", "type", "param", "code"}}``, the HTTP parser's own 400s included; only a fault of the guard itself is a
+500, and it fails that request alone.
 
 Every request's work is bounded (messages, characters, prompt tokens against the model's context, moderation
-inputs: each a config field, named in its 400) and has a deadline (``request_timeout_s``: 504); work for a client
-that has gone is dropped and logged "cancelled". The OpenAI shapes and input rules are in ``protocol``, the
-per-request checks and waiting in ``service``.
+inputs: each a config field, named in its 400) and has a deadline (``request_timeout_s``: 504); a full queue
+(``max_queue``) or a key over ``rate_limit_rpm`` gets a 429 with Retry-After; work for a client that has gone is
+dropped and logged "cancelled". The OpenAI shapes and input rules are in ``protocol``, the per-request checks and
+waiting in ``service``, metrics, rate limits and JSON logs in ``ops``.
 
 Streamed answers are sent as they decode, but only as far as the screener has passed them (a held-back window,
 see ``streaming``): a guard cannot take back tokens it has already sent, so nothing leaves before it is screened.
@@ -28,12 +30,13 @@ import uuid
 
 import h11
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..config import Recipe
 from .config import API_KEY_ENV, GuardConfig, is_off, resolve_api_key
+from .ops import OPS, OpsMiddleware
 from .pipeline import GREEDY_BELOW
 from .protocol import APIError, ChatRequest, ModerationRequest, error_body
 from .service import GuardService
@@ -52,12 +55,19 @@ def create_app(guard, cfg: GuardConfig):
 
     app = FastAPI(title="detoxkit guard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     _error_handlers(app)
+    app.add_middleware(OpsMiddleware, metrics=service.metrics, log=lambda: service.request_log)
 
     @app.get("/healthz")
     async def healthz():
         h = service.batcher.health()
         body = {"status": "ok" if h["healthy"] else "unhealthy", "model": cfg.served_model_name, **h}
         return JSONResponse(body, status_code=200 if h["healthy"] else 503)
+
+    @app.get("/metrics")
+    async def metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -89,6 +99,7 @@ def create_app(guard, cfg: GuardConfig):
 def _error_handlers(app) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request, e: APIError):
+        request.scope.setdefault(OPS, {})["error"] = e.code or e.type
         return JSONResponse(error_body(e.message, e.type, e.param, e.code), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -108,11 +119,12 @@ def _error_handlers(app) -> None:
 async def _moderations(service: GuardService, request: Request) -> dict:
     cfg = service.cfg
     service.authorize(request)
+    service.rate_limit(request)
     req = await service.read(request, ModerationRequest)
     service.check_model(req.model)
     texts = [req.input] if isinstance(req.input, str) else req.input
     service.check_texts(texts, "input", cfg.max_moderation_inputs, "max_moderation_inputs", "too_many_inputs")
-    rid = f"modr-{uuid.uuid4().hex}"
+    rid = request.scope.setdefault(OPS, {})["id"] = f"modr-{uuid.uuid4().hex}"
     job = service.submit("moderate", texts, {"id": rid, "endpoint": "moderations", "input": texts})
     return {"id": rid, "model": cfg.served_model_name, "results": await service.answer(job, request)}
 
@@ -120,6 +132,7 @@ async def _moderations(service: GuardService, request: Request) -> dict:
 async def _chat(service: GuardService, request: Request):
     cfg = service.cfg
     service.authorize(request)
+    service.rate_limit(request)
     req = await service.read(request, ChatRequest)
     service.check_model(req.model)
     max_tokens = req.max_completion_tokens or req.max_tokens or cfg.max_new_tokens
@@ -139,6 +152,8 @@ async def _chat(service: GuardService, request: Request):
     )
     await service.check_prompt_tokens(messages, max_tokens)
     rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+    ops = request.scope.setdefault(OPS, {})
+    ops["id"] = rid
     temperature = req.temperature if req.temperature >= GREEDY_BELOW else 0.0
     top_p = req.top_p if temperature > 0 else 1.0  # greedy ignores top_p: do not split batches over it
     pieces: asyncio.Queue | None = asyncio.Queue() if req.stream else None
@@ -150,11 +165,12 @@ async def _chat(service: GuardService, request: Request):
     head = {"id": rid, "created": created, "model": cfg.served_model_name}
     if req.stream:
         return StreamingResponse(
-            _sse(head, service.answer(job, None), pieces),
+            _sse(head, service.answer(job, None), pieces, ops),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
     r = await service.answer(job, request)
+    ops["trace"] = r.trace
     return {
         **head,
         "object": "chat.completion",
@@ -181,9 +197,10 @@ def _emitter(pieces: asyncio.Queue):
     return lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text)
 
 
-async def _sse(head: dict, answer, pieces: asyncio.Queue):
+async def _sse(head: dict, answer, pieces: asyncio.Queue, ops: dict):
     """SSE events of one streamed answer: each screened piece as the worker releases it, then the finish chunk with
-    the guard's trace. A client that disconnects cancels this generator (and its job)."""
+    the guard's trace. A client that disconnects cancels this generator (and its job). ops: the request's ops
+    record (metrics, JSON log), which gets the trace once the answer is in."""
 
     def event(delta: dict, finish: str | None = None, **extra) -> str:
         chunk = {
@@ -211,11 +228,13 @@ async def _sse(head: dict, answer, pieces: asyncio.Queue):
             if isinstance(e, APIError)
             else error_body(f"the guard failed: {type(e).__name__}: {e}", "server_error")
         )
+        ops["error"] = err["error"]["code"] or err["error"]["type"]
         yield f"data: {json.dumps(err)}\n\n"
         yield "data: [DONE]\n\n"
         return
     finally:
         result.cancel()  # the client went away: the job is abandoned (no-op once answered)
+    ops["trace"] = r.trace
     while not pieces.empty():  # the worker releases every piece before it sets the result
         if text := pieces.get_nowait():
             yield event({"content": text})

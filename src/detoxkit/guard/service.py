@@ -10,8 +10,9 @@ import time
 
 from starlette.requests import ClientDisconnect, Request
 
-from .batching import Batcher, DeadlineExceeded, ShuttingDown
+from .batching import Batcher, DeadlineExceeded, QueueFull, ShuttingDown
 from .config import GuardConfig, resolve_api_key
+from .ops import GuardMetrics, TokenBucket, bearer, key_id, request_logger, retry_after_header
 from .protocol import APIError, validate
 
 # An answer sent before the body was read whole: the rest of the connection cannot be trusted, so it closes.
@@ -24,6 +25,9 @@ class GuardService:
         self.guard, self.cfg = guard, cfg
         self.api_key = resolve_api_key(cfg)
         self.batcher: Batcher | None = None
+        self.metrics = GuardMetrics(queue_depth=lambda: 0 if self.batcher is None else self.batcher.queue.qsize())
+        self.limiter = TokenBucket(cfg.rate_limit_rpm) if cfg.rate_limit_rpm else None
+        self.request_log = self._log_handler = None  # the JSON request logger while json_logs is on and serving
 
     def start(self) -> None:
         from .requestlog import RequestLog
@@ -31,13 +35,25 @@ class GuardService:
         cfg = self.cfg
         log = RequestLog(cfg.log_path) if cfg.log_path else None
         self.batcher = Batcher(
-            self.guard, cfg.max_batch_size, cfg.batch_wait_ms / 1000, log, cfg.stall_timeout_s
+            self.guard,
+            cfg.max_batch_size,
+            cfg.batch_wait_ms / 1000,
+            log,
+            cfg.stall_timeout_s,
+            max_queue=cfg.max_queue,
+            on_batch=self.metrics.batch_size.observe,
         ).start()
+        if cfg.json_logs:
+            self.request_log, self._log_handler = request_logger(cfg.json_log_path)
 
     async def stop(self) -> None:
         # uvicorn has already waited (up to drain_timeout_s) for requests in flight; the worker finishes anything
         # still queued, but a stuck worker must not keep the process alive.
         await asyncio.to_thread(self.batcher.close, min(10.0, self.cfg.drain_timeout_s))
+        if self._log_handler is not None:
+            self.request_log.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self.request_log = self._log_handler = None
 
     def authorize(self, request: Request) -> None:
         if self.api_key is None:
@@ -46,6 +62,26 @@ class GuardService:
         if not (scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())):
             raise APIError(
                 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.", code="invalid_api_key"
+            )
+
+    def rate_limit(self, request: Request) -> None:
+        """rate_limit_rpm per API key (per client address when the server has no key): a 429 with Retry-After."""
+        if self.limiter is None:
+            return
+        if self.api_key is not None:
+            who = key_id(bearer(request.headers))
+        else:
+            who = f"client:{request.client.host if request.client else 'unknown'}"
+        wait = self.limiter.take(who)
+        if wait > 0:
+            self.metrics.rejected.labels("rate_limited").inc()
+            raise APIError(
+                429,
+                f"Rate limit reached: {self.cfg.rate_limit_rpm} requests per minute (rate_limit_rpm). "
+                f"Please try again in {wait:.1f}s.",
+                "requests",
+                code="rate_limit_exceeded",
+                headers=retry_after_header(wait),
             )
 
     async def read(self, request: Request, schema):
@@ -137,6 +173,15 @@ class GuardService:
             return self.batcher.submit(kind, payload, log, time.monotonic() + self.cfg.request_timeout_s)
         except ShuttingDown:
             raise APIError(503, "the server is shutting down", "server_error", code="shutting_down") from None
+        except QueueFull as e:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise APIError(
+                429,
+                f"The server is busy: {e}. Please try again shortly.",
+                "requests",
+                code="queue_full",
+                headers=retry_after_header(self.batcher.batch_seconds),
+            ) from None
 
     async def answer(self, job, request: Request | None):
         """The job's result; 504 at its deadline; a disconnected client (or a cancelled stream) abandons it."""
