@@ -19,111 +19,32 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from serving import load, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "smollm2-135m-instruct"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(max_batch_size: int, args, log) -> tuple[subprocess.Popen, str]:
+def serve(max_batch_size: int, args, log):
     """`detoxkit serve` with every guard piece off, in its own process so clients and server do not share a GIL."""
-    import httpx
-
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "detoxkit.cli",
-        "serve",
-        "--model",
-        MODEL,
-        "--screener",
-        "off",
-        "--port",
-        str(port),
-        "--max_batch_size",
-        str(max_batch_size),
-        "--batch_wait_ms",
-        str(args.batch_wait_ms),
-    ]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "DETOXKIT_PROGRESS": "0"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url + "/v1"
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not start; see {log.name}")
-        time.sleep(0.2)
+    flags = ["--model", MODEL, "--screener", "off", "--max_batch_size", str(max_batch_size)]
+    return start_server([*flags, "--batch_wait_ms", str(args.batch_wait_ms)], log)
 
 
 def load_test(url: str, prompts: list[str], args) -> dict:
-    import httpx
-
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-
-    def client(k: int, until: float) -> None:
-        with httpx.Client(timeout=120) as c:
-            i = k
-            while time.perf_counter() < until:
-                body = {
-                    "model": "detoxkit-guard",
-                    "max_tokens": args.max_tokens,
-                    "messages": [{"role": "user", "content": prompts[i % len(prompts)]}],
-                }
-                t0 = time.perf_counter()
-                try:
-                    r = c.post(f"{url}/chat/completions", json=body)
-                    ok, what = r.status_code == 200, f"HTTP {r.status_code}"
-                except httpx.HTTPError as e:
-                    ok, what = False, repr(e)
-                with lock:
-                    (latencies.append(time.perf_counter() - t0) if ok else errors.append(what))
-                i += args.clients
-
-    def run(seconds: float) -> float:
-        t0 = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(k, t0 + seconds)) for k in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return time.perf_counter() - t0
-
-    run(min(5.0, args.duration))  # warm-up: first-call allocations, thread pools
-    latencies.clear()
-    errors.clear()
-    wall = run(args.duration)
-    q = statistics.quantiles(latencies, n=20) if len(latencies) >= 2 else latencies * 19
-    return {
-        "requests": len(latencies),
-        "errors": len(errors),
-        "error_examples": errors[:5],
-        "seconds": round(wall, 2),
-        "requests_per_s": round(len(latencies) / wall, 3),
-        "latency_p50_s": round(statistics.median(latencies), 3) if latencies else None,
-        "latency_p95_s": round(q[18], 3) if latencies else None,
-    }
+    bodies = [
+        {"model": "detoxkit-guard", "max_tokens": args.max_tokens, "messages": [{"role": "user", "content": p}]}
+        for p in prompts
+    ]
+    load(url, bodies, args.clients, min(5.0, args.duration))  # warm-up: first-call allocations, thread pools
+    return load(url, bodies, args.clients, args.duration)
 
 
 def load_section(args) -> dict:
@@ -137,8 +58,7 @@ def load_section(args) -> dict:
             try:
                 out[name] = {"max_batch_size": size, **load_test(url, prompts, args)}
             finally:
-                proc.terminate()  # SIGTERM: uvicorn's graceful shutdown
-                proc.wait(60)
+                stop_server(proc)
             print(f"load {name}: {out[name]}", flush=True)
     b, u = out["batched"]["requests_per_s"], out["unbatched"]["requests_per_s"]
     out["throughput_ratio_batched_vs_unbatched"] = round(b / u, 2) if u else None
