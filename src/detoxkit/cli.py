@@ -80,6 +80,10 @@ COMMANDS: dict = {
         "attribute-controlled fine-tuning with a NADO regulariser: nado-train, train, eval",
     ),
     "serve": ("detoxkit.guard.server:SERVE", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
+    "guard": (
+        {"eval": ("detoxkit.guard.evaluate:EVAL", "a guard (bundle or YAML) on labelled prompts, each stage ablated")},
+        "the guard as a whole: eval",
+    ),
     "report": ("detoxkit.report.cli:REPORT", "an HTML and markdown report of one or more run folders"),
 }
 
