@@ -2,9 +2,9 @@
 
 Endpoints: POST /v1/chat/completions (``stream: true`` gives SSE chunks ending in ``data: [DONE]``), POST
 /v1/moderations, GET /v1/models, GET /healthz (no key needed; 503 when the worker is dead or stuck), GET /metrics
-(Prometheus text, no key needed; see ``ops``). Client mistakes get a 4xx with OpenAI's error shape ``{"error":
-{"message", "type", "param", "code"}}``, the HTTP parser's own 400s included; only a fault of the guard itself is a
-500, and it fails that request alone.
+(Prometheus text, no key needed; see ``ops``), GET / (the playground page in ``static/``, no key needed). Client
+mistakes get a 4xx with OpenAI's error shape ``{"error": {"message", "type", "param", "code"}}``, the HTTP parser's
+own 400s included; only a fault of the guard itself is a 500, and it fails that request alone.
 
 Every request's work is bounded (messages, characters, prompt tokens against the model's context, moderation
 inputs: each a config field, named in its 400) and has a deadline (``request_timeout_s``: 504); a full queue
@@ -55,6 +55,7 @@ def create_app(guard, cfg: GuardConfig):
 
     app = FastAPI(title="detoxkit guard", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     _error_handlers(app)
+    _playground(app)
     app.add_middleware(OpsMiddleware, metrics=service.metrics, log=lambda: service.request_log)
 
     @app.get("/healthz")
@@ -94,6 +95,34 @@ def create_app(guard, cfg: GuardConfig):
         return await _chat(service, request)
 
     return app
+
+
+# The playground's page may talk to this server only, and runs no inline script: model text that slipped into the
+# page as markup could not run.
+PLAYGROUND_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def _playground(app) -> None:
+    """GET / (the playground page) and GET /playground.js: static package data, no key needed (the page holds no
+    secret; its API calls send the key the user types)."""
+    from importlib.resources import files
+
+    static = files("detoxkit.guard") / "static"
+
+    @app.get("/", include_in_schema=False)
+    async def playground():
+        html = (static / "index.html").read_text(encoding="utf-8")
+        return Response(html, media_type="text/html", headers=PLAYGROUND_HEADERS)
+
+    @app.get("/playground.js", include_in_schema=False)
+    async def playground_js():
+        js = (static / "playground.js").read_text(encoding="utf-8")
+        return Response(js, media_type="text/javascript", headers=PLAYGROUND_HEADERS)
 
 
 def _error_handlers(app) -> None:
