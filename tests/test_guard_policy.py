@@ -217,3 +217,16 @@ def test_policy_config_checks(policy_file):
     with pytest.raises(DetoxkitError, match="unknown policy 'gone'") as e:
         resolve_tenants({"sk-secret": "gone"}, policies, None, [])
     assert "sk-secret" not in str(e.value)
+
+
+def test_shipped_policies_name_only_categories_the_packaged_head_scores():
+    from pathlib import Path
+
+    from detoxkit.scorers.categories import load_category_head
+    from detoxkit.scorers.head import WEIGHTS
+
+    head, meta = load_category_head(WEIGHTS / "category_head.safetensors")
+    path = Path(__file__).parents[1] / "configs" / "policies" / "guard_policies.yaml"
+    assert path.read_text().startswith("# detoxkit serve ")
+    policies = load_policies(path, categories=head.categories)
+    assert {"standard", "strict", "lenient"} <= set(policies) and meta["embedder"] == "all-minilm-l6-v2"
