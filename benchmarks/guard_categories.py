@@ -113,13 +113,13 @@ def _evaluation(rows: list[dict], removed: int) -> dict:
         },
         overlaps=[
             {
-                "between": "the sources of the category rows",
+                "pair": "the sources of the category rows",
                 "method": "exact after lower-casing and joining whitespace",
                 "removed": removed,
                 "note": "a repeated text keeps its first source's labels",
             },
             {
-                "between": "category training rows and the guard's judged prompt sets (advbench, harmbench, "
+                "pair": "category training rows and the guard's judged prompt sets (advbench, harmbench, "
                 "donotanswer in benchmarks/guard.json)",
                 "method": "by construction",
                 "note": "the final head trains on all of them: guard results on those sets that use the category "
