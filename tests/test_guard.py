@@ -138,8 +138,13 @@ def test_batched_equals_one_by_one(tiny_lm):
 def test_moderate_uses_screener_and_judge(tiny_lm):
     guard = Guard(*tiny_lm, GuardConfig(), judge=KeywordJudge(), screener=ConstScreener(0.2))
     bad, ok = guard.moderate([BAD, "hello"])
-    assert bad["flagged"] and bad["categories"] == {"stand-in": False, "harmful_request": True}
-    assert not ok["flagged"] and ok["category_scores"] == {"stand-in": 0.2, "harmful_request": 0.1}
+    assert bad["flagged"] and bad["categories"]["harmful_request"] and not bad["categories"]["stand-in"]
+    assert not ok["flagged"] and (ok["category_scores"]["stand-in"], ok["category_scores"]["harmful_request"]) == (
+        0.2,
+        0.1,
+    )
+    assert not any(v for k, v in ok["categories"].items() if "/" in k)  # no category head: OpenAI keys unscored
+    assert "sexual/minors" in ok["detoxkit"]["unscored"]
 
 
 def test_message_helpers():

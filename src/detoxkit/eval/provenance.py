@@ -22,6 +22,7 @@ SCORER_WEIGHTS = {
     "profanity": {"alt-profanity-check word model"},
     "lm-judge": {SMOLLM2},
     "fluency": {SMOLLM2},
+    "categories": {MINILM, "detoxkit category head"},
     "prompt-oracle": {MINILM, "prompt classifier (logistic regression)"},
     "dataset labels": set(),  # membership of a harmful or a benign builtin set: no model
     "chrF": set(),  # a character n-gram score against a text: no model

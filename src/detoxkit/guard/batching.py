@@ -43,7 +43,8 @@ class DeadlineExceeded(Exception):
 @dataclass
 class Job:
     kind: str  # "chat" or "moderate"
-    payload: Any  # chat: (messages, max_tokens, temperature, top_p, stream emit or None); moderate: list of texts
+    payload: Any  # chat: (messages, max_tokens, temperature, top_p, stream emit or None[, policy name]);
+    # moderate: list of texts, or (list of texts, policy name)
     log: dict = field(default_factory=dict)  # what the JSONL log records about the request
     deadline: float | None = None  # time.monotonic() after which nobody waits for the answer
     future: Future = field(default_factory=Future)
@@ -188,11 +189,14 @@ class Batcher:
 
     def _call(self, key: tuple, group: list[Job]) -> list:
         if key[0] == "moderate":
-            results = self.guard.moderate([t for j in group for t in j.payload])
+            asked = [j.payload if isinstance(j.payload, tuple) else (j.payload, None) for j in group]
+            names = [p for texts, p in asked for _ in texts]
+            texts = [t for texts, _ in asked for t in texts]
+            results = self.guard.moderate(texts, names) if any(names) else self.guard.moderate(texts)
             out, k = [], 0
-            for j in group:  # split the flat results back per request
-                out.append(results[k : k + len(j.payload)])
-                k += len(j.payload)
+            for texts, _ in asked:  # split the flat results back per request
+                out.append(results[k : k + len(texts)])
+                k += len(texts)
             return out
 
         def should_stop() -> bool:  # called between decoding steps: a sign of life, and a way out
@@ -203,6 +207,7 @@ class Batcher:
         if self.on_batch is not None:
             self.on_batch(len(group))
         streams = [j.payload[4] for j in group]
+        policies = [j.payload[5] if len(j.payload) > 5 else None for j in group]
         return self.guard.chat(
             [j.payload[0] for j in group],
             [j.payload[1] for j in group],
@@ -210,6 +215,7 @@ class Batcher:
             key[2],
             should_stop=should_stop,
             streams=streams if any(streams) else None,
+            **({"policies": policies} if any(policies) else {}),
         )
 
     def _run_group(self, key: tuple, group: list[Job]) -> None:

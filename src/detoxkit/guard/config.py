@@ -87,6 +87,23 @@ class GuardConfig(DeviceArgs):
         "streaming: when the screener flags an answer partway, stop it there, or rewrite the part not yet sent "
         "(with the rewriter; without one, stop)",
     )
+    categories: str = arg(
+        "off",
+        "category head (harmful_request, harassment, hate, ...) scoring prompts and answers for policies and "
+        "/v1/moderations' OpenAI categories: builtin (the packaged head), a .safetensors path, or off",
+    )
+    policy_file: Optional[str] = arg(
+        None, "YAML of named policies: per-category thresholds and actions for prompts and answers (needs categories)"
+    )
+    policy: Optional[str] = arg(None, "the policy of requests whose key names none (None: no policy)")
+    tenants: dict = arg(
+        {},
+        "API key -> policy name, or -> {policy: NAME, may_choose: [NAMES]}; every key listed here is accepted "
+        "besides api_key. A request picks one of its key's may_choose policies with the X-Detoxkit-Policy header",
+    )
+    policy_choices: list[str] = arg(
+        [], "policies a request whose key is not a tenant may pick with the X-Detoxkit-Policy header"
+    )
     max_new_tokens: int = arg(128, "answer length when a request gives no max_tokens")
     max_tokens_limit: int = arg(512, "requests asking for more tokens than this get a 400")
     log_path: Optional[str] = arg(None, "append every request (messages, answer, trace) to this JSONL file")
@@ -182,6 +199,10 @@ class GuardConfig(DeviceArgs):
             raise DetoxkitError(f"on_stage_timeout must be open or closed, got {self.on_stage_timeout!r}")
         if self.json_log_path is not None and not self.json_logs:
             raise DetoxkitError("json_log_path is set but json_logs is off: turn json_logs on, or unset the path")
+        if self.policy_file is not None and is_off(self.categories):
+            raise DetoxkitError("policy_file needs a category head: set categories (e.g. builtin)")
+        if self.policy_file is None and (self.policy or self.tenants or self.policy_choices):
+            raise DetoxkitError("policy, tenants and policy_choices name policies: set policy_file too")
         if self.api_key is not None and not self.api_key.strip():
             raise DetoxkitError("api_key is empty: give a key, or leave it unset (null) to serve without one")
 

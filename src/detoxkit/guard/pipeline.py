@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..errors import DetoxkitError
 from .config import GuardConfig, is_off
@@ -83,8 +83,12 @@ class Guard:
         safe_prompt=None,
         adv_prompt=None,
         upstream=None,
+        categorizer=None,
+        policies=None,
     ):
-        """model/tokenizer: the answering model, or None with `upstream` (a :class:`~.upstream.Upstream`)."""
+        """model/tokenizer: the answering model, or None with `upstream` (a :class:`~.upstream.Upstream`).
+        categorizer: texts -> [{category: score}] (:class:`~detoxkit.scorers.categories.CategoryScorer`); policies:
+        name -> :class:`~.policy.Policy`, applied to requests that name one (or config.policy)."""
         import torch
 
         from ..acd.decode import as_soft_prompt
@@ -92,6 +96,9 @@ class Guard:
         self.model, self.tokenizer, self.upstream = model, tokenizer, upstream
         self.config = config or GuardConfig()
         self.judge, self.screener, self.rewriter = judge, screener, rewriter
+        self.categorizer, self.policies = categorizer, dict(policies or {})
+        if self.policies and categorizer is None:
+            raise DetoxkitError("policies need a category head (categories) to score prompts and answers")
         if upstream is not None and (safe_prompt is not None or adv_prompt is not None):
             raise DetoxkitError("ACD needs the answering model's logits: it runs only in local mode, not upstream")
         self.safe_prompt = as_soft_prompt(model, tokenizer, safe_prompt)
@@ -121,6 +128,12 @@ class Guard:
         # Prompt files are read first: a bad one fails before the model loads.
         safe = None if is_off(cfg.acd_safe_prompt) else read_prompt_option(cfg.acd_safe_prompt)
         adv = None if is_off(cfg.acd_adv_prompt) else read_prompt_option(cfg.acd_adv_prompt)
+        policies = None
+        if cfg.policy_file is not None:  # read (and the tenants checked) before any model loads
+            from .policy import load_policies, resolve_tenants
+
+            policies = load_policies(cfg.policy_file)
+            resolve_tenants(cfg.tenants, policies, cfg.policy, cfg.policy_choices)
         upstream = None
         if cfg.upstream is not None:
             from .upstream import Upstream
@@ -157,7 +170,18 @@ class Guard:
                 if cfg.rewriter == cfg.model
                 else Rewriter.from_pretrained(cfg.rewriter, cfg.device, cfg.rewrite_max_new_tokens, cfg.dtype)
             )
-        return cls(model, tok, cfg, judge, screener, rewriter, safe, adv, upstream)
+        categorizer = None
+        if not is_off(cfg.categories):
+            from ..scorers.categories import CategoryScorer
+
+            categorizer = CategoryScorer(None if cfg.categories == "builtin" else cfg.categories)
+            for p in (policies or {}).values():
+                if unknown := p.categories() - set(categorizer.categories):
+                    raise DetoxkitError(
+                        f"{p.source}: policy {p.name!r} names {sorted(unknown)}, which the category head does not "
+                        f"score (it scores {', '.join(categorizer.categories)})"
+                    )
+        return cls(model, tok, cfg, judge, screener, rewriter, safe, adv, upstream, categorizer, policies)
 
     # ------------------------------------------------------------------------------------------------ stages
 
@@ -304,6 +328,7 @@ class Guard:
         top_p: float = 1.0,
         should_stop: Callable[[], bool] | None = None,
         streams: Sequence[Callable[[str], None] | None] | None = None,
+        policies: Sequence[str | None] | None = None,
     ) -> list[ChatResult]:
         """Answer a batch of conversations ({"role", "content"} dicts); temperature below 1e-5 is greedy.
 
@@ -311,6 +336,7 @@ class Guard:
         should_stop: asked between decoding steps; True ends decoding early (the server's callers have all gone).
         streams: per conversation, None or a function called (in this thread) with each piece of the answer as it
         clears the screener (see :mod:`detoxkit.guard.streaming`); the pieces add up to the result's text.
+        policies: per conversation, the name of the policy to apply (None: config.policy, if any).
         """
         n, cfg = len(messages_batch), self.config
         if max_tokens is None or isinstance(max_tokens, int):
@@ -322,8 +348,9 @@ class Guard:
             for m, lim in zip(messages_batch, limits)
         ]
         render = token_text(self.tokenizer) if self.upstream is None else join_text
-        for t, emit in zip(turns, streams or [None] * n):
+        for t, emit, name in zip(turns, streams or [None] * n, policies or [None] * n):
             t.stream = None if emit is None else HeldBackStream(emit, render)
+            t.policy = self.policy_named(name)
         self._judge(turns)  # 1. a blocked request is never decoded
         todo = [t for t in turns if t.text is None]
         self._decode(turns, todo, 0.0 if temperature < GREEDY_BELOW else temperature, top_p, should_stop)
@@ -344,7 +371,7 @@ class Guard:
         if self.judge is None:
             for t in turns:
                 t.trace["judge"] = {"decision": "off"}
-            return
+            return self._prompt_policy(turns)
         t0, thr = time.perf_counter(), self.judge_threshold
         scores = self.judge.predict_proba([t.prompt for t in turns])
         late = self._past_deadline(t0, self.config.judge_deadline_ms)
@@ -354,6 +381,7 @@ class Guard:
                 self._late(t.trace["judge"], p >= thr)
             if t.trace["judge"]["decision"] in ("block", "timeout_blocked"):
                 t.text, t.finish = self.config.block_message, "content_filter"
+        self._prompt_policy(turns)
         self._timing(turns, "judge", t0)
 
     def _decode(self, turns, todo, temperature: float, top_p: float, should_stop) -> None:
@@ -387,6 +415,11 @@ class Guard:
         self._timing(todo, "decode", t0)
 
     def _screen(self, turns, todo) -> list["_Turn"]:
+        """The screener's score of every decoded answer, then the answer policies; returns the flagged turns."""
+        flagged = self._screen_scorer(turns, todo)
+        return self._answer_policy(todo, flagged) if self.policies else flagged
+
+    def _screen_scorer(self, turns, todo) -> list["_Turn"]:
         """The screener's score of every decoded answer; returns the flagged turns."""
         unscreened = self.screener is None or not todo
         name, thr = getattr(self.screener, "name", "screener"), self.screener_threshold
@@ -417,6 +450,60 @@ class Guard:
         self._timing(todo, "screen", t0)
         return flagged
 
+    def policy_named(self, name: str | None):
+        """The Policy called `name` (None: config.policy, or no policy)."""
+        name = name if name is not None else self.config.policy
+        if name is None:
+            return None
+        if name not in self.policies:
+            raise DetoxkitError(f"unknown policy {name!r} (known: {', '.join(self.policies) or 'none'})")
+        return self.policies[name]
+
+    def _prompt_policy(self, turns: list["_Turn"]) -> None:
+        """Judge stage, after the judge: each request's policy on its prompt's category scores (a block blocks it;
+        a rewrite sends its answer to the rewriter). The judge's trace gets the policy's scores and decision."""
+        live = [t for t in turns if t.policy is not None]
+        if not live:
+            return
+        for t, scores in zip(live, self.categorizer([t.prompt for t in live])):
+            d = t.trace["judge"]["policy"] = t.policy.decide("prompt", scores)
+            if d["fired"]:
+                t.trace["judge"].setdefault("category", next(iter(d["fired"])))
+            if d["action"] == "block" and t.text is None:
+                t.trace["judge"]["decision"] = "block"
+                t.text, t.finish = self.config.block_message, "content_filter"
+            t.rewrite_answer = d["action"] == "rewrite"
+
+    def _answer_policy(self, todo: list["_Turn"], flagged: list["_Turn"]) -> list["_Turn"]:
+        """Screen stage, after the screener: each answer's policy on its category scores. block: withheld (the part
+        of a stream already sent stays); rewrite (or a prompt rule's rewrite): flagged for the rewriter."""
+        live = [t for t in todo if t.policy is not None and t.trace["screen"].get("decision") != "timeout_blocked"]
+        if not live:
+            return flagged
+        out = list(flagged)
+        for t, scores in zip(live, self.categorizer([t.text for t in live])):
+            d = t.trace["screen"]["policy"] = t.policy.decide("answer", scores)
+            t.withhold = d["action"] == "block"
+            if (t.withhold or d["action"] == "rewrite" or t.rewrite_answer) and t not in out:
+                t.trace["screen"].update(decision="flag", category=next(iter(d["fired"]), "prompt_policy"))
+                out.append(t)
+        return out
+
+    def _rescreen(self, turns: list["_Turn"], candidates: list[str]) -> list[float]:
+        """Rewrites' scores: the screener's (0 without one), 1.0 where the request's answer policy still blocks or
+        rewrites the rewrite."""
+        if self.screener is not None:
+            after = self.screener(candidates, [t.prompt for t in turns])
+        else:
+            after = [0.0] * len(turns)
+        live = [k for k, t in enumerate(turns) if t.policy is not None]
+        if live:
+            scores = self.categorizer([candidates[k] for k in live])
+            for k, sc in zip(live, scores):
+                if turns[k].policy.decide("answer", sc)["action"] in ("block", "rewrite"):
+                    after[k] = 1.0
+        return after
+
     @staticmethod
     def _past_deadline(t0: float, deadline_ms: float) -> bool:
         """Whether a stage that started at t0 has overrun its deadline (0: none). Checked once the stage returns:
@@ -444,13 +531,15 @@ class Guard:
         todo = [
             (t, s)
             for t, s in zip(flagged, sent)
-            if self.rewriter is not None and (t.stream is None or self.config.stream_on_flag == "rewrite")
+            if self.rewriter is not None
+            and not t.withhold
+            and (t.stream is None or self.config.stream_on_flag == "rewrite")
         ]
         done: dict[int, tuple] = {}
         if todo:
             news = self.rewriter.rewrite([_unsent(t.text, s) for t, s in todo])
             candidates = [f"{s} {new}" if s and new else s + new for (_, s), new in zip(todo, news)]
-            after = self.screener(candidates, [t.prompt for t, _ in todo])
+            after = self._rescreen([t for t, _ in todo], candidates)
             done = {id(t): rewritten for (t, _), *rewritten in zip(todo, news, candidates, after)}
         for t, s in zip(flagged, sent):
             new, candidate, score = done.get(id(t), (None, None, None))
@@ -482,22 +571,44 @@ class Guard:
         for t in turns:
             t.trace[stage]["batch_seconds"] = dt
 
-    def moderate(self, texts: Sequence[str]) -> list[dict]:
-        """OpenAI moderation results: the screener's score of each text and the judge's P(problematic)."""
+    def moderate(self, texts: Sequence[str], policies: Sequence[str | None] | None = None) -> list[dict]:
+        """OpenAI moderation results: every OpenAI category (from the category head; 0 and unflagged where it scores
+        none, listed under detoxkit.unscored), with the screener's score and the judge's P(problematic) beside them.
+        A text's policy (its name in `policies`, else config.policy) decides which categories are flagged: those
+        its prompt rules act on (block, rewrite, log); without one, the head's own thresholds."""
+        from .policy import OPENAI_CATEGORIES, openai_moderation
+
         texts = list(texts)
         scores: dict[str, tuple[list[float], float]] = {}
         if self.screener is not None:
             scores[getattr(self.screener, "name", "screener")] = (self.screener(texts), self.screener_threshold)
         if self.judge is not None:
             scores["harmful_request"] = (self.judge.predict_proba(texts), self.judge_threshold)
+        by_category = self.categorizer(texts) if self.categorizer is not None else [{} for _ in texts]
         results = []
-        for k in range(len(texts)):
-            cats = {name: s[k] >= thr for name, (s, thr) in scores.items()}
+        for k, found in enumerate(by_category):
+            policy = self.policy_named(policies[k] if policies else None)
+            if policy is not None:
+                decision = policy.decide("prompt", found)
+                fired = set(decision["fired"])
+            else:
+                decision, thr = None, getattr(self.categorizer, "thresholds", {})
+                fired = {c for c, v in found.items() if v >= thr.get(c, 0.5)}
+            cats, cat_scores, unscored = openai_moderation(found, fired)
+            extra = {name: (s[k], s[k] >= thr) for name, (s, thr) in scores.items()}
             results.append(
                 {
-                    "flagged": any(cats.values()),
-                    "categories": cats,
-                    "category_scores": {name: s[k] for name, (s, _) in scores.items()},
+                    "flagged": any(cats.values()) or any(f for _, f in extra.values()),
+                    "categories": {**cats, **{name: f for name, (_, f) in extra.items()}},
+                    "category_scores": {**cat_scores, **{name: v for name, (v, _) in extra.items()}},
+                    "category_applied_input_types": {
+                        key: [] if key in unscored else ["text"] for key in OPENAI_CATEGORIES
+                    },
+                    "detoxkit": {
+                        "category_scores": {c: round(v, 4) for c, v in found.items()},
+                        "unscored": unscored,
+                        "policy": decision,
+                    },
                 }
             )
         return results
@@ -517,6 +628,9 @@ class _Turn:
     stream: HeldBackStream | None = None  # a streamed request: what its client has been sent
     prompt_tokens: int | None = None  # counted by the upstream, or (None) by the local tokenizer at the end
     error: Exception | None = None  # the upstream failed this request: it is answered with this error
+    policy: Any = None  # the request's Policy (detoxkit.guard.policy), or None
+    rewrite_answer: bool = False  # its prompt policy asks for the answer to be rewritten
+    withhold: bool = False  # its answer policy blocks the answer: withheld, not rewritten
 
     @property
     def cut_short(self) -> bool:

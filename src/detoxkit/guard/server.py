@@ -149,12 +149,14 @@ async def _moderations(service: GuardService, request: Request) -> dict:
     cfg = service.cfg
     service.authorize(request)
     service.rate_limit(request)
+    policy = service.policy_for(request)
     req = await service.read(request, ModerationRequest)
     service.check_model(req.model)
     texts = [req.input] if isinstance(req.input, str) else req.input
     service.check_texts(texts, "input", cfg.max_moderation_inputs, "max_moderation_inputs", "too_many_inputs")
     rid = request.scope.setdefault(OPS, {})["id"] = f"modr-{uuid.uuid4().hex}"
-    job = service.submit("moderate", texts, {"id": rid, "endpoint": "moderations", "input": texts})
+    payload = texts if policy is None else (texts, policy)
+    job = service.submit("moderate", payload, {"id": rid, "endpoint": "moderations", "input": texts})
     return {"id": rid, "model": cfg.served_model_name, "results": await service.answer(job, request)}
 
 
@@ -162,6 +164,7 @@ async def _chat(service: GuardService, request: Request):
     cfg = service.cfg
     service.authorize(request)
     service.rate_limit(request)
+    policy = service.policy_for(request)
     req = await service.read(request, ChatRequest)
     service.check_model(req.model)
     max_tokens = req.max_completion_tokens or req.max_tokens or cfg.max_new_tokens
@@ -188,7 +191,7 @@ async def _chat(service: GuardService, request: Request):
     pieces: asyncio.Queue | None = asyncio.Queue() if req.stream else None
     job = service.submit(
         "chat",
-        (messages, max_tokens, temperature, top_p, None if pieces is None else _emitter(pieces)),
+        (messages, max_tokens, temperature, top_p, None if pieces is None else _emitter(pieces), policy),
         {"id": rid, "endpoint": "chat.completions", "messages": messages, "max_tokens": max_tokens},
     )
     head = {"id": rid, "created": created, "model": cfg.served_model_name}

@@ -24,6 +24,11 @@ class GuardService:
     def __init__(self, guard, cfg: GuardConfig):
         self.guard, self.cfg = guard, cfg
         self.api_key = resolve_api_key(cfg)
+        self.tenants: dict = {}  # API key -> (policy name or None, policies it may choose)
+        if cfg.policy_file is not None:
+            from .policy import resolve_tenants
+
+            self.tenants = resolve_tenants(cfg.tenants, guard.policies, cfg.policy, cfg.policy_choices)
         self.batcher: Batcher | None = None
         self.metrics = GuardMetrics(queue_depth=lambda: 0 if self.batcher is None else self.batcher.queue.qsize())
         self.limiter = TokenBucket(cfg.rate_limit_rpm) if cfg.rate_limit_rpm else None
@@ -56,10 +61,14 @@ class GuardService:
             self.request_log = self._log_handler = None
 
     def authorize(self, request: Request) -> None:
-        if self.api_key is None:
+        keys = ([self.api_key] if self.api_key is not None else []) + list(self.tenants)
+        if not keys:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if not (scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())):
+        given = token.strip().encode()
+        # every key is compared (no early exit), so the time taken does not say which one nearly matched
+        matches = [hmac.compare_digest(given, k.encode()) for k in keys]
+        if not (scheme.lower() == "bearer" and any(matches)):
             raise APIError(
                 401, "Incorrect API key provided. Send it as 'Authorization: Bearer KEY'.", code="invalid_api_key"
             )
@@ -68,7 +77,7 @@ class GuardService:
         """rate_limit_rpm per API key (per client address when the server has no key): a 429 with Retry-After."""
         if self.limiter is None:
             return
-        if self.api_key is not None:
+        if self.api_key is not None or self.tenants:
             who = key_id(bearer(request.headers))
         else:
             who = f"client:{request.client.host if request.client else 'unknown'}"
@@ -83,6 +92,34 @@ class GuardService:
                 code="rate_limit_exceeded",
                 headers=retry_after_header(wait),
             )
+
+    def policy_for(self, request: Request) -> str | None:
+        """The request's policy name: the X-Detoxkit-Policy header's choice if its key may make it (403 if not, 400
+        for a policy the server does not have), else its key's policy (tenants), else None (config.policy)."""
+        from .policy import POLICY_HEADER
+
+        if self.cfg.policy_file is None:
+            return None
+        own, may = self.tenants.get(bearer(request.headers) or "", (None, tuple(self.cfg.policy_choices)))
+        chosen = request.headers.get(POLICY_HEADER)
+        if chosen is None:
+            return own
+        if chosen not in self.guard.policies:
+            raise APIError(
+                400,
+                f"unknown policy {chosen!r} in the {POLICY_HEADER} header",
+                param=POLICY_HEADER,
+                code="policy_not_found",
+            )
+        if chosen != (own or self.cfg.policy) and chosen not in may:
+            raise APIError(
+                403,
+                f"this API key may not choose the policy {chosen!r} (it may choose: {', '.join(may) or 'none'})",
+                "permission_error",
+                param=POLICY_HEADER,
+                code="policy_not_allowed",
+            )
+        return chosen
 
     async def read(self, request: Request, schema):
         """The body, within max_request_bytes (413) and body_timeout_s (408), validated against `schema` (400)."""
