@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from ..config import DeviceArgs, arg
+from ..config import Default, DeviceArgs, SeedArgs, arg, with_defaults
 from ..errors import DetoxkitError
 
 BLOCK_MESSAGE = "I can't help with that request."
@@ -14,7 +14,8 @@ API_KEY_ENV = "DETOXKIT_API_KEY"
 
 
 @dataclass
-class GuardConfig(DeviceArgs):
+@with_defaults(seed=Default(0, "random seed of sampled answers (requests with temperature > 0)"))
+class GuardConfig(SeedArgs, DeviceArgs):
     """detoxkit serve: the guard (judge -> safe decoding -> screen -> rewrite) behind an OpenAI-compatible server.
 
     Each request's last user message goes to the adversarial judge; a prompt it scores at or above the threshold
@@ -85,7 +86,6 @@ class GuardConfig(DeviceArgs):
     )
     max_batch_size: int = arg(8, "requests decoded together in one batch (1: no dynamic batching)")
     batch_wait_ms: float = arg(10.0, "how long the worker waits for more requests after the first one of a batch")
-    seed: int = arg(0, "random seed of sampled answers (requests with temperature > 0)")
 
     def __post_init__(self):
         for name in (
