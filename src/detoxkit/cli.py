@@ -8,83 +8,63 @@ import sys
 
 from . import __version__
 
-# name -> ("module:RECIPE", one-line help), or for a group ({subcommand: ("module:RECIPE", help)}, help).
+# name -> ("module:RECIPE", one-line help), or for a group ({subcommand: ("module:RECIPE", help)}, help); a module
+# is named within the detoxkit package.
 COMMANDS: dict = {
-    "env": ("detoxkit.commands.env:ENV", "versions, devices, and where each builtin asset was found"),
+    "env": ("commands.env:ENV", "versions, devices, and where each builtin asset was found"),
     "data": (
         {
-            "list": ("detoxkit.commands.data:LIST", "every builtin dataset with its fields, source and license"),
-            "show": (
-                "detoxkit.commands.data:SHOW",
-                "the first rows of a dataset (builtin:NAME, a file, a datasets name)",
-            ),
+            "list": ("commands.data:LIST", "every builtin dataset with its fields, source and license"),
+            "show": ("commands.data:SHOW", "the first rows of a dataset (builtin:NAME, a file, a datasets name)"),
         },
         "builtin datasets: list, show",
     ),
-    "score": (
-        "detoxkit.commands.score:SCORE",
-        "score texts with a scorer (toxicity, profanity, refusal, harm, lm-judge)",
-    ),
+    "score": ("commands.score:SCORE", "score texts with a scorer (toxicity, profanity, refusal, harm, lm-judge)"),
     "scorer": (
-        {"train": ("detoxkit.scorers.train:TRAIN", "train a scorer head and write its model card")},
+        {"train": ("scorers.train:TRAIN", "train a scorer head and write its model card")},
         "train a scorer head: toxicity, refusal or harm",
     ),
-    "eval": ("detoxkit.commands.evaluate:EVAL", "metrics on a model or a JSONL of generations -> metrics.json"),
+    "eval": ("commands.evaluate:EVAL", "metrics on a model or a JSONL of generations -> metrics.json"),
     "sro": (
         {
-            "train": (
-                "detoxkit.sro.train:TRAIN",
-                "train a rewriter online against a screener (or a baseline: --loss_type)",
-            ),
-            "eval": ("detoxkit.sro.evaluate:EVAL", "STA/SIM/FL/J and BLEU/chrF of rewriters on held-out ParaDetox"),
+            "train": ("sro.train:TRAIN", "train a rewriter online against a screener (or a baseline: --loss_type)"),
+            "eval": ("sro.evaluate:EVAL", "STA/SIM/FL/J and BLEU/chrF of rewriters on held-out ParaDetox"),
         },
         "SRO detoxifying rewriter: train, eval",
     ),
-    "rewrite": ("detoxkit.sro.rewrite:REWRITE", "rewrite toxic text with a trained SRO rewriter"),
-    "demo": ("detoxkit.commands.demo:DEMO", "the builtin model and the guard on harmful and benign prompts, scored"),
+    "rewrite": ("sro.rewrite:REWRITE", "rewrite toxic text with a trained SRO rewriter"),
+    "demo": ("commands.demo:DEMO", "the builtin model and the guard on harmful and benign prompts, scored"),
     "acd": (
         {
-            "anchors": (
-                "detoxkit.acd.anchors:ANCHORS",
-                "the anchor set (D_HR, D_HA, D_S) from the model's own answers",
-            ),
-            "tune": ("detoxkit.acd.tune:TUNE", "Opposite Prompt Optimization of the two soft prompts (model frozen)"),
-            "generate": ("detoxkit.acd.generate:GENERATE", "answer prompts with contrastive decoding"),
-            "eval": (
-                "detoxkit.acd.evaluate:EVAL",
-                "ACD vs its baselines: α sweep, harmless rate, over-refusal, utility",
-            ),
+            "anchors": ("acd.anchors:ANCHORS", "the anchor set (D_HR, D_HA, D_S) from the model's own answers"),
+            "tune": ("acd.tune:TUNE", "Opposite Prompt Optimization of the two soft prompts (model frozen)"),
+            "generate": ("acd.generate:GENERATE", "answer prompts with contrastive decoding"),
+            "eval": ("acd.evaluate:EVAL", "ACD vs its baselines: α sweep, harmless rate, over-refusal, utility"),
         },
         "Adversarial Contrastive Decoding: anchors, tune, generate, eval",
     ),
     "adversarial": (
         {
-            "run": ("detoxkit.adversarial.loop:RUN", "the attacker-judge loop for --rounds N rounds (resumable)"),
-            "eval": (
-                "detoxkit.adversarial.evaluate:EVAL",
-                "per-round judge accuracy vs the reference, attacker success",
-            ),
+            "run": ("adversarial.loop:RUN", "the attacker-judge loop for --rounds N rounds (resumable)"),
+            "eval": ("adversarial.evaluate:EVAL", "per-round judge accuracy vs the reference, attacker success"),
         },
         "attacker-judge loop: run, eval",
     ),
-    "judge": ("detoxkit.adversarial.judge:CLASSIFY", "classify prompts with a trained judge"),
+    "judge": ("adversarial.judge:CLASSIFY", "classify prompts with a trained judge"),
     "attribute": (
         {
-            "nado-train": ("detoxkit.attribute.nado_train:NADO_TRAIN", "train a NADO model R for a frozen model"),
-            "train": (
-                "detoxkit.attribute.train:TRAIN",
-                "fine-tune with the NADO KL regulariser, or a baseline (--method)",
-            ),
-            "eval": ("detoxkit.attribute.evaluate:EVAL", "toxicity, utility, win rate (and classification) of models"),
+            "nado-train": ("attribute.nado_train:NADO_TRAIN", "train a NADO model R for a frozen model"),
+            "train": ("attribute.train:TRAIN", "fine-tune with the NADO KL regulariser, or a baseline (--method)"),
+            "eval": ("attribute.evaluate:EVAL", "toxicity, utility, win rate (and classification) of models"),
         },
         "attribute-controlled fine-tuning with a NADO regulariser: nado-train, train, eval",
     ),
-    "serve": ("detoxkit.guard.server:SERVE", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
+    "serve": ("guard.server:SERVE", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
     "guard": (
-        {"eval": ("detoxkit.guard.evaluate:EVAL", "a guard (bundle or YAML) on labelled prompts, each stage ablated")},
+        {"eval": ("guard.evaluate:EVAL", "a guard (bundle or YAML) on labelled prompts, each stage ablated")},
         "the guard as a whole: eval",
     ),
-    "report": ("detoxkit.report.cli:REPORT", "an HTML and markdown report of one or more run folders"),
+    "report": ("report.cli:REPORT", "an HTML and markdown report of one or more run folders"),
 }
 
 FOOTER = """Caches live in $DETOXKIT_CACHE (default ~/.cache/detoxkit); the shared corpora are found with
@@ -98,7 +78,7 @@ def _usage(prog: str, commands: dict) -> str:
 
 def _recipe(target: str):
     module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+    return getattr(importlib.import_module(f".{module}", __package__), attr)
 
 
 def dispatch(prog: str, commands: dict, argv: list[str]) -> int:

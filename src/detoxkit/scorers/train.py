@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..config import DataDirArgs, Recipe, ResumeArgs, RunArgs, arg, with_defaults
+from ..config import (
+    CheckpointArgs,
+    DataDirArgs,
+    Default,
+    OptimArgs,
+    Recipe,
+    ResumeArgs,
+    RunArgs,
+    arg,
+    with_defaults,
+)
 
 TASK_DEFAULTS = {  # task -> (datasets, benchmark)
     "refusal": (["builtin:pyrit-refusal"], "none"),
@@ -29,8 +39,16 @@ TOXICITY_DATASETS = [
 
 
 @dataclass
-@with_defaults(seed=42, output_dir="runs/scorer-toxicity")
-class ScorerTrainConfig(RunArgs, ResumeArgs, DataDirArgs):
+@with_defaults(
+    seed=42,
+    output_dir="runs/scorer-toxicity",
+    learning_rate=1e-3,
+    weight_decay=0.01,
+    per_device_train_batch_size=Default(256, "batch size per process"),
+    max_steps=Default(-1, "stop after this many optimizer steps (-1: use num_train_epochs)"),
+    save_steps=Default(200, "checkpoint every N steps"),
+)
+class ScorerTrainConfig(RunArgs, ResumeArgs, DataDirArgs, OptimArgs, CheckpointArgs):
     """Train a scorer head (an MLP on frozen MiniLM sentence embeddings) and write its model card.
 
     Data: each entry of `datasets` is `builtin:NAME`, a file, or a `datasets` name with `text` and
@@ -62,12 +80,7 @@ class ScorerTrainConfig(RunArgs, ResumeArgs, DataDirArgs):
     hidden_size: int = arg(256, "MLP hidden size; 0 = logistic regression, fitted by scikit-learn")
     C: float = arg(1.0, "logistic regression (hidden_size 0): inverse L2 strength, as in scikit-learn")
     dropout: float = arg(0.1, "dropout in the head")
-    learning_rate: float = arg(1e-3, "AdamW learning rate")
-    weight_decay: float = arg(0.01, "AdamW weight decay")
-    per_device_train_batch_size: int = arg(256, "batch size per process")
     num_train_epochs: float = arg(8.0, "passes over the training split")
-    max_steps: int = arg(-1, "stop after this many optimizer steps (-1: use num_train_epochs)")
-    save_steps: int = arg(200, "checkpoint every N steps")
     install: bool = arg(False, "also copy the head and model card into the package (detoxkit/scorers/weights)")
 
 

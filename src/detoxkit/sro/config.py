@@ -5,7 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from ..config import DataDirArgs, Default, GenerationArgs, LoraArgs, OptimArgs, ResumeArgs, RunArgs, arg, with_defaults
+from ..config import (
+    CheckpointArgs,
+    CheckpointLimitArgs,
+    DataDirArgs,
+    Default,
+    FineTuneArgs,
+    GenerationArgs,
+    LoggingArgs,
+    LoraArgs,
+    RunArgs,
+    arg,
+    with_defaults,
+)
 
 
 @dataclass
@@ -16,8 +28,9 @@ from ..config import DataDirArgs, Default, GenerationArgs, LoraArgs, OptimArgs, 
     weight_decay=Default(0.01, "AdamW weight decay (paper: 0.01)"),
     max_steps=200,
     per_device_train_batch_size=Default(8, "toxic inputs per step and device"),
+    logging_steps=Default(10, "log running pass rate and loss to metrics every this many steps"),
 )
-class SroTrainConfig(RunArgs, ResumeArgs, DataDirArgs, OptimArgs, LoraArgs):
+class SroTrainConfig(FineTuneArgs, DataDirArgs, LoggingArgs, CheckpointArgs, CheckpointLimitArgs, LoraArgs):
     """detoxkit sro train: learn a detoxifying rewriter from toxic text alone (SRO, Xie, Li, Zhu 2024).
 
     Each step the rewriter paraphrases a batch of toxic inputs x (greedy, batched; or the best of num_generations
@@ -94,9 +107,6 @@ class SroTrainConfig(RunArgs, ResumeArgs, DataDirArgs, OptimArgs, LoraArgs):
     lr_scheduler_type: Literal["constant", "linear"] = arg(
         "constant", "after warm-up: constant, or linear decay to 0 at max_steps"
     )
-    logging_steps: int = arg(10, "log running pass rate and loss to metrics every this many steps")
-    save_steps: int = arg(100, "checkpoint every this many steps (0 = only at the end)")
-    save_total_limit: int = arg(2, "checkpoints to keep")
     eval_steps: int = arg(
         0,
         "every this many steps (and at step 0), score rewrites of eval_size ParaDetox validation "
