@@ -91,24 +91,33 @@ def _fields(cls) -> dict[str, tuple[dataclasses.Field, Any]]:
     return {f.name: (f, hints[f.name]) for f in dataclasses.fields(cls)}
 
 
-def load_yaml(path: str | Path, cls) -> dict[str, Any]:
-    """Read a YAML mapping of config fields; errors name the file, line and field."""
+def compose_yaml(path: str | Path, what: str = "config"):
+    """The YAML node tree of a file (None when empty), keeping line numbers for errors; read and syntax errors
+    name the file and line. `what` says what kind of file it is in those errors."""
     import yaml
 
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DetoxkitError(f"{path}: config file not found") from None
+        raise DetoxkitError(f"{path}: {what} file not found") from None
     except UnicodeDecodeError as e:
-        raise DataError(path, f"not a UTF-8 text file (byte {e.start}: {e.reason}); a config is YAML text") from None
+        raise DataError(path, f"not a UTF-8 text file (byte {e.start}: {e.reason}); a {what} is YAML text") from None
     except OSError as e:
-        raise DetoxkitError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+        raise DetoxkitError(f"{path}: cannot read the {what} file: {e.strerror or e}") from None
     try:
-        node = yaml.compose(text)
+        return yaml.compose(text)
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise DataError(path, f"invalid YAML: {getattr(e, 'problem', e)}", None if line is None else line + 1) from None
+
+
+def load_yaml(path: str | Path, cls) -> dict[str, Any]:
+    """Read a YAML mapping of config fields; errors name the file, line and field."""
+    import yaml
+
+    path = Path(path)
+    node = compose_yaml(path)
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):

@@ -221,12 +221,14 @@ class Guard:
     def _steps(self, mode: str, messages_batch, limits, sampling, should_stop):
         """The batch's decoding, one (k,) tensor of next tokens per step (−1 where a row has finished)."""
         if mode == "plain":
-            from ..lm.generate import generate_steps
+            from ..lm.batch import pad_id
+            from ..lm.generate import CausalStepper, decode_loop, stop_ids
 
             prompts = [self.tokenizer(self._render(m), add_special_tokens=False)["input_ids"] for m in messages_batch]
-            return generate_steps(
-                self.model, self.tokenizer, prompts, max(limits), sampling, limits=limits, should_stop=should_stop
-            )
+            pad = pad_id(self.tokenizer)
+            stops = stop_ids(self.model, self.tokenizer)
+            stepper = CausalStepper(self.model, prompts, pad)
+            return decode_loop(stepper, max(limits), stops, sampling, pad, limits=limits, should_stop=should_stop)
         from ..acd.decode import Contrast, decode_steps
 
         contrast = Contrast(self.config.acd_alpha, window=self.config.acd_window or None)

@@ -134,22 +134,10 @@ def _policy(path, name: str, node, categories) -> Policy:
 
 def load_policies(path: str | Path, categories=None) -> dict[str, Policy]:
     """name -> Policy from a policy file; `categories`: the ones a rule may name (None: any)."""
-    import yaml
-
-    from ..errors import DetoxkitError
+    from ..config import compose_yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DetoxkitError(f"{path}: policy file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(path, f"cannot read the policy file: {e}") from None
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise DataError(path, f"invalid YAML: {getattr(e, 'problem', e)}", None if line is None else line + 1) from None
+    root = compose_yaml(path, "policy")
     if root is None:
         raise DataError(path, "empty policy file: it needs a `policies:` mapping")
     top = _mapping(path, root, "a policy file")

@@ -147,11 +147,7 @@ def _error_handlers(app) -> None:
 
 async def _moderations(service: GuardService, request: Request) -> dict:
     cfg = service.cfg
-    service.authorize(request)
-    service.rate_limit(request)
-    policy = service.policy_for(request)
-    req = await service.read(request, ModerationRequest)
-    service.check_model(req.model)
+    req, policy = await service.accept(request, ModerationRequest)
     texts = [req.input] if isinstance(req.input, str) else req.input
     service.check_texts(texts, "input", cfg.max_moderation_inputs, "max_moderation_inputs", "too_many_inputs")
     rid = request.scope.setdefault(OPS, {})["id"] = f"modr-{uuid.uuid4().hex}"
@@ -162,11 +158,7 @@ async def _moderations(service: GuardService, request: Request) -> dict:
 
 async def _chat(service: GuardService, request: Request):
     cfg = service.cfg
-    service.authorize(request)
-    service.rate_limit(request)
-    policy = service.policy_for(request)
-    req = await service.read(request, ChatRequest)
-    service.check_model(req.model)
+    req, policy = await service.accept(request, ChatRequest)
     max_tokens = req.max_completion_tokens or req.max_tokens or cfg.max_new_tokens
     if max_tokens > cfg.max_tokens_limit:
         raise APIError(

@@ -155,6 +155,16 @@ class GuardService:
             raise APIError(400, "the client disconnected while sending its body", code="client_disconnected") from None
         return validate(schema, bytes(body))
 
+    async def accept(self, request: Request, schema):
+        """What every API request goes through before its own checks: the key, the rate limit, the policy it may
+        use, its body within limits, and the model it names -> (the validated body, the policy or None)."""
+        self.authorize(request)
+        self.rate_limit(request)
+        policy = self.policy_for(request)
+        req = await self.read(request, schema)
+        self.check_model(req.model)
+        return req, policy
+
     def check_model(self, name: str | None) -> None:
         served = self.cfg.served_model_name
         if name is not None and name != served:

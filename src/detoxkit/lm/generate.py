@@ -151,25 +151,6 @@ class CausalStepper:
         return out.logits[:, -1]
 
 
-def generate_steps(
-    model,
-    tokenizer,
-    prompts: list[list[int]],
-    max_new_tokens: int,
-    sampling: Sampling = GREEDY,
-    min_new_tokens: int = 0,
-    limits: Sequence[int] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> Iterator[torch.Tensor]:
-    """Plain decoding of one batch of token-id prompts, a step at a time (see :func:`decode_loop`): for callers
-    that act between steps, such as the guard screening a stream. Run it under ``torch.no_grad()``."""
-    pad = pad_id(tokenizer)
-    stepper = CausalStepper(model, prompts, pad)
-    yield from decode_loop(
-        stepper, max_new_tokens, stop_ids(model, tokenizer), sampling, pad, min_new_tokens, limits, should_stop
-    )
-
-
 @torch.no_grad()
 def generate_ids(
     model,
@@ -188,6 +169,7 @@ def generate_ids(
     exactly what the model produced). limits: one length limit per prompt (default max_new_tokens)."""
     from ..runs import progress
 
+    pad, stops = pad_id(tokenizer), stop_ids(model, tokenizer)
     was_training = model.training
     model.eval()
     out: list[list[int]] = []
@@ -195,8 +177,9 @@ def generate_ids(
         for s in progress(range(0, len(prompts), batch_size), desc=desc, unit="batch", disable=not show_progress):
             chunk = prompts[s : s + batch_size]
             chunk_limits = None if limits is None else limits[s : s + batch_size]
-            steps = generate_steps(
-                model, tokenizer, chunk, max_new_tokens, sampling, min_new_tokens, chunk_limits, should_stop
+            stepper = CausalStepper(model, chunk, pad)
+            steps = decode_loop(
+                stepper, max_new_tokens, stops, sampling, pad, min_new_tokens, chunk_limits, should_stop
             )
             out += collect(steps, len(chunk))
     finally:

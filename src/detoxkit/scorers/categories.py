@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .head import WEIGHTS
+from .head import WEIGHTS, read_head_file
 
 CATEGORIES = ("harmful_request", "harassment", "hate", "self_harm", "violence", "sexual", "illicit")
 
@@ -165,21 +165,9 @@ def save_category_head(path: str | Path, head: CategoryHead, meta: dict) -> None
 
 
 def load_category_head(path: str | Path) -> tuple[CategoryHead, dict]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from ..errors import DetoxkitError
-
-    path = Path(path)
-    if not path.exists():
-        raise DetoxkitError(f"{path}: category head file not found")
-    with safe_open(str(path), "pt") as f:
-        raw = (f.metadata() or {}).get("detoxkit")
-    meta = json.loads(raw or "{}")
-    if "categories" not in meta:
-        raise DetoxkitError(f"{path}: not a detoxkit category head (no categories in its metadata)")
+    meta, state = read_head_file(path, "category head", "categories")
     head = CategoryHead(meta["in_dim"], meta["categories"])
-    head.load_state_dict(load_file(str(path)))
+    head.load_state_dict(state)
     return head.eval(), meta
 
 

@@ -51,7 +51,9 @@ def save_head(path: str | Path, head: EmbeddingHead, meta: dict) -> None:
     tmp.replace(path)
 
 
-def load_head(path: str | Path) -> tuple[EmbeddingHead, dict]:
+def read_head_file(path: str | Path, what: str, required: str) -> tuple[dict, dict]:
+    """(metadata, tensors) of a detoxkit head file (safetensors, never a pickle); `required`: a metadata key the
+    kind of head (`what`) must have."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -59,14 +61,18 @@ def load_head(path: str | Path) -> tuple[EmbeddingHead, dict]:
 
     path = Path(path)
     if not path.exists():
-        raise DetoxkitError(f"{path}: scorer head file not found")
+        raise DetoxkitError(f"{path}: {what} file not found")
     with safe_open(str(path), "pt") as f:
-        raw = (f.metadata() or {}).get("detoxkit")
-    if raw is None:
-        raise DetoxkitError(f"{path}: not a detoxkit scorer head (no 'detoxkit' metadata)")
-    meta = json.loads(raw)
+        meta = json.loads((f.metadata() or {}).get("detoxkit") or "{}")
+    if required not in meta:
+        raise DetoxkitError(f"{path}: not a detoxkit {what} (no {required!r} in its 'detoxkit' metadata)")
+    return meta, load_file(str(path))
+
+
+def load_head(path: str | Path) -> tuple[EmbeddingHead, dict]:
+    meta, state = read_head_file(path, "scorer head", "in_dim")
     head = EmbeddingHead(meta["in_dim"], meta["hidden_size"], meta["dropout"])
-    head.load_state_dict(load_file(str(path)))
+    head.load_state_dict(state)
     return head.eval(), meta
 
 
