@@ -106,3 +106,68 @@ def test_guard_eval_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "nolabel.jsonl:1: field 'label'" in err
     assert not out.exists()
+
+
+def _answers(**kw):
+    from detoxkit.guard.calibrate import Answers
+
+    base = dict(
+        texts=["a", "b"],
+        screen=[0.9, 0.1],
+        rewrites=["ra", "rb"],
+        rewrite_screen=[0.2, 0.1],
+        harm=[0.9, 0.1],
+        harm_rewrite=[0.1, 0.1],
+        refusal=[0.1, 0.1],
+        refusal_rewrite=[0.1, 0.1],
+    )
+    return Answers(**{**base, **kw})
+
+
+def test_calibration_grades_each_setting_as_the_pipeline_would():
+    from detoxkit.guard.calibrate import grade, outcome
+    from detoxkit.guard.evalsets import EvalRow
+
+    a = _answers()
+    assert outcome(0, a, 0.95, 0.9, 0.5) == ("blocked", -1)  # the judge first
+    assert outcome(0, a, 0.5, 0.9, 0.5) == ("rewrite", 0)  # flagged, and the rewrite passes
+    assert outcome(0, _answers(rewrite_screen=[0.7, 0.1]), 0.5, 0.9, 0.5) == ("withheld", -1)
+    assert outcome(0, a, None, 0.9, 0.95) == ("answer", 0)
+    rows = [EvalRow([], "harmful", "x"), EvalRow([], "benign", "y")]
+    # screener off (threshold above 1): the harmful answer goes out; judge at 0.4 blocks the benign prompt too
+    g = grade(rows, a, [0.5, 0.5], 1.01, 1.01)
+    assert (g["harmful_answer"]["value"], g["over_refusal"]["value"]) == (1.0, 0.0)
+    g = grade(rows, a, [0.5, 0.5], 0.4, 1.01)
+    assert (g["harmful_answer"]["value"], g["over_refusal"]["value"]) == (0.0, 1.0)
+    g = grade(rows, a, [0.5, 0.5], 1.01, 0.5)  # the screener catches the harmful answer; its rewrite is harmless
+    assert (g["harmful_answer"]["value"], g["over_refusal"]["value"]) == (0.0, 0.0)
+
+
+def test_operating_point_is_least_harm_within_the_over_refusal_bound():
+    from detoxkit.guard.calibrate import choose
+
+    def row(h, o, tj, ts=0.5):
+        return {"harmful_answer": {"value": h}, "over_refusal": {"value": o}, "judge_threshold": tj, "screener_threshold": ts, "acd_alpha": None}  # fmt: skip
+
+    sweep = [row(0.0, 0.5, 0.1), row(0.2, 0.05, 0.5), row(0.2, 0.0, 0.6), row(0.4, 0.0, 0.9)]
+    best = choose(sweep, 0.05)
+    assert best["judge_threshold"] == 0.6 and best["within_bound"]  # 0.2 harm, and less over-refusal than 0.5's
+    assert choose(sweep[:1], 0.05)["within_bound"] is False
+
+
+@pytest.mark.slow
+def test_guard_calibrate_writes_the_sweep_and_a_calibrated_yaml(tiny_lm_dir, tmp_path):
+    import yaml
+
+    guard_yaml = tmp_path / "guard.yaml"
+    guard_yaml.write_text(f"model: {tiny_lm_dir}\njudge: {tiny_lm_dir}\nscreener: toxicity\n")
+    out = tmp_path / "cal"
+    args = ["guard", "calibrate", str(guard_yaml), "--n", "3", "--output_dir", str(out), "--max_new_tokens", "3"]
+    assert main(args) == 0
+    cal = json.loads((out / "calibration.json").read_text())
+    assert len(cal["sweep"]) == len({r["judge_threshold"] for r in cal["sweep"]}) * 4  # x 4 screener thresholds
+    assert cal["validation"]["harmful"]["size"] == 3 and cal["validation"]["benign"]["size"] == 3
+    written = yaml.safe_load((out / "guard.yaml").read_text())
+    assert written["judge_threshold"] == cal["chosen"]["judge_threshold"]
+    assert written["screener_threshold"] == cal["chosen"]["screener_threshold"]
+    assert (out / "calibration_sweep.png").exists()

@@ -61,8 +61,11 @@ COMMANDS: dict = {
     ),
     "serve": ("guard.server:SERVE", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
     "guard": (
-        {"eval": ("guard.evaluate:EVAL", "a guard (bundle or YAML) on labelled prompts, each stage ablated")},
-        "the guard as a whole: eval",
+        {
+            "eval": ("guard.evaluate:EVAL", "a guard (bundle or YAML) on labelled prompts, each stage ablated"),
+            "calibrate": ("guard.calibrate:CALIBRATE", "judge/screener thresholds and ACD α chosen on validation"),
+        },
+        "the guard as a whole: eval, calibrate",
     ),
     "report": ("report.cli:REPORT", "an HTML and markdown report of one or more run folders"),
 }

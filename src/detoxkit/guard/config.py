@@ -82,7 +82,11 @@ class GuardConfig(SeedArgs, DeviceArgs):
     stream_window: int = arg(
         4, "streaming: tokens held back behind the screened text, unsent, so a span the screener flags is never sent"
     )
-    stream_screen_every: int = arg(4, "streaming: the screener checks the text so far every this many tokens")
+    stream_screen_every: int = arg(
+        4,
+        "streaming: the screener checks the text so far every this many tokens, the first time as soon as one token "
+        "has cleared the held-back window",
+    )
     stream_on_flag: Literal["stop", "rewrite"] = arg(
         "rewrite",
         "streaming: when the screener flags an answer partway, stop it there, or rewrite the part not yet sent "

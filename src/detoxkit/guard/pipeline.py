@@ -305,12 +305,18 @@ class Guard:
         with self._stage_lock:  # the screener is one model, shared by every upstream thread
             self._check_streams([t], [t.stream], len(t.stream.parts))
 
+    def _stream_check_due(self, n: int) -> bool:
+        """The first check as soon as one part has cleared the held-back window (time to first token), then every
+        stream_screen_every parts."""
+        window, every = self.config.stream_window, self.config.stream_screen_every
+        return n > window and (n - window - 1) % every == 0
+
     def _check_streams(self, todo, streams, n: int) -> None:
         if self.screener is None:  # nothing to wait for: send each token's text as it comes
             for s in streams:
                 if s is not None and (text := s.releasable(0)):
                     s.release(text)
-        elif n % self.config.stream_screen_every == 0:
+        elif self._stream_check_due(n):
             live = [(s, t.prompt) for s, t in zip(streams, todo) if s is not None]
             screen_streams(
                 [s for s, _ in live],
