@@ -61,6 +61,7 @@ def test_a_flagged_span_never_reaches_the_client(tiny_lm, window):
     received = "".join(pieces)
     assert r.finish_reason == "content_filter" and r.text == received
     assert r.trace["screen"]["while_streaming"] and r.trace["stream"]["stopped_at_token"] > 0
+    assert "batch_seconds" in r.trace["screen"]  # /metrics counts every screened request, stopped ones too
     assert whole.text.startswith(received) and len(received) < len(whole.text)
     # a client that re-screens everything it has after every chunk is never shown a flagged text
     held = ""

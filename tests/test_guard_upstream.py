@@ -185,3 +185,47 @@ def test_acd_with_upstream_is_refused_by_name():
         GuardConfig(upstream="http://127.0.0.1:1/v1", upstream_model="m", acd_safe_prompt="Be safe.")
     with pytest.raises(DetoxkitError, match="upstream_model is required"):
         GuardConfig(upstream="http://127.0.0.1:1/v1")
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """A chat-completions upstream that holds each request a while and records how many it held at once."""
+
+    lock, now, most = threading.Lock(), 0, 0
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        cls = type(self)
+        with cls.lock:
+            cls.now += 1
+            cls.most = max(cls.most, cls.now)
+        time.sleep(0.5)
+        with cls.lock:
+            cls.now -= 1
+        body = json.dumps({"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_upstream_batches_overlap_while_the_upstream_answers(concurrency):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Slow.most = 0
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        guard, cfg = guard_for(url, max_batch_size=1, upstream_concurrency=concurrency)
+        with TestClient(create_app(guard, cfg)) as client:
+            threads = [threading.Thread(target=post, args=(client, {"messages": user(f"hi {k}")})) for k in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        server.shutdown()
+    # one batch of one request at a time, unless batches may overlap while they wait for the upstream
+    assert (_Slow.most == 1) if concurrency == 1 else (_Slow.most >= 2)

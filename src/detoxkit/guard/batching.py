@@ -65,9 +65,13 @@ class Batcher:
         stall_timeout_s: float = 120.0,
         max_queue: int = 0,
         on_batch=None,
+        concurrency: int = 1,
     ):
         """log: a RequestLog (or None); stall_timeout_s: health() says "stuck" after this long without progress;
-        max_queue: jobs that may wait for the worker (0: any number); on_batch(size): called per chat batch."""
+        max_queue: jobs that may wait for the worker (0: any number); on_batch(size): called per chat batch;
+        concurrency: batches in flight at once (more than 1 only for a guard whose answers come from an upstream
+        server: the next batch is judged while the last one waits for the upstream; the guard serialises its own
+        model stages)."""
         self.guard, self.max_batch_size, self.wait_s, self.log = guard, max(1, max_batch_size), wait_s, log
         self.stall_timeout_s, self.max_queue, self.on_batch = stall_timeout_s, max_queue, on_batch
         self.batch_seconds = 0.0  # moving average of a batch's time: how long a queued job waits per batch ahead
@@ -75,7 +79,9 @@ class Batcher:
         self.batch_sizes: collections.Counter = collections.Counter()  # chat batch size -> how many ran
         self.counts: collections.Counter = collections.Counter()  # answered, failed, cancelled, worker_errors
         self.last_error: str | None = None
-        self._busy = False
+        self._active = 0  # batches being worked on
+        self._slots = threading.Semaphore(concurrency) if concurrency > 1 else None
+        self.concurrency = max(1, concurrency)
         self._progress_at = time.monotonic()  # last sign of life: a batch taken or finished, a decoding step
         self._closed = False
         self._lock = threading.Lock()  # orders submit() against close(): nothing slips in behind the stop marker
@@ -117,13 +123,13 @@ class Batcher:
         reason = None
         if not self._thread.is_alive() and not self._closed:
             reason = "the batching worker thread has stopped"
-        elif (self._busy or queued) and idle_for > self.stall_timeout_s:
+        elif (self._active or queued) and idle_for > self.stall_timeout_s:
             reason = f"the batching worker has made no progress for {idle_for:.0f} s with work waiting"
         return {
             "healthy": reason is None,
             "reason": reason,
             "queued": queued,
-            "busy": self._busy,
+            "busy": self._active > 0,
             "seconds_since_progress": round(idle_for, 1),
             "batches": sum(self.batch_sizes.values()),
             "max_batch_size_seen": self.max_batch_seen,
@@ -137,23 +143,40 @@ class Batcher:
     def _run(self) -> None:
         while True:
             batch, stopping = self._next_batch()
-            if batch:
-                started = self._progress_at = time.monotonic()
-                self._busy = True
-                try:
-                    self._process(batch)
-                except BaseException as e:  # the worker is the server's only one: it must go on
-                    self._note_error("worker", e)
-                    # SystemExit and the like must not reach the event loop that awaits the future
-                    err = e if isinstance(e, Exception) else RuntimeError(f"{type(e).__name__}: {e}")
-                    for j in batch:
-                        with contextlib.suppress(InvalidStateError):
-                            j.future.set_exception(err)
-                finally:
-                    self._busy, self._progress_at = False, time.monotonic()
-                    self.batch_seconds += 0.2 * (self._progress_at - started - self.batch_seconds)
+            if batch and self._slots is None:
+                self._handle(batch)
+            elif batch:
+                self._slots.acquire()  # at most `concurrency` batches in flight; the rest wait in the queue
+                threading.Thread(target=self._handle_then_release, args=(batch,), daemon=True).start()
             if stopping:
+                for _ in range(self.concurrency if self._slots is not None else 0):
+                    self._slots.acquire()  # every batch in flight has finished
                 return
+
+    def _handle_then_release(self, batch: list[Job]) -> None:
+        try:
+            self._handle(batch)
+        finally:
+            self._slots.release()
+
+    def _handle(self, batch: list[Job]) -> None:
+        started = self._progress_at = time.monotonic()
+        with self._lock:
+            self._active += 1
+        try:
+            self._process(batch)
+        except BaseException as e:  # the worker is the server's only one: it must go on
+            self._note_error("worker", e)
+            # SystemExit and the like must not reach the event loop that awaits the future
+            err = e if isinstance(e, Exception) else RuntimeError(f"{type(e).__name__}: {e}")
+            for j in batch:
+                with contextlib.suppress(InvalidStateError):
+                    j.future.set_exception(err)
+        finally:
+            with self._lock:
+                self._active -= 1
+            self._progress_at = time.monotonic()
+            self.batch_seconds += 0.2 * (self._progress_at - started - self.batch_seconds)
 
     def _next_batch(self) -> tuple[list[Job], bool]:
         first = self.queue.get()

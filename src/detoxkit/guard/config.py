@@ -46,6 +46,9 @@ class GuardConfig(SeedArgs, DeviceArgs):
     upstream_api_key: Optional[str] = arg(None, f"bearer key for the upstream (default: ${UPSTREAM_KEY_ENV} if set)")
     upstream_timeout_s: float = arg(60.0, "an upstream silent for this long (per read) gives the request a 504")
     upstream_connect_timeout_s: float = arg(5.0, "an upstream not accepting a connection within this gives a 502")
+    upstream_concurrency: int = arg(
+        4, "upstream mode: batches in flight at once, so the next batch is judged while the last awaits the upstream"
+    )
     served_model_name: str = arg("detoxkit-guard", "the model id clients send and /v1/models lists")
     judge: str = arg(
         "off",
@@ -178,6 +181,7 @@ class GuardConfig(SeedArgs, DeviceArgs):
             "rewrite_max_new_tokens",
             "max_turns",
             "stream_screen_every",
+            "upstream_concurrency",
         ):
             if getattr(self, name) < 1:
                 raise DetoxkitError(f"{name} must be at least 1, got {getattr(self, name)}")

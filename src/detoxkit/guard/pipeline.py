@@ -14,6 +14,7 @@ forward per stage); it is not thread-safe, so the server gives it to one worker 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
@@ -359,16 +360,23 @@ class Guard:
         for t, emit, name in zip(turns, streams or [None] * n, policies or [None] * n):
             t.stream = None if emit is None else HeldBackStream(emit, render)
             t.policy = self.policy_named(name)
-        self._judge(turns)  # 1. a blocked request is never decoded
+        with self._local_stage():
+            self._judge(turns)  # 1. a blocked request is never decoded
         todo = [t for t in turns if t.text is None]
         self._decode(turns, todo, 0.0 if temperature < GREEDY_BELOW else temperature, top_p, should_stop)
         todo = [t for t in todo if t.error is None]  # an upstream that failed fails its request alone
-        flagged = self._screen(turns, [t for t in todo if not t.cut_short])  # 3. screen the answers
-        self._rewrite(flagged + [t for t in todo if t.cut_short])  # 4. rewrite the flagged; withhold what still is
+        with self._local_stage():
+            flagged = self._screen(turns, [t for t in todo if not t.cut_short])  # 3. screen the answers
+            self._rewrite(flagged + [t for t in todo if t.cut_short])  # 4. rewrite the flagged; withhold the rest
         for t in turns:
             if t.stream is not None and t.error is None:
                 self._finish_stream(t)
         return [t.error or self._result(t) for t in turns]
+
+    def _local_stage(self):
+        """Upstream mode runs several batches at once (one waits for the upstream while the next is judged): the
+        local models (judge, screener, rewriter) take one batch at a time. Local mode has one batch in flight."""
+        return self._stage_lock if self.upstream is not None else contextlib.nullcontext()
 
     def _result(self, t: "_Turn") -> ChatResult:
         if t.prompt_tokens is None:  # upstream: 0 for a request it never saw
@@ -434,8 +442,15 @@ class Guard:
         for t in turns:
             t.trace["screen"] = {"decision": "off" if self.screener is None else "skipped"}
             t.trace["rewrite"] = {"decision": "off" if unscreened and self.rewriter is None else "skipped"}
-            if t.cut_short:
-                t.trace["screen"] = {"decision": "flag", "scorer": name, "threshold": thr, "while_streaming": True}
+            if t.cut_short:  # decided while streaming: its time is that of the checks it took part in
+                seconds = round(t.stream.screen_seconds, 4)
+                t.trace["screen"] = {
+                    "decision": "flag",
+                    "scorer": name,
+                    "threshold": thr,
+                    "while_streaming": True,
+                    "batch_seconds": seconds,
+                }
         if unscreened:
             return []
         t0 = time.perf_counter()
@@ -568,7 +583,12 @@ class Guard:
         s, cfg = t.stream, self.config
         s.release(t.text)
         t.text = s.released
-        t.trace["stream"] = {"window": cfg.stream_window, "every": cfg.stream_screen_every, "checks": s.checks}
+        t.trace["stream"] = {
+            "window": cfg.stream_window,
+            "every": cfg.stream_screen_every,
+            "checks": s.checks,
+            "screen_seconds": round(s.screen_seconds, 4),
+        }
         if s.stopped:
             t.trace["stream"].update(stopped_at_token=s.flagged_at, on_flag=cfg.stream_on_flag)
 
@@ -584,9 +604,12 @@ class Guard:
         none, listed under detoxkit.unscored), with the screener's score and the judge's P(problematic) beside them.
         A text's policy (its name in `policies`, else config.policy) decides which categories are flagged: those
         its prompt rules act on (block, rewrite, log); without one, the head's own thresholds."""
+        with self._local_stage():
+            return self._moderate(list(texts), policies)
+
+    def _moderate(self, texts: list[str], policies: Sequence[str | None] | None) -> list[dict]:
         from .policy import OPENAI_CATEGORIES, openai_moderation
 
-        texts = list(texts)
         scores: dict[str, tuple[list[float], float]] = {}
         if self.screener is not None:
             scores[getattr(self.screener, "name", "screener")] = (self.screener(texts), self.screener_threshold)

@@ -47,6 +47,7 @@ class GuardService:
             cfg.stall_timeout_s,
             max_queue=cfg.max_queue,
             on_batch=self.metrics.batch_size.observe,
+            concurrency=cfg.upstream_concurrency if getattr(self.guard, "upstream", None) is not None else 1,
         ).start()
         if cfg.json_logs:
             self.request_log, self._log_handler = request_logger(cfg.json_log_path)

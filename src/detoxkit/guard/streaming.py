@@ -12,6 +12,7 @@ With nothing flagged the client ends up with exactly the unstreamed text. See ``
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -34,6 +35,7 @@ class HeldBackStream:
     released: str = ""
     flagged_at: int | None = None  # parts decoded when the screener flagged the text so far
     checks: int = 0
+    screen_seconds: float = 0.0  # time of the screener calls this stream took part in (shared with its batch)
 
     @property
     def stopped(self) -> bool:
@@ -74,7 +76,10 @@ def screen_streams(streams: list[HeldBackStream], prompts: list[str], screener, 
             owners.append((s, p, cand))
     if not texts:
         return
+    t0 = time.perf_counter()
     scores = screener(texts, [p for _, p, _ in owners])
+    for s, _ in live:
+        s.screen_seconds += time.perf_counter() - t0
     for (s, _, cand), x in zip(owners, scores):
         if cand is None and x >= threshold:
             s.flagged_at = len(s.parts)
