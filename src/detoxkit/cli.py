@@ -64,8 +64,9 @@ COMMANDS: dict = {
         {
             "eval": ("guard.evaluate:EVAL", "a guard (bundle or YAML) on labelled prompts, each stage ablated"),
             "calibrate": ("guard.calibrate:CALIBRATE", "judge/screener thresholds and ACD α chosen on validation"),
+            "build": ("guard.build:BUILD", "train every piece of the guard into a calibrated bundle (resumable)"),
         },
-        "the guard as a whole: eval, calibrate",
+        "the guard as a whole: build, calibrate, eval",
     ),
     "report": ("report.cli:REPORT", "an HTML and markdown report of one or more run folders"),
 }

@@ -1,0 +1,245 @@
+"""`detoxkit guard build`: train every trained piece of the guard with the measured recipes, in order, into one
+bundle folder, then calibrate it on validation prompts and write its card.
+
+Stages (each a recipe run from its YAML, with the bundle's model, device, dtype and a folder under ``work/``):
+judge (`adversarial run`), anchors (`acd anchors`), prompts (`acd tune`), rewriter (`sro train`), then calibrate
+(`guard calibrate` on the assembled bundle) and card (CARD.md). A stage whose ``work/<stage>/STAGE_DONE.json``
+exists is skipped; the training recipes resume from their own checkpoints, so a build killed at any point goes on
+where it stopped when run again. A recipe set to "off" leaves its piece out of the bundle (e.g. no rewriter: a
+flagged answer is withheld).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..config import DeviceArgs, Recipe, SeedArgs, arg, load_yaml, with_defaults
+from ..errors import DetoxkitError
+from .config import is_off
+
+DONE = "STAGE_DONE.json"
+CALIBRATED = ("judge_threshold", "screener_threshold", "acd_alpha")
+
+
+@dataclass
+@with_defaults(seed=0)
+class GuardBuildConfig(SeedArgs, DeviceArgs):
+    """detoxkit guard build --config configs/guard_build.yaml --output_dir DIR: train the judge, the ACD anchor set
+    and soft prompts, and the SRO rewriter for one model with the measured recipes (each from its YAML), assemble
+    them into a bundle (DIR/guard.yaml, paths relative to DIR), calibrate its thresholds and α on validation prompts,
+    and write DIR/CARD.md. Resumable: run the same command again after a kill."""
+
+    model: str = arg("smollm2-135m-instruct", "the model the guard is built for (every piece is trained on it)")
+    output_dir: str = arg("runs/guard-bundle", "the bundle folder (work/ holds each stage's run)")
+    judge_recipe: str = arg("configs/adversarial_run.yaml", "adversarial run YAML for the judge, or off")
+    anchors_recipe: str = arg("configs/acd_anchors.yaml", "acd anchors YAML, or off (then no ACD)")
+    prompts_recipe: str = arg("configs/acd_tune.yaml", "acd tune YAML (its anchors come from the anchors stage)")
+    rewriter_recipe: str = arg("configs/sro_train.yaml", "sro train YAML for the rewriter, or off")
+    screener: str = arg("toxicity", "the answer screener (a detoxkit scorer name)")
+    calibrate: bool = arg(True, "choose the thresholds and α on validation prompts (guard calibrate)")
+    calibration_n: int = arg(40, "validation prompts per kind for calibration")
+    max_over_refusal: float = arg(0.05, "calibration's operating point: benign over-refusal at most this")
+
+
+@dataclass
+class Stage:
+    name: str
+    run: Callable[[], dict]  # trains into its work folder; returns what the card says about it
+    enabled: bool = True
+
+
+def run_stages(stages: list[Stage], work: Path, log=print) -> dict:
+    """Each enabled stage in order, skipped when done; a stage is done once its STAGE_DONE.json is written."""
+    from ..runs import progress, write_json
+
+    times = {}
+    for stage in progress([s for s in stages if s.enabled], desc="guard build", unit="stage"):
+        done = work / stage.name / DONE
+        if done.exists():
+            times[stage.name] = {**json.loads(done.read_text()), "skipped": True}
+            log(f"guard build: {stage.name} already built ({times[stage.name]['seconds']:.0f} s), skipped")
+            continue
+        t0 = time.time()
+        log(f"guard build: {stage.name} ...")
+        about = stage.run()
+        record = {"seconds": round(time.time() - t0, 1), **about}
+        done.parent.mkdir(parents=True, exist_ok=True)
+        write_json(done, record)
+        times[stage.name] = record
+        log(f"guard build: {stage.name} done in {record['seconds']:.0f} s")
+    return times
+
+
+def _recipe_config(cls, path: str, **overrides):
+    """A recipe's config from its YAML with the build's own fields set over it."""
+    values = load_yaml(path, cls)
+    return cls(**{**values, **{k: v for k, v in overrides.items() if k in cls.__dataclass_fields__}})
+
+
+def stages_for(cfg: GuardBuildConfig, work: Path) -> list[Stage]:
+    common = dict(device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
+
+    def judge() -> dict:
+        from ..adversarial.config import AdversarialRunConfig
+        from ..adversarial.loop import run
+
+        rc = _recipe_config(
+            AdversarialRunConfig,
+            cfg.judge_recipe,
+            judge_model=cfg.model,
+            attacker_model=cfg.model,
+            output_dir=str(work / "judge"),
+            resume_from_checkpoint="latest",
+            **common,
+        )
+        run(rc)
+        return {"recipe": cfg.judge_recipe, "command": f"detoxkit adversarial run --config {cfg.judge_recipe}"}
+
+    def anchors() -> dict:
+        from ..acd.anchors import build_anchors
+        from ..acd.config import AnchorsConfig
+
+        rc = _recipe_config(AnchorsConfig, cfg.anchors_recipe, model=cfg.model, output_dir=str(work / "acd"), **common)
+        build_anchors(rc)
+        return {"recipe": cfg.anchors_recipe, "command": f"detoxkit acd anchors --config {cfg.anchors_recipe}"}
+
+    def prompts() -> dict:
+        from ..acd.config import TuneConfig
+        from ..acd.tune import tune
+
+        rc = _recipe_config(
+            TuneConfig,
+            cfg.prompts_recipe,
+            model=cfg.model,
+            anchors=str(work / "acd" / "anchors.jsonl"),
+            output_dir=str(work / "acd"),
+            resume_from_checkpoint="latest",
+            **common,
+        )
+        tune(rc)
+        return {"recipe": cfg.prompts_recipe, "command": f"detoxkit acd tune --config {cfg.prompts_recipe}"}
+
+    def rewriter() -> dict:
+        from ..sro.config import SroTrainConfig
+        from ..sro.train import train
+
+        rc = _recipe_config(
+            SroTrainConfig,
+            cfg.rewriter_recipe,
+            model_name_or_path=cfg.model,
+            output_dir=str(work / "sro"),
+            resume_from_checkpoint="latest",
+            **common,
+        )
+        train(rc)
+        return {"recipe": cfg.rewriter_recipe, "command": f"detoxkit sro train --config {cfg.rewriter_recipe}"}
+
+    acd = not is_off(cfg.anchors_recipe)
+    return [
+        Stage("judge", judge, not is_off(cfg.judge_recipe)),
+        Stage("anchors", anchors, acd),
+        Stage("prompts", prompts, acd),
+        Stage("rewriter", rewriter, not is_off(cfg.rewriter_recipe)),
+    ]
+
+
+def bundle_yaml(cfg: GuardBuildConfig) -> dict:
+    """The bundle's guard.yaml before calibration: every trained piece by its path inside the bundle."""
+    acd = not is_off(cfg.anchors_recipe)
+    return {
+        "model": cfg.model,
+        "judge": "off" if is_off(cfg.judge_recipe) else "work/judge",
+        "acd_safe_prompt": "work/acd/safe_prompt.safetensors" if acd else "off",
+        "acd_adv_prompt": "work/acd/adv_prompt.safetensors" if acd else "off",
+        "screener": cfg.screener,
+        "rewriter": "off" if is_off(cfg.rewriter_recipe) else "work/sro/final",
+    }
+
+
+def _write_yaml(path: Path, values: dict, comment: str) -> None:
+    import yaml
+
+    from ..runs import atomic_write_text
+
+    atomic_write_text(path, comment + yaml.safe_dump(values, sort_keys=False, allow_unicode=True))
+
+
+def calibrate_bundle(cfg: GuardBuildConfig, out: Path) -> dict:
+    """guard calibrate on the bundle (its guard.yaml as trained); returns the chosen thresholds and α."""
+    from .calibrate import GuardCalibrateConfig
+    from .calibrate import run as calibrate
+
+    result = calibrate(
+        GuardCalibrateConfig(
+            guard=[str(out)],
+            n=cfg.calibration_n,
+            max_over_refusal=cfg.max_over_refusal,
+            output_dir=str(out / "calibration"),
+            device=cfg.device,
+            dtype=cfg.dtype,
+            seed=cfg.seed,
+        )
+    )
+    return {"chosen": {k: result["chosen"][k] for k in CALIBRATED}}
+
+
+def write_card(cfg: GuardBuildConfig, out: Path, times: dict) -> None:
+    from ..runs import atomic_write_text
+
+    lines = [f"# Guard bundle for {cfg.model}", "", "Built by `detoxkit guard build` (each piece's recipe below).", ""]
+    lines += ["| stage | seconds | command |", "|---|---|---|"]
+    lines += [f"| {name} | {t['seconds']:.0f} | `{t.get('command', '')}` |" for name, t in times.items()]
+    cal = out / "calibration" / "calibration.json"
+    if cal.exists():
+        c = json.loads(cal.read_text())["chosen"]
+        lines += [
+            "",
+            "## Validation (calibration; never the test prompts)",
+            "",
+            f"judge_threshold {c['judge_threshold']}, screener_threshold {c['screener_threshold']}, "
+            f"acd_alpha {c['acd_alpha']}: harmful-answer rate {c['harmful_answer']['value']:.3f} "
+            f"(n={c['harmful_answer']['n']}), over-refusal {c['over_refusal']['value']:.3f} "
+            f"(n={c['over_refusal']['n']}), graded by the harm and refusal heads.",
+        ]
+    lines += [
+        "",
+        "## Test numbers",
+        "",
+        f"Not part of the build: `detoxkit guard eval {out} --split test` scores the bundle once on the test half.",
+    ]
+    atomic_write_text(out / "CARD.md", "\n".join(lines) + "\n")
+
+
+def run(cfg: GuardBuildConfig) -> dict:
+    needed = ["judge_recipe", "anchors_recipe", "rewriter_recipe"]
+    needed += ["prompts_recipe"] if not is_off(cfg.anchors_recipe) else []
+    for name in needed:
+        value = getattr(cfg, name)
+        if not is_off(value) and not Path(value).is_file():
+            raise DetoxkitError(f"{name}: {value}: no such recipe YAML")
+    out = Path(cfg.output_dir)
+    work = out / "work"
+    times = run_stages(stages_for(cfg, work), work)
+    values = bundle_yaml(cfg)
+    _write_yaml(out / "guard.yaml", values, "# detoxkit serve --config guard.yaml\n")
+    if cfg.calibrate:
+        times.update(run_stages([Stage("calibrate", lambda: calibrate_bundle(cfg, out))], work))
+        chosen = times["calibrate"]["chosen"]
+        values.update({k: chosen[k] for k in CALIBRATED if chosen.get(k) is not None})
+        _write_yaml(out / "guard.yaml", values, "# detoxkit serve --config guard.yaml (calibrated: calibration/)\n")
+    write_card(cfg, out, times)
+    return {"bundle": str(out), "stages": times, "seconds": sum(t["seconds"] for t in times.values())}
+
+
+def summary(cfg: GuardBuildConfig, r: dict) -> str:
+    parts = ", ".join(
+        f"{k} {v['seconds']:.0f} s" + (" (skipped)" if v.get("skipped") else "") for k, v in r["stages"].items()
+    )
+    return f"guard build: {parts}; {r['seconds']:.0f} s in all -> {r['bundle']}/guard.yaml"
+
+
+BUILD = Recipe(GuardBuildConfig, run, summary)
