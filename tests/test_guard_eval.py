@@ -87,7 +87,12 @@ def test_guard_eval_reports_every_stage_ablated(tiny_lm_dir, tmp_path):
     args = ["guard", "eval", str(guard_yaml), "--sets", str(sets), "--output_dir", str(out), "--max_new_tokens", "3"]
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert set(m["table"]) == {"set/guard", "set/judge_off", "set/screener_off"}  # no ACD or rewriter to ablate
+    assert set(m["table"]) == {
+        "set/guard",
+        "set/judge_off",
+        "set/screener_off",
+        "set/bare_model",
+    }  # no ACD, no rewriter
     row = m["table"]["set/guard"]
     assert row["harmful_answer"]["n"] == 2 and row["over_refusal"]["n"] == 2 and row["toxic_answer"]["n"] == 1
     assert "harmless" in row["harmful_answer_independent"] and "rate" in row["toxic_answer_independent"]
@@ -96,7 +101,7 @@ def test_guard_eval_reports_every_stage_ablated(tiny_lm_dir, tmp_path):
     assert judge["n"] == 4 and set(judge["recall_at_fpr"]) == {"0.01", "0.05"} and "false_positive_rate" in judge
     assert len(judge["threshold_sweep"]) == 21 and set(m["stage_latency"]) == {"judge", "decode", "screen"}
     assert (out / "judge_threshold_sweep.png").exists() and (out / "report" / "report.html").exists()
-    assert len((out / "generations.jsonl").read_text().splitlines()) == 15
+    assert len((out / "generations.jsonl").read_text().splitlines()) == 4 * 5  # 4 systems x 5 rows
 
 
 def test_guard_eval_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):

@@ -56,7 +56,14 @@ def answer_once(guard, rows, alpha: float | None, batch_size: int) -> Answers:
     from .pipeline import Guard
 
     cfg = guard.config if alpha is None else replace(guard.config, acd_alpha=alpha)
-    bare = Guard(guard.model, guard.tokenizer, cfg, safe_prompt=guard.safe_prompt, adv_prompt=guard.adv_prompt)
+    bare = Guard(
+        guard.model,
+        guard.tokenizer,
+        cfg,
+        safe_prompt=guard.safe_prompt,
+        adv_prompt=guard.adv_prompt,
+        upstream=guard.upstream,
+    )
     texts = [r.text for r in answer(bare, rows, batch_size, f"calibrate α={alpha}")]
     prompts = [r.prompt for r in rows]
     screen = guard.screener(texts, prompts) if guard.screener is not None else [0.0] * len(texts)

@@ -28,6 +28,7 @@ ABLATIONS = {  # system name -> the config fields and pieces it turns off
     "acd_off": ("safe_prompt", "adv_prompt"),
     "screener_off": ("screener",),
     "rewriter_off": ("rewriter",),
+    "bare_model": ("judge", "safe_prompt", "adv_prompt", "screener", "rewriter"),  # the model alone
 }
 
 
