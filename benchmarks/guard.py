@@ -17,13 +17,11 @@ CPU contention ruins timings: run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from serving import load, start_server, stop_server
+from serving import load, start_server, stop_server, write_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -133,22 +131,13 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from detoxkit.runs import update_json
-
     t0 = time.time()
     sections = {}
     if args.section in ("load", "all"):
         sections["load"] = load_section(args)
     if args.section in ("end_to_end", "all"):
         sections["end_to_end"] = end_to_end(args)
-    for part in sections.values():
-        part.update(
-            settings=vars(args),
-            machine={"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
-            wall_s=round(time.time() - t0, 1),
-        )
-    update_json(args.output, sections, ["python", *sys.argv])
-    print(f"-> {args.output} ({round(time.time() - t0, 1)} s)")
+    write_sections(args.output, sections, args, t0)
 
 
 if __name__ == "__main__":

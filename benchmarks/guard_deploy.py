@@ -27,14 +27,12 @@ Run it alone on the machine (2 cores): timings are ratios taken side by side in 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from serving import free_port, load, one_request, start_process, start_server, stop_server
+from serving import free_port, load, one_request, start_process, start_server, stop_server, write_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -303,20 +301,12 @@ def main() -> None:
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
     args = ap.parse_args()
 
-    from detoxkit.runs import update_json
-
     t0, sections = time.time(), {}
     named = [("upstream", upstream_section), ("llamacpp", llamacpp_section)]
     for name, fn in [*named, ("limits", limits_section), ("streaming", streaming_section)]:
         if args.section == name or (args.section == "all" and (name != "llamacpp" or args.llama_server)):
             sections[f"deploy_{name}"] = fn(args)
-            sections[f"deploy_{name}"].update(
-                settings=vars(args),
-                machine={"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
-                wall_s=round(time.time() - t0, 1),
-            )
-    update_json(args.output, sections, ["python", *sys.argv])
-    print(f"-> {args.output} ({round(time.time() - t0, 1)} s)")
+    write_sections(args.output, sections, args, t0)
 
 
 if __name__ == "__main__":

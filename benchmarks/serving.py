@@ -144,3 +144,17 @@ def summarise(results: list[dict], wall: float) -> dict:
         "latency_p95_s": quantile(lat, 0.95),
         **({"ttft_p50_s": quantile(ttft, 0.5), "ttft_p95_s": quantile(ttft, 0.95)} if ttft else {}),
     }
+
+
+def write_sections(output: str, sections: dict, args, t0: float) -> None:
+    """Each section with the settings and machine it ran with, into the result file (other sections kept)."""
+    from detoxkit.runs import update_json
+
+    for part in sections.values():
+        part.update(
+            settings=vars(args),
+            machine={"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+            wall_s=round(time.time() - t0, 1),
+        )
+    update_json(output, sections, ["python", *sys.argv])
+    print(f"-> {output} ({round(time.time() - t0, 1)} s)")

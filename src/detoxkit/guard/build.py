@@ -80,71 +80,49 @@ def _recipe_config(cls, path: str, **overrides):
     return cls(**{**values, **{k: v for k, v in overrides.items() if k in cls.__dataclass_fields__}})
 
 
+# stage -> (its recipe field, "module:Config", "module:function" that runs it, its command)
+RECIPES = {
+    "judge": ("judge_recipe", "adversarial.config:AdversarialRunConfig", "adversarial.loop:run", "adversarial run"),
+    "anchors": ("anchors_recipe", "acd.config:AnchorsConfig", "acd.anchors:build_anchors", "acd anchors"),
+    "prompts": ("prompts_recipe", "acd.config:TuneConfig", "acd.tune:tune", "acd tune"),
+    "rewriter": ("rewriter_recipe", "sro.config:SroTrainConfig", "sro.train:train", "sro train"),
+}
+
+
+def _overrides(cfg: GuardBuildConfig, work: Path) -> dict[str, dict]:
+    """What the build sets over each recipe's YAML: its model, its folder under work/, resuming, device, dtype."""
+    common = dict(device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, resume_from_checkpoint="latest")
+    acd = str(work / "acd")
+    return {
+        "judge": dict(judge_model=cfg.model, attacker_model=cfg.model, output_dir=str(work / "judge"), **common),
+        "anchors": dict(model=cfg.model, output_dir=acd, **common),
+        "prompts": dict(model=cfg.model, anchors=str(work / "acd" / "anchors.jsonl"), output_dir=acd, **common),
+        "rewriter": dict(model_name_or_path=cfg.model, output_dir=str(work / "sro"), **common),
+    }
+
+
+def _load(target: str):
+    import importlib
+
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(f"detoxkit.{module}"), attr)
+
+
 def stages_for(cfg: GuardBuildConfig, work: Path) -> list[Stage]:
-    common = dict(device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
+    overrides = _overrides(cfg, work)
 
-    def judge() -> dict:
-        from ..adversarial.config import AdversarialRunConfig
-        from ..adversarial.loop import run
+    def stage(name: str) -> Stage:
+        field, config, function, command = RECIPES[name]
+        path = getattr(cfg, field)
 
-        rc = _recipe_config(
-            AdversarialRunConfig,
-            cfg.judge_recipe,
-            judge_model=cfg.model,
-            attacker_model=cfg.model,
-            output_dir=str(work / "judge"),
-            resume_from_checkpoint="latest",
-            **common,
-        )
-        run(rc)
-        return {"recipe": cfg.judge_recipe, "command": f"detoxkit adversarial run --config {cfg.judge_recipe}"}
+        def run() -> dict:
+            _load(function)(_recipe_config(_load(config), path, **overrides[name]))
+            return {"recipe": path, "command": f"detoxkit {command} --config {path}"}
 
-    def anchors() -> dict:
-        from ..acd.anchors import build_anchors
-        from ..acd.config import AnchorsConfig
+        enabled = not is_off(path) and (name != "prompts" or not is_off(cfg.anchors_recipe))
+        return Stage(name, run, enabled)
 
-        rc = _recipe_config(AnchorsConfig, cfg.anchors_recipe, model=cfg.model, output_dir=str(work / "acd"), **common)
-        build_anchors(rc)
-        return {"recipe": cfg.anchors_recipe, "command": f"detoxkit acd anchors --config {cfg.anchors_recipe}"}
-
-    def prompts() -> dict:
-        from ..acd.config import TuneConfig
-        from ..acd.tune import tune
-
-        rc = _recipe_config(
-            TuneConfig,
-            cfg.prompts_recipe,
-            model=cfg.model,
-            anchors=str(work / "acd" / "anchors.jsonl"),
-            output_dir=str(work / "acd"),
-            resume_from_checkpoint="latest",
-            **common,
-        )
-        tune(rc)
-        return {"recipe": cfg.prompts_recipe, "command": f"detoxkit acd tune --config {cfg.prompts_recipe}"}
-
-    def rewriter() -> dict:
-        from ..sro.config import SroTrainConfig
-        from ..sro.train import train
-
-        rc = _recipe_config(
-            SroTrainConfig,
-            cfg.rewriter_recipe,
-            model_name_or_path=cfg.model,
-            output_dir=str(work / "sro"),
-            resume_from_checkpoint="latest",
-            **common,
-        )
-        train(rc)
-        return {"recipe": cfg.rewriter_recipe, "command": f"detoxkit sro train --config {cfg.rewriter_recipe}"}
-
-    acd = not is_off(cfg.anchors_recipe)
-    return [
-        Stage("judge", judge, not is_off(cfg.judge_recipe)),
-        Stage("anchors", anchors, acd),
-        Stage("prompts", prompts, acd),
-        Stage("rewriter", rewriter, not is_off(cfg.rewriter_recipe)),
-    ]
+    return [stage(name) for name in RECIPES]
 
 
 def bundle_yaml(cfg: GuardBuildConfig) -> dict:
