@@ -176,3 +176,24 @@ def test_guard_calibrate_writes_the_sweep_and_a_calibrated_yaml(tiny_lm_dir, tmp
     assert written["judge_threshold"] == cal["chosen"]["judge_threshold"]
     assert written["screener_threshold"] == cal["chosen"]["screener_threshold"]
     assert (out / "calibration_sweep.png").exists()
+
+
+def test_a_bundle_piece_trained_on_another_model_is_refused_by_field(tmp_path):
+    import torch
+
+    from detoxkit.lm.soft_prompt import SoftPrompt
+
+    bundle = tmp_path / "bundle"
+    (bundle / "rewriter").mkdir(parents=True)
+    SoftPrompt(torch.zeros(2, 4), model_name="smollm2-135m-instruct").save(bundle / "safe.safetensors")
+    (bundle / "rewriter" / "rewriter.json").write_text(json.dumps({"base_model": "smollm2-135m-instruct"}))
+    (bundle / "guard.yaml").write_text(
+        "model: smollm2-135m-instruct\nacd_safe_prompt: safe.safetensors\nrewriter: rewriter\n"
+    )
+    assert load_guard_config(bundle).rewriter == str(bundle / "rewriter")  # all trained on the bundle's model
+    (bundle / "rewriter" / "rewriter.json").write_text(json.dumps({"base_model": "qwen2.5-0.5b-instruct"}))
+    with pytest.raises(DataError, match=r"guard.yaml: field 'rewriter': was trained on 'qwen2.5-0.5b-instruct'"):
+        load_guard_config(bundle)
+    (bundle / "guard.yaml").write_text("model: other-model\nacd_safe_prompt: safe.safetensors\n")
+    with pytest.raises(DataError, match=r"field 'acd_safe_prompt': was trained on 'smollm2-135m-instruct'"):
+        load_guard_config(bundle)

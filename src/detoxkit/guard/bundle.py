@@ -38,8 +38,45 @@ def load_guard_config(path: str | Path, **overrides) -> GuardConfig:
                     values[field] = str(local)
                 elif _looks_like_path(value):
                     raise DataError(yaml_path, f"names {value!r}, which is not in the bundle", None, field)
+        check_base_models(values, yaml_path)
     elif path.is_file():
         values = load_yaml(path, GuardConfig)
     else:
         raise DetoxkitError(f"{path}: no such guard bundle folder or guard YAML")
     return GuardConfig(**{**values, **overrides})
+
+
+def trained_on(field: str, piece: str) -> str | None:
+    """The base model a trained piece records (judge run or folder, SRO rewriter folder, soft prompt file); None
+    for a piece that records none (an untrained model name, a prompt text)."""
+    import json
+
+    from ..runs import list_checkpoints
+
+    p = Path(piece)
+    try:
+        if field == "judge" and p.is_dir():
+            ckpts = list_checkpoints(p) if (p / "prompts.jsonl").exists() else []
+            state = (ckpts[-1] if ckpts else p) / ("trainer_state.json" if ckpts else "judge.json")
+            meta = json.loads(state.read_text()) if state.exists() else {}
+            return (meta.get("judge", meta) or {}).get("base_model")
+        if field == "rewriter" and (p / "rewriter.json").exists():
+            return json.loads((p / "rewriter.json").read_text()).get("base_model")
+        if field.startswith("acd_") and p.suffix == ".safetensors" and p.is_file():
+            from ..lm.soft_prompt import SoftPrompt
+
+            return SoftPrompt.load(p).model_name
+    except (OSError, ValueError, DetoxkitError):
+        return None
+    return None
+
+
+def check_base_models(values: dict, yaml_path: Path) -> None:
+    """Every trained piece of a bundle must have been trained on the bundle's model; the error names the field."""
+    model = values.get("model", GuardConfig.model)
+    for field in PIECE_FIELDS[1:]:
+        piece = values.get(field)
+        if isinstance(piece, str) and not is_off(piece):
+            base = trained_on(field, piece)
+            if base and Path(str(base)).name != Path(str(model)).name:
+                raise DataError(yaml_path, f"was trained on {base!r}, but the bundle's model is {model!r}", None, field)
