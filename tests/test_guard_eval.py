@@ -197,3 +197,15 @@ def test_a_bundle_piece_trained_on_another_model_is_refused_by_field(tmp_path):
     (bundle / "guard.yaml").write_text("model: other-model\nacd_safe_prompt: safe.safetensors\n")
     with pytest.raises(DataError, match=r"field 'acd_safe_prompt': was trained on 'smollm2-135m-instruct'"):
         load_guard_config(bundle)
+
+
+def test_guard_eval_on_a_bundle_with_a_corrupt_piece_is_one_line_and_writes_nothing(tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "safe.safetensors").write_bytes(b"\x00not a safetensors file")
+    (bundle / "guard.yaml").write_text("model: smollm2-135m-instruct\nacd_safe_prompt: safe.safetensors\n")
+    sets = write_jsonl(tmp_path / "set.jsonl", ROWS)
+    out = tmp_path / "out"
+    assert main(["guard", "eval", str(bundle), "--sets", str(sets), "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "safe.safetensors" in err and not out.exists()
