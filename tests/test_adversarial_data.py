@@ -296,6 +296,9 @@ def test_control_judge_gets_the_same_steps_and_no_attacker_data(tiny_lm_dir, tmp
         == [phrasing_for_slot(r["round"], r["slot"]) for r in prompts]
     )
     assert summaries[0]["diversity"]["phrasing"]["n"] == 6 and summaries[0]["diversity"]["phrasing"]["counts"]
+    # the scripted attacker writes questions and stories as asked; "Tell me ..." is an instruction
+    followed = [classify_phrasing(r["prompt"]) == r["phrasing"] for r in prompts if r["round"] == 1]
+    assert summaries[0]["diversity"]["share_in_asked_phrasing"] == pytest.approx(sum(followed) / 6, abs=1e-4)
     control = counting(Judge.load(str(tiny_lm_dir), **kw), "control")
     info = run_control(cfg, rows, splits, control, log=lambda _: None)
     assert steps["control"] == steps["adversarial"] == [r["steps"] for r in info] and all(steps["control"])

@@ -220,8 +220,10 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
                 append_jsonl(log_path, [row])  # written at once: this row is never asked or labelled again
                 rows.append(row)
         summary = finish_round(cfg, rnd, rows, judge, attacker, out, times)
-        written = [r["prompt"] for r in rows if r.get("type") == "prompt" and r["round"] == rnd and not r["duplicate"]]
-        summary["diversity"] = round_diversity(written, embedder)
+        written = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd and not r["duplicate"]]
+        summary["diversity"] = round_diversity(
+            [r["prompt"] for r in written], embedder, [r.get("phrasing") for r in written]
+        )
         append_jsonl(log_path, [summary])
         rows.append(summary)
         summaries.append(summary)

@@ -87,9 +87,14 @@ def embedding_spread(embedder, prompts: list[str]) -> float | None:
     return round(float(1 - (sims.sum() - sims.diagonal().sum()) / (n * (n - 1))), 4)
 
 
-def round_diversity(prompts: list[str], embedder=None) -> dict:
-    """A round's prompt diversity as written into its round_done row and the metrics."""
-    return {"phrasing": phrasing_diversity(prompts), "embedding_spread": embedding_spread(embedder, prompts)}
+def round_diversity(prompts: list[str], embedder=None, asked: list | None = None) -> dict:
+    """A round's prompt diversity as written into its round_done row and the metrics; with the phrasings asked
+    for (one per prompt), the share of prompts the classifier puts in the phrasing asked."""
+    out = {"phrasing": phrasing_diversity(prompts), "embedding_spread": embedding_spread(embedder, prompts)}
+    pairs = [(p, a) for p, a in zip(prompts, asked or []) if a]
+    if pairs:
+        out["share_in_asked_phrasing"] = round(sum(classify_phrasing(p) == a for p, a in pairs) / len(pairs), 4)
+    return out
 
 
 # The judge's question. "request" is the paper's (about a prompt to an assistant); "text" asks whether a text is
