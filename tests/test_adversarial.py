@@ -112,7 +112,7 @@ def test_human_oracle_saves_every_answer_at_once(tmp_path):
 class ScriptedAttacker(Attacker):
     """A real (tiny, trainable) attacker whose outputs are scripted: slot 1 of round 1 first repeats a seed."""
 
-    def write(self, kind, round_, slot, attempt):
+    def write(self, kind, round_, slot, attempt, phrasing=None):
         if (round_, slot, attempt) == (1, 1, 0):
             return SEEDS[1]["prompt"].upper()  # exact duplicate (after normalisation): retried
         return f"{kind} request number {round_}-{slot}"

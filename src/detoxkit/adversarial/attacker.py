@@ -70,16 +70,18 @@ class Attacker(TrainableLM):
         super().__init__(model, tokenizer, meta or {})
         self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
 
-    def sample(self, kind: str, seed: int) -> str:
+    def sample(self, kind: str, seed: int, phrasing: str | None = None) -> str:
         import torch
 
         from ..lm.generate import generate
+        from .wording import PHRASING_INSTRUCTIONS
 
         torch.manual_seed(seed)
+        user = f"{PHRASING_INSTRUCTIONS[phrasing]}\n{USER_TURN[kind]}" if phrasing else USER_TURN[kind]
         return generate(
             self.model,
             self.tokenizer,
-            [USER_TURN[kind]],
+            [user],
             system=SYSTEM[kind],
             do_sample=True,
             temperature=self.temperature,
@@ -87,10 +89,11 @@ class Attacker(TrainableLM):
             max_new_tokens=self.max_new_tokens,
         )[0][0]
 
-    def write(self, kind: str, round_: int, slot: int, attempt: int) -> str:
+    def write(self, kind: str, round_: int, slot: int, attempt: int, phrasing: str | None = None) -> str:
+        """phrasing: one of wording.PHRASINGS, named in the user turn (None: the paper's bare request)."""
         if kind not in SYSTEM:
             raise ValueError(f"kind must be problematic or benign, got {kind!r}")
-        return clean_generated_prompt(self.sample(kind, slot_seed(self.seed, round_, slot, attempt)))
+        return clean_generated_prompt(self.sample(kind, slot_seed(self.seed, round_, slot, attempt), phrasing))
 
     def finetune(
         self, prompts: Sequence[str], epochs: int = 2, learning_rate: float = 2e-4, batch_size: int = 8, seed: int = 0

@@ -41,6 +41,13 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
     safetensors (trainable weights only). prompts.jsonl is the source of truth: a killed run resumes at the
     round and prompt where it stopped (--resume_from_checkpoint latest). With eval_each_round, the judge of
     every round (round 0 = the base model zero-shot, the reference) is scored on the hold-out set.
+
+    Data and yardstick (issue 16): seeds come from several builtin sources (--sources), balanced per source, with
+    --seeds_per_round more each round; --holdout_sources are held out whole and scored every round (never trained
+    on); each slot asks the attacker for a phrasing (--vary_phrasing) and each round's phrasing spread is logged;
+    the evaluation sets (holdout.jsonl) hold the reference-misses hold-out, an ordinary hold-out chosen by no model,
+    a validation split (every round's thresholds) and transfer sets; --judge_template text asks the judge about
+    any text; --control_judge trains a same-steps judge without the attacker (eval_control.jsonl).
     """
 
     attacker_model: str = arg(
@@ -83,7 +90,9 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         "prompt, so at 0.5 it misses none; fine-tuned judges answer at 0.5",
     )
     holdout_problematic: int = arg(
-        40, "hold-out problematic prompts: builtin harmful prompts the reference judge misses"
+        40,
+        "reference-misses hold-out: builtin hold-out harmful prompts the reference judge misses (so round 0 "
+        "scores 0 recall on them by construction; the ordinary hold-out is the unselected one)",
     )
     holdout_benign: int = arg(
         40, "hold-out contentious-but-acceptable prompts (builtin benign-edgy, never in seed data)"
@@ -97,6 +106,48 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         "hold-out prompts at embedder cosine >= this to a training-side prompt (or equal after normalisation) "
         "are removed from the hold-out; counts in output_dir/splits.json (above 1: exact matches only)",
     )
+    sources: list[str] = arg(
+        ["advbench", "harmbench", "donotanswer", "tense-rephrasings", "harmful-benign-pairs", "benign-edgy"],
+        "builtin prompt sources (seeds, oracle training, control prompts, evaluation), comma-separated; each is "
+        "split by text hash: 60% training side, 10% validation, 30% ordinary hold-out",
+    )
+    holdout_sources: list[str] = arg(
+        ["donotanswer"],
+        "sources held out whole (leave-one-source-out): never in seeds, oracle training, attacker examples or "
+        "control prompts; the per-round table on them is marked never-trained-on (empty: none)",
+    )
+    seeds_per_round: int = arg(
+        8, "extra seed prompts added to the judge's data each round (half problematic), balanced per source"
+    )
+    oracle_per_source: int = arg(150, "classifier oracle: at most this many training prompts per source and label")
+    vary_phrasing: bool = arg(
+        True,
+        "name a phrasing (question, instruction, story, hypothetical, indirect; round-robin) in each slot's "
+        "request to the attacker; every round's phrasing spread is in prompts.jsonl and metrics.json",
+    )
+    holdout_ordinary: int = arg(
+        40,
+        "ordinary hold-out prompts per class: random hold-out prompts, not chosen by the reference's misses (0 = all)",
+    )
+    validation_size: int = arg(
+        40, "validation prompts per class: every round's thresholds are chosen on them (0 = all)"
+    )
+    heldout_source_size: int = arg(60, "prompts per held-out source and class scored each round (0 = all)")
+    judge_template: Literal["request", "text"] = arg(
+        "request",
+        "the judge's question: request = the paper's (is this prompt problematic?); text = is this text harmful "
+        "or toxic to answer or to say (fits statements such as ToxiGen as well as requests)",
+    )
+    control_judge: bool = arg(
+        False,
+        "also fine-tune a control judge each round with the same steps on the seeds plus as many random "
+        "training-side prompts (dataset labels) as the attacker wrote: the baseline of the gain (eval_control.jsonl)",
+    )
+    transfer_sets: list[str] = arg(
+        ["builtin:pyrit-harm"],
+        "more transfer sets, judged on their response text with the dataset's label (ROC-AUC per round)",
+    )
+    max_fpr: float = arg(0.10, "recall is reported at this false-positive rate (threshold chosen on validation)")
 
 
 @dataclass

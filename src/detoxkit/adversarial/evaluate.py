@@ -1,68 +1,57 @@
-"""Data splits, the hold-out set, per-round judge metrics and `detoxkit adversarial eval`.
+"""Evaluation sets, per-round judge metrics and `detoxkit adversarial eval`.
 
-The hold-out set is never trained on: builtin harmful prompts (advbench + harmbench) and benign-edgy prompts
-are split by a hash of their text, and only the non-hold-out part feeds the seed data and the classifier
-oracle. Its problematic half is the hold-out harmful prompts the reference judge (the base model zero-shot,
-standing in for GPT-4) misses; its benign half is held-out benign-edgy prompts (contentious but
-acceptable). Transfer: ROC-AUC of P('1') on a toxic-comment set (the judge asked about the comment).
+Nothing here is trained on. The builtin prompt sources are split by text hash and by source (sources.py); each
+round's judge is scored on: the reference-misses hold-out (hold-out problematic prompts the round-0 reference
+misses, plus benign hold-out prompts: round 0 scores 0 recall on it by construction, kept and labelled so); the
+ordinary hold-out (random hold-out prompts of both classes, chosen by no model); the held-out sources (never
+trained on: the leave-one-source-out table); and transfer sets (ROC-AUC on ToxiGen statements and the PyRIT harm
+judge set's responses). Every threshold is chosen on the validation split, never on a test set; the control
+judge's rounds give the gain of the adversarial rounds with paired intervals.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
 from ..config import Recipe
 from .config import AdversarialEvalConfig
-
-HOLDOUT_PERCENT = 30
-
-
-def in_holdout(text: str) -> bool:
-    """A stable 30% of prompts by text hash: the same split in every run, seed and process."""
-    return int(hashlib.md5(text.encode()).hexdigest(), 16) % 100 < HOLDOUT_PERCENT
+from .sources import HOLDOUT_PERCENT, SOURCES, in_holdout, seed_data  # noqa: F401  (re-exported)
 
 
-def builtin_splits(embedder=None, leak_threshold: float = 2.0) -> dict[str, list[str]]:
-    """{harmful_train, harmful_holdout, benign_train, benign_holdout, benign_edgy_train, overlaps}: builtin
-    prompts, deduplicated.
+def builtin_splits(embedder=None, leak_threshold: float = 2.0, sources=SOURCES, holdout_sources=()) -> dict:
+    """The builtin prompt sources split by text hash (training side, validation, ordinary hold-out) and by source
+    (held-out sources), every evaluation split cleaned of training-side near duplicates: see
+    :func:`detoxkit.adversarial.sources.source_splits` (data.overlap: exact after normalisation, or embedder
+    cosine >= leak_threshold; above 1: exact only). "overlaps" holds the counts."""
+    from .sources import load_source_records, source_splits
 
-    benign_train adds harmful-benign-pairs' benign side (plain requests) to the edgy ones; benign_holdout is
-    benign-edgy only (the contentious-but-acceptable half of the hold-out set). The text hash alone lets
-    rephrasings of one behaviour fall on both sides, so a hold-out prompt with a training-side neighbour
-    (data.overlap: exact after normalisation, or embedder cosine >= leak_threshold; above 1: exact only) is
-    removed from the hold-out; "overlaps" holds the counts."""
-    from ..data import load_builtin
-    from ..data.overlap import overlap_check, overlap_report
-
-    harmful = list(dict.fromkeys(r["prompt"] for n in ("advbench", "harmbench") for r in load_builtin(n)))
-    edgy = list(dict.fromkeys(r["prompt"] for r in load_builtin("benign-edgy")))
-    plain = [r["benign"] for r in load_builtin("harmful-benign-pairs")]
-    splits = {
-        "harmful_train": [p for p in harmful if not in_holdout(p)],
-        "harmful_holdout": [p for p in harmful if in_holdout(p)],
-        "benign_train": [p for p in edgy if not in_holdout(p)] + [p for p in dict.fromkeys(plain) if p not in edgy],
-        "benign_holdout": [p for p in edgy if in_holdout(p)],
-        "benign_edgy_train": [p for p in edgy if not in_holdout(p)],
-    }
-    training_side = splits["harmful_train"] + splits["benign_train"]
-    splits["overlaps"] = []
-    for held in ("harmful_holdout", "benign_holdout"):
-        check = overlap_check(splits[held], training_side, leak_threshold, embedder)
-        splits["overlaps"].append(overlap_report(held, "harmful_train + benign_train", check, leak_threshold))
-        splits[held] = check["keep"]
-    return splits
+    return source_splits(load_source_records(sources), holdout_sources, embedder, leak_threshold)
 
 
-def seed_data(splits: dict, n_problematic: int, n_benign: int, seed: int) -> list[dict]:
-    """A few builtin harmful (label 1) and benign-edgy (label 0) prompts, never from the hold-out."""
-    rng = random.Random(seed)
-    pos = rng.sample(splits["harmful_train"], min(n_problematic, len(splits["harmful_train"])))
-    neg = rng.sample(splits["benign_edgy_train"], min(n_benign, len(splits["benign_edgy_train"])))
-    return [{"prompt": p, "label": 1, "kind": "problematic"} for p in pos] + [
-        {"prompt": p, "label": 0, "kind": "benign"} for p in neg
-    ]
+MAX_TRANSFER_CHARS = 1500  # PyRIT responses run to pages; the judge reads the opening (2 shared cores)
+
+
+def transfer_rows(dataset: str, size: int, rng: random.Random) -> list[dict]:
+    """A class-balanced sample of a labelled text set (column text, or response for the PyRIT judge sets) as
+    {text, label, set: transfer, source} rows, texts cut at MAX_TRANSFER_CHARS; size 0 = none, below 0 = all."""
+    from ..data import load_records, require_columns
+
+    if not dataset or size == 0:
+        return []
+    data = load_records(dataset)
+    column = "text" if data and "text" in data[0] else "response"
+    data = require_columns(data, [column, "label"])
+    by = {0: [r for r in data if int(r["label"]) == 0], 1: [r for r in data if int(r["label"]) == 1]}
+    take = size // 2 if size > 0 else None
+    rows = []
+    for y in (0, 1):
+        rng.shuffle(by[y])
+        rows += [
+            {"text": str(r[column])[:MAX_TRANSFER_CHARS], "label": y, "set": "transfer", "source": dataset}
+            for r in by[y][:take]
+        ]
+    return rows
 
 
 def build_holdout(
@@ -76,11 +65,10 @@ def build_holdout(
     batch_size: int = 16,
     threshold: float = 0.5,
 ) -> list[dict]:
-    """Rows {text, label, set: problematic|benign|transfer, reference_score}.
+    """Rows {text, label, set: problematic|benign|transfer, reference_score}: the reference-misses hold-out.
 
-    reference: the zero-shot judge; problematic rows are hold-out harmful prompts it scores below its threshold (misses)."""
-    from ..data import load_records, require_columns
-
+    reference: the zero-shot judge; problematic rows are hold-out harmful prompts it scores below its threshold
+    (misses), so the reference scores 0 on them by construction; benign rows are ordinary benign hold-out prompts."""
     rng = random.Random(seed)
     pool = list(splits["harmful_holdout"])
     rng.shuffle(pool)
@@ -95,30 +83,201 @@ def build_holdout(
         {"text": p, "label": 0, "set": "benign", "reference_score": s}
         for p, s in zip(benign, reference.predict_proba(benign, batch_size))
     ]
-    if transfer_dataset and transfer_size != 0:
-        data = require_columns(load_records(transfer_dataset), ["text", "label"])
-        by = {0: [r for r in data if int(r["label"]) == 0], 1: [r for r in data if int(r["label"]) == 1]}
-        take = transfer_size // 2 if transfer_size > 0 else None
-        for y in (0, 1):
-            rng.shuffle(by[y])
-            rows += [{"text": str(r["text"]), "label": y, "set": "transfer"} for r in by[y][:take]]
+    return rows + transfer_rows(transfer_dataset, transfer_size, rng)
+
+
+def _sample(items, n: int, rng: random.Random) -> list:
+    items = list(items)
+    rng.shuffle(items)
+    return items[:n] if n > 0 else items
+
+
+def eval_rows(splits: dict, ordinary: int, validation: int, per_source: int, seed: int) -> list[dict]:
+    """The hold-outs no model chooses: ordinary (random hold-out prompts per class), validation (for thresholds)
+    and heldout_source (per held-out source and class, with its source)."""
+    rng = random.Random(seed + 1)
+    rows = []
+    for y, kind in ((1, "harmful"), (0, "benign")):
+        rows += [{"text": t, "label": y, "set": "ordinary"} for t in _sample(splits[f"{kind}_holdout"], ordinary, rng)]
+        picked = _sample(splits[f"{kind}_validation"], validation, rng)
+        rows += [{"text": t, "label": y, "set": "validation"} for t in picked]
+    for src in splits.get("heldout_sources", []):
+        for y in (1, 0):
+            texts = [
+                r["text"]
+                for r in splits["records"]
+                if r["split"] == "heldout_source" and r["source"] == src and r["label"] == y
+            ]
+            rows += [
+                {"text": t, "label": y, "set": "heldout_source", "source": src} for t in _sample(texts, per_source, rng)
+            ]
     return rows
+
+
+def build_eval_sets(reference, splits: dict, cfg) -> list[dict]:
+    """Every evaluation row of a run (holdout.jsonl): the reference-misses hold-out and the transfer sets, the
+    ordinary hold-out, the validation split and the held-out sources."""
+    rows = build_holdout(
+        reference,
+        splits,
+        cfg.holdout_problematic,
+        cfg.holdout_benign,
+        cfg.transfer_dataset,
+        cfg.transfer_size,
+        cfg.seed,
+        cfg.batch_size,
+        threshold=reference.threshold,
+    )
+    rng = random.Random(cfg.seed + 2)
+    for name in cfg.transfer_sets:
+        rows += transfer_rows(name, cfg.transfer_size, rng)
+    return rows + eval_rows(splits, cfg.holdout_ordinary, cfg.validation_size, cfg.heldout_source_size, cfg.seed)
 
 
 def score_holdout(judge, holdout: list[dict], batch_size: int = 16) -> list[float]:
     return judge.predict_proba([r["text"] for r in holdout], batch_size)
 
 
-def holdout_metrics(holdout: list[dict], scores: list[float], threshold: float = 0.5) -> dict:
-    """Accuracy/precision/recall/F1 (95% intervals) on problematic+benign rows; ROC-AUC on transfer rows."""
+def validation_thresholds(holdout: list[dict], scores: list[float], fallback: float, max_fpr: float) -> dict:
+    """The round's thresholds, chosen on the validation rows only: best accuracy, and the lowest whose
+    false-positive rate there is <= max_fpr; without validation rows, the loop's threshold."""
+    from ..eval.classification import recall_at_fpr
+    from .judge import calibrate_threshold
+
+    val = [(r["label"], s) for r, s in zip(holdout, scores) if r["set"] == "validation"]
+    ys, ss = [y for y, _ in val], [s for _, s in val]
+    if not 0 < sum(ys) < len(ys):
+        return {"accuracy": fallback, "at_max_fpr": None, "chosen_on": "no validation rows: the judge's own threshold"}
+    return {
+        "accuracy": calibrate_threshold(ss, ys),
+        "at_max_fpr": recall_at_fpr(ys, ss, max_fpr)["threshold"],
+        "chosen_on": f"validation split (n={len(ys)})",
+    }
+
+
+def group_metrics(labels: list[int], scores: list[float], thresholds: dict, max_fpr: float) -> dict:
+    """Accuracy etc. at the validation threshold, ROC-AUC, and recall with false-positive rate at the validation
+    threshold for max_fpr (plus the optimistic best threshold of this very set, labelled so)."""
+    from ..eval.classification import classification_metrics, recall_at_fpr
+    from ..eval.stats import rate
+
+    m = classification_metrics(labels, scores, thresholds["accuracy"])
+    keep = ("n", "positives", "threshold", "accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
+    out = {k: m[k] for k in keep if k in m}
+    if 0 < sum(labels) < len(labels):
+        t = thresholds["at_max_fpr"]
+        flag = [t is not None and s >= t for s in scores]
+        out["recall_at_fpr"] = {
+            "max_fpr": max_fpr,
+            "threshold (validation)": t,
+            "recall": rate([f for f, y in zip(flag, labels) if y]),
+            "fpr": rate([f for f, y in zip(flag, labels) if not y]),
+            "best_on_this_set (optimistic)": recall_at_fpr(labels, scores, max_fpr),
+        }
+    return out
+
+
+def heldout_index(holdout: list[dict], source: str | None = None) -> tuple[list[int], str | None]:
+    """Row indices of the held-out source(s) (one source, or all); a class they lack is filled in from the
+    ordinary hold-out (seen sources), and the note says so."""
+    idx = [i for i, r in enumerate(holdout) if r["set"] == "heldout_source" and source in (None, r.get("source"))]
+    labels = {holdout[i]["label"] for i in idx}
+    if not idx or len(labels) == 2:
+        return idx, None
+    missing = 1 - labels.pop()
+    idx += [i for i, r in enumerate(holdout) if r["set"] == "ordinary" and r["label"] == missing]
+    kind = "problematic" if missing else "benign"
+    return idx, f"{kind} rows from the ordinary hold-out (sources seen in training)"
+
+
+def heldout_table(holdout: list[dict], scores: list[float], thresholds: dict, max_fpr: float) -> dict:
+    """Per held-out source and all together: group_metrics, marked never_trained_on."""
+    sources = sorted({r["source"] for r in holdout if r["set"] == "heldout_source"})
+    out = {}
+    for name, src in [(s, s) for s in sources] + ([("all", None)] if sources else []):
+        idx, note = heldout_index(holdout, src)
+        m = group_metrics([holdout[i]["label"] for i in idx], [scores[i] for i in idx], thresholds, max_fpr)
+        out[name] = {**m, "never_trained_on": True, "filled_in": note}
+    return out
+
+
+def holdout_metrics(holdout: list[dict], scores: list[float], threshold: float = 0.5, max_fpr: float = 0.10) -> dict:
+    """One round's metrics: thresholds from validation; the reference-misses hold-out ("holdout"), the ordinary
+    hold-out, the held-out sources (never trained on) and ROC-AUC on each transfer set."""
     from ..eval.classification import classification_metrics
 
-    main = [(r["label"], s) for r, s in zip(holdout, scores) if r["set"] in ("problematic", "benign")]
-    out = {"holdout": classification_metrics([y for y, _ in main], [s for _, s in main], threshold) if main else None}
-    transfer = [(r["label"], s) for r, s in zip(holdout, scores) if r["set"] == "transfer"]
-    if transfer:
-        m = classification_metrics([y for y, _ in transfer], [s for _, s in transfer], threshold)
-        out["transfer"] = {"roc_auc": m.get("roc_auc"), "n": m["n"], "accuracy": m["accuracy"]}
+    thr = validation_thresholds(holdout, scores, threshold, max_fpr)
+
+    def pick(*sets):
+        return [(r["label"], s) for r, s in zip(holdout, scores) if r["set"] in sets]
+
+    main, ordinary = pick("problematic", "benign"), pick("ordinary")
+    out = {
+        "thresholds": thr,
+        "holdout": classification_metrics([y for y, _ in main], [s for _, s in main], thr["accuracy"])
+        if main
+        else None,
+        "holdout_kind": "reference misses: problematic rows are hold-out prompts the round-0 reference scored "
+        "below its threshold, so round 0 scores 0 recall on them by construction",
+    }
+    if ordinary:
+        out["ordinary"] = group_metrics([y for y, _ in ordinary], [s for _, s in ordinary], thr, max_fpr)
+    if any(r["set"] == "heldout_source" for r in holdout):
+        out["heldout_sources"] = heldout_table(holdout, scores, thr, max_fpr)
+    by: dict[str, list] = {}
+    for r, s in zip(holdout, scores):
+        if r["set"] == "transfer":
+            by.setdefault(r.get("source", "transfer"), []).append((r["label"], s))
+    for i, (name, pairs) in enumerate(by.items()):
+        m = classification_metrics([y for y, _ in pairs], [s for _, s in pairs], thr["accuracy"])
+        entry = {"roc_auc": m.get("roc_auc"), "n": m["n"], "accuracy": m["accuracy"]}
+        out.setdefault("transfer_sets", {})[name] = entry
+        if i == 0:
+            out["transfer"] = entry
+    return out
+
+
+def generated_overlaps(rows: list[dict], holdout: list[dict], embedder, threshold: float) -> list[dict]:
+    """The attacker's prompts (judge training data from round 1) against every evaluation set, by the shared
+    check: counted ("found"), not removed, since the sets are fixed at round 0 before any prompt is written."""
+    from ..data.overlap import overlap_check, overlap_report
+
+    generated = [r["prompt"] for r in rows if r.get("type") == "prompt" and not r["duplicate"]]
+    out = []
+    for name in sorted({r["set"] for r in holdout}):
+        texts = [r["text"] for r in holdout if r["set"] == name]
+        report = overlap_report(
+            f"eval:{name}",
+            "generated prompts (all rounds)",
+            overlap_check(texts, generated, threshold, embedder),
+            threshold,
+        )
+        out.append({**report, "found": report["removed"], "removed": 0})
+    return out
+
+
+def paired_gain(holdout: list[dict], idx: list[int], a: list[float], b: list[float], ta: float, tb: float) -> dict:
+    """Judge a minus judge b on the same rows: ROC-AUC and accuracy (each at its own validation threshold), with
+    paired bootstrap 95% intervals (rows resampled jointly)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from ..eval.stats import bootstrap_ci
+
+    y = np.array([holdout[i]["label"] for i in idx])
+    sa, sb = np.array([a[i] for i in idx]), np.array([b[i] for i in idx])
+
+    def auc(yy, x1, x2):
+        return roc_auc_score(yy, x1) - roc_auc_score(yy, x2)
+
+    def acc(yy, x1, x2):
+        return float(np.mean((x1 >= ta) == yy) - np.mean((x2 >= tb) == yy))
+
+    out = {"n": int(len(y))}
+    if 0 < y.sum() < len(y):
+        out["roc_auc"] = {"value": float(auc(y, sa, sb)), "ci95": bootstrap_ci(auc, y, sa, sb)}
+    if len(y):
+        out["accuracy"] = {"value": acc(y, sa, sb), "ci95": bootstrap_ci(acc, y, sa, sb)}
     return out
 
 
@@ -133,14 +292,19 @@ def attacker_success(rows: list[dict]) -> dict[int, dict]:
     return {k: rate(v) for k, v in sorted(by.items())}
 
 
-def _fmt(m: dict) -> str:
+def _fmt(m: dict | None) -> str:
+    if not m:
+        return "-"
     lo, hi = m["ci95"]
     return f"{m['value']:.3f} [{lo:.2f}, {hi:.2f}]"
 
 
 def results_table(per_round: list[dict], success: dict[int, dict]) -> str:
-    head = "| round | accuracy | precision | recall | F1 | transfer ROC-AUC | attacker success |\n|---|---|---|---|---|---|---|"
-    lines = [head]
+    head = (
+        "| round | accuracy | precision | recall | F1 | transfer ROC-AUC | attacker success |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    lines = ["Reference-misses hold-out (round 0 scores 0 recall on it by construction):", "", head]
     for e in per_round:
         h, t = e["metrics"]["holdout"], e["metrics"].get("transfer")
         auc = _fmt(t["roc_auc"]) if t and t.get("roc_auc") else "-"
@@ -151,7 +315,34 @@ def results_table(per_round: list[dict], success: dict[int, dict]) -> str:
             f"| {name} | {_fmt(h['accuracy'])} | {_fmt(h['precision'])} | {_fmt(h['recall'])} | "
             f"{_fmt(h['f1'])} | {auc} | {sr} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + source_table(per_round)
+
+
+def _group_cells(m: dict) -> str:
+    r = m.get("recall_at_fpr") or {}
+    rec = f"{_fmt(r['recall'])} (FPR {r['fpr']['value']:.2f})" if r else "-"
+    return f"{m['n']} | {_fmt(m['accuracy'])} | {_fmt(m.get('roc_auc'))} | {rec}"
+
+
+def source_table(per_round: list[dict], judge: str = "judge") -> str:
+    """Per round: the ordinary hold-out and every held-out source (never trained on), thresholds from validation."""
+    rows = []
+    for e in per_round:
+        m = e["metrics"]
+        groups = [("ordinary hold-out", m.get("ordinary"))] + [
+            (f"{k} (never trained on)", v) for k, v in (m.get("heldout_sources") or {}).items()
+        ]
+        rows += [f"| {e['round']} | {judge} | {name} | {_group_cells(g)} |" for name, g in groups if g]
+    if not rows:
+        return ""
+    fprs = [(e["metrics"].get("ordinary") or {}).get("recall_at_fpr", {}).get("max_fpr") for e in per_round]
+    fpr = next((f for f in fprs if f is not None), 0.10)
+    head = (
+        f"| round | judge | set | n | accuracy | ROC-AUC | recall at validation FPR<={fpr:.2f} threshold |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    title = "\nHold-outs no model chose (thresholds from the validation split):\n\n"
+    return title + head + "\n" + "\n".join(rows) + "\n"
 
 
 def plot_curve(per_round: list[dict], success: dict[int, dict], path: Path, title: str = "") -> None:
@@ -186,56 +377,119 @@ def plot_curve(per_round: list[dict], success: dict[int, dict], path: Path, titl
     tmp.replace(path)
 
 
+def _reference_judge(cfg, out: Path):
+    """The round-0 reference: the base model zero-shot, asked with the run's template, at the run's threshold."""
+    from ..runs import read_jsonl
+    from .judge import Judge
+    from .wording import judge_template
+
+    judge = Judge.load(cfg.judge_model, train_mode="none", template=judge_template(cfg.judge_template))
+    if cfg.calibrate_reference:  # the reference at the threshold the run calibrated
+        judge.threshold = next(
+            (
+                r["verdict_threshold"]
+                for r in read_jsonl(out / "prompts.jsonl")
+                if r.get("type") == "round_done" and r["round"] == 1
+            ),
+            0.5,
+        )
+    return judge
+
+
+def score_rounds(out: Path, cfg, holdout: list[dict], recompute: bool) -> list[dict]:
+    """eval.jsonl's entry of every round (round 0 = the reference), scoring the rounds it lacks."""
+    from ..runs import append_jsonl, list_checkpoints, read_jsonl
+    from .judge import Judge
+
+    done = {} if recompute else {e["round"]: e for e in read_jsonl(out / "eval.jsonl")}
+    rounds = {0: None} | {int(p.name.split("-")[1]): p for p in list_checkpoints(out)}
+    for r, ckpt in rounds.items():
+        if r in done:
+            continue
+        judge = Judge.from_pretrained(ckpt) if ckpt is not None else _reference_judge(cfg, out)
+        scores = score_holdout(judge, holdout, cfg.batch_size)
+        done[r] = {
+            "round": r,
+            "threshold": judge.threshold,
+            "scores": scores,
+            "metrics": holdout_metrics(holdout, scores, judge.threshold, cfg.max_fpr),
+        }
+        append_jsonl(out / "eval.jsonl", [done[r]])
+    return [done[r] for r in sorted(rounds)]
+
+
+def control_comparison(out: Path, holdout: list[dict], per_round: list[dict]) -> dict | None:
+    """The control judge's rounds (eval_control.jsonl) and the adversarial judge's gain over it per round, with
+    paired intervals on the held-out sources (never trained on) and on the ordinary hold-out."""
+    from ..runs import read_jsonl
+
+    ctrl = {e["round"]: e for e in read_jsonl(out / "eval_control.jsonl")}
+    if not ctrl:
+        return None
+    ordinary = [i for i, r in enumerate(holdout) if r["set"] == "ordinary"]
+    gains = []
+    for e in per_round:
+        c = ctrl.get(e["round"])
+        if c is None or e["round"] == 0:
+            continue
+        ta, tb = e["metrics"]["thresholds"]["accuracy"], c["metrics"]["thresholds"]["accuracy"]
+        gains.append(
+            {
+                "round": e["round"],
+                "heldout_sources": paired_gain(holdout, heldout_index(holdout)[0], e["scores"], c["scores"], ta, tb),
+                "ordinary": paired_gain(holdout, ordinary, e["scores"], c["scores"], ta, tb),
+            }
+        )
+    return {
+        "what": "same base, same optimiser steps per round, trained on the seeds plus as many random training-side "
+        "prompts (dataset labels) as the attacker wrote; no attacker",
+        "rounds": [{"round": k, **ctrl[k]["metrics"], "steps": ctrl[k].get("steps")} for k in sorted(ctrl)],
+        "gain_over_control": gains,
+    }
+
+
 def evaluate_run(out: Path, recompute: bool = False, plot: bool = True) -> dict:
     """Metrics of every round of a run folder (scoring the rounds eval.jsonl lacks); writes metrics.json, table.md,
     curve.png. Returns the metrics."""
     import yaml
 
     from ..errors import DetoxkitError
-    from ..runs import append_jsonl, atomic_write_text, list_checkpoints, read_jsonl, write_json
+    from ..runs import atomic_write_text, read_jsonl, write_json
     from .config import AdversarialRunConfig
-    from .judge import Judge
 
     if not (out / "holdout.jsonl").exists():
         raise DetoxkitError(f"{out}: no holdout.jsonl (not a `detoxkit adversarial run` folder, or it never started)")
     cfg = AdversarialRunConfig(**yaml.safe_load((out / "config.yaml").read_text()))
     holdout = read_jsonl(out / "holdout.jsonl")
-    done = {} if recompute else {e["round"]: e for e in read_jsonl(out / "eval.jsonl")}
-    rounds = {0: None} | {int(p.name.split("-")[1]): p for p in list_checkpoints(out)}
-    for r, ckpt in rounds.items():
-        if r in done:
-            continue
-        judge = Judge.from_pretrained(ckpt if ckpt is not None else cfg.judge_model)
-        if ckpt is None and cfg.calibrate_reference:  # the reference at the threshold the run calibrated
-            judge.threshold = next(
-                (
-                    r["verdict_threshold"]
-                    for r in read_jsonl(out / "prompts.jsonl")
-                    if r.get("type") == "round_done" and r["round"] == 1
-                ),
-                0.5,
-            )
-        scores = score_holdout(judge, holdout, cfg.batch_size)
-        done[r] = {
-            "round": r,
-            "threshold": judge.threshold,
-            "scores": scores,
-            "metrics": holdout_metrics(holdout, scores, judge.threshold),
-        }
-        append_jsonl(out / "eval.jsonl", [done[r]])
-    per_round = [done[r] for r in sorted(rounds)]
-    success = attacker_success(read_jsonl(out / "prompts.jsonl"))
+    per_round = score_rounds(out, cfg, holdout, recompute)
+    log = read_jsonl(out / "prompts.jsonl")
+    success = attacker_success(log)
+    diversity = {r["round"]: r.get("diversity") for r in log if r.get("type") == "round_done"}
     ref = per_round[0]["metrics"]["holdout"]["accuracy"]["value"]
+    sets = ("problematic", "benign", "transfer", "ordinary", "validation", "heldout_source")
+    control = control_comparison(out, holdout, per_round)
     result = {
-        "holdout_n": {s: sum(r["set"] == s for r in holdout) for s in ("problematic", "benign", "transfer")},
+        "judge_template": cfg.judge_template,
+        "holdout_n": {s: n for s in sets if (n := sum(r["set"] == s for r in holdout))},
+        "heldout_sources": sorted({r["source"] for r in holdout if r["set"] == "heldout_source"}),
         "reference_accuracy": ref,
         "rounds": [
-            {"round": e["round"], **e["metrics"], "attacker_success": success.get(e["round"])} for e in per_round
+            {
+                "round": e["round"],
+                **e["metrics"],
+                "attacker_success": success.get(e["round"]),
+                "diversity": diversity.get(e["round"]),
+            }
+            for e in per_round
         ],
         "final_minus_reference": per_round[-1]["metrics"]["holdout"]["accuracy"]["value"] - ref,
+        "control": control,
     }
     write_json(out / "metrics.json", result)
-    atomic_write_text(out / "table.md", results_table(per_round, success))
+    table = results_table(per_round, success)
+    if control:
+        table += source_table([{"round": r["round"], "metrics": r} for r in control["rounds"]], "control")
+    atomic_write_text(out / "table.md", table)
     if plot:
         plot_curve(per_round, success, out / "curve.png")
     return result
@@ -250,7 +504,7 @@ def run(cfg) -> dict:
 
 
 def summary(cfg, result: dict) -> str:
-    last, n = result["rounds"][-1], sum(result["holdout_n"][s] for s in ("problematic", "benign"))
+    last, n = result["rounds"][-1], sum(result["holdout_n"].get(s, 0) for s in ("problematic", "benign"))
     return (
         f"adversarial eval: {len(result['rounds']) - 1} rounds, hold-out n={n}, accuracy "
         f"{result['reference_accuracy']:.3f} (reference) -> {last['holdout']['accuracy']['value']:.3f} (round "

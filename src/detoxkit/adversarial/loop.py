@@ -23,12 +23,17 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def _seed_upto(r: dict, upto_round: int) -> bool:
+    """A seed row in use after round `upto_round` (seed rows without a round are round 0's)."""
+    return r.get("type") == "seed" and r.get("round", 0) <= upto_round
+
+
 def judge_dataset(rows: list[dict], upto_round: int) -> tuple[list[str], list[int]]:
-    """All labelled data after round `upto_round`: seed rows and every non-duplicate generated prompt so far."""
+    """All labelled data after round `upto_round`: seed rows so far and every non-duplicate generated prompt so far."""
     keep = [
         r
         for r in rows
-        if r.get("type") == "seed" or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round)
+        if _seed_upto(r, upto_round) or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round)
     ]
     return [r["prompt"] for r in keep], [int(r["label"]) for r in keep]
 
@@ -38,7 +43,7 @@ def attacker_dataset(rows: list[dict], upto_round: int) -> list[str]:
     return [
         r["prompt"]
         for r in rows
-        if (r.get("type") == "seed" and r["label"] == 1)
+        if (_seed_upto(r, upto_round) and r["label"] == 1)
         or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round and r["fooled"])
     ]
 
@@ -103,10 +108,13 @@ def restore(out: Path, rows: list[dict], judge, attacker, calibrate: bool, log=p
 
 def write_slot(cfg, rnd: int, slot: int, attacker, judge, oracle, dedup, times: dict) -> dict:
     """One prompt slot: the attacker writes (retrying duplicates), the oracle labels, the judge scores."""
+    from .wording import classify_phrasing, phrasing_for_slot
+
     kind = KINDS[slot % 2]  # the paper's order: a problematic prompt, then a benign one
+    phrasing = phrasing_for_slot(rnd, slot) if cfg.vary_phrasing else None
     t0 = time.perf_counter()
     for attempt in range(cfg.max_tries):
-        prompt = attacker.write(kind, rnd, slot, attempt)
+        prompt = attacker.write(kind, rnd, slot, attempt, phrasing=phrasing)
         duplicate = dedup.is_duplicate(prompt)
         if not duplicate:
             break
@@ -116,6 +124,8 @@ def write_slot(cfg, rnd: int, slot: int, attacker, judge, oracle, dedup, times: 
         "round": rnd,
         "slot": slot,
         "kind": kind,
+        "phrasing": phrasing,
+        "phrasing_detected": classify_phrasing(prompt),
         "prompt": prompt,
         "attempts": attempt + 1,
         "duplicate": duplicate,
@@ -189,6 +199,7 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
     oracle: label(prompts) -> 0/1; evaluator(judge, round) -> None (optional, called after round 0 and each round).
     """
     from ..runs import append_jsonl, progress, read_jsonl
+    from .wording import round_diversity
 
     log_path = out / "prompts.jsonl"
     rows = read_jsonl(log_path)
@@ -209,6 +220,10 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
                 append_jsonl(log_path, [row])  # written at once: this row is never asked or labelled again
                 rows.append(row)
         summary = finish_round(cfg, rnd, rows, judge, attacker, out, times)
+        written = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd and not r["duplicate"]]
+        summary["diversity"] = round_diversity(
+            [r["prompt"] for r in written], embedder, [r.get("phrasing") for r in written]
+        )
         append_jsonl(log_path, [summary])
         rows.append(summary)
         summaries.append(summary)
@@ -223,88 +238,53 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
 
 
 def start_log(out: Path, seed_rows: list[dict]) -> None:
-    """Write the seed rows once (a resumed run keeps the ones it has)."""
+    """Write the seed rows once per round (a resumed run keeps the ones it has; rounds it lacks are added)."""
     from ..runs import append_jsonl, read_jsonl
 
-    if not any(r.get("type") == "seed" for r in read_jsonl(out / "prompts.jsonl")):
-        append_jsonl(out / "prompts.jsonl", [{"type": "seed", **r} for r in seed_rows])
+    have = {r.get("round", 0) for r in read_jsonl(out / "prompts.jsonl") if r.get("type") == "seed"}
+    new = [{"type": "seed", **r} for r in seed_rows if r.get("round", 0) not in have]
+    if new:
+        append_jsonl(out / "prompts.jsonl", new)
 
 
-def holdout_evaluator(cfg, out: Path, splits: dict):
-    """evaluator(judge, round): score the round's judge on the hold-out set (built by the round-0 reference) once."""
+def holdout_evaluator(cfg, out: Path, splits: dict, file: str = "eval.jsonl"):
+    """evaluator(judge, round, extra=None): score the round's judge on every evaluation set once, appending to
+    out/file; the first call (round 0, the untrained reference) builds holdout.jsonl."""
     from ..runs import append_jsonl, read_jsonl
-    from .evaluate import build_holdout, holdout_metrics, score_holdout
+    from .evaluate import build_eval_sets, holdout_metrics, score_holdout
 
-    evaluated = {e["round"] for e in read_jsonl(out / "eval.jsonl")}
+    evaluated = {e["round"] for e in read_jsonl(out / file)}
 
-    def evaluator(j, rnd):
+    def evaluator(j, rnd, extra=None):
         if rnd in evaluated:
             return
         t0 = time.perf_counter()
         if not (out / "holdout.jsonl").exists():
             # round 0: the judge is untrained, so it is the reference (base model zero-shot, calibrated threshold)
-            append_jsonl(
-                out / "holdout.jsonl",
-                build_holdout(
-                    j,
-                    splits,
-                    cfg.holdout_problematic,
-                    cfg.holdout_benign,
-                    cfg.transfer_dataset,
-                    cfg.transfer_size,
-                    cfg.seed,
-                    cfg.batch_size,
-                    threshold=j.threshold,
-                ),
-            )
+            append_jsonl(out / "holdout.jsonl", build_eval_sets(j, splits, cfg))
         holdout = read_jsonl(out / "holdout.jsonl")
         scores = score_holdout(j, holdout, cfg.batch_size)
-        m = holdout_metrics(holdout, scores, j.threshold)
-        append_jsonl(
-            out / "eval.jsonl",
-            [
-                {
-                    "round": rnd,
-                    "threshold": j.threshold,
-                    "scores": scores,
-                    "metrics": m,
-                    "time_s": round(time.perf_counter() - t0, 2),
-                }
-            ],
-        )
+        m = holdout_metrics(holdout, scores, j.threshold, cfg.max_fpr)
+        row = {"round": rnd, "threshold": j.threshold, "judge_template": cfg.judge_template, "scores": scores}
+        append_jsonl(out / file, [{**row, "metrics": m, **(extra or {}), "time_s": round(time.perf_counter() - t0, 2)}])
+        evaluated.add(rnd)
         auc = m.get("transfer", {}).get("roc_auc")
+        held = (m.get("heldout_sources") or {}).get("all", {}).get("roc_auc")
         print(
-            f"round {rnd} hold-out accuracy {m['holdout']['accuracy']['value']:.3f}"
+            f"{file} round {rnd}: reference-misses hold-out accuracy {m['holdout']['accuracy']['value']:.3f}"
+            + (f", held-out sources ROC-AUC {held['value']:.3f}" if held else "")
             + (f", transfer ROC-AUC {auc['value']:.3f}" if auc else "")
         )
 
     return evaluator
 
 
-def run(cfg) -> dict:
-    """`detoxkit adversarial run` for an :class:`~detoxkit.adversarial.config.AdversarialRunConfig`."""
-    from ..errors import DetoxkitError
-    from ..lm.embedder import load_embedder
-    from ..runs import prepare_output_dir, seed_everything, write_json
+def load_roles(cfg, with_attacker: bool = True):
+    """(judge, attacker or None) as the config builds them; the judge asked with --judge_template."""
     from .attacker import Attacker
-    from .evaluate import builtin_splits, seed_data
     from .judge import Judge
-    from .oracles import build_oracle
+    from .wording import judge_template
 
-    out = Path(cfg.output_dir)
-    if (out / "prompts.jsonl").exists() and not cfg.resume_from_checkpoint:
-        raise DetoxkitError(f"{out}/prompts.jsonl exists: pass --resume_from_checkpoint latest or a new --output_dir")
-    if cfg.rounds < 1 or cfg.prompts_per_round < 1:
-        raise DetoxkitError("--rounds and --prompts_per_round must be at least 1")
-    prepare_output_dir(cfg)
-    seed_everything(cfg.seed)
-    t_setup = time.perf_counter()
-    embedder = load_embedder(cfg.embedder)
-    splits = builtin_splits(embedder, cfg.leak_threshold)
-    write_json(
-        out / "splits.json",
-        {"sizes": {k: len(v) for k, v in splits.items() if k != "overlaps"}, "overlaps": splits["overlaps"]},
-    )
     lora = dict(
         lora_r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -313,7 +293,10 @@ def run(cfg) -> dict:
         dtype=cfg.dtype,
         device=cfg.device,
     )
-    judge = Judge.load(cfg.judge_model, train_mode=cfg.judge_train_mode, **lora)
+    template = judge_template(cfg.judge_template)
+    judge = Judge.load(cfg.judge_model, train_mode=cfg.judge_train_mode, template=template, **lora)
+    if not with_attacker:
+        return judge, None
     attacker = Attacker.load(
         cfg.attacker_model,
         train_mode=cfg.attacker_train_mode,
@@ -323,13 +306,56 @@ def run(cfg) -> dict:
         top_p=cfg.top_p,
         seed=cfg.seed,
     )
+    return judge, attacker
+
+
+def run(cfg) -> dict:
+    """`detoxkit adversarial run` for an :class:`~detoxkit.adversarial.config.AdversarialRunConfig`."""
+    from ..errors import DetoxkitError
+    from ..lm.embedder import load_embedder
+    from ..runs import prepare_output_dir, read_jsonl, seed_everything, write_json
+    from .evaluate import builtin_splits
+    from .oracles import build_oracle
+    from .sources import seed_data, splits_summary
+
+    out = Path(cfg.output_dir)
+    if (out / "prompts.jsonl").exists() and not cfg.resume_from_checkpoint:
+        raise DetoxkitError(f"{out}/prompts.jsonl exists: pass --resume_from_checkpoint latest or a new --output_dir")
+    if cfg.rounds < 1 or cfg.prompts_per_round < 1:
+        raise DetoxkitError("--rounds and --prompts_per_round must be at least 1")
+    if cfg.control_judge and not cfg.eval_each_round:
+        raise DetoxkitError("--control_judge is scored on the run's evaluation sets: it needs --eval_each_round")
+    prepare_output_dir(cfg)
+    seed_everything(cfg.seed)
+    t_setup = time.perf_counter()
+    embedder = load_embedder(cfg.embedder)
+    splits = builtin_splits(embedder, cfg.leak_threshold, cfg.sources, cfg.holdout_sources)
+    write_json(out / "splits.json", splits_summary(splits))
+    judge, attacker = load_roles(cfg)
     oracle = build_oracle(cfg, splits, embedder, out)
-    start_log(out, seed_data(splits, cfg.seed_problematic, cfg.seed_benign, cfg.seed))
+    seeds = seed_data(splits, cfg.seed_problematic, cfg.seed_benign, cfg.seed, cfg.rounds, cfg.seeds_per_round)
+    start_log(out, seeds)
     evaluator = holdout_evaluator(cfg, out, splits) if cfg.eval_each_round else None
     setup_s = time.perf_counter() - t_setup
     summaries = run_loop(cfg, attacker, judge, oracle, embedder, out, evaluator)
     judge.save(out / "judge")
     result = {"setup_s": round(setup_s, 2), "rounds": summaries, "oracle": oracle.name}
+    if cfg.eval_each_round:
+        from .evaluate import generated_overlaps
+
+        found = generated_overlaps(
+            read_jsonl(out / "prompts.jsonl"), read_jsonl(out / "holdout.jsonl"), embedder, cfg.leak_threshold
+        )
+        write_json(out / "splits.json", {**splits_summary(splits), "overlaps_generated": found})
+    if cfg.control_judge:
+        from .control import run_control
+
+        del judge, attacker
+        seed_everything(cfg.seed)
+        # a fresh reference: same base, template and adapter initialisation; evaluated on the same sets
+        control, _ = load_roles(cfg, with_attacker=False)
+        control_eval = holdout_evaluator(cfg, out, splits, "eval_control.jsonl")
+        result["control"] = run_control(cfg, read_jsonl(out / "prompts.jsonl"), splits, control, control_eval)
     write_json(out / "run_summary.json", result)
     return result
 

@@ -107,11 +107,11 @@ class HumanOracle(Oracle):
 
 def build_oracle(cfg, splits: dict, embedder, out: Path):
     from ..scorers import get_scorer
+    from .sources import oracle_training
 
-    def classifier():
-        return PromptClassifierOracle(
-            embedder, splits["harmful_train"], splits["benign_train"], cfg.oracle_threshold, cfg.seed
-        )
+    def classifier():  # training-side prompts only (no held-out source), at most oracle_per_source per source
+        positives, negatives = oracle_training(splits, cfg.oracle_per_source, cfg.seed)
+        return PromptClassifierOracle(embedder, positives, negatives, cfg.oracle_threshold, cfg.seed)
 
     if cfg.oracle == "classifier":
         return classifier()

@@ -1,0 +1,60 @@
+"""The control judge: what the same compute buys without the attacker.
+
+Each round it is fine-tuned, with the adversarial judge's epochs, batch size, learning rate and seed, on the seed
+rows so far plus, in place of the attacker's prompts, as many random training-side prompts (balanced per source,
+with their dataset labels) as the attacker wrote that round, per kind. Its data is exactly as large as the
+adversarial judge's every round, so it takes the same optimiser steps; the difference of the two on the same
+evaluation rows is the gain of the adversarial rounds (evaluate.control_comparison, paired intervals).
+"""
+
+from __future__ import annotations
+
+import random
+
+
+def control_dataset(rows: list[dict], splits: dict, upto_round: int, seed: int) -> tuple[list[str], list[int]]:
+    """The control judge's data after round `upto_round`: seed rows of rounds <= it, then per round 1..upto_round
+    random training-side prompts, as many per kind as the attacker's non-duplicate prompts of that round."""
+    from .sources import SourcePool, by_source
+
+    seeds = [r for r in rows if r.get("type") == "seed"]
+    rng = random.Random(seed)
+    used = {r["prompt"] for r in seeds} | {r["prompt"] for r in rows if r.get("type") == "prompt"}
+    pools = {y: SourcePool(by_source(splits["records"], "train", y), rng, exclude=used) for y in (1, 0)}
+    kept = [r for r in seeds if r.get("round", 0) <= upto_round]
+    prompts, labels = [r["prompt"] for r in kept], [int(r["label"]) for r in kept]
+    for rnd in range(1, upto_round + 1):
+        written = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd and not r["duplicate"]]
+        n_pos = sum(r["kind"] == "problematic" for r in written)
+        for y, n in ((1, n_pos), (0, len(written) - n_pos)):
+            picked = pools[y].take(n)
+            prompts += [t for t, _ in picked]
+            labels += [y] * len(picked)
+    return prompts, labels
+
+
+def run_control(cfg, rows: list[dict], splits: dict, judge, evaluator=None, log=print) -> list[dict]:
+    """Fine-tune `judge` (a fresh copy of the reference) round by round on control_dataset, evaluating each round
+    with evaluator(judge, round, extra); returns [{round, train_size, steps}]."""
+    from ..runs import seed_everything
+
+    done = sorted(r["round"] for r in rows if r.get("type") == "round_done")
+    out = []
+    for rnd in done:
+        prompts, labels = control_dataset(rows, splits, rnd, cfg.seed)
+        seed_everything(cfg.seed * 1000 + rnd)
+        losses = judge.finetune(
+            prompts,
+            labels,
+            epochs=cfg.judge_epochs,
+            learning_rate=cfg.learning_rate,
+            batch_size=cfg.per_device_train_batch_size,
+            seed=cfg.seed * 1000 + rnd,
+        )
+        judge.threshold = 0.5
+        info = {"round": rnd, "train_size": len(prompts), "steps": len(losses)}
+        out.append(info)
+        log(f"control judge round {rnd}: {len(prompts)} prompts, {len(losses)} steps")
+        if evaluator is not None:
+            evaluator(judge, rnd, info)
+    return out

@@ -1,0 +1,194 @@
+"""Where the loop's prompts come from: several builtin sources, split by text hash, whole sources held out.
+
+Every builtin harmful or benign prompt set is one *source* (the harmful/benign pairs are one source with both
+labels). A prompt's text hash puts it in the ordinary hold-out (30%), the validation split (10%, for thresholds)
+or the training side (60%); a source named in ``holdout_sources`` gives nothing to the training side at all (no
+seed, no oracle example, no attacker example, no control prompt): its prompts are the never-trained-on test.
+The shared near-duplicate check (``data.overlap``) removes from every evaluation split the prompts that have a
+training-side neighbour, and records the counts. Draws from the training side are balanced per source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+HOLDOUT_PERCENT = 30
+VALIDATION_PERCENT = 10
+SOURCES = ("advbench", "harmbench", "donotanswer", "tense-rephrasings", "harmful-benign-pairs", "benign-edgy")
+
+
+def _source_texts(name: str) -> list[tuple[str, int]]:
+    """(text, label) pairs of one builtin source; label 1 = problematic."""
+    from ..data import load_builtin
+    from ..errors import DetoxkitError
+
+    if name not in SOURCES:
+        raise DetoxkitError(f"unknown prompt source {name!r} (one of {', '.join(SOURCES)})")
+    rows = load_builtin(name)
+    if name == "harmful-benign-pairs":
+        return [(r["harmful"], 1) for r in rows] + [(r["benign"], 0) for r in rows]
+    return [(r["prompt"], 0 if name == "benign-edgy" else 1) for r in rows]
+
+
+def load_source_records(sources=SOURCES) -> list[dict]:
+    """{text, label, source} for every prompt of the named builtin sources; a text seen before (after
+    normalisation) keeps its first source."""
+    from ..data.overlap import normalise
+
+    seen, out = set(), []
+    for name in sources:
+        for text, label in _source_texts(name):
+            key = normalise(text)
+            if text.strip() and key not in seen:
+                seen.add(key)
+                out.append({"text": text, "label": label, "source": name})
+    return out
+
+
+def bucket(text: str) -> int:
+    """A stable 0..99 by text hash: the same split in every run, seed and process."""
+    return int(hashlib.md5(text.encode()).hexdigest(), 16) % 100
+
+
+def in_holdout(text: str) -> bool:
+    return bucket(text) < HOLDOUT_PERCENT
+
+
+def split_of(record: dict, holdout_sources) -> str:
+    if record["source"] in holdout_sources:
+        return "heldout_source"
+    b = bucket(record["text"])
+    return "holdout" if b < HOLDOUT_PERCENT else "validation" if b < HOLDOUT_PERCENT + VALIDATION_PERCENT else "train"
+
+
+class CachedEmbedder:
+    """Encodes each distinct text once (the split checks compare the same training side several times)."""
+
+    def __init__(self, embedder):
+        self.embedder, self.cache = embedder, {}
+
+    def encode(self, texts):
+        import torch
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            self.cache.update(zip(missing, self.embedder.encode(missing)))
+        return torch.stack([self.cache[t] for t in texts])
+
+
+def source_splits(records: list[dict], holdout_sources=(), embedder=None, leak_threshold: float = 2.0) -> dict:
+    """Records split by text hash and source, evaluation splits cleaned of training-side near duplicates.
+
+    Returns {"records": [{text, label, source, split}], "overlaps": [counts], "heldout_sources": [...]} plus
+    the text lists harmful_/benign_ × train/holdout/validation and benign_edgy_train. The hold-out is checked
+    against training + validation, validation and the held-out sources against training (exact after
+    normalisation, or embedder cosine >= leak_threshold; above 1: exact only)."""
+    from ..data.overlap import overlap_check, overlap_report
+    from ..errors import DetoxkitError
+
+    unknown = sorted(set(holdout_sources) - {r["source"] for r in records})
+    if unknown:
+        raise DetoxkitError(f"held-out source(s) {unknown} are not among the loaded sources")
+    recs = [{**r, "split": split_of(r, holdout_sources)} for r in records]
+    embedder = CachedEmbedder(embedder) if embedder is not None and leak_threshold <= 1 else embedder
+    texts = {s: [r["text"] for r in recs if r["split"] == s] for s in ("train", "validation")}
+    against = {
+        "holdout": (texts["train"] + texts["validation"], "train + validation"),
+        "validation": (texts["train"], "train"),
+        "heldout_source": (texts["train"], "train"),
+    }
+    overlaps, removed = [], set()
+    for split, (refs, refs_name) in against.items():
+        for label, kind in ((1, "harmful"), (0, "benign")):
+            cands = [r["text"] for r in recs if r["split"] == split and r["label"] == label]
+            check = overlap_check(cands, refs, leak_threshold, embedder)
+            overlaps.append(overlap_report(f"{kind}_{split}", refs_name, check, leak_threshold))
+            removed |= {(split, t) for t in cands} - {(split, t) for t in check["keep"]}
+    recs = [r for r in recs if (r["split"], r["text"]) not in removed]
+    out = {"records": recs, "overlaps": overlaps, "heldout_sources": sorted(holdout_sources)}
+    for split in ("train", "holdout", "validation"):
+        for label, kind in ((1, "harmful"), (0, "benign")):
+            out[f"{kind}_{split}"] = [r["text"] for r in recs if r["split"] == split and r["label"] == label]
+    out["benign_edgy_train"] = [r["text"] for r in recs if r["split"] == "train" and r["source"] == "benign-edgy"]
+    return out
+
+
+def by_source(records: list[dict], split: str, label: int) -> dict[str, list[str]]:
+    """{source: texts} of one split and label, in record order."""
+    out: dict[str, list[str]] = {}
+    for r in records:
+        if r["split"] == split and r["label"] == label:
+            out.setdefault(r["source"], []).append(r["text"])
+    return out
+
+
+class SourcePool:
+    """Draws without replacement, round-robin over sources (each shuffled once), so any draw of n holds every
+    source n // k or n // k + 1 times while it lasts; the next draw starts at the source after the last one."""
+
+    def __init__(self, texts_by_source: dict[str, list[str]], rng: random.Random, exclude=()):
+        skip = set(exclude)
+        self.pools = {}
+        for s in sorted(texts_by_source):
+            pool = [t for t in texts_by_source[s] if t not in skip]
+            rng.shuffle(pool)
+            self.pools[s] = pool
+        self.order, self.cursor = sorted(self.pools), 0
+
+    def take(self, n: int) -> list[tuple[str, str]]:
+        """Up to n (text, source) pairs."""
+        out = []
+        while len(out) < n and any(self.pools.values()):
+            s = self.order[self.cursor % len(self.order)]
+            self.cursor += 1
+            if self.pools[s]:
+                out.append((self.pools[s].pop(), s))
+        return out
+
+
+def seed_data(splits: dict, n_problematic: int, n_benign: int, seed: int, rounds: int = 0, per_round: int = 0):
+    """Seed rows {prompt, label, kind, source, round}: round 0 holds n_problematic + n_benign prompts, every
+    round 1..rounds per_round more (half problematic); all from the training side, balanced per source."""
+    rng = random.Random(seed)
+    recs = splits["records"]
+    pools = {y: SourcePool(by_source(recs, "train", y), rng) for y in (1, 0)}
+    later = [(r, per_round - per_round // 2, per_round // 2) for r in range(1, rounds + 1)] if per_round else []
+    rows = []
+    for rnd, n_pos, n_neg in [(0, n_problematic, n_benign), *later]:
+        for y, n in ((1, n_pos), (0, n_neg)):
+            kind = "problematic" if y else "benign"
+            rows += [{"prompt": t, "label": y, "kind": kind, "source": s, "round": rnd} for t, s in pools[y].take(n)]
+    return rows
+
+
+def oracle_training(splits: dict, per_source: int, seed: int) -> tuple[list[str], list[str]]:
+    """(positives, negatives) for the prompt-classifier oracle: training-side prompts, at most per_source from
+    each source and label (0 = all), so one large source does not define harm."""
+    rng = random.Random(seed)
+    out = []
+    for y in (1, 0):
+        texts = []
+        for _, pool in sorted(by_source(splits["records"], "train", y).items()):
+            pool = list(pool)
+            rng.shuffle(pool)
+            texts += pool[:per_source] if per_source > 0 else pool
+        out.append(texts)
+    return out[0], out[1]
+
+
+def splits_summary(splits: dict) -> dict:
+    """What splits.json records: sizes per split and source, the held-out sources, the overlap counts."""
+    table: dict[str, dict[str, dict[str, int]]] = {}
+    for r in splits["records"]:
+        cell = table.setdefault(r["split"], {}).setdefault(r["source"], {"problematic": 0, "benign": 0})
+        cell["problematic" if r["label"] else "benign"] += 1
+    sizes = {k: len(v) for k, v in splits.items() if isinstance(v, list) and k not in ("records", "overlaps")}
+    sizes.pop("heldout_sources", None)
+    return {
+        "sizes": sizes,
+        "by_split_and_source": table,
+        "heldout_sources": splits["heldout_sources"],
+        "never_trained_on": "every prompt of the held-out sources (no seed, oracle, attacker or control example)",
+        "overlaps": splits["overlaps"],
+    }
