@@ -4,7 +4,8 @@
    tokens per answer) in a subprocess; --clients concurrent clients post chat completions for --duration seconds
    each, first with dynamic batching (max_batch_size = clients), then without (max_batch_size 1), in one run.
    Reports errors, p50/p95 latency, requests/s and the throughput ratio batched / unbatched.
-2. End to end: `detoxkit guard eval` (the recipe) on the test half of the builtin held-out harmful, toxic and
+2. End to end: `detoxkit guard calibrate` on the validation half (judge/screener thresholds, ACD α), then
+   `detoxkit guard eval` of the calibrated guard on the test half of the builtin held-out harmful, toxic and
    benign-but-edgy prompts, the guard beside each stage switched off and the bare model, under the training-signal
    and the independent judges. The guard uses the trained pieces in runs/ when they exist (judge:
    runs/bench_adversarial, ACD: runs/bench-acd), else the hand-written safe and opposite ACD prompts and no judge;
@@ -83,12 +84,14 @@ def guard_config(args):
 
 
 def end_to_end(args) -> dict:
-    """`detoxkit guard eval` on the benchmark's guard (written to a YAML beside its run folder), on the test half of
-    the builtin sets, with every stage ablated and the bare model beside the guard."""
+    """`detoxkit guard calibrate` on the validation half, then `detoxkit guard eval` of the calibrated guard on the
+    test half (scored once), every stage ablated and the bare model beside."""
     import dataclasses
 
     import yaml
 
+    from detoxkit.guard.calibrate import GuardCalibrateConfig
+    from detoxkit.guard.calibrate import run as calibrate
     from detoxkit.guard.evaluate import GuardEvalConfig
     from detoxkit.guard.evaluate import run as guard_eval
 
@@ -96,16 +99,22 @@ def end_to_end(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     guard_yaml = out / "guard.yaml"
     guard_yaml.write_text(yaml.safe_dump(dataclasses.asdict(guard_config(args)), sort_keys=False))
-    cfg = GuardEvalConfig(
-        guard=[str(guard_yaml)],
-        n=args.n,
-        split="test",
-        max_new_tokens=args.max_new_tokens,
-        output_dir=str(out),
-        seed=args.seed,
+    common = dict(max_new_tokens=args.max_new_tokens, seed=args.seed)
+    cal = calibrate(
+        GuardCalibrateConfig(guard=[str(guard_yaml)], n=args.n_val, output_dir=str(out / "calibration"), **common)
     )
-    metrics = guard_eval(cfg)
-    return {**metrics, "command": f"detoxkit guard eval {guard_yaml} --n {args.n} --split test (run by this script)"}
+    calibrated = out / "calibration" / "guard.yaml"
+    metrics = guard_eval(
+        GuardEvalConfig(guard=[str(calibrated)], n=args.n, split="test", output_dir=str(out / "test"), **common)
+    )
+    return {
+        **metrics,
+        "calibration": {"chosen": cal["chosen"], "validation": cal["validation"]},
+        "commands": [
+            f"detoxkit guard calibrate {guard_yaml} --n {args.n_val}",
+            f"detoxkit guard eval {calibrated} --n {args.n} --split test",
+        ],
+    }
 
 
 def main() -> None:
@@ -114,7 +123,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--max_tokens", type=int, default=16, help="answer length under load")
     ap.add_argument("--batch_wait_ms", type=float, default=10.0)
-    ap.add_argument("--n", type=int, default=40, help="prompts per set in the end-to-end table")
+    ap.add_argument("--n", type=int, default=40, help="test prompts per set in the end-to-end table")
+    ap.add_argument("--n_val", type=int, default=30, help="validation prompts per kind for calibration")
     ap.add_argument("--max_new_tokens", type=int, default=48, help="answer length in the end-to-end table")
     ap.add_argument("--judge", default=None, help="judge run folder (default: runs/bench_adversarial if present)")
     ap.add_argument(
