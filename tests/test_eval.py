@@ -158,3 +158,13 @@ def test_every_result_file_that_has_an_evaluation_object_names_scorers_splits_an
         assert all({"source", "size", "seed", "used_for"} <= set(s) for s in ev["splits"].values()), path.name
         assert all("pair" in o for o in ev["overlaps"]), path.name
     assert {"acd.json", "sro.json", "scorers.json"} <= set(carrying)
+
+
+def test_bootstrap_skips_resamples_whose_statistic_is_undefined():
+    from sklearn.metrics import roc_auc_score
+
+    from detoxkit.eval.stats import bootstrap_ci
+
+    # 5 rows: some resamples hold one class only, for which scikit-learn's ROC-AUC is NaN (or an error)
+    lo, hi = bootstrap_ci(roc_auc_score, [0, 1, 0, 1, 1], [0.1, 0.9, 0.4, 0.6, 0.3], n_boot=200)
+    assert 0.0 <= lo <= hi <= 1.0

@@ -51,7 +51,7 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays: Sequence, n_boot: int
     arrays = [np.asarray(a) for a in arrays]
     n = len(arrays[0])
     stats = []
-    with warnings.catch_warnings():  # a resample with one class warns (or raises) in scikit-learn: skip it
+    with warnings.catch_warnings():  # a resample with one class warns, raises or gives NaN in scikit-learn: skip it
         warnings.simplefilter("ignore")
         for _ in range(n_boot):
             idx = rng.integers(0, n, n)
@@ -59,6 +59,7 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays: Sequence, n_boot: int
                 stats.append(statistic(*(a[idx] for a in arrays)))
             except ValueError:
                 continue
+    stats = [x for x in stats if not np.isnan(x)]
     if not stats:
         return [float("nan"), float("nan")]
     return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
