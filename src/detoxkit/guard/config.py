@@ -115,6 +115,10 @@ class GuardConfig(SeedArgs, DeviceArgs):
     max_new_tokens: int = arg(128, "answer length when a request gives no max_tokens")
     max_tokens_limit: int = arg(512, "requests asking for more tokens than this get a 400")
     log_path: Optional[str] = arg(None, "append every request (messages, answer, trace) to this JSONL file")
+    json_logs: bool = arg(
+        False, "log one JSON line per request (id, endpoint, status, latency, stage decisions, hashed key id)"
+    )
+    json_log_path: Optional[str] = arg(None, "where json_logs go: this file (appended), or stderr when unset")
     host: str = arg("127.0.0.1", "address to bind (loopback by default; 0.0.0.0 exposes the server)")
     port: int = arg(8000, "port to bind")
     api_key: Optional[str] = arg(None, f"bearer key clients must send (default: ${API_KEY_ENV} if set, else none)")
@@ -163,10 +167,6 @@ class GuardConfig(SeedArgs, DeviceArgs):
         "a stage past its deadline: closed blocks the batch's requests (content_filter, trace decision "
         "timeout_blocked); open lets them through (timeout_allowed), except those the late verdict blocks or flags",
     )
-    json_logs: bool = arg(
-        False, "log one JSON line per request (id, endpoint, status, latency, stage decisions, hashed key id)"
-    )
-    json_log_path: Optional[str] = arg(None, "where json_logs go: this file (appended), or stderr when unset")
 
     def __post_init__(self):
         for name in (
