@@ -155,9 +155,11 @@ def finetune_completions(
     batch_size: int,
     seed: int,
     desc: str = "fine-tuning",
+    micro_batch_size: int | None = None,
 ) -> list[float]:
     """AdamW on the mean completion cross-entropy (SFT on {"prompt", "completion"} pairs), `epochs` shuffled
-    passes; returns the loss of every step."""
+    passes; returns the loss of every step. micro_batch_size: rows per forward/backward, their gradients summed into
+    the step's (the same batch mean up to rounding, with the activations of fewer rows in memory at once)."""
     import torch
 
     from .lm.batch import encode, pad_id
@@ -177,14 +179,19 @@ def finetune_completions(
         order = torch.randperm(len(contexts), generator=gen).tolist()
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            loss = -completion_logprobs(
-                model, [ctx_ids[i] for i in idx], [comp_ids[i] for i in idx], pad, average=True
-            ).mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, micro = 0.0, micro_batch_size or len(idx)
+            for m in range(0, len(idx), micro):
+                part = idx[m : m + micro]
+                lp = completion_logprobs(
+                    model, [ctx_ids[i] for i in part], [comp_ids[i] for i in part], pad, average=True
+                )
+                part_loss = -lp.sum() / len(idx)
+                part_loss.backward()
+                loss += part_loss.item()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            losses.append(loss.item())
+            losses.append(loss)
             bar.update(1)
     bar.close()
     model.eval()
@@ -215,6 +222,7 @@ class TrainableLM:
     base_only: bool = False  # a frozen role on a shared PEFT model: the base weights, adapters disabled
     disabled: bool = False  # inside reference(): adapters disabled for this role too
     trained: bool = False  # fine-tuned or loaded from a checkpoint since it was built
+    micro_batch_size: int | None = None  # rows per forward/backward of a fine-tuning step (None: the whole batch)
 
     def __init__(self, model, tokenizer, meta: dict):
         self.model, self.tokenizer, self.meta = model, tokenizer, dict(meta)
@@ -292,7 +300,16 @@ class TrainableLM:
         self.trained = True
         with self.using() as model:
             return finetune_completions(
-                model, self.tokenizer, contexts, completions, epochs, learning_rate, batch_size, seed, desc=desc
+                model,
+                self.tokenizer,
+                contexts,
+                completions,
+                epochs,
+                learning_rate,
+                batch_size,
+                seed,
+                desc=desc,
+                micro_batch_size=self.micro_batch_size,
             )
 
     def trainable_state(self) -> dict:

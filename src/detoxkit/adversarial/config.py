@@ -79,6 +79,11 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         "their own copy",
     )
     num_train_layers: int = arg(2, "blocks trained by last_layers (plus the final norm)")
+    micro_batch_size: int = arg(
+        4,
+        "rows per forward/backward within a fine-tuning batch (gradients summed: the same step, fewer activations "
+        "in memory at once; 0 = the whole per_device_train_batch_size)",
+    )
     judge_epochs: int = arg(3, "judge epochs over all labelled data per round (paper: 5)")
     attacker_epochs: int = arg(2, "attacker epochs over the successful attacks per round")
     eval_each_round: bool = arg(True, "score the judge of every round (and the reference) on the hold-out set")

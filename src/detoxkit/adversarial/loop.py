@@ -354,8 +354,11 @@ def load_roles(cfg):
         and cfg.attacker_model == cfg.judge_model
     )
     if shared:
-        return judge, Attacker.on_base(judge, "attacker", cfg.attacker_train_mode, **lora, **sampling)
-    return judge, Attacker.load(cfg.attacker_model, train_mode=cfg.attacker_train_mode, **load, **sampling)
+        attacker = Attacker.on_base(judge, "attacker", cfg.attacker_train_mode, **lora, **sampling)
+    else:
+        attacker = Attacker.load(cfg.attacker_model, train_mode=cfg.attacker_train_mode, **load, **sampling)
+    judge.micro_batch_size = attacker.micro_batch_size = cfg.micro_batch_size or None
+    return judge, attacker
 
 
 def run(cfg) -> dict:
