@@ -4,8 +4,10 @@ prompts.jsonl holds, in order: one {"type": "seed"} row per seed example, one {"
 prompt slot (round, slot, kind, prompt, label, judge score, verdict, fooled, duplicate), and one
 {"type": "round_done"} row after a round's fine-tunes are checkpointed. On resume the weights come from the
 checkpoint of the last finished round and the slots already logged in the current round are skipped, so
-nothing is lost and nothing repeated; every slot samples from its own seed, so the result equals an
-uninterrupted run.
+nothing is lost and nothing repeated; every slot samples from its own seed (one batched generate per round, one
+generator per row, the whole round's batch regenerated on resume), so the result equals an uninterrupted run.
+Judge and attacker are two LoRA adapters on one copy of the base model (load_roles); the round_done rows record the
+time of every stage and the peak RSS so far.
 """
 
 from __future__ import annotations
