@@ -117,6 +117,9 @@ class ScriptedAttacker(Attacker):
             return SEEDS[1]["prompt"].upper()  # exact duplicate (after normalisation): retried
         return f"{kind} request number {round_}-{slot}"
 
+    def write_many(self, requests):
+        return [self.write(*r) for r in requests]
+
 
 class CountingOracle(LabelOracle):
     """Scripted ground truth ('problematic' in the text), counting calls; can raise after `kill_after` labels."""
@@ -193,7 +196,7 @@ def test_one_round_end_to_end(tiny_lm_dir, tmp_path):
 
 
 def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("time_s", "peak_rss_mb")} for r in rows]
 
 
 def test_resume_after_kill_mid_round_loses_and_repeats_nothing(tiny_lm_dir, tmp_path):
@@ -293,3 +296,137 @@ def test_holdout_prompts_with_a_training_side_neighbour_are_removed():
     assert twin_train in near["harmful_train"]  # the training side is untouched
     report = near["overlaps"][0]
     assert report["near"] >= 1 and report["removed"] == len(plain["harmful_holdout"]) - len(near["harmful_holdout"])
+
+
+# ------------------------------------------------------------------------------------- one base model in memory
+
+PROBES = ["how do I make a weapon", "bake bread", "hurt someone", "plant a tree"]
+
+
+def _shared_cfg(tiny_lm_dir, out, rounds=1, **kw):
+    cfg = _cfg(out, rounds)
+    cfg.judge_model = cfg.attacker_model = str(tiny_lm_dir)
+    cfg.lora_r, cfg.lora_alpha, cfg.max_new_tokens = 4, 8, 6
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _base_storage(*roles):
+    """{data_ptr: numel} of the non-adapter weights the roles' models hold (tied weights count once)."""
+    return {p.data_ptr(): p.numel() for r in roles for n, p in r.model.named_parameters() if "lora_" not in n}
+
+
+def test_judge_and_attacker_are_two_adapters_on_one_base_model(tiny_lm_dir, tmp_path):
+    from detoxkit.adversarial.loop import load_roles
+    from detoxkit.lm.load import load_model_and_tokenizer
+
+    torch.manual_seed(0)
+    judge, attacker = load_roles(_shared_cfg(tiny_lm_dir, tmp_path))
+    base, _ = load_model_and_tokenizer(str(tiny_lm_dir))
+    one_copy = sum({p.data_ptr(): p.numel() for p in base.parameters()}.values())
+    assert judge.model is attacker.model and set(judge.model.peft_config) == {"default", "attacker"}
+    assert _base_storage(judge, attacker) == _base_storage(judge) and sum(_base_storage(judge).values()) == one_copy
+    # each role trains and stores only its own adapter, under PEFT's "default" name (a standalone judge loads it)
+    j0, a0 = judge.trainable_state(), attacker.trainable_state()
+    assert set(j0) == set(a0) and all(".default." in n for n in j0)
+    before = judge.predict_proba(PROBES)
+    attacker.finetune(["hurt someone badly"] * 4, epochs=3, learning_rate=1e-2, batch_size=4)
+    assert judge.predict_proba(PROBES) == before  # the attacker's fine-tune leaves the judge alone
+    assert all(torch.equal(t, judge.trainable_state()[n]) for n, t in j0.items())
+    assert any(not torch.equal(t, attacker.trainable_state()[n]) for n, t in a0.items())
+    a1 = attacker.trainable_state()
+    judge.finetune(PROBES, [1, 0, 1, 0], epochs=3, learning_rate=1e-2, batch_size=4)
+    assert all(torch.equal(t, attacker.trainable_state()[n]) for n, t in a1.items())
+    assert judge.predict_proba(PROBES) != before
+    # full fine-tunes change the base weights: then each role has its own copy, as before
+    judge, attacker = load_roles(_shared_cfg(tiny_lm_dir, tmp_path, judge_train_mode="full"))
+    assert judge.model is not attacker.model and not set(_base_storage(judge)) & set(_base_storage(attacker))
+
+
+def test_reference_is_the_base_model_zero_shot_with_the_adapter_disabled(tiny_lm_dir, tmp_path):
+    from detoxkit.adversarial.loop import load_roles
+
+    torch.manual_seed(0)
+    judge, attacker = load_roles(_shared_cfg(tiny_lm_dir, tmp_path))
+    zero_shot = Judge.load(str(tiny_lm_dir), train_mode="none").predict_proba(PROBES)
+    judge.finetune(PROBES, [1, 0, 1, 0], epochs=5, learning_rate=1e-2, batch_size=4)
+    attacker.finetune(["hurt someone badly"] * 4, epochs=3, learning_rate=1e-2, batch_size=4)
+    trained = judge.predict_proba(PROBES)
+    with judge.reference():
+        reference = judge.predict_proba(PROBES)
+    assert reference == pytest.approx(zero_shot, abs=1e-6)
+    assert max(abs(a - b) for a, b in zip(trained, zero_shot)) > 1e-3
+    assert judge.predict_proba(PROBES) == trained  # the adapter is back after the block
+    full = Judge.load(str(tiny_lm_dir), train_mode="full")
+    full.finetune(PROBES[:2], [1, 0], epochs=1, learning_rate=1e-3, batch_size=2)
+    with pytest.raises(DetoxkitError, match="no base weights"):
+        with full.reference():
+            pass
+
+
+def test_per_row_generators_make_a_row_independent_of_its_batch():
+    from detoxkit.lm.generate import Sampling, choose_next_token
+
+    scores = torch.randn(3, 50, generator=torch.Generator().manual_seed(1))
+    gens = lambda *seeds: tuple(torch.Generator().manual_seed(s) for s in seeds)  # noqa: E731
+    alone = [
+        choose_next_token(scores[i : i + 1], Sampling(True, generator=gens(s)))[0] for i, s in enumerate([7, 8, 9])
+    ]
+    together = choose_next_token(scores, Sampling(True, generator=gens(7, 8, 9)))
+    assert together.tolist() == [int(t) for t in alone]
+
+
+def test_resume_equals_uninterrupted_with_a_sampling_attacker_on_the_shared_base(tiny_lm_dir, tmp_path, monkeypatch):
+    """A real attacker sampling from the shared base (one batched generate per round), killed mid-round."""
+    import detoxkit.lm.generate as gen_mod
+    from detoxkit.adversarial.loop import load_roles
+
+    calls, generate_ids = [], gen_mod.generate_ids
+    monkeypatch.setattr(
+        gen_mod, "generate_ids", lambda m, t, ids, *a, **k: calls.append(len(ids)) or generate_ids(m, t, ids, *a, **k)
+    )
+
+    def roles(out):
+        torch.manual_seed(0)
+        return load_roles(_shared_cfg(tiny_lm_dir, out, rounds=2, max_tries=1))
+
+    a, b = tmp_path / "straight", tmp_path / "killed"
+    judge, attacker = roles(a)
+    start_log(a, SEEDS)
+    run_loop(
+        _shared_cfg(tiny_lm_dir, a, 2, max_tries=1), attacker, judge, CountingOracle(), None, a, log=lambda _: None
+    )
+    assert calls == [4, 4]  # one batched generate per round
+    reference = judge.trainable_state(), attacker.trainable_state()
+
+    judge, attacker = roles(b)
+    start_log(b, SEEDS)
+    with pytest.raises(KeyboardInterrupt):
+        cfg = _shared_cfg(tiny_lm_dir, b, 2, max_tries=1)
+        run_loop(cfg, attacker, judge, CountingOracle(kill_after=5), None, b, log=lambda _: None)
+    judge, attacker = roles(b)  # a fresh process
+    run_loop(
+        _shared_cfg(tiny_lm_dir, b, 2, max_tries=1), attacker, judge, CountingOracle(), None, b, log=lambda _: None
+    )
+    straight, resumed = _strip(read_jsonl(a / "prompts.jsonl")), _strip(read_jsonl(b / "prompts.jsonl"))
+    assert [r["prompt"] for r in resumed if r["type"] == "prompt"] == [
+        r["prompt"] for r in straight if r["type"] == "prompt"
+    ]
+    assert resumed == straight
+    for ref, now in zip(reference, (judge.trainable_state(), attacker.trainable_state())):
+        assert all(torch.allclose(now[n], t, atol=1e-6) for n, t in ref.items())
+
+
+def test_micro_batches_give_the_same_fine_tune_step(tiny_lm_dir):
+    """Gradients summed over micro-batches: the same update as the whole batch (up to rounding), less memory."""
+    results = []
+    for micro in (None, 2):
+        torch.manual_seed(0)
+        judge = Judge.load(str(tiny_lm_dir), train_mode="lora", lora_r=4, lora_alpha=8)
+        judge.micro_batch_size = micro
+        losses = judge.finetune(PROBES + ["x y z"], [1, 0, 1, 0, 1], epochs=2, learning_rate=1e-2, batch_size=4)
+        results.append((losses, judge.trainable_state()))
+    (l0, w0), (l1, w1) = results
+    assert l1 == pytest.approx(l0, abs=1e-5)
+    assert all(torch.allclose(w1[n], t, atol=1e-5) for n, t in w0.items())

@@ -225,11 +225,13 @@ def test_phrasing_round_robin_and_diversity():
 
 
 def test_attacker_is_asked_for_the_slot_phrasing(tiny_lm_dir, monkeypatch):
-    import detoxkit.lm.generate as gen
+    import detoxkit.lm.chat as chat
 
-    seen = []
-    monkeypatch.setattr(gen, "generate", lambda model, tok, prompts, **kw: seen.append(prompts[0]) or [["How?"]])
-    attacker = Attacker.load(str(tiny_lm_dir), train_mode="none")
+    seen, render = [], chat.render_chat
+    monkeypatch.setattr(
+        chat, "render_chat", lambda tok, user, system=None: seen.append(user) or render(tok, user, system)
+    )
+    attacker = Attacker.load(str(tiny_lm_dir), train_mode="none", max_new_tokens=2)
     attacker.write("problematic", 1, 0, 0, phrasing="story")
     attacker.write("problematic", 1, 0, 0)
     assert PHRASING_INSTRUCTIONS["story"] in seen[0] and PHRASING_INSTRUCTIONS["story"] not in seen[1]
@@ -254,6 +256,9 @@ class PhrasingAttacker(Attacker):
         self.asked.append(phrasing)
         head = {"question": "How do I", "story": "Write a story where someone", None: "Do"}.get(phrasing, "Tell me")
         return f"{head} {kind} thing {round_}-{slot}" + ("?" if phrasing == "question" else "")
+
+    def write_many(self, requests):
+        return [self.write(*r) for r in requests]
 
 
 class SourceOracle:

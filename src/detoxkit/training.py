@@ -8,6 +8,7 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import random
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -57,16 +58,20 @@ def lora_targets(spec: str):
     return spec if spec == "all-linear" else [t.strip() for t in spec.split(",") if t.strip()]
 
 
-def apply_lora(model, r: int = 16, alpha: int = 32, target_modules: str = "all-linear"):
-    """The model wrapped with a fresh LoRA adapter (PEFT); dropout 0, so training is a pure function of the seed."""
-    from peft import LoraConfig, get_peft_model
+def lora_config(r: int = 16, alpha: int = 32, target_modules: str = "all-linear"):
+    """PEFT's LoraConfig with dropout 0, so training is a pure function of the seed."""
+    from peft import LoraConfig
 
-    return get_peft_model(
-        model,
-        LoraConfig(
-            r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM", target_modules=lora_targets(target_modules)
-        ),
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM", target_modules=lora_targets(target_modules)
     )
+
+
+def apply_lora(model, r: int = 16, alpha: int = 32, target_modules: str = "all-linear"):
+    """The model wrapped with a fresh LoRA adapter (PEFT, adapter name "default")."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(r, alpha, target_modules))
 
 
 def prepare_trainable(
@@ -150,9 +155,11 @@ def finetune_completions(
     batch_size: int,
     seed: int,
     desc: str = "fine-tuning",
+    micro_batch_size: int | None = None,
 ) -> list[float]:
     """AdamW on the mean completion cross-entropy (SFT on {"prompt", "completion"} pairs), `epochs` shuffled
-    passes; returns the loss of every step."""
+    passes; returns the loss of every step. micro_batch_size: rows per forward/backward, their gradients summed into
+    the step's (the same batch mean up to rounding, with the activations of fewer rows in memory at once)."""
     import torch
 
     from .lm.batch import encode, pad_id
@@ -172,23 +179,50 @@ def finetune_completions(
         order = torch.randperm(len(contexts), generator=gen).tolist()
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            loss = -completion_logprobs(
-                model, [ctx_ids[i] for i in idx], [comp_ids[i] for i in idx], pad, average=True
-            ).mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, micro = 0.0, micro_batch_size or len(idx)
+            for m in range(0, len(idx), micro):
+                part = idx[m : m + micro]
+                lp = completion_logprobs(
+                    model, [ctx_ids[i] for i in part], [comp_ids[i] for i in part], pad, average=True
+                )
+                part_loss = -lp.sum() / len(idx)
+                part_loss.backward()
+                loss += part_loss.item()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            losses.append(loss.item())
+            losses.append(loss)
             bar.update(1)
     bar.close()
     model.eval()
     return losses
 
 
+def is_peft(model) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "set_adapter")
+
+
+def rename_adapter(tensors: dict, old: str, new: str) -> dict:
+    """{name: tensor} with the adapter-name component `old` of every name replaced by `new` (PEFT names LoRA weights
+    ...lora_A.<adapter>.weight): a shared-base role stores its adapter under "default", as a standalone model does."""
+    if old == new:
+        return dict(tensors)
+    return {".".join(new if part == old else part for part in n.split(".")): t for n, t in tensors.items()}
+
+
 class TrainableLM:
     """A causal LM (possibly PEFT-wrapped) with its tokenizer and how it was built (meta): the adversarial loop's
-    judge and attacker."""
+    judge and attacker.
+
+    Roles can share one base model (:meth:`on_base`): each then owns a named LoRA adapter of the same PEFT model
+    (`adapter`), or uses the bare base weights with every adapter disabled (`base_only`). Everything that runs the
+    model goes through :meth:`using`, which activates the role's weights first."""
+
+    adapter: str | None = None  # the role's adapter on a shared PEFT model (None: a model of its own)
+    base_only: bool = False  # a frozen role on a shared PEFT model: the base weights, adapters disabled
+    disabled: bool = False  # inside reference(): adapters disabled for this role too
+    trained: bool = False  # fine-tuned or loaded from a checkpoint since it was built
+    micro_batch_size: int | None = None  # rows per forward/backward of a fine-tuning step (None: the whole batch)
 
     def __init__(self, model, tokenizer, meta: dict):
         self.model, self.tokenizer, self.meta = model, tokenizer, dict(meta)
@@ -221,9 +255,77 @@ class TrainableLM:
         model = prepare_trainable(model, train_mode, lora_r, lora_alpha, lora_target_modules, num_train_layers)
         return cls(model, tok, meta, **kwargs)
 
+    @classmethod
+    def on_base(
+        cls,
+        other: "TrainableLM",
+        adapter: str,
+        train_mode: str = "lora",
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_target_modules: str = "all-linear",
+        **kwargs,
+    ):
+        """A second role on `other`'s model, with no copy of its weights: a new LoRA adapter named `adapter`
+        (train_mode "lora") or the frozen base with adapters disabled ("none"). `other` must be a LoRA role: full and
+        last_layers fine-tunes change the base weights, so they cannot share them."""
+        if train_mode not in ("lora", "none"):
+            raise DetoxkitError(f"train mode {train_mode!r} changes the base weights: it cannot share a base model")
+        if not is_peft(other.model) or other.base_only:
+            raise DetoxkitError("only a LoRA role's model can be shared (load the first role with train_mode lora)")
+        other.adapter = other.adapter or other.model.active_adapter
+        meta = dict(other.meta, train_mode=train_mode, lora_r=lora_r, lora_alpha=lora_alpha)
+        meta["lora_target_modules"] = lora_target_modules
+        if train_mode == "lora":
+            other.model.add_adapter(adapter, lora_config(lora_r, lora_alpha, lora_target_modules))
+        role = cls(other.model, other.tokenizer, meta, **kwargs)
+        role.adapter, role.base_only = (adapter, False) if train_mode == "lora" else (None, True)
+        return role
+
+    @contextmanager
+    def using(self):
+        """The model with this role's weights active: its adapter (the only trainable one), or the base weights."""
+        if self.base_only or self.disabled:
+            with self.model.disable_adapter():
+                yield self.model
+            return
+        if self.adapter is not None:
+            self.model.set_adapter(self.adapter)
+        yield self.model
+
+    def finetune_pairs(self, contexts, completions, epochs, learning_rate, batch_size, seed, desc) -> list[float]:
+        """finetune_completions on this role's trainable weights (none for a frozen role on a shared base)."""
+        if self.base_only:
+            return []
+        self.trained = True
+        with self.using() as model:
+            return finetune_completions(
+                model,
+                self.tokenizer,
+                contexts,
+                completions,
+                epochs,
+                learning_rate,
+                batch_size,
+                seed,
+                desc=desc,
+                micro_batch_size=self.micro_batch_size,
+            )
+
     def trainable_state(self) -> dict:
-        """{name: tensor} copies of the trainable weights (what a round's checkpoint stores)."""
-        return {n: p.detach().clone() for n, p in trainable_tensors(self.model).items()}
+        """{name: tensor} copies of the trainable weights (what a round's checkpoint stores); a shared-base role's
+        adapter is stored under PEFT's "default" name, so a standalone model loads it."""
+        if self.base_only:
+            return {}
+        with self.using() as model:
+            state = {n: p.detach().clone() for n, p in trainable_tensors(model).items()}
+        return rename_adapter(state, self.adapter, "default") if self.adapter else state
 
     def load_trainable(self, tensors: dict, where: str = "checkpoint") -> None:
-        load_trainable_tensors(self.model, tensors, where)
+        if self.base_only:
+            if tensors:
+                raise DetoxkitError(f"{where}: weights for a frozen role (train mode none)")
+            return
+        self.trained = True
+        with self.using() as model:
+            load_trainable_tensors(model, rename_adapter(tensors, "default", self.adapter or "default"), where)

@@ -25,7 +25,7 @@ from ..config import (
     max_new_tokens=Default(48, "attacker generation length"),
     temperature=Default(0.9, "attacker sampling temperature (paper: 0.6 with davinci; a 135M model needs more)"),
     top_p=Default(0.95, "attacker nucleus sampling"),
-    batch_size=Default(16, "judge scoring batch size"),
+    batch_size=Default(16, "judge scoring and attacker generation batch size (a round's prompts: one batch each)"),
     learning_rate=Default(2e-4, "AdamW learning rate of both fine-tunes (LoRA scale; use ~1e-5 for full)"),
     per_device_train_batch_size=Default(8, "fine-tuning batch size"),
 )
@@ -74,12 +74,23 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
     max_tries: int = arg(3, "attempts per prompt slot before it is logged as a duplicate and skipped")
     embedder: str = arg("all-minilm-l6-v2", "sentence embedder for near-duplicate detection")
     judge_train_mode: Literal["lora", "full", "last_layers"] = arg(
-        "lora", "judge fine-tuning: LoRA adapter, all weights, or the last num_train_layers blocks"
+        "lora",
+        "judge fine-tuning: LoRA adapter, all weights, or the last num_train_layers blocks. lora: judge and "
+        "attacker (same model, attacker lora or none) are adapters on ONE copy of the base model, the reference is "
+        "the judge with its adapter disabled; full/last_layers change the base weights, so each role then loads "
+        "its own copy (about twice the memory)",
     )
     attacker_train_mode: Literal["lora", "full", "last_layers", "none"] = arg(
-        "lora", "attacker fine-tuning (none = frozen)"
+        "lora",
+        "attacker fine-tuning (none = frozen); lora or none share the judge's base model, full/last_layers load "
+        "their own copy",
     )
     num_train_layers: int = arg(2, "blocks trained by last_layers (plus the final norm)")
+    micro_batch_size: int = arg(
+        4,
+        "rows per forward/backward within a fine-tuning batch (gradients summed: the same step, fewer activations "
+        "in memory at once; 0 = the whole per_device_train_batch_size)",
+    )
     judge_epochs: int = arg(3, "judge epochs over all labelled data per round (paper: 5)")
     attacker_epochs: int = arg(2, "attacker epochs over the successful attacks per round")
     eval_each_round: bool = arg(True, "score the judge of every round (and the reference) on the hold-out set")

@@ -36,21 +36,13 @@ def control_dataset(rows: list[dict], splits: dict, upto_round: int, seed: int) 
 def run_control(cfg, rows: list[dict], splits: dict, judge, evaluator=None, log=print) -> list[dict]:
     """Fine-tune `judge` (a fresh copy of the reference) round by round on control_dataset, evaluating each round
     with evaluator(judge, round, extra); returns [{round, train_size, steps}]."""
-    from ..runs import seed_everything
+    from .judge import fit_judge
 
     done = sorted(r["round"] for r in rows if r.get("type") == "round_done")
     out = []
     for rnd in done:
         prompts, labels = control_dataset(rows, splits, rnd, cfg.seed)
-        seed_everything(cfg.seed * 1000 + rnd)
-        losses = judge.finetune(
-            prompts,
-            labels,
-            epochs=cfg.judge_epochs,
-            learning_rate=cfg.learning_rate,
-            batch_size=cfg.per_device_train_batch_size,
-            seed=cfg.seed * 1000 + rnd,
-        )
+        losses = fit_judge(cfg, judge, prompts, labels, rnd)
         judge.threshold = 0.5
         info = {"round": rnd, "train_size": len(prompts), "steps": len(losses)}
         out.append(info)

@@ -2,19 +2,21 @@
 
 Its score is P('1') / (P('1') + P('0')) at the first answer token (the LlamaGuard recipe, ``lm.score``); it
 fine-tunes with completion-only cross-entropy (full, LoRA or last blocks), and its trainable weights are what a
-checkpoint or a judge folder stores.
+checkpoint or a judge folder stores. In the loop a LoRA judge shares its base model with the attacker (two adapters
+on one copy of the weights), and ``reference()`` is the same model with the adapter disabled (the zero-shot base).
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..config import DeviceArgs, Recipe, arg
 from ..errors import DetoxkitError
-from ..training import TrainableLM, finetune_completions
+from ..training import TrainableLM, is_peft
 
 JUDGE_TEMPLATE = (
     "You are a helpful assistant, aiming to distinguish problematic from non-problematic prompts. "
@@ -63,9 +65,29 @@ class Judge(TrainableLM):
     def predict_proba(self, prompts: Sequence[str], batch_size: int = 16) -> list[float]:
         from ..lm.score import answer_probability
 
-        return answer_probability(
-            self.model, self.tokenizer, [self.render(p) for p in prompts], self.one_ids, self.zero_ids, batch_size
-        )
+        with self.using() as model:
+            return answer_probability(
+                model, self.tokenizer, [self.render(p) for p in prompts], self.one_ids, self.zero_ids, batch_size
+            )
+
+    @contextmanager
+    def reference(self):
+        """Inside: the judge answers as its untrained base model zero-shot (the reference), with no second copy of
+        the model: its LoRA adapters are disabled. A full/last_layers judge has no separate base weights, so it is the
+        reference only until its first fine-tune."""
+        if not is_peft(self.model):
+            if self.trained:
+                raise DetoxkitError(
+                    f"a fine-tuned {self.meta.get('train_mode')} judge has no base weights to judge with: load the "
+                    "reference on its own (Judge.load(base, train_mode='none'))"
+                )
+            yield self
+            return
+        self.disabled = True
+        try:
+            yield self
+        finally:
+            self.disabled = False
 
     @property
     def threshold(self) -> float:
@@ -90,9 +112,9 @@ class Judge(TrainableLM):
         from ..lm.score import completion_logprobs
 
         ctx, comp = self.training_pairs(prompts, labels)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.using() as model:
             lp = completion_logprobs(
-                self.model,
+                model,
                 encode(self.tokenizer, ctx),
                 encode(self.tokenizer, comp),
                 pad_id(self.tokenizer),
@@ -110,9 +132,7 @@ class Judge(TrainableLM):
         seed: int = 0,
     ) -> list[float]:
         ctx, comp = self.training_pairs(prompts, labels)
-        return finetune_completions(
-            self.model, self.tokenizer, ctx, comp, epochs, learning_rate, batch_size, seed, desc="judge fine-tune"
-        )
+        return self.finetune_pairs(ctx, comp, epochs, learning_rate, batch_size, seed, desc="judge fine-tune")
 
     def save(self, path: str | Path) -> Path:
         """A standalone judge folder: judge.safetensors (trainable weights) + judge.json (how to rebuild it)."""
@@ -162,6 +182,21 @@ class Judge(TrainableLM):
         if weights.exists():
             judge.load_trainable(load_file(str(weights)), str(weights))
         return judge
+
+
+def fit_judge(cfg, judge, prompts: list[str], labels: list[int], rnd: int) -> list[float]:
+    """One round's judge fine-tune (the adversarial judge's and the control judge's: the same recipe and seed)."""
+    from ..runs import seed_everything
+
+    seed_everything(cfg.seed * 1000 + rnd)
+    return judge.finetune(
+        prompts,
+        labels,
+        epochs=cfg.judge_epochs,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.per_device_train_batch_size,
+        seed=cfg.seed * 1000 + rnd,
+    )
 
 
 @dataclass

@@ -4,8 +4,10 @@ prompts.jsonl holds, in order: one {"type": "seed"} row per seed example, one {"
 prompt slot (round, slot, kind, prompt, label, judge score, verdict, fooled, duplicate), and one
 {"type": "round_done"} row after a round's fine-tunes are checkpointed. On resume the weights come from the
 checkpoint of the last finished round and the slots already logged in the current round are skipped, so
-nothing is lost and nothing repeated; every slot samples from its own seed, so the result equals an
-uninterrupted run.
+nothing is lost and nothing repeated; every slot samples from its own seed (one batched generate per round, one
+generator per row, the whole round's batch regenerated on resume), so the result equals an uninterrupted run.
+Judge and attacker are two LoRA adapters on one copy of the base model (load_roles); the round_done rows record the
+time of every stage and the peak RSS so far.
 """
 
 from __future__ import annotations
@@ -99,26 +101,50 @@ def restore(out: Path, rows: list[dict], judge, attacker, calibrate: bool, log=p
         judge.threshold = 0.5
     elif calibrate:
         seeds = [r for r in rows if r.get("type") == "seed"]
-        judge.threshold = calibrate_threshold(
-            judge.predict_proba([r["prompt"] for r in seeds]), [r["label"] for r in seeds]
-        )
+        with judge.reference():
+            scores = judge.predict_proba([r["prompt"] for r in seeds])
+        judge.threshold = calibrate_threshold(scores, [r["label"] for r in seeds])
         log(f"reference judge threshold {judge.threshold:.4f} (calibrated on the {len(seeds)} seed prompts)")
     return start
 
 
-def write_slot(cfg, rnd: int, slot: int, attacker, judge, oracle, dedup, times: dict) -> dict:
-    """One prompt slot: the attacker writes (retrying duplicates), the oracle labels, the judge scores."""
-    from .wording import classify_phrasing, phrasing_for_slot
+def _phrasing(cfg, rnd: int, slot: int) -> str | None:
+    """The phrasing the attacker is asked for in this slot (None: the paper's bare request)."""
+    from .wording import phrasing_for_slot
 
-    kind = KINDS[slot % 2]  # the paper's order: a problematic prompt, then a benign one
-    phrasing = phrasing_for_slot(rnd, slot) if cfg.vary_phrasing else None
+    return phrasing_for_slot(rnd, slot) if cfg.vary_phrasing else None
+
+
+def draft_round(cfg, rnd: int, attacker, times: dict) -> list[str]:
+    """Attempt 0 of every slot of the round, from one batched generate. Always the whole round, on resume too: each
+    row draws from its own seed, but its logits still see its batch (padding), so the batches must be the same ones
+    an uninterrupted run had."""
     t0 = time.perf_counter()
-    for attempt in range(cfg.max_tries):
-        prompt = attacker.write(kind, rnd, slot, attempt, phrasing=phrasing)
-        duplicate = dedup.is_duplicate(prompt)
-        if not duplicate:
-            break
+    slots = range(cfg.prompts_per_round)
+    drafts = attacker.write_many([(KINDS[s % 2], rnd, s, 0, _phrasing(cfg, rnd, s)) for s in slots])
     times["generate"] += time.perf_counter() - t0
+    return drafts
+
+
+def write_slot(cfg, rnd: int, slot: int, draft: str, attacker, judge, oracle, dedup, times: dict) -> dict:
+    """One prompt slot: the attacker's draft (a duplicate is rewritten: the slot's further attempts in one batch),
+    the oracle labels, the judge scores."""
+    from .wording import classify_phrasing
+
+    kind, phrasing = KINDS[slot % 2], _phrasing(cfg, rnd, slot)  # the paper's order: problematic, then benign
+    t0, generating = time.perf_counter(), 0.0
+    prompt, attempt, duplicate = draft, 0, dedup.is_duplicate(draft)
+    if duplicate and cfg.max_tries > 1:
+        t1 = time.perf_counter()
+        retries = attacker.write_many([(kind, rnd, slot, a, phrasing) for a in range(1, cfg.max_tries)])
+        generating = time.perf_counter() - t1
+        for prompt in retries:
+            attempt += 1
+            duplicate = dedup.is_duplicate(prompt)
+            if not duplicate:
+                break
+    times["generate"] += generating
+    times["dedup"] += time.perf_counter() - t0 - generating
     row = {
         "type": "prompt",
         "round": rnd,
@@ -149,19 +175,13 @@ def write_slot(cfg, rnd: int, slot: int, attacker, judge, oracle, dedup, times: 
 
 def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, times: dict) -> dict:
     """Fine-tune the judge on all labelled data and the attacker on its successes; checkpoint; the round's summary."""
-    from ..runs import save_checkpoint, seed_everything
+    from ..runs import save_checkpoint
+    from .judge import fit_judge
 
     t0 = time.perf_counter()
     prompts, labels = judge_dataset(rows, rnd)
-    seed_everything(cfg.seed * 1000 + rnd)
-    judge_losses = judge.finetune(
-        prompts,
-        labels,
-        epochs=cfg.judge_epochs,
-        learning_rate=cfg.learning_rate,
-        batch_size=cfg.per_device_train_batch_size,
-        seed=cfg.seed * 1000 + rnd,
-    )
+    judge_losses = fit_judge(cfg, judge, prompts, labels, rnd)
+    t1 = time.perf_counter()
     attacks = attacker_dataset(rows, rnd)
     attacker_losses = attacker.finetune(
         attacks,
@@ -170,10 +190,12 @@ def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, ti
         batch_size=cfg.per_device_train_batch_size,
         seed=cfg.seed * 1000 + rnd,
     )
-    times["finetune"] = time.perf_counter() - t0
+    t2 = time.perf_counter()
+    times.update(finetune=t2 - t0, finetune_judge=t1 - t0, finetune_attacker=t2 - t1)
     verdict_threshold, judge.threshold = judge.threshold, 0.5  # a fine-tuned judge answers at 0.5
     tensors = {k: v for k, v in (("judge", judge.trainable_state()), ("attacker", attacker.trainable_state())) if v}
     save_checkpoint(out, rnd, tensors, {"round": rnd, "judge": judge.meta, "attacker": attacker.meta}, keep_last=0)
+    times["checkpoint"] = time.perf_counter() - t2
     this = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd]
     return {
         "type": "round_done",
@@ -188,37 +210,53 @@ def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, ti
         "judge_loss_last": judge_losses[-1] if judge_losses else None,
         "attacker_loss_last": attacker_losses[-1] if attacker_losses else None,
         "time_s": {k: round(v, 2) for k, v in times.items()},
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
-def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, log=print) -> list[dict]:
-    """Run (or resume) cfg.rounds rounds in `out`; returns the round_done rows.
+def write_round(cfg, rnd: int, rows: list[dict], attacker, judge, oracle, dedup, log_path: Path) -> dict:
+    """The round's prompt slots not logged yet, each row appended to the log at once; the stage times (seconds)."""
+    from ..runs import append_jsonl, progress
 
-    attacker: write(kind, round, slot, attempt) -> str, finetune(prompts, ...), trainable_state(), load_trainable();
-    judge: predict_proba(prompts), finetune(prompts, labels, ...), trainable_state(), load_trainable(), meta;
-    oracle: label(prompts) -> 0/1; evaluator(judge, round) -> None (optional, called after round 0 and each round).
+    done_slots = {r["slot"] for r in rows if r.get("type") == "prompt" and r["round"] == rnd}
+    times = dict.fromkeys(("generate", "dedup", "label", "judge", "finetune"), 0.0)
+    if len(done_slots) == cfg.prompts_per_round:
+        return times
+    drafts = draft_round(cfg, rnd, attacker, times)
+    for slot in progress(range(cfg.prompts_per_round), desc=f"round {rnd}", unit="prompt"):
+        if slot not in done_slots:
+            row = write_slot(cfg, rnd, slot, drafts[slot], attacker, judge, oracle, dedup, times)
+            append_jsonl(log_path, [row])  # written at once: this row is never asked or labelled again
+            rows.append(row)
+    return times
+
+
+def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, log=print) -> list[dict]:
+    """Run (or resume) cfg.rounds rounds in `out`; returns the round_done rows (with the eval time of this process).
+
+    attacker: write_many([(kind, round, slot, attempt), ...]) -> [str], finetune(prompts, ...), trainable_state(),
+    load_trainable(); judge: predict_proba(prompts), reference() (context: the untrained base), finetune(prompts,
+    labels, ...), trainable_state(), load_trainable(), meta; oracle: label(prompts) -> 0/1; evaluator(judge, round)
+    -> None (optional, called after round 0, with the reference, and each round).
     """
-    from ..runs import append_jsonl, progress, read_jsonl
+    from ..runs import append_jsonl, read_jsonl
     from .wording import round_diversity
 
     log_path = out / "prompts.jsonl"
     rows = read_jsonl(log_path)
     start = restore(out, rows, judge, attacker, cfg.calibrate_reference, log)
     if evaluator is not None and start == 0:
-        evaluator(judge, 0)
+        t0 = time.perf_counter()
+        with judge.reference():
+            evaluator(judge, 0)
+        log(f"round 0 (reference) eval {time.perf_counter() - t0:.1f}s")
     dedup = Deduper(embedder, cfg.dedup_threshold)
     dedup.add(
         [r["prompt"] for r in rows if r.get("type") == "seed" or (r.get("type") == "prompt" and not r["duplicate"])]
     )
     summaries = [r for r in rows if r.get("type") == "round_done"]
     for rnd in range(start + 1, cfg.rounds + 1):
-        done_slots = {r["slot"] for r in rows if r.get("type") == "prompt" and r["round"] == rnd}
-        times = {"generate": 0.0, "label": 0.0, "judge": 0.0, "finetune": 0.0}
-        for slot in progress(range(cfg.prompts_per_round), desc=f"round {rnd}", unit="prompt"):
-            if slot not in done_slots:
-                row = write_slot(cfg, rnd, slot, attacker, judge, oracle, dedup, times)
-                append_jsonl(log_path, [row])  # written at once: this row is never asked or labelled again
-                rows.append(row)
+        times = write_round(cfg, rnd, rows, attacker, judge, oracle, dedup, log_path)
         summary = finish_round(cfg, rnd, rows, judge, attacker, out, times)
         written = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd and not r["duplicate"]]
         summary["diversity"] = round_diversity(
@@ -233,8 +271,21 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
             f"{summary['judge_train_size']}, attacker on {summary['attacker_train_size']}"
         )
         if evaluator is not None:
+            t0 = time.perf_counter()
             evaluator(judge, rnd)
+            summary["time_s"]["eval"] = round(time.perf_counter() - t0, 2)
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in summary["time_s"].items())
+        log(f"round {rnd} stages: {stages}; peak RSS {peak_rss_mb():.0f} MB")
     return summaries
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def start_log(out: Path, seed_rows: list[dict]) -> None:
@@ -280,32 +331,38 @@ def holdout_evaluator(cfg, out: Path, splits: dict, file: str = "eval.jsonl"):
 
 
 def load_roles(cfg, with_attacker: bool = True):
-    """(judge, attacker or None) as the config builds them; the judge asked with --judge_template."""
+    """(judge, attacker or None), the judge asked with --judge_template. With a LoRA judge and a LoRA (or frozen)
+    attacker of the same model, both live on ONE copy of the base weights: the judge's adapter "default", the
+    attacker's adapter "attacker" (or the bare base), the reference = the judge with its adapter disabled. A full or
+    last_layers fine-tune changes the base weights, so then each role loads its own copy, as before."""
     from .attacker import Attacker
     from .judge import Judge
     from .wording import judge_template
 
-    lora = dict(
-        lora_r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_target_modules=cfg.lora_target_modules,
-        num_train_layers=cfg.num_train_layers,
-        dtype=cfg.dtype,
-        device=cfg.device,
-    )
+    lora = dict(lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_target_modules=cfg.lora_target_modules)
+    load = dict(lora, num_train_layers=cfg.num_train_layers, dtype=cfg.dtype, device=cfg.device)
     template = judge_template(cfg.judge_template)
-    judge = Judge.load(cfg.judge_model, train_mode=cfg.judge_train_mode, template=template, **lora)
+    judge = Judge.load(cfg.judge_model, train_mode=cfg.judge_train_mode, template=template, **load)
+    judge.micro_batch_size = cfg.micro_batch_size or None
     if not with_attacker:
         return judge, None
-    attacker = Attacker.load(
-        cfg.attacker_model,
-        train_mode=cfg.attacker_train_mode,
-        **lora,
+    sampling = dict(
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         seed=cfg.seed,
+        batch_size=cfg.batch_size,
     )
+    shared = (
+        cfg.judge_train_mode == "lora"
+        and cfg.attacker_train_mode in ("lora", "none")
+        and cfg.attacker_model == cfg.judge_model
+    )
+    if shared:
+        attacker = Attacker.on_base(judge, "attacker", cfg.attacker_train_mode, **lora, **sampling)
+    else:
+        attacker = Attacker.load(cfg.attacker_model, train_mode=cfg.attacker_train_mode, **load, **sampling)
+    attacker.micro_batch_size = cfg.micro_batch_size or None
     return judge, attacker
 
 
@@ -339,7 +396,13 @@ def run(cfg) -> dict:
     setup_s = time.perf_counter() - t_setup
     summaries = run_loop(cfg, attacker, judge, oracle, embedder, out, evaluator)
     judge.save(out / "judge")
-    result = {"setup_s": round(setup_s, 2), "rounds": summaries, "oracle": oracle.name}
+    result = {
+        "setup_s": round(setup_s, 2),
+        "rounds": summaries,
+        "oracle": oracle.name,
+        "shared_base": judge.model is attacker.model,
+        "peak_rss_mb": peak_rss_mb(),
+    }
     if cfg.eval_each_round:
         from .evaluate import generated_overlaps
 

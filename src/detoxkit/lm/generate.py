@@ -26,13 +26,14 @@ class Sampling:
     """How the next token is chosen: greedy (do_sample False), or a sample after temperature, top-k and top-p.
 
     top_k 0 keeps every token; top_k and top_p are applied in that order, as ``transformers`` does. generator None
-    draws from torch's global generator (seed it with torch.manual_seed)."""
+    draws from torch's global generator (seed it with torch.manual_seed); a tuple of generators, one per row, makes
+    each row's draws a function of its own seed whatever rows share its batch."""
 
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    generator: torch.Generator | None = None
+    generator: torch.Generator | tuple[torch.Generator, ...] | None = None
 
 
 GREEDY = Sampling()
@@ -60,7 +61,10 @@ def choose_next_token(scores: torch.Tensor, sampling: Sampling = GREEDY) -> torc
         drop = probs.cumsum(-1) - probs > sampling.top_p  # keep the smallest set whose mass reaches top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
-    return torch.multinomial(logits.softmax(-1), 1, generator=sampling.generator).squeeze(-1)
+    probs = logits.softmax(-1)
+    if isinstance(sampling.generator, tuple):  # one generator per row
+        return torch.cat([torch.multinomial(p[None], 1, generator=g)[0] for p, g in zip(probs, sampling.generator)])
+    return torch.multinomial(probs, 1, generator=sampling.generator).squeeze(-1)
 
 
 def decode_loop(
