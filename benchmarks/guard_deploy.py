@@ -53,7 +53,7 @@ def benign_prompts() -> list[str]:
     return [r["prompt"] for r in load_builtin("benign-edgy")]
 
 
-def guard_flags(upstream_url: str) -> list[str]:
+def guard_flags(upstream_url: str, concurrency: int = 4) -> list[str]:
     return [
         "--upstream",
         upstream_url,
@@ -71,6 +71,8 @@ def guard_flags(upstream_url: str) -> list[str]:
         MODEL,
         "--max_batch_size",
         "8",
+        "--upstream_concurrency",
+        str(concurrency),
     ]
 
 
@@ -166,7 +168,7 @@ def upstream_section(args) -> dict:
     with tempfile.NamedTemporaryFile("w", prefix="guard-deploy-", suffix=".log", delete=False) as log:
         port = free_port()
         upstream, upstream_url = start_server([*PLAIN, "--max_batch_size", "8"], log, port=port)
-        guard, guard_url = start_server(guard_flags(upstream_url), log)
+        guard, guard_url = start_server(guard_flags(upstream_url, args.upstream_concurrency), log)
         try:
             out = side_by_side(upstream_url, guard_url, prompts, args)
             out["metrics_after_load"] = scrape_stage_counts(guard_url)
@@ -193,7 +195,7 @@ def llamacpp_section(args) -> dict:
     cmd += ["-c", str(1024 * args.clients), "-t", "2"]
     with tempfile.NamedTemporaryFile("w", prefix="guard-deploy-", suffix=".log", delete=False) as log:
         upstream, upstream_url = start_process(cmd, port, "/health", log)
-        guard, guard_url = start_server(guard_flags(upstream_url), log)
+        guard, guard_url = start_server(guard_flags(upstream_url, args.upstream_concurrency), log)
         try:
             out = side_by_side(upstream_url, guard_url, benign_prompts(), args)
         finally:
@@ -294,6 +296,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", choices=["upstream", "llamacpp", "limits", "streaming", "all"], default="all")
     ap.add_argument("--llama_server", default=None, help="llama.cpp's llama-server binary, for --section llamacpp")
+    ap.add_argument(
+        "--upstream_concurrency",
+        type=int,
+        default=4,
+        help="the guard's upstream_concurrency; other than 4 the upstream sections are written under their own key",
+    )
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per setting")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--max_tokens", type=int, default=32)
@@ -305,7 +313,9 @@ def main() -> None:
     named = [("upstream", upstream_section), ("llamacpp", llamacpp_section)]
     for name, fn in [*named, ("limits", limits_section), ("streaming", streaming_section)]:
         if args.section == name or (args.section == "all" and (name != "llamacpp" or args.llama_server)):
-            sections[f"deploy_{name}"] = fn(args)
+            upstream_side = name in ("upstream", "llamacpp") and args.upstream_concurrency != 4
+            key = f"deploy_{name}" + (f"_concurrency_{args.upstream_concurrency}" if upstream_side else "")
+            sections[key] = fn(args)
     write_sections(args.output, sections, args, t0)
 
 
