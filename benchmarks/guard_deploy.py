@@ -300,7 +300,8 @@ def main() -> None:
         "--upstream_concurrency",
         type=int,
         default=4,
-        help="the guard's upstream_concurrency; other than 4 the upstream sections are written under their own key",
+        help="the guard's upstream_concurrency (its default is 1); other than 4 the upstream sections are written "
+        "under their own key",
     )
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per setting")
     ap.add_argument("--clients", type=int, default=8)

@@ -47,7 +47,10 @@ class GuardConfig(SeedArgs, DeviceArgs):
     upstream_timeout_s: float = arg(60.0, "an upstream silent for this long (per read) gives the request a 504")
     upstream_connect_timeout_s: float = arg(5.0, "an upstream not accepting a connection within this gives a 502")
     upstream_concurrency: int = arg(
-        4, "upstream mode: batches in flight at once, so the next batch is judged while the last awaits the upstream"
+        1,
+        "upstream mode: batches in flight at once, so the next batch is judged while the last awaits the upstream. "
+        "Raise it when the upstream runs on other hardware; with the upstream on the guard's own CPU, 4 made "
+        "latency worse than 1 (benchmarks/results/guard.json)",
     )
     served_model_name: str = arg("detoxkit-guard", "the model id clients send and /v1/models lists")
     judge: str = arg(
