@@ -209,3 +209,23 @@ def test_guard_eval_on_a_bundle_with_a_corrupt_piece_is_one_line_and_writes_noth
     assert main(["guard", "eval", str(bundle), "--sets", str(sets), "--output_dir", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "safe.safetensors" in err and not out.exists()
+
+
+def test_calibration_grades_answers_with_their_prompts(tiny_lm, monkeypatch):
+    """The harm and refusal heads read (prompt, answer) pairs: calibration must give them the prompts, as guard eval
+    does, or it grades a different input than the test numbers are graded on."""
+    import detoxkit.scorers as scorers
+    from detoxkit.guard import Guard, GuardConfig
+    from detoxkit.guard.calibrate import answer_once
+    from detoxkit.guard.evalsets import EvalRow
+
+    seen = []
+
+    def head(texts, prompts=None):
+        seen.append(prompts)
+        return [0.0] * len(texts)
+
+    monkeypatch.setattr(scorers, "get_scorer", lambda name: head)
+    rows = [EvalRow([{"role": "user", "content": "hi"}], "benign", "x")]
+    answer_once(Guard(*tiny_lm, GuardConfig(screener="off", max_new_tokens=2)), rows, None, 4)
+    assert seen and all(p == ["hi"] for p in seen)

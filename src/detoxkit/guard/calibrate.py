@@ -71,7 +71,17 @@ def answer_once(guard, rows, alpha: float | None, batch_size: int) -> Answers:
     after = guard.screener(rewrites, prompts) if guard.rewriter is not None and guard.screener else [None] * len(texts)
     harm, refusal = get_scorer("harm"), get_scorer("refusal")
     rw = [x if x is not None else "" for x in rewrites]
-    return Answers(texts, screen, rewrites, after, harm(texts, prompts), harm(rw, prompts), refusal(texts), refusal(rw))
+    # both heads read (prompt, answer) pairs: without the prompt they score a different input than guard eval does
+    return Answers(
+        texts,
+        screen,
+        rewrites,
+        after,
+        harm(texts, prompts),
+        harm(rw, prompts),
+        refusal(texts, prompts),
+        refusal(rw, prompts),
+    )
 
 
 def outcome(k: int, a: Answers, judge_score: float | None, t_judge: float, t_screen: float) -> tuple[str, int]:
