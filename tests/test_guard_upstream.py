@@ -118,10 +118,15 @@ def test_upstream_stream_never_leaks_a_flagged_span(tiny_lm):
         assert r.text == held and whole.startswith(held) and r.finish_reason == "content_filter"
 
 
-class _Garbage(http.server.BaseHTTPRequestHandler):
+class _Fixed(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with 200 and body(); quiet."""
+
+    def body(self) -> bytes:
+        raise NotImplementedError
+
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
-        body = b"this is not json"
+        body = self.body()
         self.send_response(200)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -129,6 +134,11 @@ class _Garbage(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+class _Garbage(_Fixed):
+    def body(self) -> bytes:
+        return b"this is not json"
 
 
 @contextlib.contextmanager
@@ -187,13 +197,12 @@ def test_acd_with_upstream_is_refused_by_name():
         GuardConfig(upstream="http://127.0.0.1:1/v1")
 
 
-class _Slow(http.server.BaseHTTPRequestHandler):
+class _Slow(_Fixed):
     """A chat-completions upstream that holds each request a while and records how many it held at once."""
 
     lock, now, most = threading.Lock(), 0, 0
 
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+    def body(self) -> bytes:
         cls = type(self)
         with cls.lock:
             cls.now += 1
@@ -201,14 +210,7 @@ class _Slow(http.server.BaseHTTPRequestHandler):
         time.sleep(0.5)
         with cls.lock:
             cls.now -= 1
-        body = json.dumps({"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]}).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        return json.dumps({"choices": [{"message": {"content": "fine"}, "finish_reason": "stop"}]}).encode()
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
