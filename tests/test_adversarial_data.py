@@ -314,3 +314,16 @@ def test_control_judge_gets_the_same_steps_and_no_attacker_data(tiny_lm_dir, tmp
         assert len(ctrl) == len(adv) and not set(ctrl) & {r["prompt"] for r in prompts}
         assert not set(ctrl) & {r["text"] for r in _records() if r["source"] == "held"}
         assert labels.count(1) == sum(1 for p, y in zip(*judge_dataset(rows, rnd)) if y)  # kinds matched
+
+
+def test_reserved_prompts_are_in_no_split_and_reach_no_training_draw():
+    """guard build reserves the guard's validation and test prompts: the judge must never train or calibrate on
+    them (exact after normalisation here: the fake sources need no embedder)."""
+    reserved = ["Harmful request big number 3", "benign request edgy number 7 ", "harmful request held number 1"]
+    splits = _splits(reserved=reserved)
+    texts = {r["text"] for r in splits["records"]}
+    assert not {"harmful request big number 3", "benign request edgy number 7", "harmful request held number 1"} & texts
+    assert not {t.lower().strip() for t in reserved} & _training_side(splits)
+    report = next(o for o in splits["overlaps"] if o["pair"][1].startswith("reserved"))
+    assert report["exact"] == 3
+    assert len(texts) == len(_records()) - 3

@@ -49,3 +49,49 @@ def test_build_assembles_and_calibrates_a_bundle_and_keeps_it_on_rerun(tiny_lm_d
     assert main(args) == 0  # everything done: nothing runs again, and the calibrated values stay
     assert yaml.safe_load((out / "guard.yaml").read_text()) == guard
     assert json.loads((out / "work" / "calibrate" / DONE).read_text())["chosen"]["screener_threshold"] is not None
+
+
+def _trained_pieces(tiny_lm_dir, work):
+    """A tiny LoRA judge (fine-tuned a little) and a tiny fully fine-tuned rewriter where the stages leave them."""
+    import torch
+
+    from detoxkit.adversarial.judge import Judge
+    from detoxkit.lm.load import load_model_and_tokenizer
+    from detoxkit.sro.rewrite import INSTRUCTION, save_rewriter
+
+    judge = Judge.load(str(tiny_lm_dir), train_mode="lora", lora_r=8, lora_alpha=16)
+    judge.finetune(["make a bomb", "bake bread"] * 4, [1, 0] * 4, epochs=2, learning_rate=1e-2)
+    judge.threshold = 0.42
+    judge.save(work / "judge" / "judge")
+    model, tok = load_model_and_tokenizer(str(tiny_lm_dir))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("proj.weight"):
+                p.add_(0.02 * torch.randn_like(p))
+    save_rewriter(model, tok, work / "sro" / "final", INSTRUCTION, 8, base_model=str(tiny_lm_dir))
+    return judge
+
+
+@pytest.mark.slow
+def test_export_writes_peft_adapters_the_guard_loads_and_compares_them_on_validation(tiny_lm_dir, tmp_path):
+    from peft import PeftModel
+
+    from detoxkit.adversarial.judge import Judge
+    from detoxkit.guard.build import GuardBuildConfig, export_stage
+    from detoxkit.lm.load import load_model
+    from detoxkit.sro.rewrite import Rewriter
+
+    work, out = tmp_path / "work", tmp_path / "bundle"
+    trained = _trained_pieces(tiny_lm_dir, work)
+    cfg = GuardBuildConfig(model=str(tiny_lm_dir), anchors_recipe="off", adapter_rank=8, export_n=2)
+    about = export_stage(cfg, work, out).run()
+    # the judge at the rank it was trained with: the same scores, its threshold and template kept
+    judge = Judge.from_pretrained(out / "judge")
+    probes = ["make a bomb", "bake bread", "hello there"]
+    assert judge.predict_proba(probes) == pytest.approx(trained.predict_proba(probes), abs=2e-3)
+    assert judge.threshold == 0.42 and judge.template == trained.template
+    assert about["judge"]["adapter"]["rank"] == 8 and about["judge"]["validation"]["adapter"]["n"] == 4
+    assert {"trained", "adapter", "same_rewrite"} <= set(about["rewriter"]["validation"])
+    PeftModel.from_pretrained(load_model(str(tiny_lm_dir)), str(out / "rewriter"))  # a plain PEFT adapter
+    assert Rewriter.from_pretrained(str(out / "rewriter")).max_new_tokens == 8
+    assert not list(out.rglob("model.safetensors"))  # no full weights in the bundle

@@ -158,6 +158,12 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         ["builtin:pyrit-harm"],
         "more transfer sets, judged on their response text with the dataset's label (ROC-AUC per round)",
     )
+    reserved: Optional[str] = arg(
+        None,
+        "a file of prompts (JSONL/CSV/TXT, column prompt) kept out of the whole run: builtin prompts equal to one "
+        "after normalisation or at embedder cosine >= leak_threshold are dropped from every split (e.g. the "
+        "validation and test prompts of the guard the judge is built for; guard build writes this file)",
+    )
     max_fpr: float = arg(0.10, "recall is reported at this false-positive rate (threshold chosen on validation)")
 
 

@@ -19,14 +19,16 @@ from .config import AdversarialEvalConfig
 from .sources import HOLDOUT_PERCENT, SOURCES, in_holdout, seed_data  # noqa: F401  (re-exported)
 
 
-def builtin_splits(embedder=None, leak_threshold: float = 2.0, sources=SOURCES, holdout_sources=()) -> dict:
+def builtin_splits(
+    embedder=None, leak_threshold: float = 2.0, sources=SOURCES, holdout_sources=(), reserved=()
+) -> dict:
     """The builtin prompt sources split by text hash (training side, validation, ordinary hold-out) and by source
     (held-out sources), every evaluation split cleaned of training-side near duplicates: see
     :func:`detoxkit.adversarial.sources.source_splits` (data.overlap: exact after normalisation, or embedder
     cosine >= leak_threshold; above 1: exact only). "overlaps" holds the counts."""
     from .sources import load_source_records, source_splits
 
-    return source_splits(load_source_records(sources), holdout_sources, embedder, leak_threshold)
+    return source_splits(load_source_records(sources), holdout_sources, embedder, leak_threshold, reserved)
 
 
 MAX_TRANSFER_CHARS = 1500  # PyRIT responses run to pages; the judge reads the opening (2 shared cores)

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 from ..config import DeviceArgs, Recipe, arg
 from ..errors import DetoxkitError
+from ..lm.adapters import is_adapter
 from ..training import TrainableLM, is_peft
 
 JUDGE_TEMPLATE = (
@@ -146,6 +147,32 @@ class Judge(TrainableLM):
         write_json(path / "judge.json", self.meta)
         return path
 
+    def save_adapter(self, path: str | Path, rank: int) -> dict:
+        """The judge as a PEFT LoRA adapter folder of its base model (its ΔW at `rank`, fp16) + judge.json (base
+        model, template, threshold); ``PeftModel.from_pretrained(base, path)`` loads it. Returns the adapter stats."""
+        from ..lm.adapters import lora_deltas, save_adapter
+        from ..runs import write_json
+
+        if not is_peft(self.model):
+            raise DetoxkitError(f"a {self.meta.get('train_mode')} judge is not a LoRA adapter: nothing to export")
+        with self.using() as model:
+            stats = save_adapter(path, lora_deltas(model, self.adapter or "default"), rank, self.meta["base_model"])
+        keep = ("base_model", "template", "threshold")
+        write_json(Path(path) / "judge.json", {**{k: self.meta[k] for k in keep}, "adapter": stats})
+        return stats
+
+    @classmethod
+    def from_adapter(cls, path: Path, dtype: str = "float32", device: str = "cpu") -> "Judge":
+        """A judge adapter folder (save_adapter): its base model with the adapter merged in, ready to score."""
+        from ..lm.adapters import merged
+
+        meta = judge_meta(path)
+        judge = cls.load(meta["base_model"], train_mode="none", dtype=dtype, device=device, template=meta["template"])
+        judge.model = merged(judge.model, path)
+        judge.threshold = meta.get("threshold", 0.5)
+        judge.meta["adapter"] = meta.get("adapter")
+        return judge
+
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path, dtype: str = "float32", device: str = "cpu") -> "Judge":
         """A judge folder (Judge.save), a loop checkpoint, a run folder (its newest checkpoint), or any causal LM
@@ -155,6 +182,8 @@ class Judge(TrainableLM):
         from ..runs import list_checkpoints
 
         path = Path(path_or_name)
+        if is_adapter(path):
+            return cls.from_adapter(path, dtype, device)
         if path.is_dir() and (path / "prompts.jsonl").exists():
             ckpts = list_checkpoints(path)
             if not ckpts:
@@ -182,6 +211,19 @@ class Judge(TrainableLM):
         if weights.exists():
             judge.load_trainable(load_file(str(weights)), str(weights))
         return judge
+
+
+def judge_meta(path: Path) -> dict:
+    meta_path = path / "judge.json"
+    if not meta_path.is_file():
+        raise DetoxkitError(f"{meta_path}: missing (a judge adapter folder records its base model and template there)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as e:
+        raise DetoxkitError(f"{meta_path}: not JSON ({e})") from None
+    if not meta.get("base_model"):
+        raise DetoxkitError(f"{meta_path}: field 'base_model' missing")
+    return meta
 
 
 def fit_judge(cfg, judge, prompts: list[str], labels: list[int], rnd: int) -> list[float]:

@@ -368,6 +368,7 @@ def load_roles(cfg, with_attacker: bool = True):
 
 def run(cfg) -> dict:
     """`detoxkit adversarial run` for an :class:`~detoxkit.adversarial.config.AdversarialRunConfig`."""
+    from ..data import texts_from
     from ..errors import DetoxkitError
     from ..lm.embedder import load_embedder
     from ..runs import prepare_output_dir, read_jsonl, seed_everything, write_json
@@ -386,7 +387,8 @@ def run(cfg) -> dict:
     seed_everything(cfg.seed)
     t_setup = time.perf_counter()
     embedder = load_embedder(cfg.embedder)
-    splits = builtin_splits(embedder, cfg.leak_threshold, cfg.sources, cfg.holdout_sources)
+    reserved = texts_from([], cfg.reserved, "prompt", "reserve") if cfg.reserved else []
+    splits = builtin_splits(embedder, cfg.leak_threshold, cfg.sources, cfg.holdout_sources, reserved)
     write_json(out / "splits.json", splits_summary(splits))
     judge, attacker = load_roles(cfg)
     oracle = build_oracle(cfg, splits, embedder, out)

@@ -77,13 +77,31 @@ class CachedEmbedder:
         return torch.stack([self.cache[t] for t in texts])
 
 
-def source_splits(records: list[dict], holdout_sources=(), embedder=None, leak_threshold: float = 2.0) -> dict:
+def reserve(recs: list[dict], reserved: list[str], embedder, leak_threshold: float) -> dict | None:
+    """Records equal to (after normalisation) or near (cosine >= leak_threshold) a reserved prompt move to split
+    "reserved": no part of the run, training or evaluation, sees them. Returns the overlap report (None: none)."""
+    from ..data.overlap import overlap_check, overlap_report
+
+    if not reserved:
+        return None
+    check = overlap_check([r["text"] for r in recs], reserved, leak_threshold, embedder)
+    keep = set(check["keep"])
+    for r in recs:
+        if r["text"] not in keep:
+            r["split"] = "reserved"
+    return overlap_report("all sources", "reserved prompts (kept out)", check, leak_threshold)
+
+
+def source_splits(
+    records: list[dict], holdout_sources=(), embedder=None, leak_threshold: float = 2.0, reserved=()
+) -> dict:
     """Records split by text hash and source, evaluation splits cleaned of training-side near duplicates.
 
     Returns {"records": [{text, label, source, split}], "overlaps": [counts], "heldout_sources": [...]} plus
     the text lists harmful_/benign_ × train/holdout/validation and benign_edgy_train. The hold-out is checked
     against training + validation, validation and the held-out sources against training (exact after
-    normalisation, or embedder cosine >= leak_threshold; above 1: exact only)."""
+    normalisation, or embedder cosine >= leak_threshold; above 1: exact only). `reserved` prompts (another
+    evaluation's validation and test sets) and their near duplicates are kept out of every split."""
     from ..data.overlap import overlap_check, overlap_report
     from ..errors import DetoxkitError
 
@@ -92,6 +110,7 @@ def source_splits(records: list[dict], holdout_sources=(), embedder=None, leak_t
         raise DetoxkitError(f"held-out source(s) {unknown} are not among the loaded sources")
     recs = [{**r, "split": split_of(r, holdout_sources)} for r in records]
     embedder = CachedEmbedder(embedder) if embedder is not None and leak_threshold <= 1 else embedder
+    kept_out = reserve(recs, list(reserved), embedder, leak_threshold)
     texts = {s: [r["text"] for r in recs if r["split"] == s] for s in ("train", "validation")}
     against = {
         "holdout": (texts["train"] + texts["validation"], "train + validation"),
@@ -105,7 +124,8 @@ def source_splits(records: list[dict], holdout_sources=(), embedder=None, leak_t
             check = overlap_check(cands, refs, leak_threshold, embedder)
             overlaps.append(overlap_report(f"{kind}_{split}", refs_name, check, leak_threshold))
             removed |= {(split, t) for t in cands} - {(split, t) for t in check["keep"]}
-    recs = [r for r in recs if (r["split"], r["text"]) not in removed]
+    recs = [r for r in recs if (r["split"], r["text"]) not in removed and r["split"] != "reserved"]
+    overlaps += [kept_out] if kept_out else []
     out = {"records": recs, "overlaps": overlaps, "heldout_sources": sorted(holdout_sources)}
     for split in ("train", "holdout", "validation"):
         for label, kind in ((1, "harmful"), (0, "benign")):

@@ -22,6 +22,8 @@ from ..errors import DetoxkitError
 from .config import is_off
 
 DONE = "STAGE_DONE.json"
+RESERVED = "reserved.jsonl"  # the guard's validation + test prompts, kept out of the judge's data
+SPLITS = ("validation", "test")
 CALIBRATED = ("judge_threshold", "screener_threshold", "acd_alpha")
 
 
@@ -39,6 +41,11 @@ class GuardBuildConfig(SeedArgs, DeviceArgs):
     anchors_recipe: str = arg("configs/acd_anchors.yaml", "acd anchors YAML, or off (then no ACD)")
     prompts_recipe: str = arg("configs/acd_tune.yaml", "acd tune YAML (its anchors come from the anchors stage)")
     rewriter_recipe: str = arg("configs/sro_train.yaml", "sro train YAML for the rewriter, or off")
+    work_dir: str = arg("", "each stage's run folder (default OUTPUT_DIR/work): checkpoints, logs, full weights")
+    adapter_rank: int = arg(
+        6, "rank of the judge's and the rewriter's LoRA adapters in the bundle (fp16): the size of the bundle"
+    )
+    export_n: int = arg(40, "validation items per kind on which the adapters are compared with the trained pieces")
     screener: str = arg("toxicity", "the answer screener (a detoxkit scorer name)")
     calibrate: bool = arg(True, "choose the thresholds and α on validation prompts (guard calibrate)")
     calibration_n: int = arg(40, "validation prompts per kind for calibration")
@@ -94,7 +101,13 @@ def _overrides(cfg: GuardBuildConfig, work: Path) -> dict[str, dict]:
     common = dict(device=cfg.device, dtype=cfg.dtype, seed=cfg.seed, resume_from_checkpoint="latest")
     acd = str(work / "acd")
     return {
-        "judge": dict(judge_model=cfg.model, attacker_model=cfg.model, output_dir=str(work / "judge"), **common),
+        "judge": dict(
+            judge_model=cfg.model,
+            attacker_model=cfg.model,
+            output_dir=str(work / "judge"),
+            reserved=str(work / RESERVED),
+            **common,
+        ),
         "anchors": dict(model=cfg.model, output_dir=acd, **common),
         "prompts": dict(model=cfg.model, anchors=str(work / "acd" / "anchors.jsonl"), output_dir=acd, **common),
         "rewriter": dict(model_name_or_path=cfg.model, output_dir=str(work / "sro"), **common),
@@ -125,16 +138,50 @@ def stages_for(cfg: GuardBuildConfig, work: Path) -> list[Stage]:
     return [stage(name) for name in RECIPES]
 
 
+def write_reserved(path: Path) -> int:
+    """The guard's validation and test prompts (every builtin harmful and benign one), which the judge stage keeps
+    out of its training data and its own splits (adversarial run --reserved)."""
+    from ..runs import atomic_write_text, json_line
+    from .evalsets import builtin_set
+
+    rows = [{"prompt": r.prompt} for k in ("harmful", "benign") for s in SPLITS for r in builtin_set(k, s, 10**9)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "".join(json_line(r) for r in rows))
+    return len(rows)
+
+
+def export_stage(cfg: GuardBuildConfig, work: Path, out: Path) -> Stage:
+    """The trained pieces into the bundle: judge/ and rewriter/ as rank-r LoRA adapters, acd/ the soft prompts;
+    each adapter compared with its trained piece on validation data (guard.export)."""
+    from . import export
+
+    def run() -> dict:
+        about, dev = {}, dict(dtype=cfg.dtype, device=cfg.device)
+        if not is_off(cfg.judge_recipe):
+            about["judge"] = export.export_judge(
+                work / "judge" / "judge", out / "judge", cfg.adapter_rank, cfg.export_n, cfg.seed, **dev
+            )
+        if not is_off(cfg.anchors_recipe):
+            about["prompts"] = export.copy_prompts(work / "acd", out / "acd")
+        if not is_off(cfg.rewriter_recipe):
+            about["rewriter"] = export.export_rewriter(
+                work / "sro" / "final", out / "rewriter", cfg.adapter_rank, cfg.export_n, **dev
+            )
+        return about
+
+    return Stage("export", run)
+
+
 def bundle_yaml(cfg: GuardBuildConfig) -> dict:
     """The bundle's guard.yaml before calibration: every trained piece by its path inside the bundle."""
     acd = not is_off(cfg.anchors_recipe)
     return {
         "model": cfg.model,
-        "judge": "off" if is_off(cfg.judge_recipe) else "work/judge",
-        "acd_safe_prompt": "work/acd/safe_prompt.safetensors" if acd else "off",
-        "acd_adv_prompt": "work/acd/adv_prompt.safetensors" if acd else "off",
+        "judge": "off" if is_off(cfg.judge_recipe) else "judge",
+        "acd_safe_prompt": "acd/safe_prompt.safetensors" if acd else "off",
+        "acd_adv_prompt": "acd/adv_prompt.safetensors" if acd else "off",
         "screener": cfg.screener,
-        "rewriter": "off" if is_off(cfg.rewriter_recipe) else "work/sro/final",
+        "rewriter": "off" if is_off(cfg.rewriter_recipe) else "rewriter",
     }
 
 
@@ -200,8 +247,10 @@ def run(cfg: GuardBuildConfig) -> dict:
         if not is_off(value) and not Path(value).is_file():
             raise DetoxkitError(f"{name}: {value}: no such recipe YAML")
     out = Path(cfg.output_dir)
-    work = out / "work"
-    times = run_stages(stages_for(cfg, work), work)
+    work = Path(cfg.work_dir) if cfg.work_dir else out / "work"
+    if not is_off(cfg.judge_recipe):
+        write_reserved(work / RESERVED)
+    times = run_stages([*stages_for(cfg, work), export_stage(cfg, work, out)], work)
     values = bundle_yaml(cfg)
     _write_yaml(out / "guard.yaml", values, "# detoxkit serve --config guard.yaml\n")
     if cfg.calibrate:

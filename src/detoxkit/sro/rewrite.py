@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import DeviceArgs, Recipe, arg
+from ..errors import DetoxkitError
 
 INSTRUCTION = (
     "Rewrite the following text so that it is polite and not offensive, keeping its meaning. "
@@ -87,12 +88,20 @@ class Rewriter:
         max_new_tokens: int | None = None,
         dtype: str = "float32",
     ) -> "Rewriter":
-        """A trained rewriter folder (with rewriter.json), or any causal LM for zero-shot prompting."""
+        """A trained rewriter folder (with rewriter.json; its weights in full or as a LoRA adapter of the base model
+        that rewriter.json names), or any causal LM for zero-shot prompting."""
+        from ..lm.adapters import is_adapter, merged
         from ..lm.load import load_model_and_tokenizer
 
-        model, tok = load_model_and_tokenizer(name_or_path, dtype, device)
         meta_path = Path(name_or_path) / REWRITER_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        if is_adapter(name_or_path):
+            if not meta.get("base_model"):
+                raise DetoxkitError(f"{meta_path}: field 'base_model' missing (the adapter's base model)")
+            model, tok = load_model_and_tokenizer(meta["base_model"], dtype, device)
+            model = merged(model, name_or_path)
+        else:
+            model, tok = load_model_and_tokenizer(name_or_path, dtype, device)
         # Folders written before few-shot prompting existed were trained on the bare instruction.
         shots = meta.get("few_shot", []) if meta else FEW_SHOT
         return cls(
@@ -126,6 +135,22 @@ class Rewriter:
         for i, completion in zip(order, ids):
             out[i] = decode(self.tokenizer, completion)
         return out[0] if single else out
+
+
+def save_rewriter_adapter(tuned, path: str | Path, rank: int) -> dict:
+    """A trained rewriter folder (`tuned`, with rewriter.json) re-saved as a rank-`rank` LoRA adapter of its base
+    model (lm.adapters: its linear layers' ΔW, fp16) plus the same rewriter.json; returns the adapter stats."""
+    from ..lm.adapters import save_adapter, weight_deltas
+    from ..lm.load import load_model
+    from ..runs import atomic_dir, write_json
+
+    meta = json.loads((Path(tuned) / REWRITER_FILE).read_text())
+    base = meta["base_model"]
+    deltas = weight_deltas(load_model(base), load_model(str(tuned)))
+    with atomic_dir(Path(path)) as tmp:
+        stats = save_adapter(tmp, deltas, rank, base)
+        write_json(tmp / REWRITER_FILE, {**meta, "adapter": stats})
+    return stats
 
 
 def save_rewriter(
