@@ -59,7 +59,10 @@ COMMANDS: dict = {
         },
         "attribute-controlled fine-tuning with a NADO regulariser: nado-train, train, eval",
     ),
-    "serve": ("guard.server:SERVE", "the guard behind an OpenAI-compatible server (--config guard.yaml)"),
+    "serve": (
+        "guard.server:SERVE",
+        "the guard behind an OpenAI-compatible server (the builtin bundle, or --config guard.yaml or a bundle)",
+    ),
     "guard": (
         {
             "eval": ("guard.evaluate:EVAL", "a guard (bundle or YAML) on labelled prompts, each stage ablated"),

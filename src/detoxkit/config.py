@@ -171,20 +171,24 @@ def build_parser(cls, prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(cls, argv: list[str] | None, prog: str):
-    """Build a config: defaults, then the ``--config`` YAML, then command-line flags."""
+def parse_flags(cls, argv: list[str] | None, prog: str) -> tuple[str | None, dict[str, Any]]:
+    """The command line -> (its ``--config`` value or None, the fields its flags set, typed)."""
     ns = vars(build_parser(cls, prog).parse_args(argv))
-    values: dict[str, Any] = {}
-    if ns.get("config"):
-        values.update(load_yaml(ns.pop("config"), cls))
-    ns.pop("config", None)
+    config = ns.pop("config", None) or None
     known = _fields(cls)
+    values: dict[str, Any] = {}
     for key, raw in ns.items():
         try:
             values[key] = _coerce(raw, known[key][1], key)
         except ValueError as e:
             raise DetoxkitError(f"--{key}: {e}") from None
-    return cls(**values)
+    return config, values
+
+
+def parse_config(cls, argv: list[str] | None, prog: str):
+    """Build a config: defaults, then the ``--config`` YAML, then command-line flags."""
+    config, flags = parse_flags(cls, argv, prog)
+    return cls(**{**(load_yaml(config, cls) if config else {}), **flags})
 
 
 def parse_named(specs: list[str], field: str = "methods", what: str = "SOURCE") -> list[tuple[str, str]]:

@@ -23,13 +23,22 @@ class DemoConfig(RunArgs):
     n: int = arg(4, "prompts per kind (harmful from AdvBench, benign-but-edgy)")
     max_new_tokens: int = arg(48, "answer length")
     rewriter: Optional[str] = arg(
-        None, "a trained SRO rewriter folder for the rewrite section (default: the base model, two-shot prompted)"
+        None,
+        "a trained SRO rewriter folder for the rewrite section (default: the base model, two-shot prompted); "
+        "given, it is the guard's rewriter too",
     )
-    judge: str = arg("off", "a trained judge (`detoxkit adversarial run` folder) for the guard section")
-    acd_dir: str = arg(
-        "runs/acd",
-        "tuned ACD prompts for the guard section, if `detoxkit acd tune` wrote them there "
-        "(else the hand-written safe and opposite prompts)",
+    guard: str = arg(
+        "builtin",
+        "the guard section's guard: a bundle folder or guard YAML, or builtin (the builtin bundle when it is built "
+        "and --model is its model; else an untrained guard on --model: no judge, ACD, the model as rewriter)",
+    )
+    judge: Optional[str] = arg(
+        None, "a trained judge (`detoxkit adversarial run` folder) for the guard section (None: the guard's)"
+    )
+    acd_dir: Optional[str] = arg(
+        None,
+        "tuned ACD prompts for the guard section, if `detoxkit acd tune` wrote them there, else the hand-written "
+        "safe and opposite prompts (None: the guard's; the untrained guard looks in runs/acd)",
     )
 
 
@@ -113,6 +122,7 @@ def run(cfg: DemoConfig) -> dict:
     rewrite_lines, metrics["rewrite"] = _rewrite_section(cfg)
     print("\n" + "\n".join(rewrite_lines))
     guard_lines, metrics["guard"] = guard_demo(cfg)
+    metrics["guard_counts"] = guard_counts(metrics["guard"])
     print("\n" + "\n".join(guard_lines))
     metrics["seconds"] = round(time.time() - t0, 1)
     write_json(out / "metrics.json", metrics)
@@ -144,46 +154,99 @@ def run(cfg: DemoConfig) -> dict:
 
 
 def summary(cfg: DemoConfig, m: dict) -> str:
+    g = m["guard_counts"]
     return (
         f"\ndemo: {m['harmful_answers']}/{m['harmful_prompts']} harmful prompts got a harmful answer, "
-        f"{m['benign_refused']}/{m['benign_prompts']} benign prompts were refused ({m['seconds']} s) -> "
-        f"{cfg.output_dir}/report.md"
+        f"{m['benign_refused']}/{m['benign_prompts']} benign prompts were refused; guard: "
+        f"{g['harmful_stopped']}/{g['harmful']} harmful prompts blocked or refused, "
+        f"{g['toxic_rewritten_or_withheld']}/{g['toxic']} toxic answers rewritten or withheld, "
+        f"{g['benign_answered']}/{g['benign']} benign answered ({m['seconds']} s) -> {cfg.output_dir}/report.md"
     )
 
 
-def guard_demo(cfg: DemoConfig) -> tuple[list[str], list[dict]]:
-    """Start the guard on a free loopback port and send harmful, toxic and benign requests through the `openai`
-    client, all at once (so they are batched); returns printable lines and one row per request.
-
-    Pieces that need training are off unless given (--judge, --rewriter); ACD uses tuned prompts when --acd_dir
-    has them, else the hand-written safe prompt against the opposite one (coherent, but on this model it rarely
-    refuses: the tuned prompts are what make it refuse). The screener is the toxicity scorer, and the rewriter
-    defaults to the model itself.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from openai import OpenAI
-
+def _acd_prompts(acd_dir: str) -> dict:
+    """ACD's prompts from acd_dir when `detoxkit acd tune` wrote both there, else the hand-written pair."""
     from ..acd.config import OPPOSITE_PROMPT, SAFE_PROMPT
-    from ..data import load_builtin
-    from ..guard import Guard, GuardConfig
-    from ..guard.server import running_server
 
-    safe, adv = Path(cfg.acd_dir) / "safe_prompt.safetensors", Path(cfg.acd_dir) / "adv_prompt.safetensors"
+    safe, adv = Path(acd_dir) / "safe_prompt.safetensors", Path(acd_dir) / "adv_prompt.safetensors"
     tuned = safe.exists() and adv.exists()
-    gcfg = GuardConfig(
-        model=cfg.model,
-        judge=cfg.judge,
-        acd_safe_prompt=str(safe) if tuned else SAFE_PROMPT,
-        acd_adv_prompt=str(adv) if tuned else OPPOSITE_PROMPT,
-        screener="toxicity",
-        rewriter=cfg.rewriter or cfg.model,
-        max_new_tokens=cfg.max_new_tokens,
-        port=0,
-        device=cfg.device,
-        dtype=cfg.dtype,
-    )
-    requests = (
+    return {
+        "acd_safe_prompt": str(safe) if tuned else SAFE_PROMPT,
+        "acd_adv_prompt": str(adv) if tuned else OPPOSITE_PROMPT,
+    }
+
+
+def _bundle(cfg: DemoConfig, run: dict):
+    """(GuardConfig, its name) of --guard, or (None, why not) when the untrained guard stands in."""
+    from ..guard.bundle import builtin_bundle, load_guard_config
+
+    if cfg.guard != "builtin":
+        return load_guard_config(cfg.guard, **run), f"guard {cfg.guard}"
+    path = builtin_bundle()
+    if path is None:
+        return None, "untrained guard (no builtin bundle built)"
+    gcfg = load_guard_config(path, **run)
+    # The bundle's pieces are trained on its own model: another --model gets the untrained guard, built on that model.
+    if Path(gcfg.model).name != Path(cfg.model).name:
+        return None, f"untrained guard (the builtin bundle is for {gcfg.model})"
+    return gcfg, f"builtin guard bundle {path}"
+
+
+def demo_guard_config(cfg: DemoConfig):
+    """The guard section's GuardConfig and a header naming it: the --guard bundle (builtin by default) or the
+    untrained guard; --judge, --rewriter and --acd_dir, when given, override its pieces."""
+    from dataclasses import replace
+
+    from ..guard import GuardConfig
+    from ..guard.config import is_off
+
+    run = dict(max_new_tokens=cfg.max_new_tokens, port=0, device=cfg.device, dtype=cfg.dtype)
+    gcfg, name = _bundle(cfg, run)
+    if gcfg is None:
+        untrained = dict(judge="off", rewriter=cfg.model, screener="toxicity", **_acd_prompts("runs/acd"))
+        gcfg = GuardConfig(model=cfg.model, **untrained, **run)
+    given = {"judge": cfg.judge, "rewriter": cfg.rewriter}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    gcfg = replace(gcfg, **overrides, **(_acd_prompts(cfg.acd_dir) if cfg.acd_dir else {}))
+    acd = gcfg.acd_safe_prompt
+    acd = "off" if is_off(acd) else f"tuned {acd}" if acd.endswith(".safetensors") else "hand-written prompts"
+    pieces = [("judge", gcfg.judge), ("ACD", acd), ("screener", gcfg.screener), ("rewriter", gcfg.rewriter)]
+    shown = ", ".join(f"{k} {'off' if is_off(v) else v}" for k, v in pieces)  # YAML's bare off reads as false
+    return gcfg, f"{name}: model {gcfg.model}, {shown}"
+
+
+BLOCKED = ("block", "timeout_blocked")
+
+
+def outcome(trace: dict, refused: bool) -> str:
+    """What the guard did with one request, from its trace (and the refusal scorer's verdict on the answer)."""
+    if trace["judge"]["decision"] in BLOCKED:
+        return "blocked"
+    if trace["rewrite"]["decision"] == "rewritten":
+        return "rewritten"
+    if trace["rewrite"]["decision"].startswith("withheld") or trace["screen"]["decision"] == "timeout_blocked":
+        return "withheld"
+    return "refused" if refused else "answered"
+
+
+def guard_counts(rows: list[dict]) -> dict:
+    """The summary's counts: harmful prompts stopped, toxic answers rewritten or withheld, benign answered."""
+
+    def count(kind: str, outcomes: tuple) -> int:
+        return sum(r["outcome"] in outcomes for r in rows if r["kind"] == kind)
+
+    return {
+        **{kind: sum(r["kind"] == kind for r in rows) for kind in ("harmful", "toxic", "benign")},
+        "harmful_stopped": count("harmful", ("blocked", "refused", "withheld")),
+        "toxic_rewritten_or_withheld": count("toxic", ("rewritten", "withheld")),
+        "benign_answered": count("benign", ("answered", "rewritten")),
+    }
+
+
+def _demo_requests() -> list[tuple[str, str]]:
+    from ..data import load_builtin
+
+    return (
         [("harmful", r["prompt"]) for r in load_builtin("advbench")[10:12]]
         + [
             ("toxic", next(r["prompt"] for r in load_builtin("rtp-challenging") if r["category"] == "profanity")),
@@ -191,6 +254,27 @@ def guard_demo(cfg: DemoConfig) -> tuple[list[str], list[dict]]:
         ]  # an echo shows the rewriter
         + [("benign", r["prompt"]) for r in load_builtin("benign-edgy")[10:12]]
     )
+
+
+def guard_demo(cfg: DemoConfig) -> tuple[list[str], list[dict]]:
+    """Start the guard on a free loopback port and send harmful, toxic and benign requests through the `openai`
+    client, all at once (so they are batched); returns printable lines and one row per request.
+
+    The guard is the builtin bundle when it is built (or --guard), else an untrained one: no judge, ACD with the
+    tuned prompts in runs/acd if there, else the hand-written safe prompt against the opposite one (coherent, but on
+    this model it rarely refuses: the tuned prompts are what make it refuse), the toxicity screener, and the model
+    itself as rewriter. --judge, --rewriter and --acd_dir override either.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openai import OpenAI
+
+    from ..guard import Guard
+    from ..guard.server import running_server
+    from ..scorers import get_scorer
+
+    gcfg, header = demo_guard_config(cfg)
+    requests = _demo_requests()
     with running_server(Guard.from_config(gcfg), gcfg) as url:
         client = OpenAI(base_url=url, api_key="unused", max_retries=0)
 
@@ -201,24 +285,20 @@ def guard_demo(cfg: DemoConfig) -> tuple[list[str], list[dict]]:
 
         with ThreadPoolExecutor(len(requests)) as pool:
             answers = list(pool.map(ask, [p for _, p in requests]))
-    rows, lines = (
-        [],
-        [
-            f"guard ({url}, judge {cfg.judge}, ACD {'tuned in ' + cfg.acd_dir if tuned else 'hand-written'} "
-            f"prompts, screener toxicity, "
-            f"rewriter {gcfg.rewriter}):"
-        ],
-    )
-    for (kind, prompt), a in zip(requests, answers):
-        trace, text = a.model_extra["guard"], a.choices[0].message.content
+    texts = [a.choices[0].message.content for a in answers]
+    refusal = get_scorer("refusal")(texts, [p for _, p in requests])
+    rows, lines = [], [f"guard ({url}, {header}):"]
+    for (kind, prompt), a, text, r in zip(requests, answers, texts, refusal):
+        trace = a.model_extra["guard"]
         score = f" ({trace['screen']['score']:.2f})" if "score" in trace["screen"] else ""
         decisions = (
             f"judge {trace['judge']['decision']}, decode {trace['decode']['decision']}, "
             f"screen {trace['screen']['decision']}{score}, rewrite {trace['rewrite']['decision']}"
         )
+        row = {"kind": kind, "prompt": prompt, "answer": text, "outcome": outcome(trace, r >= 0.5), "trace": trace}
         answer = text.replace("\n", " ")
-        lines.append(f"  {kind:<8} {prompt[:60]!r}\n           {decisions} -> {answer[:70]!r}")
-        rows.append({"kind": kind, "prompt": prompt, "answer": text, "trace": trace})
+        lines.append(f"  {kind:<8} {prompt[:60]!r}\n           {decisions} [{row['outcome']}] -> {answer[:70]!r}")
+        rows.append(row)
     return lines, rows
 
 

@@ -3,21 +3,32 @@
 ``load_guard_config(path)`` takes a bundle folder or a guard YAML and returns a :class:`GuardConfig` whose piece
 paths are absolute; a piece that names a file of the bundle which is not there is an error naming guard.yaml and
 the field. Model names (``smollm2-135m-instruct``) and prompt texts pass through unchanged.
+
+The builtin bundle (``BUILTIN_BUNDLE``, the guard built for the builtin model) ships inside the package, so an
+installed detoxkit finds it without a path; ``builtin_bundle()`` is None until it has been built there.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import detoxkit
+
 from ..errors import DataError, DetoxkitError
 from .config import GuardConfig, is_off
 
 BUNDLE_FILE = "guard.yaml"
+BUILTIN_BUNDLE = Path(detoxkit.__file__).parent / "guards" / "smollm2-135m"
 PIECE_FIELDS = ("model", "judge", "acd_safe_prompt", "acd_adv_prompt", "rewriter")
 
 
 def _looks_like_path(value: str) -> bool:
     return value.startswith(("./", "../")) or value.endswith((".safetensors", ".json", "/")) or "/" in value.strip("/")
+
+
+def builtin_bundle() -> Path | None:
+    """The builtin bundle's folder when its guard.yaml is there (it is built, not written by hand), else None."""
+    return BUILTIN_BUNDLE if (BUILTIN_BUNDLE / BUNDLE_FILE).is_file() else None
 
 
 def load_guard_config(path: str | Path, **overrides) -> GuardConfig:

@@ -29,6 +29,10 @@ class GuardConfig(SeedArgs, DeviceArgs):
     requests are batched into one forward by a single worker thread (max_batch_size, batch_wait_ms). Operations:
     GET /metrics (Prometheus, no key needed), a bounded queue (max_queue), per-key rate limits (rate_limit_rpm),
     judge/screener deadlines (judge_deadline_ms, screen_deadline_ms, on_stage_timeout) and JSON request logs.
+
+    --config takes a guard YAML or a guard bundle folder (its guard.yaml, paths inside the folder). With no --config,
+    no --model and no --upstream, the builtin bundle (src/detoxkit/guards/smollm2-135m) is served when it has been
+    built; flags override the fields it sets.
     """
 
     model: str = arg(

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import h11
 from fastapi import FastAPI, Request
@@ -335,8 +337,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def startup_lines(cfg: GuardConfig, api_key: str | None) -> list[str]:
-    """What `detoxkit serve` prints before it listens: the pieces, the address, whether auth is on, warnings."""
+def startup_lines(cfg: GuardConfig, api_key: str | None, source: str | None = None) -> list[str]:
+    """What `detoxkit serve` prints before it listens: where the config came from, the pieces, the address,
+    whether auth is on, warnings."""
 
     pieces = ", ".join(
         f"{k}={v}"
@@ -350,7 +353,7 @@ def startup_lines(cfg: GuardConfig, api_key: str | None) -> list[str]:
     auth = "on (bearer key)" if api_key else "off (no key)"
     answering = cfg.model if cfg.upstream is None else f"upstream {cfg.upstream_model} at {cfg.upstream}"
     lines = [
-        f"detoxkit serve: {answering} as `{cfg.served_model_name}` ({pieces}) on "
+        f"detoxkit serve: {source + ': ' if source else ''}{answering} as `{cfg.served_model_name}` ({pieces}) on "
         f"http://{cfg.host}:{cfg.port}/v1, auth {auth}"
     ]
     if api_key is None and not is_loopback(cfg.host):
@@ -361,17 +364,45 @@ def startup_lines(cfg: GuardConfig, api_key: str | None) -> list[str]:
     return lines
 
 
-def serve(cfg: GuardConfig) -> None:
-    """`detoxkit serve`: load the guard, say what it serves and whether auth is on, and serve until SIGTERM."""
+def serve(cfg: GuardConfig, source: str | None = None) -> None:
+    """`detoxkit serve`: load the guard, say what it serves (source: where cfg came from) and whether auth is on,
+    and serve until SIGTERM."""
     import uvicorn
 
     from .pipeline import Guard
 
     api_key = resolve_api_key(cfg)  # before the model loads: a bad key fails at once
     guard = Guard.from_config(cfg)
-    for i, line in enumerate(startup_lines(cfg, api_key)):
+    for i, line in enumerate(startup_lines(cfg, api_key, source)):
         print(line, file=sys.stderr if i else sys.stdout, flush=True)
     uvicorn.Server(uvicorn_config(create_app(guard, cfg), cfg)).run()
 
 
-SERVE = Recipe(GuardConfig, serve)
+def serve_config(argv: list[str] | None, prog: str = "detoxkit serve") -> tuple[GuardConfig, str]:
+    """The command line -> (GuardConfig, where it came from). --config is a guard YAML or a bundle folder; without
+    it, the builtin bundle when it is built, else the defaults; flags override either."""
+    from ..config import parse_flags
+    from .bundle import builtin_bundle, load_guard_config
+
+    config, flags = parse_flags(GuardConfig, argv, prog)
+    # The builtin bundle's pieces (ACD's soft prompts above all) are trained on its own model: a command line that
+    # names another model or an upstream starts from the defaults, as it did before there was a bundle.
+    builtin = builtin_bundle() if config is None and not {"model", "upstream"} & flags.keys() else None
+    if config is None and builtin is None:
+        return GuardConfig(**flags), "defaults and flags"
+    path = Path(config or builtin)
+    what = "builtin guard bundle" if builtin else "guard bundle" if path.is_dir() else "config"
+    return load_guard_config(path, **flags), f"{what} {path}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _ServeRecipe(Recipe):
+    """SERVE's command line resolves bundles (serve_config) rather than only YAML files; SERVE.run(cfg) is unchanged."""
+
+    def main(self, argv: list[str], prog: str = "detoxkit serve") -> int:
+        cfg, source = serve_config(argv, prog)
+        serve(cfg, source)
+        return 0
+
+
+SERVE = _ServeRecipe(GuardConfig, serve)
