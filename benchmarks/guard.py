@@ -4,15 +4,16 @@
    tokens per answer) in a subprocess; --clients concurrent clients post chat completions for --duration seconds
    each, first with dynamic batching (max_batch_size = clients), then without (max_batch_size 1), in one run.
    Reports errors, p50/p95 latency, requests/s and the throughput ratio batched / unbatched.
-2. End to end: `detoxkit guard calibrate` on the validation half (judge/screener thresholds, ACD α), then
-   `detoxkit guard eval` of the calibrated guard on the test half of the builtin held-out harmful, toxic and
-   benign-but-edgy prompts, the guard beside each stage switched off and the bare model, under the training-signal
-   and the independent judges. The guard uses the trained pieces in runs/ when they exist (judge:
-   runs/bench_adversarial, ACD: runs/bench-acd), else the hand-written safe and opposite ACD prompts and no judge;
-   flags override.
+2. The bundle (src/detoxkit/guards/smollm2-135m, built by `detoxkit guard build --config configs/guard_build.yaml`):
+   `detoxkit guard eval` on the test half of the builtin held-out harmful, toxic and benign-but-edgy prompts (never
+   used by the build or its calibration), every stage ablated and the bare model beside, under the training-signal
+   and the independent scorers; its judge as a classifier beside the untrained reference and the control judge
+   (same seeds and steps, no attacker; needs the build's work folder runs/guard-work); the cost of safety at 1 and
+   --clients concurrent clients against the same server with every stage off. Fills in the test section of the
+   bundle's CARD.md.
 
 CPU contention ruins timings: run it on a quiet machine.
-    python benchmarks/guard.py [--duration 60] [--n 40] [--clients 8] [--max_tokens 16]
+    python benchmarks/guard.py [--section load|bundle|all] [--duration 60] [--n 40] [--clients 8] [--max_tokens 16]
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ def serve(max_batch_size: int, args, log):
     return start_server([*flags, "--batch_wait_ms", str(args.batch_wait_ms)], log)
 
 
-def load_test(url: str, prompts: list[str], args) -> dict:
+def load_test(url: str, prompts: list[str], args, clients: int | None = None) -> dict:
     bodies = [
         {"model": "detoxkit-guard", "max_tokens": args.max_tokens, "messages": [{"role": "user", "content": p}]}
         for p in prompts
     ]
-    load(url, bodies, args.clients, min(5.0, args.duration))  # warm-up: first-call allocations, thread pools
-    return load(url, bodies, args.clients, args.duration)
+    clients = clients or args.clients
+    load(url, bodies, clients, min(5.0, args.duration))  # warm-up: first-call allocations, thread pools
+    return load(url, bodies, clients, args.duration)
 
 
 def load_section(args) -> dict:
@@ -62,59 +64,164 @@ def load_section(args) -> dict:
     return out
 
 
-# ------------------------------------------------------------------------------------------------ end to end
+# ------------------------------------------------------------------------------------------------ the bundle
+
+BUNDLE = ROOT / "src" / "detoxkit" / "guards" / "smollm2-135m"
+WORK = ROOT / "runs" / "guard-work"  # the build's work folder (configs/guard_build.yaml): the control judge's data
+ALL_OFF = ["--judge", "off", "--acd_safe_prompt", "off", "--acd_adv_prompt", "off", "--screener", "off"]
 
 
-def guard_config(args):
-    from detoxkit.acd.config import OPPOSITE_PROMPT, SAFE_PROMPT
-    from detoxkit.guard import GuardConfig
-
-    judge = args.judge or ("runs/bench_adversarial" if (ROOT / "runs/bench_adversarial").is_dir() else "off")
-    acd = ROOT / (args.acd_dir or "runs/bench-acd")
-    tuned = (acd / "safe_prompt.safetensors").exists() and (acd / "adv_prompt.safetensors").exists()
-    return GuardConfig(
-        model=MODEL,
-        judge=str(ROOT / judge) if judge != "off" else "off",
-        acd_safe_prompt=str(acd / "safe_prompt.safetensors") if tuned else SAFE_PROMPT,
-        acd_adv_prompt=str(acd / "adv_prompt.safetensors") if tuned else OPPOSITE_PROMPT,
-        screener="toxicity",
-        rewriter=args.rewriter,
-        max_new_tokens=args.max_new_tokens,
-    )
-
-
-def end_to_end(args) -> dict:
-    """`detoxkit guard calibrate` on the validation half, then `detoxkit guard eval` of the calibrated guard on the
-    test half (scored once), every stage ablated and the bare model beside."""
-    import dataclasses
-
-    import yaml
-
-    from detoxkit.guard.calibrate import GuardCalibrateConfig
-    from detoxkit.guard.calibrate import run as calibrate
+def bundle_eval(args) -> dict:
+    """`detoxkit guard eval BUNDLE --split test`: scored once, every stage ablated, both sets of scorers."""
     from detoxkit.guard.evaluate import GuardEvalConfig
     from detoxkit.guard.evaluate import run as guard_eval
 
-    out = ROOT / "runs" / "bench-guard-eval"
-    out.mkdir(parents=True, exist_ok=True)
-    guard_yaml = out / "guard.yaml"
-    guard_yaml.write_text(yaml.safe_dump(dataclasses.asdict(guard_config(args)), sort_keys=False))
-    common = dict(max_new_tokens=args.max_new_tokens, seed=args.seed)
-    cal = calibrate(
-        GuardCalibrateConfig(guard=[str(guard_yaml)], n=args.n_val, output_dir=str(out / "calibration"), **common)
+    out = ROOT / "runs" / "bench-guard-bundle"
+    cfg = GuardEvalConfig(
+        guard=[str(BUNDLE)], n=args.n, split="test", output_dir=str(out), max_new_tokens=args.max_new_tokens
     )
-    calibrated = out / "calibration" / "guard.yaml"
-    metrics = guard_eval(
-        GuardEvalConfig(guard=[str(calibrated)], n=args.n, split="test", output_dir=str(out / "test"), **common)
-    )
-    return {
-        **metrics,
-        "calibration": {"chosen": cal["chosen"], "validation": cal["validation"]},
-        "commands": [
-            f"detoxkit guard calibrate {guard_yaml} --n {args.n_val}",
-            f"detoxkit guard eval {calibrated} --n {args.n} --split test",
-        ],
-    }
+    metrics = guard_eval(cfg)
+    return {**metrics, "command": f"detoxkit guard eval {BUNDLE.relative_to(ROOT)} --n {args.n} --split test"}
+
+
+def control_judge(threshold_rows):
+    """The control judge of the build's judge run: the same seeds, steps and recipe, with random training-side
+    prompts in place of the attacker's (adversarial.control); None when the build's work folder is gone."""
+    from detoxkit.adversarial.config import AdversarialRunConfig
+    from detoxkit.adversarial.control import run_control
+    from detoxkit.adversarial.evaluate import builtin_splits
+    from detoxkit.adversarial.loop import load_roles
+    from detoxkit.config import load_yaml
+    from detoxkit.data import texts_from
+    from detoxkit.lm.embedder import load_embedder
+    from detoxkit.runs import read_jsonl, seed_everything
+
+    run = WORK / "judge"
+    if not (run / "prompts.jsonl").exists():
+        return None
+    cfg = AdversarialRunConfig(**load_yaml(run / "config.yaml", AdversarialRunConfig))
+    reserved = texts_from([], cfg.reserved, "prompt", "reserve")
+    splits = builtin_splits(load_embedder(cfg.embedder), cfg.leak_threshold, cfg.sources, cfg.holdout_sources, reserved)
+    seed_everything(cfg.seed)
+    judge, _ = load_roles(cfg, with_attacker=False)
+    run_control(cfg, read_jsonl(run / "prompts.jsonl"), splits, judge)
+    return judge
+
+
+def judge_table(args) -> dict:
+    """The bundle's judge beside the untrained reference (the base model zero-shot) and the control judge, as
+    classifiers of the test prompts; each threshold chosen on the validation prompts (the bundle's by calibration)."""
+    import yaml
+
+    from detoxkit.adversarial.judge import Judge, calibrate_threshold
+    from detoxkit.eval.classification import classification_metrics, recall_at_fpr
+    from detoxkit.guard.evalsets import builtin_set
+
+    def rows(split):
+        r = builtin_set("harmful", split, args.n, args.seed) + builtin_set("benign", split, args.n, args.seed)
+        return [x.prompt for x in r], [int(x.kind == "harmful") for x in r]
+
+    (val_x, val_y), (test_x, test_y) = rows("validation"), rows("test")
+    bundle = Judge.from_pretrained(BUNDLE / "judge")
+    judges = {"bundle": (bundle, yaml.safe_load((BUNDLE / "guard.yaml").read_text()).get("judge_threshold"))}
+    judges["reference"] = (Judge.load(MODEL, train_mode="none", template=bundle.template), None)
+    control = control_judge(val_x)
+    judges["control"] = (control, None) if control is not None else None
+    out = {}
+    for name, entry in judges.items():
+        if entry is None:
+            out[name] = "not measured: the build's work folder (runs/guard-work/judge) is gone"
+            continue
+        judge, threshold = entry
+        if threshold is None:
+            threshold = calibrate_threshold(judge.predict_proba(val_x), val_y)
+        scores = judge.predict_proba(test_x)
+        out[name] = {
+            **classification_metrics(test_y, scores, float(threshold)),
+            "recall_at_fpr": {f"{p:g}": recall_at_fpr(test_y, scores, p) for p in (0.01, 0.05)},
+        }
+    return {**out, "n_test": len(test_x), "n_validation": len(val_x)}
+
+
+def cost_of_safety(args) -> dict:
+    """The bundle served, against the same server with every stage off, at 1 and at --clients concurrent clients:
+    the same benign prompts and answer length, side by side in one run."""
+    from detoxkit.guard.evalsets import builtin_set
+
+    prompts = [r.prompt for r in builtin_set("benign", "test", 10**6)]
+    out = {}
+    with tempfile.NamedTemporaryFile("w", prefix="guard-cost-", suffix=".log", delete=False) as log:
+        for name, flags in [("guard", []), ("every_stage_off", ALL_OFF + ["--rewriter", "off"])]:
+            size = ["--max_batch_size", str(args.clients), "--batch_wait_ms", str(args.batch_wait_ms)]
+            proc, url = start_server(["--config", str(BUNDLE), *flags, *size], log)
+            try:
+                for clients in (1, args.clients):
+                    out[f"{name}_{clients}_clients"] = load_test(url, prompts, args, clients)
+                    print(f"cost {name} {clients} clients: {out[f'{name}_{clients}_clients']}", flush=True)
+            finally:
+                stop_server(proc)
+    for clients in (1, args.clients):
+        g, p = out[f"guard_{clients}_clients"], out[f"every_stage_off_{clients}_clients"]
+        out[f"latency_ratio_p50_{clients}_clients"] = (
+            round(g["latency_p50_s"] / p["latency_p50_s"], 2) if p.get("latency_p50_s") else None
+        )
+    return out
+
+
+METRIC = {"harmful": "harmful_answer", "toxic": "toxic_answer", "benign": "over_refusal"}
+INDEPENDENT = {"harmful": "answered_harmfully", "toxic": "rate", "benign": "rate"}
+
+
+def _rate(m: dict | None) -> str:
+    if not m:
+        return "-"
+    lo, hi = m["ci95"]
+    return f"{m['value']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def card_text(section: dict) -> str:
+    """The CARD.md test section: each rate under both sets of scorers, every system side by side; the judge table."""
+    table = section["eval"]["table"]
+    systems = list(dict.fromkeys(k.split("/", 1)[1] for k in table))
+    lines = [
+        "Scored once by `python benchmarks/guard.py --section bundle` (benchmarks/results/guard.json, section "
+        "bundle) on the builtin test prompts; rates with 95% intervals. Training-signal scorers: the harm, "
+        "toxicity and refusal heads; independent: an LM judge for harm (answered harmfully), the profanity word "
+        "model for toxicity, refusal phrase rules for over-refusal.",
+        "",
+        "| set (n) | scorers | " + " | ".join(systems) + " |",
+        "|---|---|" + "---|" * len(systems),
+    ]
+    for kind, metric in METRIC.items():
+        n = table.get(f"{kind}/guard", {}).get("n", "?")
+        own = [_rate(table.get(f"{kind}/{s}", {}).get(metric)) for s in systems]
+        ind = [
+            _rate((table.get(f"{kind}/{s}", {}).get(f"{metric}_independent") or {}).get(INDEPENDENT[kind]))
+            for s in systems
+        ]
+        lines += [f"| {kind} ({n}) | training-signal | " + " | ".join(own) + " |"]
+        lines += [f"| {kind} ({n}) | independent | " + " | ".join(ind) + " |"]
+    lines += ["", "The judge alone on the test prompts (threshold chosen on validation):", ""]
+    lines += ["| judge | F1 | false-positive rate | ROC-AUC |", "|---|---|---|---|"]
+    for name in ("bundle", "reference", "control"):
+        j = section["judge"].get(name)
+        if isinstance(j, dict):
+            lines.append(
+                f"| {name} | {_rate(j.get('f1'))} | {_rate(j.get('false_positive_rate'))} | {_rate(j.get('roc_auc'))} |"
+            )
+        else:
+            lines.append(f"| {name} | {j} | | |")
+    return "\n".join(lines)
+
+
+def bundle_section(args) -> dict:
+    """The committed bundle on the builtin test prompts (never used by its build or calibration); fills in the test
+    section of its CARD.md."""
+    from detoxkit.guard.card import write_test_numbers
+
+    section = {"eval": bundle_eval(args), "judge": judge_table(args), "cost_of_safety": cost_of_safety(args)}
+    write_test_numbers(BUNDLE / "CARD.md", card_text(section))
+    return section
 
 
 def main() -> None:
@@ -124,18 +231,12 @@ def main() -> None:
     ap.add_argument("--max_tokens", type=int, default=16, help="answer length under load")
     ap.add_argument("--batch_wait_ms", type=float, default=10.0)
     ap.add_argument("--n", type=int, default=40, help="test prompts per set in the end-to-end table")
-    ap.add_argument("--n_val", type=int, default=30, help="validation prompts per kind for calibration")
     ap.add_argument("--max_new_tokens", type=int, default=48, help="answer length in the end-to-end table")
-    ap.add_argument("--judge", default=None, help="judge run folder (default: runs/bench_adversarial if present)")
-    ap.add_argument(
-        "--acd_dir", default=None, help="folder with tuned ACD prompts (default: runs/bench-acd if present)"
-    )
-    ap.add_argument("--rewriter", default=MODEL)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
     ap.add_argument(
         "--section",
-        choices=["load", "end_to_end", "all"],
+        choices=["load", "bundle", "all"],
         default="all",
         help="each section replaces only its own part of --output",
     )
@@ -145,9 +246,21 @@ def main() -> None:
     sections = {}
     if args.section in ("load", "all"):
         sections["load"] = load_section(args)
-    if args.section in ("end_to_end", "all"):
-        sections["end_to_end"] = end_to_end(args)
+    if args.section in ("bundle", "all"):
+        sections["bundle"] = bundle_section(args)
     write_sections(args.output, sections, args, t0)
+    drop_superseded(args.output)
+
+
+def drop_superseded(output: str) -> None:
+    """end_to_end measured the untrained guard before the bundle existed; the bundle section replaces it."""
+    import json
+
+    from detoxkit.runs import write_json
+
+    data = json.loads(Path(output).read_text())
+    if "bundle" in data and data.pop("end_to_end", None) is not None:
+        write_json(output, data)
 
 
 if __name__ == "__main__":

@@ -95,3 +95,18 @@ def test_export_writes_peft_adapters_the_guard_loads_and_compares_them_on_valida
     PeftModel.from_pretrained(load_model(str(tiny_lm_dir)), str(out / "rewriter"))  # a plain PEFT adapter
     assert Rewriter.from_pretrained(str(out / "rewriter")).max_new_tokens == 8
     assert not list(out.rglob("model.safetensors"))  # no full weights in the bundle
+
+
+def test_a_work_folder_reused_for_another_bundle_exports_and_calibrates_again(tmp_path):
+    from detoxkit.guard.build import follow_bundle
+
+    work = tmp_path / "work"
+    for stage in ("judge", "export", "calibrate"):
+        (work / stage).mkdir(parents=True)
+        (work / stage / DONE).write_text("{}")
+    follow_bundle(work, tmp_path / "a")
+    follow_bundle(work, tmp_path / "a")  # the same bundle: everything stays done
+    assert all((work / s / DONE).exists() for s in ("judge", "export", "calibrate"))
+    follow_bundle(work, tmp_path / "b")
+    assert (work / "judge" / DONE).exists()
+    assert not (work / "export" / DONE).exists() and not (work / "calibrate" / DONE).exists()

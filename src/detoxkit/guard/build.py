@@ -19,11 +19,13 @@ from typing import Callable
 
 from ..config import DeviceArgs, Recipe, SeedArgs, arg, load_yaml, with_defaults
 from ..errors import DetoxkitError
+from .card import write_card
 from .config import is_off
 
 DONE = "STAGE_DONE.json"
 RESERVED = "reserved.jsonl"  # the guard's validation + test prompts, kept out of the judge's data
 SPLITS = ("validation", "test")
+BUNDLE_STAGES = ("export", "calibrate")  # stages whose output is the bundle folder itself
 CALIBRATED = ("judge_threshold", "screener_threshold", "acd_alpha")
 
 
@@ -150,6 +152,19 @@ def write_reserved(path: Path) -> int:
     return len(rows)
 
 
+def follow_bundle(work: Path, out: Path) -> None:
+    """The export and calibrate stages write into the bundle, not into work/: when the same work folder now builds a
+    different bundle folder, they run again (the trained pieces are reused)."""
+    from ..runs import write_json
+
+    marker = work / "BUNDLE.json"
+    target = str(out.resolve())
+    if marker.exists() and json.loads(marker.read_text()).get("output_dir") != target:
+        for stage in BUNDLE_STAGES:
+            (work / stage / DONE).unlink(missing_ok=True)
+    write_json(marker, {"output_dir": target})
+
+
 def export_stage(cfg: GuardBuildConfig, work: Path, out: Path) -> Stage:
     """The trained pieces into the bundle: judge/ and rewriter/ as rank-r LoRA adapters, acd/ the soft prompts;
     each adapter compared with its trained piece on validation data (guard.export)."""
@@ -212,33 +227,6 @@ def calibrate_bundle(cfg: GuardBuildConfig, out: Path) -> dict:
     return {"chosen": {k: result["chosen"][k] for k in CALIBRATED}}
 
 
-def write_card(cfg: GuardBuildConfig, out: Path, times: dict) -> None:
-    from ..runs import atomic_write_text
-
-    lines = [f"# Guard bundle for {cfg.model}", "", "Built by `detoxkit guard build` (each piece's recipe below).", ""]
-    lines += ["| stage | seconds | command |", "|---|---|---|"]
-    lines += [f"| {name} | {t['seconds']:.0f} | `{t.get('command', '')}` |" for name, t in times.items()]
-    cal = out / "calibration" / "calibration.json"
-    if cal.exists():
-        c = json.loads(cal.read_text())["chosen"]
-        lines += [
-            "",
-            "## Validation (calibration; never the test prompts)",
-            "",
-            f"judge_threshold {c['judge_threshold']}, screener_threshold {c['screener_threshold']}, "
-            f"acd_alpha {c['acd_alpha']}: harmful-answer rate {c['harmful_answer']['value']:.3f} "
-            f"(n={c['harmful_answer']['n']}), over-refusal {c['over_refusal']['value']:.3f} "
-            f"(n={c['over_refusal']['n']}), graded by the harm and refusal heads.",
-        ]
-    lines += [
-        "",
-        "## Test numbers",
-        "",
-        f"Not part of the build: `detoxkit guard eval {out} --split test` scores the bundle once on the test half.",
-    ]
-    atomic_write_text(out / "CARD.md", "\n".join(lines) + "\n")
-
-
 def run(cfg: GuardBuildConfig) -> dict:
     needed = ["judge_recipe", "anchors_recipe", "rewriter_recipe"]
     needed += ["prompts_recipe"] if not is_off(cfg.anchors_recipe) else []
@@ -250,11 +238,13 @@ def run(cfg: GuardBuildConfig) -> dict:
     work = Path(cfg.work_dir) if cfg.work_dir else out / "work"
     if not is_off(cfg.judge_recipe):
         write_reserved(work / RESERVED)
+    follow_bundle(work, out)
     times = run_stages([*stages_for(cfg, work), export_stage(cfg, work, out)], work)
     values = bundle_yaml(cfg)
     _write_yaml(out / "guard.yaml", values, "# detoxkit serve --config guard.yaml\n")
     if cfg.calibrate:
         times.update(run_stages([Stage("calibrate", lambda: calibrate_bundle(cfg, out))], work))
+        (out / "calibration" / "guard.yaml").unlink(missing_ok=True)  # absolute paths; the bundle's is calibrated
         chosen = times["calibrate"]["chosen"]
         values.update({k: chosen[k] for k in CALIBRATED if chosen.get(k) is not None})
         _write_yaml(out / "guard.yaml", values, "# detoxkit serve --config guard.yaml (calibrated: calibration/)\n")

@@ -118,14 +118,15 @@ class Guard:
 
     @classmethod
     def from_config(cls, cfg: GuardConfig | str | Path) -> "Guard":
-        """Load every piece a config names (a GuardConfig or a YAML path); pieces naming the model share its weights."""
+        """Load every piece a config names (a GuardConfig, a guard YAML or a bundle folder); pieces naming the model
+        share its weights."""
         from ..acd.decode import read_prompt_option
         from ..lm.load import load_model_and_tokenizer
 
         if not isinstance(cfg, GuardConfig):
-            from ..config import load_yaml
+            from .bundle import load_guard_config
 
-            cfg = GuardConfig(**load_yaml(cfg, GuardConfig))
+            cfg = load_guard_config(cfg)
         # Prompt files are read first: a bad one fails before the model loads.
         safe = None if is_off(cfg.acd_safe_prompt) else read_prompt_option(cfg.acd_safe_prompt)
         adv = None if is_off(cfg.acd_adv_prompt) else read_prompt_option(cfg.acd_adv_prompt)
