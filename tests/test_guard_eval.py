@@ -229,3 +229,27 @@ def test_calibration_grades_answers_with_their_prompts(tiny_lm, monkeypatch):
     rows = [EvalRow([{"role": "user", "content": "hi"}], "benign", "x")]
     answer_once(Guard(*tiny_lm, GuardConfig(screener="off", max_new_tokens=2)), rows, None, 4)
     assert seen and all(p == ["hi"] for p in seen)
+
+
+@pytest.mark.slow
+def test_a_bundle_whose_judge_adapter_is_corrupt_or_missing_is_one_line_and_writes_nothing(
+    tiny_lm_dir, tmp_path, capsys
+):
+    from detoxkit.adversarial.judge import Judge
+
+    bundle = tmp_path / "bundle"
+    Judge.load(str(tiny_lm_dir), train_mode="lora", lora_r=4, lora_alpha=8).save_adapter(bundle / "judge", rank=4)
+    (bundle / "guard.yaml").write_text(f"model: {tiny_lm_dir}\njudge: judge\nscreener: 'off'\nrewriter: 'off'\n")
+    sets, out = write_jsonl(tmp_path / "set.jsonl", ROWS), tmp_path / "out"
+    args = ["guard", "eval", str(bundle), "--sets", str(sets), "--output_dir", str(out), "--no-ablate"]
+    weights = bundle / "judge" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    capsys.readouterr()  # the set-up's own loading output
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "judge/adapter_model.safetensors: not a loadable LoRA adapter" in err
+    weights.unlink()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "judge/adapter_model.safetensors: missing" in err
+    assert not out.exists()

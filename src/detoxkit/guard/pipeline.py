@@ -121,13 +121,17 @@ class Guard:
         """Load every piece a config names (a GuardConfig, a guard YAML or a bundle folder); pieces naming the model
         share its weights."""
         from ..acd.decode import read_prompt_option
+        from ..lm.adapters import check_adapter, is_adapter
         from ..lm.load import load_model_and_tokenizer
 
         if not isinstance(cfg, GuardConfig):
             from .bundle import load_guard_config
 
             cfg = load_guard_config(cfg)
-        # Prompt files are read first: a bad one fails before the model loads.
+        # Prompt files and adapter folders are read first: a bad one fails before the model loads.
+        for piece in (cfg.judge, cfg.rewriter):
+            if isinstance(piece, str) and not is_off(piece) and is_adapter(piece):
+                check_adapter(piece)
         safe = None if is_off(cfg.acd_safe_prompt) else read_prompt_option(cfg.acd_safe_prompt)
         adv = None if is_off(cfg.acd_adv_prompt) else read_prompt_option(cfg.acd_adv_prompt)
         policies = None

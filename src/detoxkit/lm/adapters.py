@@ -84,10 +84,10 @@ def is_adapter(path: str | Path) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
 
 
-def merged(base, path: str | Path):
-    """`base` with the PEFT adapter folder `path` added into its weights (no adapter layers left at inference)."""
-    from peft import PeftModel
-    from safetensors import SafetensorError
+def check_adapter(path: str | Path) -> None:
+    """Fail fast, before any model loads, on an adapter folder with a missing file, a config that is not JSON or
+    weights whose safetensors header does not read (a truncated or corrupt file)."""
+    from safetensors import SafetensorError, safe_open
 
     from ..errors import DataError
 
@@ -100,9 +100,22 @@ def merged(base, path: str | Path):
     except ValueError as e:
         raise DataError(path / CONFIG_FILE, f"not JSON: {e}") from None
     try:
+        with safe_open(str(path / WEIGHTS_FILE), "pt") as f:
+            f.keys()
+    except (OSError, SafetensorError) as e:
+        raise DataError(path / WEIGHTS_FILE, f"not a loadable LoRA adapter: {e}".split("\n")[0]) from None
+
+
+def merged(base, path: str | Path):
+    """`base` with the PEFT adapter folder `path` added into its weights (no adapter layers left at inference)."""
+    from peft import PeftModel
+
+    from ..errors import DataError
+
+    path = Path(path)
+    check_adapter(path)
+    try:
         model = PeftModel.from_pretrained(base, str(path))
-    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as e:  # truncated, corrupt, mismatched
-        raise DataError(
-            path / WEIGHTS_FILE, f"not a loadable LoRA adapter for this model: {e}".split("\n")[0]
-        ) from None
+    except (OSError, ValueError, RuntimeError, KeyError) as e:  # weights that do not fit this model
+        raise DataError(path / WEIGHTS_FILE, f"not a LoRA adapter for this model: {e}".split("\n")[0]) from None
     return model.merge_and_unload().eval()
