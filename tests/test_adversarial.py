@@ -399,6 +399,9 @@ def test_resume_equals_uninterrupted_with_a_sampling_attacker_on_the_shared_base
     )
     assert calls == [4, 4]  # one batched generate per round
     reference = judge.trainable_state(), attacker.trainable_state()
+    done = [r for r in read_jsonl(a / "prompts.jsonl") if r.get("type") == "round_done"]
+    assert done[0]["attacker_train_size"] > 0 and done[0]["attacker_loss_last"] is not None
+    assert done[1]["attacker_train_size"] == 0 and done[1]["attacker_loss_last"] is None  # no round follows it
 
     judge, attacker = roles(b)
     start_log(b, SEEDS)

@@ -174,7 +174,9 @@ def write_slot(cfg, rnd: int, slot: int, draft: str, attacker, judge, oracle, de
 
 
 def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, times: dict) -> dict:
-    """Fine-tune the judge on all labelled data and the attacker on its successes; checkpoint; the round's summary."""
+    """Fine-tune the judge on all labelled data and the attacker on its successes; checkpoint; the round's summary.
+    The last round's attacker fine-tune is skipped: no round follows to use it (a run resumed with more rounds
+    starts them with the attacker of the round before)."""
     from ..runs import save_checkpoint
     from .judge import fit_judge
 
@@ -182,13 +184,17 @@ def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, ti
     prompts, labels = judge_dataset(rows, rnd)
     judge_losses = fit_judge(cfg, judge, prompts, labels, rnd)
     t1 = time.perf_counter()
-    attacks = attacker_dataset(rows, rnd)
-    attacker_losses = attacker.finetune(
-        attacks,
-        epochs=cfg.attacker_epochs,
-        learning_rate=cfg.learning_rate,
-        batch_size=cfg.per_device_train_batch_size,
-        seed=cfg.seed * 1000 + rnd,
+    attacks = attacker_dataset(rows, rnd) if rnd < cfg.rounds else []
+    attacker_losses = (
+        attacker.finetune(
+            attacks,
+            epochs=cfg.attacker_epochs,
+            learning_rate=cfg.learning_rate,
+            batch_size=cfg.per_device_train_batch_size,
+            seed=cfg.seed * 1000 + rnd,
+        )
+        if attacks
+        else []
     )
     t2 = time.perf_counter()
     times.update(finetune=t2 - t0, finetune_judge=t1 - t0, finetune_attacker=t2 - t1)
