@@ -116,3 +116,21 @@ def test_demo_counts_what_the_guard_did_with_each_kind():
         "toxic_rewritten_or_withheld": 2,
         "benign_answered": 1,
     }
+
+
+def test_the_committed_bundle_fits_in_git_and_names_only_files_inside_it():
+    """What issue 17 asks of the shipped bundle: <= 4 MiB a file, <= 10 MiB in all, every piece a path inside the
+    folder (no work files, no absolute paths), each trained on the bundle's model (load_guard_config checks it)."""
+    import yaml
+
+    folder = bundle.BUILTIN_BUNDLE
+    if not (folder / "guard.yaml").exists():
+        pytest.skip("the builtin bundle is not built in this checkout")
+    sizes = [p.stat().st_size for p in folder.rglob("*") if p.is_file()]
+    assert max(sizes) <= 4 * 2**20 and sum(sizes) <= 10 * 2**20
+    assert not (folder / "work").exists() and not list(folder.rglob("model.safetensors"))
+    values = yaml.safe_load((folder / "guard.yaml").read_text())
+    for field in ("judge", "acd_safe_prompt", "acd_adv_prompt", "rewriter"):
+        assert not str(values[field]).startswith("/") and (folder / values[field]).exists(), field
+    cfg = bundle.load_guard_config(folder)
+    assert cfg.model == "smollm2-135m-instruct" and cfg.judge == str(folder / "judge")
