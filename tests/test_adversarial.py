@@ -365,6 +365,40 @@ def test_reference_is_the_base_model_zero_shot_with_the_adapter_disabled(tiny_lm
             pass
 
 
+def test_token_batches_sort_by_length_and_bound_rows_and_tokens():
+    from detoxkit.lm.score import token_batches
+
+    lengths = [10, 300, 12, 11, 130, 9]
+    batches = token_batches(lengths, batch_size=3, max_tokens=250)
+    assert batches == [[5, 0, 3], [2], [4], [1]]  # shortest first, 3 rows; 2 x 130 tokens and 300 exceed 250
+    assert all(len(b) * max(lengths[i] for i in b) <= 250 for b in batches if len(b) > 1)
+    assert token_batches(lengths, batch_size=16, max_tokens=10_000) == [[5, 0, 3, 2, 4, 1]]
+
+
+def test_judge_scores_a_long_text_apart_from_short_ones_with_the_same_scores(tiny_lm_dir):
+    """A long text (a PyRIT response) among short prompts: every forward stays within the token budget (the long
+    row is not a batch's width for 15 short ones), and the scores equal one-at-a-time scores, in input order."""
+    from detoxkit.lm.score import MAX_BATCH_TOKENS
+
+    judge = Judge.load(str(tiny_lm_dir), train_mode="none")
+    long_text = " ".join(["The weather today is sunny with a light breeze from the west."] * 30)
+    prompts = PROBES * 3 + [long_text] + PROBES
+    n_long = len(judge.tokenizer.encode(judge.render(long_text), add_special_tokens=False))
+    assert 16 * n_long > MAX_BATCH_TOKENS >= n_long  # the case: 16 rows as wide as the long one overflow the budget
+    shapes = []
+    hook = judge.model.register_forward_pre_hook(
+        lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        batched = judge.predict_proba(prompts, batch_size=16)
+    finally:
+        hook.remove()
+    assert all(rows * width <= MAX_BATCH_TOKENS for rows, width in shapes)
+    assert sum(rows for rows, _ in shapes) == len(prompts)
+    alone = [judge.predict_proba([p])[0] for p in prompts]
+    assert batched == pytest.approx(alone, abs=1e-5)
+
+
 def test_per_row_generators_make_a_row_independent_of_its_batch():
     from detoxkit.lm.generate import Sampling, choose_next_token
 

@@ -95,21 +95,46 @@ def answer_token_ids(tokenizer, words: Sequence[str], fallback: bool = True) -> 
     return sorted({tokenizer.encode(w, add_special_tokens=False)[0] for w in words})
 
 
+# Rows x longest row per judge forward. A 16-row batch of ~100-token prompts fits; one long text (a PyRIT response,
+# ~480 tokens) no longer pads 15 short rows to its length, which on CPU took ~1 GB of activations (issue 16).
+MAX_BATCH_TOKENS = 2048
+
+
+def token_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Row indices in batches, shortest rows first: at most batch_size rows and at most max_tokens padded tokens
+    (rows x longest row; default MAX_BATCH_TOKENS) each, a row longer than that alone. Sorting keeps the padding
+    small; the budget bounds the activations a batch of long texts needs."""
+    budget = MAX_BATCH_TOKENS if max_tokens is None else max_tokens
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        last = batches[-1] if batches else None
+        # rows come in length order, so row i is the longest of the batch it joins
+        if last is None or len(last) >= batch_size or (len(last) + 1) * lengths[i] > budget:
+            batches.append([i])
+        else:
+            last.append(i)
+    return batches
+
+
 @torch.no_grad()
 def answer_probability(
     model, tokenizer, texts: list[str], yes_ids: list[int], no_ids: list[int], batch_size: int = 16
 ) -> list[float]:
     """P(yes) / (P(yes) + P(no)) of the first answer token after each (already templated) text: the LlamaGuard /
-    ShieldGemma recipe, shared by the LM-judge scorer, the adversarial judge and the win-rate judge."""
+    ShieldGemma recipe, shared by the LM-judge scorer, the adversarial judge and the win-rate judge. Rows are
+    scored in length-sorted batches under a token budget (token_batches); the scores come back in input order."""
     pad, device = pad_id(tokenizer), model_device(model)
-    out: list[float] = []
-    for s in range(0, len(texts), batch_size):
-        ids, mask = left_pad([tokenizer.encode(t, add_special_tokens=False) for t in texts[s : s + batch_size]], pad)
+    encoded = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    out = [0.0] * len(texts)
+    for idx in token_batches([len(e) for e in encoded], batch_size):
+        ids, mask = left_pad([encoded[i] for i in idx], pad)
         logits = (
             model(input_ids=ids.to(device), attention_mask=mask.to(device), **last_logits_kwargs(model, 1))
             .logits[:, -1]
             .float()
         )
         logp = torch.log_softmax(logits, -1)
-        out += torch.sigmoid(torch.logsumexp(logp[:, yes_ids], -1) - torch.logsumexp(logp[:, no_ids], -1)).tolist()
+        probs = torch.sigmoid(torch.logsumexp(logp[:, yes_ids], -1) - torch.logsumexp(logp[:, no_ids], -1))
+        for i, p in zip(idx, probs.tolist()):
+            out[i] = p
     return out
