@@ -10,7 +10,8 @@ screenshot (kept under 300 KB). Not part of `make test`: it needs a browser.
     pip install selenium                            # not a runtime requirement; uses /usr/bin/chromedriver, offline
     python benchmarks/playground_check.py [--model builtin|tiny] [--max_tokens 48] [--out PATH]
 
---model builtin: smollm2-135m-instruct with configs/guard.yaml's pieces (ACD with the hand-written prompts, toxicity
+--model builtin: the builtin guard bundle (src/detoxkit/guards/smollm2-135m) when it is built; else
+smollm2-135m-instruct with configs/guard.yaml's pieces (ACD with the hand-written prompts, toxicity
 screener, the model as rewriter); the judge is runs/bench_adversarial when it exists, else a keyword stand-in (the
 untrained model as a zero-shot judge blocks nearly every prompt). --model tiny: the tests' tiny random model with
 stand-in judge and screener (seconds; its answers are mostly empty).
@@ -71,6 +72,12 @@ def build_guard(args):
 
         cfg = GuardConfig(max_new_tokens=args.max_tokens)
         return Guard(*tiny_causal_lm(seed=0), cfg, judge=KeywordJudge(), screener=ConstScreener(0.1)), cfg, "stand-in"
+    from detoxkit.guard.bundle import builtin_bundle, load_guard_config
+
+    bundle = builtin_bundle()
+    if bundle is not None:  # the shipped guard: its trained judge, ACD prompts and rewriter
+        cfg = load_guard_config(bundle, max_new_tokens=args.max_tokens)
+        return Guard.from_config(cfg), cfg, f"the builtin bundle's judge ({bundle})"
     from detoxkit.config import load_yaml
 
     cfg = GuardConfig(**load_yaml(ROOT / "configs" / "guard.yaml", GuardConfig))
@@ -79,7 +86,7 @@ def build_guard(args):
     guard = Guard.from_config(cfg)
     if guard.judge is None:  # the untrained model as a zero-shot judge blocks nearly everything: a stand-in shows more
         guard.judge = KeywordJudge()
-        return guard, cfg, "stand-in keyword judge (no trained judge in runs/bench_adversarial)"
+        return guard, cfg, "stand-in keyword judge (no bundle built, no trained judge in runs/bench_adversarial)"
     return guard, cfg, judge
 
 
