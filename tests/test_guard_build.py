@@ -110,3 +110,24 @@ def test_a_work_folder_reused_for_another_bundle_exports_and_calibrates_again(tm
     follow_bundle(work, tmp_path / "b")
     assert (work / "judge" / DONE).exists()
     assert not (work / "export" / DONE).exists() and not (work / "calibrate" / DONE).exists()
+
+
+def test_a_stage_killed_and_resumed_counts_the_time_of_both_attempts(tmp_path):
+    import time
+
+    from detoxkit.guard.build import RUNNING, StageClock
+
+    attempts = []
+
+    def run():
+        attempts.append(1)
+        time.sleep(0.3)
+        if len(attempts) == 1:
+            raise KeyboardInterrupt
+        return {}
+
+    with pytest.raises(KeyboardInterrupt), StageClock(tmp_path / "judge", every=0.05):
+        run()
+    assert json.loads((tmp_path / "judge" / RUNNING).read_text())["seconds"] >= 0.2  # the killed attempt's time
+    times = run_stages([Stage("judge", run)], tmp_path, log=lambda _: None)
+    assert times["judge"]["seconds"] >= 0.5 and not (tmp_path / "judge" / RUNNING).exists()

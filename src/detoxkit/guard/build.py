@@ -23,6 +23,7 @@ from .card import write_card
 from .config import is_off
 
 DONE = "STAGE_DONE.json"
+RUNNING = "STAGE_RUNNING.json"  # a running stage's seconds so far (kept when it is killed)
 RESERVED = "reserved.jsonl"  # the guard's validation + test prompts, kept out of the judge's data
 SPLITS = ("validation", "test")
 BUNDLE_STAGES = ("export", "calibrate")  # stages whose output is the bundle folder itself
@@ -61,8 +62,41 @@ class Stage:
     enabled: bool = True
 
 
+class StageClock:
+    """Seconds a stage has run over all its attempts. While it runs, a background thread writes the time so far to
+    work/<stage>/STAGE_RUNNING.json every `every` seconds, so a killed attempt's time (to within `every`) is added
+    to the next attempt's instead of being lost."""
+
+    def __init__(self, folder: Path, every: float = 15.0):
+        import threading
+
+        self.path, self.every, self.stop = folder / RUNNING, every, threading.Event()
+        self.earlier = json.loads(self.path.read_text())["seconds"] if self.path.exists() else 0.0
+        self.t0 = time.time()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def seconds(self) -> float:
+        return round(self.earlier + time.time() - self.t0, 1)
+
+    def _beat(self) -> None:
+        from ..runs import write_json
+
+        while not self.stop.wait(self.every):
+            write_json(self.path, {"seconds": self.seconds()})
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def run_stages(stages: list[Stage], work: Path, log=print) -> dict:
-    """Each enabled stage in order, skipped when done; a stage is done once its STAGE_DONE.json is written."""
+    """Each enabled stage in order, skipped when done; a stage is done once its STAGE_DONE.json is written. Its
+    seconds count every attempt (StageClock)."""
     from ..runs import progress, write_json
 
     times = {}
@@ -72,12 +106,12 @@ def run_stages(stages: list[Stage], work: Path, log=print) -> dict:
             times[stage.name] = {**json.loads(done.read_text()), "skipped": True}
             log(f"guard build: {stage.name} already built ({times[stage.name]['seconds']:.0f} s), skipped")
             continue
-        t0 = time.time()
         log(f"guard build: {stage.name} ...")
-        about = stage.run()
-        record = {"seconds": round(time.time() - t0, 1), **about}
-        done.parent.mkdir(parents=True, exist_ok=True)
+        with StageClock(work / stage.name) as clock:
+            about = stage.run()
+        record = {"seconds": clock.seconds(), **about}
         write_json(done, record)
+        (work / stage.name / RUNNING).unlink(missing_ok=True)
         times[stage.name] = record
         log(f"guard build: {stage.name} done in {record['seconds']:.0f} s")
     return times

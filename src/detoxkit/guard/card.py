@@ -78,7 +78,13 @@ def _adapter_rows(export: dict) -> list[str]:
             f"{a['relative_error']}; on {v['adapter']['n']} ParaDetox validation sentences, toxicity-screener pass "
             f"rate {v['trained']['pass_rate']:.3f} trained vs {v['adapter']['pass_rate']:.3f} as the adapter, MiniLM "
             f"similarity to the input {v['trained']['similarity']:.3f} vs {v['adapter']['similarity']:.3f}, the same "
-            f"rewrite for {v['same_rewrite']} of {v['adapter']['n']}."
+            f"rewrite for {v['same_rewrite']} of {v['adapter']['n']}"
+            + (
+                f"; the untrained base model: pass rate {v['base_model']['pass_rate']:.3f}, similarity "
+                f"{v['base_model']['similarity']:.3f}."
+                if "base_model" in v
+                else "."
+            )
         )
     return rows
 

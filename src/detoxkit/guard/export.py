@@ -58,13 +58,20 @@ def rewriter_validation(rewriter, n: int) -> dict:
 
 
 def export_rewriter(trained: Path, dst: Path, rank: int, n: int, dtype: str, device: str) -> dict:
+    import json
+
     from ..sro.rewrite import Rewriter, save_rewriter_adapter
 
     stats = save_rewriter_adapter(trained, dst, rank)
     before = rewriter_validation(Rewriter.from_pretrained(str(trained), device, dtype=dtype), n)
     after = rewriter_validation(Rewriter.from_pretrained(str(dst), device, dtype=dtype), n)
+    # the untrained base with the same instruction: what the training added, against what the adapter kept
+    base = json.loads((Path(trained) / "rewriter.json").read_text())["base_model"]
+    untrained = rewriter_validation(Rewriter.from_pretrained(base, device, dtype=dtype), n)
     same = sum(a == b for a, b in zip(before.pop("rewrites"), after.pop("rewrites")))
-    return {"adapter": stats, "validation": {"trained": before, "adapter": after, "same_rewrite": same}}
+    untrained.pop("rewrites")
+    validation = {"trained": before, "adapter": after, "base_model": untrained, "same_rewrite": same}
+    return {"adapter": stats, "validation": validation}
 
 
 def copy_prompts(src: Path, dst: Path) -> dict:
