@@ -253,3 +253,11 @@ def test_a_bundle_whose_judge_adapter_is_corrupt_or_missing_is_one_line_and_writ
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "judge/adapter_model.safetensors: missing" in err
     assert not out.exists()
+
+
+def test_judge_thresholds_keep_scores_that_differ_only_near_one():
+    from detoxkit.guard.calibrate import judge_thresholds
+
+    scores = [0.2, 0.99991, 0.999996, 0.9999991]  # a benign prompt the judge is sure of, below two harmful ones
+    assert judge_thresholds(scores) == [0.2, 0.99991, 0.999996, 0.9999991, 1.01]
+    assert judge_thresholds(None) == [1.01]

@@ -143,7 +143,7 @@ def run(cfg: GuardCalibrateConfig) -> dict:
     guard = Guard.from_config(gcfg)
     judge_scores = guard.judge.predict_proba([r.prompt for r in rows]) if guard.judge is not None else None
     alphas = cfg.alphas if guard.safe_prompt is not None and guard.adv_prompt is not None else [None]
-    judge_grid = sorted({1.01, *(round(s, 4) for s in judge_scores)}) if judge_scores else [1.01]
+    judge_grid = judge_thresholds(judge_scores)
     screen_grid = cfg.screener_thresholds if guard.screener is not None else [1.01]
     sweep = []
     for alpha in alphas:
@@ -159,6 +159,12 @@ def run(cfg: GuardCalibrateConfig) -> dict:
     write_json(out / "calibration.json", result)
     _plot(out, sweep, chosen)
     return result
+
+
+def judge_thresholds(scores: list[float] | None) -> list[float]:
+    """Every judge score as a threshold (block at P >= it), and 1.01 (never block). Exact, not rounded: a fine-tuned
+    judge puts many prompts, harmful and benign, above 0.9999, and rounding merged the thresholds that separate them."""
+    return sorted({1.01, *map(float, scores)}) if scores else [1.01]
 
 
 def _calibrated_yaml(source: str, chosen: dict, guard) -> str:
