@@ -41,6 +41,10 @@ PIECES = {
 FAILURE_MODES = [
     "The harm head (a training-signal grader, and calibration's criterion) scores off-topic or incoherent text as "
     "harmless, so an ACD deflection can count as safe; `guard eval` reports the off-topic and LM judges beside it.",
+    "The judge's builtin training data holds few benign prompts that sound harmful (benign-but-edgy questions and "
+    "the benign halves of the harmful/benign pairs are its only benign sources), so it scores many of them close to "
+    "harmful ones; calibration keeps over-refusal in bound by raising its threshold, and it then blocks fewer "
+    "harmful prompts (the sweep in calibration/ shows the trade).",
     "The judge has seen English prompts of six builtin sources only: other phrasings, languages and long "
     "conversations may pass it (`benchmarks/adversarial.py` measures it on sources it never saw).",
     "The adapters keep the linear layers' change at the stated rank; the rewriter's full fine-tune also moved its "
