@@ -84,7 +84,7 @@ def bundle_eval(args) -> dict:
     return {**metrics, "command": f"detoxkit guard eval {BUNDLE.relative_to(ROOT)} --n {args.n} --split test"}
 
 
-def control_judge(threshold_rows):
+def control_judge():
     """The control judge of the build's judge run: the same seeds, steps and recipe, with random training-side
     prompts in place of the attacker's (adversarial.control); None when the build's work folder is gone."""
     from detoxkit.adversarial.config import AdversarialRunConfig
@@ -110,7 +110,8 @@ def control_judge(threshold_rows):
 
 def judge_table(args) -> dict:
     """The bundle's judge beside the untrained reference (the base model zero-shot) and the control judge, as
-    classifiers of the test prompts; each threshold chosen on the validation prompts (the bundle's by calibration)."""
+    classifiers of the test prompts, each at the threshold of its best accuracy on the validation prompts (the
+    guard's own judge_threshold, chosen for the whole pipeline by calibration, is recorded beside)."""
     import yaml
 
     from detoxkit.adversarial.judge import Judge, calibrate_threshold
@@ -123,18 +124,14 @@ def judge_table(args) -> dict:
 
     (val_x, val_y), (test_x, test_y) = rows("validation"), rows("test")
     bundle = Judge.from_pretrained(BUNDLE / "judge")
-    judges = {"bundle": (bundle, yaml.safe_load((BUNDLE / "guard.yaml").read_text()).get("judge_threshold"))}
-    judges["reference"] = (Judge.load(MODEL, train_mode="none", template=bundle.template), None)
-    control = control_judge(val_x)
-    judges["control"] = (control, None) if control is not None else None
-    out = {}
-    for name, entry in judges.items():
-        if entry is None:
+    judges = {"bundle": bundle, "reference": Judge.load(MODEL, train_mode="none", template=bundle.template)}
+    judges["control"] = control_judge()
+    out = {"bundle_guard_threshold": yaml.safe_load((BUNDLE / "guard.yaml").read_text()).get("judge_threshold")}
+    for name, judge in judges.items():
+        if judge is None:
             out[name] = "not measured: the build's work folder (runs/guard-work/judge) is gone"
             continue
-        judge, threshold = entry
-        if threshold is None:
-            threshold = calibrate_threshold(judge.predict_proba(val_x), val_y)
+        threshold = calibrate_threshold(judge.predict_proba(val_x), val_y)  # each judge's best validation accuracy
         scores = judge.predict_proba(test_x)
         out[name] = {
             **classification_metrics(test_y, scores, float(threshold)),
