@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from detoxkit.cli import main
+from detoxkit.errors import DetoxkitError
 from detoxkit.guard.build import DONE, Stage, run_stages
 
 
@@ -104,12 +105,14 @@ def test_a_work_folder_reused_for_another_bundle_exports_and_calibrates_again(tm
     for stage in ("judge", "export", "calibrate"):
         (work / stage).mkdir(parents=True)
         (work / stage / DONE).write_text("{}")
-    follow_bundle(work, tmp_path / "a")
-    follow_bundle(work, tmp_path / "a")  # the same bundle: everything stays done
+    follow_bundle(work, tmp_path / "a", "m")
+    follow_bundle(work, tmp_path / "a", "m")  # the same bundle: everything stays done
     assert all((work / s / DONE).exists() for s in ("judge", "export", "calibrate"))
-    follow_bundle(work, tmp_path / "b")
+    follow_bundle(work, tmp_path / "b", "m")
     assert (work / "judge" / DONE).exists()
     assert not (work / "export" / DONE).exists() and not (work / "calibrate" / DONE).exists()
+    with pytest.raises(DetoxkitError, match="holds the stages of a build for 'm', not 'other'"):
+        follow_bundle(work, tmp_path / "c", "other")  # its judge would be skipped as done, trained on m
 
 
 def test_a_stage_killed_and_resumed_counts_the_time_of_both_attempts(tmp_path):

@@ -186,17 +186,25 @@ def write_reserved(path: Path) -> int:
     return len(rows)
 
 
-def follow_bundle(work: Path, out: Path) -> None:
-    """The export and calibrate stages write into the bundle, not into work/: when the same work folder now builds a
-    different bundle folder, they run again (the trained pieces are reused)."""
+def follow_bundle(work: Path, out: Path, model: str) -> None:
+    """A work folder belongs to one model: another model's build there is refused (its trained stages would be
+    skipped as done). The export and calibrate stages write into the bundle, not into work/: when the same work
+    folder now builds a different bundle folder, they run again (the trained pieces are reused)."""
     from ..runs import write_json
 
     marker = work / "BUNDLE.json"
     target = str(out.resolve())
-    if marker.exists() and json.loads(marker.read_text()).get("output_dir") != target:
-        for stage in BUNDLE_STAGES:
-            (work / stage / DONE).unlink(missing_ok=True)
-    write_json(marker, {"output_dir": target})
+    if marker.exists():
+        built = json.loads(marker.read_text())
+        if built.get("model", model) != model:
+            raise DetoxkitError(
+                f"--work_dir {work} holds the stages of a build for {built['model']!r}, not {model!r}: "
+                "give this model its own --work_dir"
+            )
+        if built.get("output_dir") != target:
+            for stage in BUNDLE_STAGES:
+                (work / stage / DONE).unlink(missing_ok=True)
+    write_json(marker, {"output_dir": target, "model": model})
 
 
 def export_stage(cfg: GuardBuildConfig, work: Path, out: Path) -> Stage:
@@ -272,7 +280,7 @@ def run(cfg: GuardBuildConfig) -> dict:
     work = Path(cfg.work_dir) if cfg.work_dir else out / "work"
     if not is_off(cfg.judge_recipe):
         write_reserved(work / RESERVED)
-    follow_bundle(work, out)
+    follow_bundle(work, out, cfg.model)
     times = run_stages([*stages_for(cfg, work), export_stage(cfg, work, out)], work)
     values = bundle_yaml(cfg)
     _write_yaml(out / "guard.yaml", values, "# detoxkit serve --config guard.yaml\n")
