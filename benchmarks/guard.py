@@ -73,15 +73,21 @@ ALL_OFF = ["--judge", "off", "--acd_safe_prompt", "off", "--acd_adv_prompt", "of
 
 def bundle_eval(args) -> dict:
     """`detoxkit guard eval BUNDLE --split test`: scored once, every stage ablated, both sets of scorers."""
+    import json
+
     from detoxkit.guard.evaluate import GuardEvalConfig
     from detoxkit.guard.evaluate import run as guard_eval
 
     out = ROOT / "runs" / "bench-guard-bundle"
+    command = f"detoxkit guard eval {BUNDLE.relative_to(ROOT)} --n {args.n} --split test"
+    if args.reuse_eval and (out / "metrics.json").exists():  # this bundle's test scoring, not scored twice
+        reused = "metrics.json of an earlier run of this benchmark that stopped after scoring"
+        return {**json.loads((out / "metrics.json").read_text()), "command": command, "reused": reused}
     cfg = GuardEvalConfig(
         guard=[str(BUNDLE)], n=args.n, split="test", output_dir=str(out), max_new_tokens=args.max_new_tokens
     )
     metrics = guard_eval(cfg)
-    return {**metrics, "command": f"detoxkit guard eval {BUNDLE.relative_to(ROOT)} --n {args.n} --split test"}
+    return {**metrics, "command": command}
 
 
 def control_judge():
@@ -100,7 +106,7 @@ def control_judge():
     if not (run / "prompts.jsonl").exists():
         return None
     cfg = AdversarialRunConfig(**load_yaml(run / "config.yaml", AdversarialRunConfig))
-    reserved = texts_from([], cfg.reserved, "prompt", "reserve")
+    reserved = texts_from([], str(ROOT / cfg.reserved), "prompt", "reserve")  # relative to the repository
     splits = builtin_splits(load_embedder(cfg.embedder), cfg.leak_threshold, cfg.sources, cfg.holdout_sources, reserved)
     seed_everything(cfg.seed)
     judge, _ = load_roles(cfg, with_attacker=False)
@@ -230,6 +236,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=40, help="test prompts per set in the end-to-end table")
     ap.add_argument("--max_new_tokens", type=int, default=48, help="answer length in the end-to-end table")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--reuse_eval",
+        action="store_true",
+        help="bundle: take runs/bench-guard-bundle/metrics.json from an earlier run that stopped later (the test "
+        "prompts are scored once per reported number)",
+    )
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
     ap.add_argument(
         "--section",
