@@ -24,7 +24,8 @@ class DemoConfig(RunArgs):
     max_new_tokens: int = arg(48, "answer length")
     rewriter: Optional[str] = arg(
         None,
-        "a trained SRO rewriter folder for the rewrite section (default: the base model, two-shot prompted); "
+        "a trained SRO rewriter folder for the rewrite section (default: the guard bundle's, else the base model, "
+        "two-shot prompted); "
         "given, it is the guard's rewriter too",
     )
     guard: str = arg(
@@ -93,12 +94,16 @@ def _rewrite_section(cfg: DemoConfig) -> tuple[list[str], list[dict]]:
         "this is the dumbest fucking idea i have ever heard .",
         "get your lazy ass out of here .",
     ]
-    rewrites = Rewriter.from_pretrained(cfg.rewriter or cfg.model, device=cfg.device, max_new_tokens=32).rewrite(toxic)
+    from ..guard.config import is_off
+
+    guard_rewriter = demo_guard_config(cfg)[0].rewriter  # --rewriter, else the bundle's, else the model itself
+    path = cfg.model if is_off(guard_rewriter) else guard_rewriter
+    rewrites = Rewriter.from_pretrained(path, device=cfg.device, max_new_tokens=32).rewrite(toxic)
     tox = get_scorer("toxicity")
     before, after = tox(toxic), tox(rewrites)
     kind = (
-        "trained SRO rewriter"
-        if cfg.rewriter
+        f"trained SRO rewriter {path}"
+        if path != cfg.model
         else "base model, two-shot prompted (train one with `detoxkit sro train`)"
     )
     lines = [f"rewrite ({kind}):"] + [
