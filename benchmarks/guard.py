@@ -93,12 +93,12 @@ def bundle_eval(args) -> dict:
 def control_judge():
     """The control judge of the build's judge run: the same seeds, steps and recipe, with random training-side
     prompts in place of the attacker's (adversarial.control); None when the build's work folder is gone."""
+    import os
+
     from detoxkit.adversarial.config import AdversarialRunConfig
     from detoxkit.adversarial.control import run_control
-    from detoxkit.adversarial.evaluate import builtin_splits
-    from detoxkit.adversarial.loop import load_roles
+    from detoxkit.adversarial.loop import load_roles, run_splits
     from detoxkit.config import load_yaml
-    from detoxkit.data import texts_from
     from detoxkit.lm.embedder import load_embedder
     from detoxkit.runs import read_jsonl, seed_everything
 
@@ -106,8 +106,9 @@ def control_judge():
     if not (run / "prompts.jsonl").exists():
         return None
     cfg = AdversarialRunConfig(**load_yaml(run / "config.yaml", AdversarialRunConfig))
-    reserved = texts_from([], str(ROOT / cfg.reserved), "prompt", "reserve")  # relative to the repository
-    splits = builtin_splits(load_embedder(cfg.embedder), cfg.leak_threshold, cfg.sources, cfg.holdout_sources, reserved)
+    if cfg.reserved:
+        cfg.reserved = os.path.join(ROOT, cfg.reserved)  # the build ran from the repository root
+    splits = run_splits(cfg, load_embedder(cfg.embedder))
     seed_everything(cfg.seed)
     judge, _ = load_roles(cfg, with_attacker=False)
     run_control(cfg, read_jsonl(run / "prompts.jsonl"), splits, judge)
@@ -175,15 +176,10 @@ METRIC = {"harmful": "harmful_answer", "toxic": "toxic_answer", "benign": "over_
 INDEPENDENT = {"harmful": "answered_harmfully", "toxic": "rate", "benign": "rate"}
 
 
-def _rate(m: dict | None) -> str:
-    if not m:
-        return "-"
-    lo, hi = m["ci95"]
-    return f"{m['value']:.2f} [{lo:.2f}, {hi:.2f}]"
-
-
 def card_text(section: dict) -> str:
     """The CARD.md test section: each rate under both sets of scorers, every system side by side; the judge table."""
+    from detoxkit.eval.stats import format_ci
+
     table = section["eval"]["table"]
     systems = list(dict.fromkeys(k.split("/", 1)[1] for k in table))
     lines = [
@@ -197,9 +193,9 @@ def card_text(section: dict) -> str:
     ]
     for kind, metric in METRIC.items():
         n = table.get(f"{kind}/guard", {}).get("n", "?")
-        own = [_rate(table.get(f"{kind}/{s}", {}).get(metric)) for s in systems]
+        own = [format_ci(table.get(f"{kind}/{s}", {}).get(metric)) for s in systems]
         ind = [
-            _rate((table.get(f"{kind}/{s}", {}).get(f"{metric}_independent") or {}).get(INDEPENDENT[kind]))
+            format_ci((table.get(f"{kind}/{s}", {}).get(f"{metric}_independent") or {}).get(INDEPENDENT[kind]))
             for s in systems
         ]
         lines += [f"| {kind} ({n}) | training-signal | " + " | ".join(own) + " |"]
@@ -210,7 +206,7 @@ def card_text(section: dict) -> str:
         j = section["judge"].get(name)
         if isinstance(j, dict):
             lines.append(
-                f"| {name} | {_rate(j.get('f1'))} | {_rate(j.get('false_positive_rate'))} | {_rate(j.get('roc_auc'))} |"
+                f"| {name} | {format_ci(j.get('f1'))} | {format_ci(j.get('false_positive_rate'))} | {format_ci(j.get('roc_auc'))} |"
             )
         else:
             lines.append(f"| {name} | {j} | | |")

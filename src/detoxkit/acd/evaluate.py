@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..config import Recipe
 from ..errors import DetoxkitError
+from ..eval.stats import format_ci
 from .anchors import draw, normalise
 from .config import EvalConfig
 
@@ -298,13 +299,6 @@ def evaluate(cfg, model=None, tok=None) -> dict:
     return metrics
 
 
-def _fmt(r: dict | None) -> str:
-    if not r:
-        return "–"
-    lo, hi = r["ci95"]
-    return f"{r['value']:.3f} [{lo:.2f}, {hi:.2f}]"
-
-
 def report(metrics: dict) -> str:
     lines = [
         f"# ACD evaluation: {metrics['model']}",
@@ -319,8 +313,8 @@ def report(metrics: dict) -> str:
     for name, r in metrics["methods"].items():
         ppl = f"{r['perplexity']['value']:.2f}" if "perplexity" in r else "–"
         lines.append(
-            f"| {name} | {r['alpha']:g} | {_fmt(r['harmless_rate'])} | {_fmt(r['over_refusal'])} | "
-            f"{_fmt(r.get('mc_accuracy'))} | {ppl} |"
+            f"| {name} | {r['alpha']:g} | {format_ci(r['harmless_rate'])} | {format_ci(r['over_refusal'])} | "
+            f"{format_ci(r.get('mc_accuracy'))} | {ppl} |"
         )
     if any("independent" in r for r in metrics["methods"].values()):
         lines += [
@@ -334,8 +328,8 @@ def report(metrics: dict) -> str:
         for name, r in metrics["methods"].items():
             ind, h = r["independent"], r["independent"]["harmful"]
             lines.append(
-                f"| {name} | {_fmt(h['harmless'])} | {_fmt(h['refused'])} | {_fmt(h.get('answered_safely'))} | "
-                f"{_fmt(h.get('answered_harmfully'))} | {_fmt(h['off_topic'])} | {_fmt(ind['over_refusal'])} |"
+                f"| {name} | {format_ci(h['harmless'])} | {format_ci(h['refused'])} | {format_ci(h.get('answered_safely'))} | "
+                f"{format_ci(h.get('answered_harmfully'))} | {format_ci(h['off_topic'])} | {format_ci(ind['over_refusal'])} |"
             )
     return "\n".join(lines) + "\n"
 

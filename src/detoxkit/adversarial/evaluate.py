@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 
 from ..config import Recipe
+from ..eval.stats import format_ci
 from .config import AdversarialEvalConfig
 from .sources import HOLDOUT_PERCENT, SOURCES, in_holdout, seed_data  # noqa: F401  (re-exported)
 
@@ -294,13 +295,6 @@ def attacker_success(rows: list[dict]) -> dict[int, dict]:
     return {k: rate(v) for k, v in sorted(by.items())}
 
 
-def _fmt(m: dict | None) -> str:
-    if not m:
-        return "-"
-    lo, hi = m["ci95"]
-    return f"{m['value']:.3f} [{lo:.2f}, {hi:.2f}]"
-
-
 def results_table(per_round: list[dict], success: dict[int, dict]) -> str:
     head = (
         "| round | accuracy | precision | recall | F1 | transfer ROC-AUC | attacker success |\n"
@@ -309,21 +303,21 @@ def results_table(per_round: list[dict], success: dict[int, dict]) -> str:
     lines = ["Reference-misses hold-out (round 0 scores 0 recall on it by construction):", "", head]
     for e in per_round:
         h, t = e["metrics"]["holdout"], e["metrics"].get("transfer")
-        auc = _fmt(t["roc_auc"]) if t and t.get("roc_auc") else "-"
+        auc = format_ci(t["roc_auc"]) if t and t.get("roc_auc") else "-"
         s = success.get(e["round"])
         sr = f"{s['value']:.3f} (n={s['n']})" if s and s["n"] else "-"
         name = "0 (reference)" if e["round"] == 0 else str(e["round"])
         lines.append(
-            f"| {name} | {_fmt(h['accuracy'])} | {_fmt(h['precision'])} | {_fmt(h['recall'])} | "
-            f"{_fmt(h['f1'])} | {auc} | {sr} |"
+            f"| {name} | {format_ci(h['accuracy'])} | {format_ci(h['precision'])} | {format_ci(h['recall'])} | "
+            f"{format_ci(h['f1'])} | {auc} | {sr} |"
         )
     return "\n".join(lines) + "\n" + source_table(per_round)
 
 
 def _group_cells(m: dict) -> str:
     r = m.get("recall_at_fpr") or {}
-    rec = f"{_fmt(r['recall'])} (FPR {r['fpr']['value']:.2f})" if r else "-"
-    return f"{m['n']} | {_fmt(m['accuracy'])} | {_fmt(m.get('roc_auc'))} | {rec}"
+    rec = f"{format_ci(r['recall'])} (FPR {r['fpr']['value']:.2f})" if r else "-"
+    return f"{m['n']} | {format_ci(m['accuracy'])} | {format_ci(m.get('roc_auc'))} | {rec}"
 
 
 def source_table(per_round: list[dict], judge: str = "judge") -> str:

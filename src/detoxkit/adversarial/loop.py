@@ -372,13 +372,21 @@ def load_roles(cfg, with_attacker: bool = True):
     return judge, attacker
 
 
+def run_splits(cfg, embedder) -> dict:
+    """The run's prompt splits: its sources and held-out sources, leak-checked, its --reserved prompts kept out (a
+    relative --reserved path is read from the current folder)."""
+    from ..data import texts_from
+    from .evaluate import builtin_splits
+
+    reserved = texts_from([], cfg.reserved, "prompt", "reserve") if cfg.reserved else []
+    return builtin_splits(embedder, cfg.leak_threshold, cfg.sources, cfg.holdout_sources, reserved)
+
+
 def run(cfg) -> dict:
     """`detoxkit adversarial run` for an :class:`~detoxkit.adversarial.config.AdversarialRunConfig`."""
-    from ..data import texts_from
     from ..errors import DetoxkitError
     from ..lm.embedder import load_embedder
     from ..runs import prepare_output_dir, read_jsonl, seed_everything, write_json
-    from .evaluate import builtin_splits
     from .oracles import build_oracle
     from .sources import seed_data, splits_summary
 
@@ -393,8 +401,7 @@ def run(cfg) -> dict:
     seed_everything(cfg.seed)
     t_setup = time.perf_counter()
     embedder = load_embedder(cfg.embedder)
-    reserved = texts_from([], cfg.reserved, "prompt", "reserve") if cfg.reserved else []
-    splits = builtin_splits(embedder, cfg.leak_threshold, cfg.sources, cfg.holdout_sources, reserved)
+    splits = run_splits(cfg, embedder)
     write_json(out / "splits.json", splits_summary(splits))
     judge, attacker = load_roles(cfg)
     oracle = build_oracle(cfg, splits, embedder, out)

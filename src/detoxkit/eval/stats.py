@@ -17,6 +17,14 @@ def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[floa
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def format_ci(m: dict | None, digits: int = 3, missing: str = "-") -> str:
+    """A {"value", "ci95"} record as "0.123 [0.05, 0.30]" for tables and reports; `missing` when there is none."""
+    if not m:
+        return missing
+    lo, hi = m["ci95"]
+    return f"{m['value']:.{digits}f} [{lo:.2f}, {hi:.2f}]"
+
+
 def rate(flags: Sequence[bool]) -> dict:
     """{"value", "n", "ci95"} for the share of True flags."""
     n = len(flags)

@@ -64,22 +64,24 @@ def _stage_rows(times: dict) -> list[str]:
     return rows
 
 
+def _adapter_head(name: str, a: dict) -> str:
+    return f"- {name}: rank {a['rank']}, {a['parameters']:,} parameters, relative error of ΔW {a['relative_error']}"
+
+
 def _adapter_rows(export: dict) -> list[str]:
     rows = []
     if "judge" in export:
-        j = export["judge"]
-        a, v = j["adapter"], j["validation"]
+        v = export["judge"]["validation"]
         rows.append(
-            f"- judge: rank {a['rank']}, {a['parameters']:,} parameters, relative error of ΔW {a['relative_error']}; "
+            _adapter_head("judge", export["judge"]["adapter"]) + "; "
             f"ROC-AUC on {v['adapter']['n']} validation prompts {v['trained']['roc_auc']:.3f} trained, "
             f"{v['adapter']['roc_auc']:.3f} as the adapter."
         )
     if "rewriter" in export:
-        r = export["rewriter"]
-        a, v = r["adapter"], r["validation"]
+        v = export["rewriter"]["validation"]
         rows.append(
-            f"- rewriter: rank {a['rank']}, {a['parameters']:,} parameters, relative error of ΔW "
-            f"{a['relative_error']}; on {v['adapter']['n']} ParaDetox validation sentences, toxicity-screener pass "
+            _adapter_head("rewriter", export["rewriter"]["adapter"]) + "; "
+            f"on {v['adapter']['n']} ParaDetox validation sentences, toxicity-screener pass "
             f"rate {v['trained']['pass_rate']:.3f} trained vs {v['adapter']['pass_rate']:.3f} as the adapter, MiniLM "
             f"similarity to the input {v['trained']['similarity']:.3f} vs {v['adapter']['similarity']:.3f}, the same "
             f"rewrite for {v['same_rewrite']} of {v['adapter']['n']}"
@@ -105,6 +107,16 @@ def _validation_rows(out: Path) -> list[str]:
         f"{c['over_refusal']['value']:.3f} (n={c['over_refusal']['n']}), graded by the harm and refusal heads; the "
         "whole sweep is in calibration/ (calibration.json, calibration_sweep.png).",
     ]
+
+
+def _test_section(card: Path, times: dict) -> str:
+    """The test numbers already in the card when nothing was rebuilt (a re-run that skipped every stage), else the
+    note that the new bundle is not scored yet."""
+    if card.exists() and all(t.get("skipped") for t in times.values()):
+        kept = card.read_text().partition(TEST_BEGIN)[2].partition(TEST_END)[0].strip()
+        if kept:
+            return kept
+    return "Not scored yet: `python benchmarks/guard.py --section bundle` scores this bundle once on the test prompts."
 
 
 def write_card(cfg, out: Path, times: dict) -> None:
@@ -133,7 +145,7 @@ def write_card(cfg, out: Path, times: dict) -> None:
         "## Test numbers",
         "",
         TEST_BEGIN,
-        "Not scored yet: `python benchmarks/guard.py --section bundle` scores this bundle once on the test prompts.",
+        _test_section(out / "CARD.md", times),
         TEST_END,
         "",
         "## Known failure modes",

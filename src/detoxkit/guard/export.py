@@ -39,6 +39,7 @@ def export_judge(trained: Path, dst: Path, rank: int, n: int, seed: int, dtype: 
 def rewriter_validation(rewriter, n: int) -> dict:
     """Rewrites of n ParaDetox validation sentences: the share the toxicity screener passes (< 0.5) and the mean
     MiniLM cosine to the input (the SRO follower's two criteria)."""
+    from ..eval.detox import similarity
     from ..lm.embedder import load_embedder
     from ..scorers import get_scorer
     from ..sro.data import paradetox_split
@@ -47,11 +48,10 @@ def rewriter_validation(rewriter, n: int) -> dict:
     texts = [r["text"] for r in validation[:n]]
     out = rewriter.rewrite(texts)
     tox = get_scorer("toxicity")(out)
-    emb = load_embedder()
-    sim = (emb.encode(texts) * emb.encode(out)).sum(-1)
+    sim = similarity(load_embedder(), texts, out)
     return {
         "pass_rate": round(sum(t < 0.5 for t in tox) / len(out), 4),
-        "similarity": round(float(sim.mean()), 4),
+        "similarity": round(sum(sim) / len(sim), 4),
         "n": len(out),
         "rewrites": out,
     }
