@@ -10,10 +10,16 @@
    and the independent scorers; its judge as a classifier beside the untrained reference and the control judge
    (same seeds and steps, no attacker; needs the build's work folder runs/guard-work); the cost of safety at 1 and
    --clients concurrent clients against the same server with every stage off. Fills in the test section of the
-   bundle's CARD.md.
+   bundle's CARD.md. Its "evaluation" object (scorers, splits, overlaps) goes to the top level of guard.json.
+3. Rewriter adapters: does the bundle's rank-6 rewriter keep the quality of a larger one? `detoxkit sro eval` on
+   ParaDetox validation sentences (never the test split) for the untrained base, the full fine-tune of
+   configs/sro_train.yaml (--full_rewriter, a `detoxkit sro train` output folder), that fine-tune truncated to the
+   bundle's rank (what earlier bundles shipped), and the bundle's rewriter, trained as a rank-6 LoRA
+   (configs/guard_rewriter.yaml) and shipped as trained.
 
 CPU contention ruins timings: run it on a quiet machine.
-    python benchmarks/guard.py [--section load|bundle|all] [--duration 60] [--n 40] [--clients 8] [--max_tokens 16]
+    python benchmarks/guard.py [--section load|bundle|rewriter_adapters|all]
+        [--full_rewriter runs/sro/final] [--rewriter_n 150] [--duration 60] [--n 40] [--clients 8] [--max_tokens 16]
 """
 
 from __future__ import annotations
@@ -213,6 +219,27 @@ def card_text(section: dict) -> str:
     return "\n".join(lines)
 
 
+def evaluation(section: dict, args) -> dict:
+    """guard.json's evaluation object: guard eval's scorers and test splits, the judge table's validation split, and
+    the build's overlap check (the guard's prompts and their near duplicates kept out of the judge's data)."""
+    import json
+
+    own = section["eval"]["evaluation"]
+    splits = {
+        **own["splits"],
+        "judge_validation": {
+            "source": "validation half of the guard's harmful and benign-but-edgy prompts",
+            "size": section["judge"]["n_validation"],
+            "seed": args.seed,
+            "used_for": "each judge's threshold in the judge table; the bundle's thresholds and α (guard calibrate)",
+        },
+    }
+    judge_splits = WORK / "judge" / "splits.json"
+    build = json.loads(judge_splits.read_text())["overlaps"] if judge_splits.exists() else []
+    overlaps = [*own.get("overlaps", []), *(o for o in build if "reserved prompts (kept out)" in o["pair"])]
+    return {**own, "splits": splits, "overlaps": overlaps}
+
+
 def bundle_section(args) -> dict:
     """The committed bundle on the builtin test prompts (never used by its build or calibration); fills in the test
     section of its CARD.md."""
@@ -221,6 +248,42 @@ def bundle_section(args) -> dict:
     section = {"eval": bundle_eval(args), "judge": judge_table(args), "cost_of_safety": cost_of_safety(args)}
     write_test_numbers(BUNDLE / "CARD.md", card_text(section))
     return section
+
+
+def rewriter_adapters(args) -> dict:
+    """J (both sets of scorers) of the bundle's rank-6 rewriter beside the larger rewriter its recipe replaced, on
+    ParaDetox validation sentences; the full fine-tune's rank-r truncation is made here from --full_rewriter."""
+    import json
+
+    from detoxkit.sro.config import SroEvalConfig
+    from detoxkit.sro.evaluate import evaluate
+    from detoxkit.sro.rewrite import save_rewriter_adapter
+
+    full = Path(args.full_rewriter)
+    rank = json.loads((BUNDLE / "rewriter" / "rewriter.json").read_text())["adapter"]["rank"]
+    methods = [f"base={MODEL}", f"bundle-lora-rank{rank}={BUNDLE / 'rewriter'}"]
+    out = ROOT / "runs" / "bench-guard-rewriters"
+    if (full / "rewriter.json").exists():
+        truncated = out / f"full-rank{rank}"
+        save_rewriter_adapter(full, truncated, rank)
+        methods[1:1] = [f"full-fine-tune={full}", f"full-fine-tune-svd-rank{rank}={truncated}"]
+    cfg = SroEvalConfig(
+        methods=methods, split="validation", max_eval_samples=args.rewriter_n, output_dir=str(out), max_new_tokens=48
+    )
+    report = evaluate(cfg)
+    table = {
+        name: {"J": m["J"], "STA": m["STA"], "SIM": m["SIM"], "J_independent": m["independent"]["J"]}
+        for name, m in report["methods"].items()
+    }
+    return {
+        "command": "python benchmarks/guard.py --section rewriter_adapters --full_rewriter " + args.full_rewriter,
+        "full_rewriter_trained_by": "detoxkit sro train --config configs/sro_train.yaml",
+        "bundle_rewriter_trained_by": "detoxkit sro train --config configs/guard_rewriter.yaml (guard build)",
+        "split": report["split"],
+        "scorers": report["scorers"],
+        "table": table,
+        "not_measured": None if len(methods) > 2 else f"{full} is not a trained rewriter folder",
+    }
 
 
 def main() -> None:
@@ -238,10 +301,16 @@ def main() -> None:
         help="bundle: take runs/bench-guard-bundle/metrics.json from an earlier run that stopped later (the test "
         "prompts are scored once per reported number)",
     )
+    ap.add_argument(
+        "--full_rewriter",
+        default="runs/sro/final",
+        help="rewriter_adapters: a full fine-tune folder (detoxkit sro train --config configs/sro_train.yaml)",
+    )
+    ap.add_argument("--rewriter_n", type=int, default=150, help="rewriter_adapters: ParaDetox validation sentences")
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
     ap.add_argument(
         "--section",
-        choices=["load", "bundle", "all"],
+        choices=["load", "bundle", "rewriter_adapters", "all"],
         default="all",
         help="each section replaces only its own part of --output",
     )
@@ -253,6 +322,9 @@ def main() -> None:
         sections["load"] = load_section(args)
     if args.section in ("bundle", "all"):
         sections["bundle"] = bundle_section(args)
+        sections["evaluation"] = evaluation(sections["bundle"], args)
+    if args.section in ("rewriter_adapters", "all"):
+        sections["rewriter_adapters"] = rewriter_adapters(args)
     write_sections(args.output, sections, args, t0)
     drop_superseded(args.output)
 

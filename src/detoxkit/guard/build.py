@@ -40,10 +40,13 @@ class GuardBuildConfig(SeedArgs, DeviceArgs):
 
     model: str = arg("smollm2-135m-instruct", "the model the guard is built for (every piece is trained on it)")
     output_dir: str = arg("runs/guard-bundle", "the bundle folder (work/ holds each stage's run)")
-    judge_recipe: str = arg("configs/adversarial_run.yaml", "adversarial run YAML for the judge, or off")
+    judge_recipe: str = arg("configs/guard_judge.yaml", "adversarial run YAML for the judge, or off")
     anchors_recipe: str = arg("configs/acd_anchors.yaml", "acd anchors YAML, or off (then no ACD)")
     prompts_recipe: str = arg("configs/acd_tune.yaml", "acd tune YAML (its anchors come from the anchors stage)")
-    rewriter_recipe: str = arg("configs/sro_train.yaml", "sro train YAML for the rewriter, or off")
+    rewriter_recipe: str = arg(
+        "configs/guard_rewriter.yaml",
+        "sro train YAML for the rewriter, or off (a LoRA at adapter_rank exports exactly; a full fine-tune does not)",
+    )
     work_dir: str = arg("", "each stage's run folder (default OUTPUT_DIR/work): checkpoints, logs, full weights")
     adapter_rank: int = arg(
         6, "rank of the judge's and the rewriter's LoRA adapters in the bundle (fp16): the size of the bundle"

@@ -33,8 +33,9 @@ PIECES = {
     ),
     "rewriter": (
         "rewriter/",
-        "the SRO rewriter: the model fine-tuned on toxic sentences of the Jigsaw comments alone (no parallel data), "
-        "the toxicity head and MiniLM similarity deciding between a DPO step and a push-down",
+        "the SRO rewriter: the model fine-tuned (as a LoRA or in full: see its recipe) on toxic sentences of the "
+        "Jigsaw comments alone (no parallel data), the toxicity head and MiniLM similarity deciding between a DPO step "
+        "and a push-down",
     ),
 }
 
@@ -47,8 +48,10 @@ FAILURE_MODES = [
     "harmful prompts (the sweep in calibration/ shows the trade).",
     "The judge has seen English prompts of six builtin sources only: other phrasings, languages and long "
     "conversations may pass it (`benchmarks/adversarial.py` measures it on sources it never saw).",
-    "The adapters keep the linear layers' change at the stated rank; the rewriter's full fine-tune also moved its "
-    "embeddings and norms, which are dropped (the adapter table above measures what that costs).",
+    "The adapters keep the linear layers' change at the stated rank (exact for a piece trained as a LoRA of that "
+    "rank); a full fine-tune's embeddings and norms are dropped (the adapter lines above measure what that costs). "
+    "The rewriter is a rank-6 LoRA, not the full fine-tune the SRO benchmark measured: benchmarks/results/guard.json "
+    "(rewriter_adapters) compares the two on ParaDetox validation sentences.",
     "The base model has 135M parameters: its answers to benign prompts are often weak, and the guard does not "
     "make them better; a flagged answer whose rewrite is flagged again is withheld.",
     "No hate category is shipped in policies: within one source the category head cannot tell hate from other abuse.",
