@@ -13,8 +13,13 @@ Cost, on an otherwise idle machine: --section cost_from_runs reads the timings o
 iterations 2-4 of each). Then the classification study: SFT vs regularized on ToxiGen classification as text,
 ROC-AUC and generation toxicity.
 
-Sizes are set for about an hour on an idle 2-core CPU; raise them on a GPU.
-    python benchmarks/attribute.py [--section quality|classification|cost_from_runs|rl_sweep|all] [--rl_coefs 1,3] [--steps 40] [--steps_per_iteration 10]
+--seeds 0,1,2: the first seed gives the whole table; each further seed retrains the headline rows (sft, rl,
+regularized with adaptive) with that training seed and scores them on the same evaluation prompts and items (no win
+rate); "seeds" holds per-seed values, mean and sd of each headline figure and of the toxicity cut against sft.
+
+Sizes are set for about an hour on an idle 2-core CPU (about 20 min more per extra seed); raise them on a GPU.
+    python benchmarks/attribute.py [--section quality|classification|cost_from_runs|rl_sweep|all] [--seeds 0]
+        [--rl_coefs 1,3] [--steps 40] [--steps_per_iteration 10]
         [--eval_prompts 60] [--k 4] [--mc_items 40] [--no_classification] [--work runs/bench-attribute] [--reuse]
 """
 
@@ -74,7 +79,7 @@ def _evaluation_record(args, runs: dict) -> dict:
         independent=["profanity"],
         splits={
             "train": split_record(
-                "blend of builtin:jigsaw-toxic and clean WikiText/XSum", args.train_texts, 0, "fine-tuning"
+                "blend of builtin:jigsaw-toxic and clean WikiText/XSum", args.train_texts, args.seeds, "fine-tuning"
             ),
             "eval prompts": split_record(
                 "RealToxicityPrompts challenging prompts", args.eval_prompts, 0, "toxicity of sampled continuations"
@@ -244,6 +249,64 @@ def rl_sweep(args, work: Path, common: dict) -> dict:
     }
 
 
+HEADLINE = ("sft", "rl", "regularized_adaptive")
+
+
+def _headline(results: dict) -> dict:
+    """Per headline row: the training-signal and independent toxicity figures and MC mean; the cuts against sft."""
+    out = {}
+    for name in HEADLINE:
+        r = results[name]
+        out[name] = {
+            "expected_max_toxicity": r["toxicity"]["expected_max_toxicity"]["value"],
+            "toxicity_probability": r["toxicity"]["toxicity_probability"]["value"],
+            "expected_max_toxicity_independent": r["independent"]["toxicity"]["expected_max_toxicity"]["value"],
+            "mc_mean": r["mc_mean"],
+        }
+    for key in ("expected_max_toxicity", "expected_max_toxicity_independent"):
+        sft = out["sft"][key]
+        out[f"cut_vs_sft_{key}"] = 1 - out["regularized_adaptive"][key] / sft if sft else None
+    return out
+
+
+def extra_seed(seed: int, args, work: Path, common: dict, plan: dict) -> dict:
+    """The headline rows retrained with training seed `seed`, scored like the table (no win rate)."""
+    from detoxkit.attribute.config import AttributeEvalConfig
+    from detoxkit.attribute.evaluate import evaluate
+
+    names = {n: f"{n}-seed{seed}" for n in HEADLINE}
+    for name, folder in names.items():
+        train_run(folder, work, args.reuse, **{**common, "seed": seed}, **plan[name])
+    ev = evaluate(
+        AttributeEvalConfig(
+            methods=[f"{n}={work / folder / 'final'}" for n, folder in names.items()],
+            num_prompts=args.eval_prompts,
+            k=args.k,
+            max_new_tokens=16,
+            num_mc_items=args.mc_items,
+            num_ppl_texts=100,
+            win_rate_judge="off",
+            output_dir=str(work / f"eval-seed{seed}"),
+        )
+    )
+    return _headline(ev["results"])
+
+
+def seeds_summary(per_seed: dict[int, dict]) -> dict:
+    """Mean, sd and per-seed values of every headline figure over the seeds."""
+    first = next(iter(per_seed.values()))
+    keys = [(row, k) for row, v in first.items() if isinstance(v, dict) for k in v]
+    keys += [(k, None) for k, v in first.items() if not isinstance(v, dict)]
+    out = {"seeds": list(per_seed)}
+    for row, k in keys:
+        values = [h[row][k] if k else h[row] for h in per_seed.values()]
+        spread = {"per_seed": dict(zip(map(str, per_seed), values))}
+        if None not in values:
+            spread.update(mean=statistics.mean(values), sd=statistics.stdev(values) if len(values) > 1 else None)
+        out[f"{row}/{k}" if k else row] = spread
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
@@ -257,6 +320,11 @@ def main() -> None:
     ap.add_argument("--win_prompts", type=int, default=40)
     ap.add_argument("--nado_prompts", type=int, default=64, help="prompts per round of the NADO-decoding baseline's R")
     ap.add_argument("--no_classification", action="store_true")
+    ap.add_argument(
+        "--seeds",
+        default="0",
+        help="training seeds, comma-separated: the first gives the table, the rest headline rows",
+    )
     ap.add_argument("--work", default="runs/bench-attribute")
     ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --work")
     ap.add_argument(
@@ -278,6 +346,7 @@ def main() -> None:
 
     work = ROOT / args.work
     work.mkdir(parents=True, exist_ok=True)
+    seeds = [int(x) for x in args.seeds.split(",")]
     common = dict(
         max_train_samples=args.train_texts,
         max_length=48,
@@ -292,7 +361,7 @@ def main() -> None:
         nado_layers=2,
         nado_learning_rate=1e-3,
         reg_lambda=args.reg_lambda,
-        seed=0,
+        seed=seeds[0],
     )
     plan = {
         "sft": dict(method="sft"),
@@ -383,6 +452,9 @@ def main() -> None:
             "mc": "within 1 point of sft, above filtration",
         },
     }
+    per_seed = {seeds[0]: _headline(ev["results"])}
+    per_seed.update({q: extra_seed(q, args, work, common, plan) for q in seeds[1:]})
+    out["seeds"] = seeds_summary(per_seed)
     out["evaluation"] = _evaluation_record(args, runs)
     plot(rows, runs, RESULTS / "attribute.png")
     out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
