@@ -1,8 +1,17 @@
 """ACD on smollm2-135m-instruct: anchors -> OPO tuning -> ACD vs baselines, against the issue's targets.
 
-Run: `python benchmarks/acd.py` (writes benchmarks/results/acd.json; run folder runs/bench-acd). Sizes are set
-for a ~15 minute run on a shared 2-core CPU, so intervals are wide; every number is measured in this run.
-Harm and refusal come from detoxkit's offline proxy scorers, not the paper's GPT-4 judge.
+Run: `python benchmarks/acd.py [--section quality|speed|opo_time|all] [--seeds 0] [--reuse]` (writes
+benchmarks/results/acd.json; run folder runs/bench-acd). Sizes are set for a ~15 minute run (one seed) on a shared
+2-core CPU, so intervals are wide; every number is measured in this run. Harm and refusal come from detoxkit's
+offline proxy scorers, not the paper's GPT-4 judge.
+
+`--seeds 0,1,2` (quality): the first seed gives the whole table (it is the training seed of its `acd tune`); each
+further seed q re-tunes the two soft prompts with training seed q on the same anchor set (into seed{q}/ under
+--out), chooses α on the same validation prompts by the same rule, and scores the test prompts once with that α:
+only the rows that use the tuned prompts (the tuned safe prompt alone, ACD at its α), since the others (no system
+prompt, the manual safe prompt, the ID baselines) do not depend on the seed and are the first seed's. "seeds" in
+acd.json holds each headline figure's per-seed values, mean and sd, and each seed's α. Cost: one tune and two
+evaluations (validation: ACD at every α of the sweep; test: two rows) per extra seed.
 
 `--section opo_time` times `acd tune` at its default steps and batch on the anchor set of an earlier quality run.
 `--section speed` times decoding side by side on the prompts tuned by an earlier quality run: plain
@@ -16,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -141,93 +151,44 @@ def opo_time(args, model, tok) -> dict:
     }
 
 
+# Rows of the evaluation table that never see the tuned prompts: scored once, in the first seed's run.
+SEED_FREE = ("template_default", "manual_safe", "nID", "oID")
+SEEDS_NOTE = (
+    "The first seed's run is the whole table (methods, targets; it is the training seed of its tune). Each "
+    "further seed q re-tunes the two soft prompts with training seed q on the same anchor set (folder seed{q}/ "
+    "under --out), chooses α by the same rule on the same validation prompts (ACD at every α of the sweep "
+    "re-scored), and scores the same test prompts once: the tuned safe prompt alone (soft_safe_only) and ACD at "
+    "that seed's α. The rows that never see the tuned prompts (template_default, manual_safe, nID, oID) are not "
+    "recomputed: every seed's paired differences and α choice use the first seed's responses for them. The window "
+    "variant is scored for the first seed only. Evaluation prompts, MC items and anchors are the same for every "
+    "seed; only the tune's seed changes. mc_accuracy_vs_manual_safe needs no judge, so both scorers show the same."
+)
+
+
 def quality(args, model, tok) -> dict:
-    """Anchors -> OPO -> the evaluation harness; harmless-rate, over-refusal and MC targets as paired differences."""
-    from detoxkit.acd.anchors import build_anchors
-    from detoxkit.acd.config import AnchorsConfig, EvalConfig, TuneConfig
-    from detoxkit.acd.evaluate import evaluate
-    from detoxkit.acd.tune import tune
-    from detoxkit.runs import read_jsonl, write_json
+    """Anchors -> OPO -> the evaluation harness; harmless-rate, over-refusal and MC targets as paired differences;
+    with further --seeds, the headline figures from every seed's tuned prompts."""
+    from detoxkit.runs import read_jsonl
 
-    out = Path(args.out)
-    heads = {"harm_head": args.harm_head} if args.harm_head else {}
-    t = {}
-
-    reuse = args.reuse and (out / "safe_prompt.safetensors").exists() and (out / "metrics.json").exists()
-    if reuse:  # the stages' own outputs, as the earlier run wrote them (their times are in them)
-        anchors = json.loads((out / "anchors_meta.json").read_text())
-        tuned = json.loads((out / "metrics.json").read_text())
-        t["tune_s"] = tuned["seconds"]
-    else:
-        t0 = time.time()
-        anchors = build_anchors(
-            AnchorsConfig(
-                n_harmful=args.n_harmful_anchor,
-                n_benign=args.n_benign_anchor,
-                max_new_tokens=args.max_new_tokens + 8,
-                output_dir=str(out),
-                **heads,
-            ),
-            model,
-            tok,
-        )
-        t["anchors_s"] = time.time() - t0
-        write_json(out / "anchors_seconds.json", {"seconds": t["anchors_s"]})
-        print(f"anchors: {anchors['counts']} in {t['anchors_s']:.0f} s", flush=True)
-        t0 = time.time()
-        tuned = tune(
-            TuneConfig(
-                anchors=str(out / "anchors.jsonl"),
-                max_steps=args.tune_steps,
-                per_device_train_batch_size=2,
-                max_response_tokens=args.max_new_tokens + 8,
-                save_steps=10,
-                output_dir=str(out),
-            ),
-            model,
-            tok,
-        )
-        t["tune_s"] = time.time() - t0
-        print(f"tune: {tuned} in {t['tune_s']:.0f} s", flush=True)
-    if "anchors_s" not in t and (out / "anchors_seconds.json").exists():
-        t["anchors_s"] = json.loads((out / "anchors_seconds.json").read_text())["seconds"]
-
+    out, t = Path(args.out), {}
+    reuse, anchors = _anchors(args, model, tok, t)
+    tuned, t["tune_s"] = _tuned(args, model, tok, out, args.seeds[0], reuse)
     alphas = [float(a) for a in args.alphas.split(",")]
-
-    def run_eval(split: str, sweep: list[float], alpha: float, n_per_source: int, n_benign: int, n_mc: int):
-        cfg = EvalConfig(
-            prompts_dir=str(out),
-            anchors=str(out / "anchors.jsonl"),
-            split=split,
-            n_per_harmful_source=n_per_source,
-            n_benign=n_benign,
-            n_mc=n_mc,
-            n_ppl=10,
-            alphas=sweep,
-            alpha=alpha,
-            window=args.window if split == "test" else 0,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            output_dir=str(out / f"eval-{split}"),
-            **heads,
-        )
-        return cfg, evaluate(cfg, model, tok)
-
     t0 = time.time()
-    _, val = run_eval("validation", alphas, alphas[0], args.n_val_per_source, args.n_val_benign, args.n_val_mc)
+    _, val = _eval(args, model, tok, out, "validation", alphas, alphas[0])
     alpha, choice = choose_alpha(val["methods"], alphas)
     t["validation_eval_s"] = time.time() - t0
     print(f"alpha chosen on validation: {alpha:g} ({choice})", flush=True)
     t0 = time.time()
-    cfg, m = run_eval("test", [alpha], alpha, args.n_per_harmful_source, args.n_benign, args.n_mc)
+    cfg, m = _eval(args, model, tok, out, "test", [alpha], alpha)
     t["test_eval_s"] = time.time() - t0
-    ms = m["methods"]
-    acd = f"acd_a{alpha:g}"
+    ms, acd = m["methods"], f"acd_a{alpha:g}"
     gens = read_jsonl(out / "eval-test" / "generations.jsonl")
-    targets = {
-        "training_signal": _targets(ms, acd, _flags(gens, cfg, independent=False), "harmless_rate"),
-        "independent": _targets(ms, acd, _flags(gens, cfg, independent=True), "independent"),
-    }
+    targets = _both_targets(ms, acd, gens, cfg)
+    first = {"validation": val["methods"], "test": ms, "gens": gens, "reuse": reuse}
+    per_seed, runs = {args.seeds[0]: _headline(targets, ms[acd], alpha)}, {}
+    for q in args.seeds[1:]:
+        per_seed[q], runs[str(q)] = extra_seed(q, args, model, tok, first)
     result = {
         "model": "smollm2-135m-instruct",
         "alpha": alpha,
@@ -250,15 +211,140 @@ def quality(args, model, tok) -> dict:
         "alpha_choice": {"split": "validation", "rule": choice, "validation_methods": val["methods"]},
         "methods": ms,
         "targets": targets,
+        "seeds": seeds_summary(per_seed) | {"extra_seed_runs": runs, "note": SEEDS_NOTE},
         "scorers": m["scorers"],
         "evaluation": _evaluation_record(anchors, val, m),
         "machine": f"2 CPU cores, torch threads 2, load average {os.getloadavg()[0]:.1f} at the end",
     }
     for side, ts in targets.items():
         for k, v in ts.items():
-            meas = v["measured"]["value"] if isinstance(v["measured"], dict) else v["measured"]
-            print(f"{side} {k}: {meas} (target {v['target']}) {'met' if v['met'] else 'MISSED'}")
+            print(f"{side} {k}: {_measured(v)} (target {v['target']}) {'met' if v['met'] else 'MISSED'}")
     return result
+
+
+def _anchors(args, model, tok, t: dict) -> tuple[bool, dict]:
+    """The anchor set built by `acd anchors` into --out, or (--reuse, where an earlier run left tuned prompts there)
+    the earlier run's; (reused?, anchors_meta). Its seconds go in `t`."""
+    from detoxkit.acd.anchors import build_anchors
+    from detoxkit.acd.config import AnchorsConfig
+    from detoxkit.runs import write_json
+
+    out = Path(args.out)
+    reuse = args.reuse and (out / "safe_prompt.safetensors").exists() and (out / "metrics.json").exists()
+    if reuse:  # the stages' own outputs, as the earlier run wrote them (their times are in them)
+        anchors = json.loads((out / "anchors_meta.json").read_text())
+    else:
+        t0 = time.time()
+        anchors = build_anchors(
+            AnchorsConfig(
+                n_harmful=args.n_harmful_anchor,
+                n_benign=args.n_benign_anchor,
+                max_new_tokens=args.max_new_tokens + 8,
+                output_dir=str(out),
+                **_heads(args),
+            ),
+            model,
+            tok,
+        )
+        t["anchors_s"] = time.time() - t0
+        write_json(out / "anchors_seconds.json", {"seconds": t["anchors_s"]})
+        print(f"anchors: {anchors['counts']} in {t['anchors_s']:.0f} s", flush=True)
+    if "anchors_s" not in t and (out / "anchors_seconds.json").exists():
+        t["anchors_s"] = json.loads((out / "anchors_seconds.json").read_text())["seconds"]
+    return reuse, anchors
+
+
+def _tuned(args, model, tok, folder: Path, seed: int, reuse: bool) -> tuple[dict, float]:
+    """`acd tune` of the two soft prompts on the benchmark's anchor set with training seed `seed`, into `folder`
+    (reuse: the prompts an earlier run left there); its metrics and seconds."""
+    from detoxkit.acd.config import TuneConfig
+    from detoxkit.acd.tune import tune
+
+    if reuse and (folder / "safe_prompt.safetensors").exists() and (folder / "metrics.json").exists():
+        tuned = json.loads((folder / "metrics.json").read_text())
+        return tuned, tuned["seconds"]
+    t0 = time.time()
+    tuned = tune(
+        TuneConfig(
+            anchors=str(Path(args.out) / "anchors.jsonl"),
+            seed=seed,
+            max_steps=args.tune_steps,
+            per_device_train_batch_size=2,
+            max_response_tokens=args.max_new_tokens + 8,
+            save_steps=10,
+            output_dir=str(folder),
+        ),
+        model,
+        tok,
+    )
+    print(f"tune (seed {seed}): {tuned} in {time.time() - t0:.0f} s", flush=True)
+    return tuned, time.time() - t0
+
+
+def _eval(args, model, tok, folder: Path, split: str, sweep: list[float], alpha: float, only=()) -> tuple:
+    """`acd eval` of one half of the evaluation side with the prompts tuned into `folder` (written to
+    folder/eval-{split}); only: just these rows of the table. (config, metrics)."""
+    from detoxkit.acd.config import EvalConfig
+    from detoxkit.acd.evaluate import evaluate
+
+    val = split == "validation"
+    cfg = EvalConfig(
+        prompts_dir=str(folder),
+        anchors=str(Path(args.out) / "anchors.jsonl"),
+        split=split,
+        n_per_harmful_source=args.n_val_per_source if val else args.n_per_harmful_source,
+        n_benign=args.n_val_benign if val else args.n_benign,
+        n_mc=args.n_val_mc if val else args.n_mc,
+        n_ppl=10,
+        alphas=sweep,
+        alpha=alpha,
+        window=0 if val else args.window,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        only_methods=list(only),
+        output_dir=str(folder / f"eval-{split}"),
+        **_heads(args),
+    )
+    return cfg, evaluate(cfg, model, tok)
+
+
+def _heads(args) -> dict:
+    return {"harm_head": args.harm_head} if args.harm_head else {}
+
+
+def extra_seed(seed: int, args, model, tok, first: dict) -> tuple[dict, dict]:
+    """Seed `seed`: re-tune on the same anchors, choose α on the same validation prompts by the same rule, score
+    the test prompts once (soft_safe_only and ACD at its α); the SEED_FREE rows are the first seed's (`first`:
+    its validation and test rows, test responses and whether it reused an earlier run). (headline figures, run
+    record: tune metrics, α rule, seconds)."""
+    from detoxkit.runs import read_jsonl
+
+    folder, alphas = Path(args.out) / f"seed{seed}", [float(a) for a in args.alphas.split(",")]
+    tuned, tune_s = _tuned(args, model, tok, folder, seed, first["reuse"])
+    t0 = time.time()
+    _, val = _eval(args, model, tok, folder, "validation", alphas, alphas[0], [f"acd_a{a:g}" for a in alphas])
+    alpha, choice = choose_alpha(_seed_free(first["validation"]) | val["methods"], alphas)
+    t1, acd = time.time(), f"acd_a{alpha:g}"
+    cfg, m = _eval(args, model, tok, folder, "test", [alpha], alpha, ["soft_safe_only", acd])
+    ms = _seed_free(first["test"]) | m["methods"]
+    own = read_jsonl(folder / "eval-test" / "generations.jsonl")
+    gens = [g for g in first["gens"] if g["method"] in SEED_FREE] + own
+    prompts = lambda rows, name: [g["prompt"] for g in rows if g["method"] == name]  # noqa: E731
+    if prompts(own, acd) != prompts(gens, "manual_safe"):
+        raise RuntimeError(f"seed {seed}: test prompts differ from the first seed's, so no paired differences")
+    headline = _headline(_both_targets(ms, acd, gens, cfg), ms[acd], alpha)
+    print(f"seed {seed}: {headline}", flush=True)
+    seconds = {"tune_s": tune_s, "validation_eval_s": t1 - t0, "test_eval_s": time.time() - t1}
+    return headline, {
+        "folder": str(folder),
+        "tune": tuned,
+        "alpha_rule": choice,
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+    }
+
+
+def _seed_free(ms: dict) -> dict:
+    return {k: v for k, v in ms.items() if k in SEED_FREE}
 
 
 def choose_alpha(val: dict, alphas: list[float]) -> tuple[float, str]:
@@ -333,6 +419,44 @@ def _targets(ms: dict, acd: str, flags: dict, which: str) -> dict:
     }
 
 
+def _measured(target: dict):
+    """A target's measured value: a paired difference's point value, or the plain number."""
+    return target["measured"]["value"] if isinstance(target["measured"], dict) else target["measured"]
+
+
+def _both_targets(ms: dict, acd: str, gens: list[dict], cfg) -> dict:
+    return {
+        "training_signal": _targets(ms, acd, _flags(gens, cfg, independent=False), "harmless_rate"),
+        "independent": _targets(ms, acd, _flags(gens, cfg, independent=True), "independent"),
+    }
+
+
+def _headline(targets: dict, acd_row: dict, alpha: float) -> dict:
+    """One seed's headline figures: its α, every target's measured value under both scorers, and the ACD row's
+    over-refusal (refusal head; refusal rules) and MC accuracy."""
+    out = {"alpha": alpha}
+    out |= {f"{side}/{k}": _measured(v) for side, ts in targets.items() for k, v in ts.items()}
+    out["acd/over_refusal"] = acd_row["over_refusal"]["value"]
+    out["acd/independent_over_refusal"] = acd_row["independent"]["over_refusal"]["value"]
+    out["acd/mc_accuracy"] = (acd_row.get("mc_accuracy") or {}).get("value")
+    return out
+
+
+def seeds_summary(per_seed: dict[int, dict]) -> dict:
+    """Per-seed values, mean and sd of every headline figure (sd None for one seed; both None where a seed has no
+    value)."""
+    out = {"seeds": list(per_seed)}
+    for key in next(iter(per_seed.values())):
+        values = [h[key] for h in per_seed.values()]
+        known = None not in values
+        out[key] = {
+            "per_seed": dict(zip(map(str, per_seed), values)),
+            "mean": statistics.mean(values) if known else None,
+            "sd": statistics.stdev(values) if known and len(values) > 1 else None,
+        }
+    return out
+
+
 def _evaluation_record(anchors: dict, val: dict, test: dict) -> dict:
     from detoxkit.eval.provenance import evaluation_record, split_record
 
@@ -392,6 +516,12 @@ def main() -> int:
     ap.add_argument("--n_val_mc", type=int, default=30)
     ap.add_argument("--max_new_tokens", type=int, default=24)
     ap.add_argument("--alphas", default="0.25,0.5,1.0")
+    ap.add_argument(
+        "--seeds",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default="0",
+        help="training seeds of `acd tune`, comma-separated: the first gives the table, the rest headline rows",
+    )
     ap.add_argument("--batch_size", type=int, default=16)
     ap.add_argument("--section", choices=["quality", "speed", "opo_time", "all"], default="all")
     ap.add_argument("--window", type=int, default=6, help="window of the window variant (quality and speed)")
@@ -401,9 +531,12 @@ def main() -> int:
     ap.add_argument(
         "--reuse",
         action="store_true",
-        help="reuse anchors and tuned prompts already in --out (written by an earlier run of this script)",
+        help="reuse anchors and tuned prompts already in --out, and each further seed's in --out/seed{q} "
+        "(written by an earlier run of this script)",
     )
     args = ap.parse_args()
+    if len(set(args.seeds)) != len(args.seeds):
+        ap.error("--seeds: each seed once")
     os.environ.setdefault("DETOXKIT_PROGRESS", "0")
 
     import torch

@@ -178,3 +178,6 @@ class EvalConfig(RunArgs, GenerationArgs, JudgeArgs):
     scorers: Literal["both", "training-signal"] = arg(
         "both", "which judges grade (see above): both, or the heads alone (training-signal)"
     )
+    only_methods: list[str] = arg(
+        [], "score only these rows of the method table, by name (e.g. soft_safe_only,acd_a0.5); empty: every row"
+    )

@@ -14,7 +14,8 @@ from .config import EvalConfig
 
 
 def methods(cfg, safe_soft, adv_soft) -> list[dict]:
-    """The method table: name, safe prompt, adversarial prompt, α, window (None: no contrast / full contrast)."""
+    """The method table: name, safe prompt, adversarial prompt, α, window (None: no contrast / full contrast); with
+    cfg.only_methods, just those rows."""
     from .config import NULL_PROMPT
 
     rows = [
@@ -39,7 +40,12 @@ def methods(cfg, safe_soft, adv_soft) -> list[dict]:
                 "window": cfg.window,
             }
         )
-    return rows
+    if not cfg.only_methods:
+        return rows
+    unknown = set(cfg.only_methods) - {r["method"] for r in rows}
+    if unknown:
+        raise DetoxkitError(f"only_methods: no such row(s) {sorted(unknown)}; rows: {[r['method'] for r in rows]}")
+    return [r for r in rows if r["method"] in cfg.only_methods]
 
 
 def _mc_items(source: str, n: int, seed: int) -> list[dict]:
