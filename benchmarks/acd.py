@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -443,18 +442,11 @@ def _headline(targets: dict, acd_row: dict, alpha: float) -> dict:
 
 
 def seeds_summary(per_seed: dict[int, dict]) -> dict:
-    """Per-seed values, mean and sd of every headline figure (sd None for one seed; both None where a seed has no
-    value)."""
-    out = {"seeds": list(per_seed)}
-    for key in next(iter(per_seed.values())):
-        values = [h[key] for h in per_seed.values()]
-        known = None not in values
-        out[key] = {
-            "per_seed": dict(zip(map(str, per_seed), values)),
-            "mean": statistics.mean(values) if known else None,
-            "sd": statistics.stdev(values) if known and len(values) > 1 else None,
-        }
-    return out
+    """Per-seed values, mean and sd of every headline figure (eval.stats.seed_spread)."""
+    from detoxkit.eval.stats import seed_spread
+
+    keys = next(iter(per_seed.values()))
+    return {"seeds": list(per_seed), **{k: seed_spread({q: h[k] for q, h in per_seed.items()}) for k in keys}}
 
 
 def _evaluation_record(anchors: dict, val: dict, test: dict) -> dict:

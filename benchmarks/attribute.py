@@ -293,17 +293,16 @@ def extra_seed(seed: int, args, work: Path, common: dict, plan: dict) -> dict:
 
 
 def seeds_summary(per_seed: dict[int, dict]) -> dict:
-    """Mean, sd and per-seed values of every headline figure over the seeds."""
+    """Mean, sd and per-seed values of every headline figure over the seeds (eval.stats.seed_spread)."""
+    from detoxkit.eval.stats import seed_spread
+
     first = next(iter(per_seed.values()))
-    keys = [(row, k) for row, v in first.items() if isinstance(v, dict) for k in v]
-    keys += [(k, None) for k, v in first.items() if not isinstance(v, dict)]
     out = {"seeds": list(per_seed)}
-    for row, k in keys:
-        values = [h[row][k] if k else h[row] for h in per_seed.values()]
-        spread = {"per_seed": dict(zip(map(str, per_seed), values))}
-        if None not in values:
-            spread.update(mean=statistics.mean(values), sd=statistics.stdev(values) if len(values) > 1 else None)
-        out[f"{row}/{k}" if k else row] = spread
+    for row, v in first.items():
+        if isinstance(v, dict):
+            out |= {f"{row}/{k}": seed_spread({q: h[row][k] for q, h in per_seed.items()}) for k in v}
+        else:
+            out[row] = seed_spread({q: h[row] for q, h in per_seed.items()})
     return out
 
 

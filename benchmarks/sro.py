@@ -449,10 +449,12 @@ def main() -> int:
     j = {k: v["J"]["value"] for k, v in ms.items()}
     ji = {k: v["independent"]["J"]["value"] for k, v in ms.items() if "independent" in v}
     seed_names = ["sro"] + [f"sro-seed{q}" for q in seeds[1:]]
+    from detoxkit.eval.stats import seed_spread
+
     result["seeds"] = {
         "seeds": seeds,
-        "J": _spread([j[n] for n in seed_names], seeds),
-        "J_independent": _spread([ji[n] for n in seed_names], seeds),
+        "J": seed_spread({q: j[n] for q, n in zip(seeds, seed_names)}),
+        "J_independent": seed_spread({q: ji[n] for q, n in zip(seeds, seed_names)}),
     }
     result["evaluation"] = _evaluation_record(args, trained, report)
     result["targets"] = {
@@ -498,14 +500,6 @@ def main() -> int:
         f"{result['total_seconds'] / 60:.1f} min -> benchmarks/results/sro.json"
     )
     return 0
-
-
-def _spread(values: list[float], seeds: list[int]) -> dict:
-    return {
-        "per_seed": dict(zip(map(str, seeds), values)),
-        "mean": statistics.mean(values),
-        "sd": statistics.stdev(values) if len(values) > 1 else None,
-    }
 
 
 def _evaluation_record(args, trained: dict, report: dict) -> dict:

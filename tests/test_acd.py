@@ -457,3 +457,26 @@ def test_eval_prompts_leave_out_what_the_judging_heads_trained_on():
     clean, _, _, _ = eval_prompts(EvalConfig(**kw))
     assert any(normalise(p) in seen for p in leaky)  # HarmBench shares prompts with the heads' training sets
     assert not any(normalise(p) in seen for p in clean) and set(clean) < set(leaky)
+
+
+def test_eval_scores_only_the_rows_asked_for_and_names_an_unknown_one_before_writing(tmp_path, capsys):
+    from detoxkit.acd.config import EvalConfig
+    from detoxkit.acd.evaluate import methods
+    from detoxkit.cli import main
+
+    cfg = EvalConfig(alphas=[0.25, 0.5], window=0, only_methods=["soft_safe_only", "acd_a0.5"])
+    assert [m["method"] for m in methods(cfg, None, None)] == ["soft_safe_only", "acd_a0.5"]
+    out = tmp_path / "eval"
+    args = [
+        "acd",
+        "eval",
+        "--prompts_dir",
+        str(tmp_path),
+        "--only_methods",
+        "acd_a0.5,acd_a9",
+        "--output_dir",
+        str(out),
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "only_methods" in err and "acd_a9" in err and "Traceback" not in err and not out.exists()

@@ -5,7 +5,7 @@ import pytest
 from detoxkit.eval.classification import classification_metrics
 from detoxkit.eval.detox import detox_metrics, j_score
 from detoxkit.eval.generation import generation_toxicity, harmless_rate, over_refusal_rate
-from detoxkit.eval.stats import mean_ci, rate, wilson_interval
+from detoxkit.eval.stats import mean_ci, rate, seed_spread, wilson_interval
 
 
 def test_wilson_interval_known_value():
@@ -168,3 +168,10 @@ def test_bootstrap_skips_resamples_whose_statistic_is_undefined():
     # 5 rows: some resamples hold one class only, for which scikit-learn's ROC-AUC is NaN (or an error)
     lo, hi = bootstrap_ci(roc_auc_score, [0, 1, 0, 1, 1], [0.1, 0.9, 0.4, 0.6, 0.3], n_boot=200)
     assert 0.0 <= lo <= hi <= 1.0
+
+
+def test_seed_spread_is_the_sample_mean_and_sd_over_seeds():
+    s = seed_spread({0: 0.2, 1: 0.4, 2: 0.6})
+    assert s["per_seed"] == {"0": 0.2, "1": 0.4, "2": 0.6}
+    assert s["mean"] == pytest.approx(0.4) and s["sd"] == pytest.approx(0.2)  # n-1 in the denominator
+    assert seed_spread({0: 0.3})["sd"] is None and seed_spread({0: 0.3, 1: None})["mean"] is None

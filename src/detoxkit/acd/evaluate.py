@@ -258,6 +258,7 @@ def evaluate(cfg, model=None, tok=None) -> dict:
     from ..runs import append_jsonl, atomic_write_text, prepare_output_dir, progress, seed_everything, write_json
     from ..scorers import get_scorer
 
+    methods(cfg, None, None)  # an unknown only_methods name fails here, before the output folder is touched
     seed_everything(cfg.seed)
     out = Path(prepare_output_dir(cfg))
     if model is None:

@@ -71,3 +71,17 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays: Sequence, n_boot: int
     if not stats:
         return [float("nan"), float("nan")]
     return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
+
+
+def seed_spread(per_seed: dict) -> dict:
+    """{per_seed, mean, sd} of one figure over training seeds ({seed: value}); sd is None for one seed, and mean and sd
+    are None where a seed has no value."""
+    import statistics
+
+    values = list(per_seed.values())
+    known = None not in values
+    return {
+        "per_seed": {str(k): v for k, v in per_seed.items()},
+        "mean": statistics.mean(values) if known else None,
+        "sd": statistics.stdev(values) if known and len(values) > 1 else None,
+    }
