@@ -157,3 +157,18 @@ def test_a_rebuild_that_runs_nothing_keeps_the_cards_test_numbers_and_a_real_reb
     assert f"{TEST_BEGIN}\nharmful 0.38 on test\n{TEST_END}" in (tmp_path / "CARD.md").read_text()
     write_card(cfg, tmp_path, {"judge": {"seconds": 6.0}})  # a stage ran: the old numbers no longer hold
     assert "harmful 0.38" not in (tmp_path / "CARD.md").read_text()
+
+
+def test_the_card_names_the_command_that_rebuilds_the_bundle():
+    import shlex
+
+    from detoxkit.config import load_yaml, parse_config
+    from detoxkit.guard.build import GuardBuildConfig
+    from detoxkit.guard.card import build_command
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = load_yaml(root / "configs" / "guard_build.yaml", GuardBuildConfig)
+    cfg = GuardBuildConfig(**{**shipped, "output_dir": "src/detoxkit/guards/smollm2-135m", "calibrate": False})
+    command = build_command(cfg)
+    assert command.startswith("detoxkit guard build ") and "--no-calibrate" in command
+    assert parse_config(GuardBuildConfig, shlex.split(command)[3:], "guard build") == cfg  # every field round-trips

@@ -43,9 +43,9 @@ FAILURE_MODES = [
     "The harm head (a training-signal grader, and calibration's criterion) scores off-topic or incoherent text as "
     "harmless, so an ACD deflection can count as safe; `guard eval` reports the off-topic and LM judges beside it.",
     "The judge's builtin training data holds few benign prompts that sound harmful (benign-but-edgy questions and "
-    "the benign halves of the harmful/benign pairs are its only benign sources), so it scores many of them close to "
-    "harmful ones; calibration keeps over-refusal in bound by raising its threshold, and it then blocks fewer "
-    "harmful prompts (the sweep in calibration/ shows the trade).",
+    "the benign halves of the harmful/benign pairs are its only benign sources, about 140 prompts on the training "
+    "side), so some score close to harmful ones; calibration keeps over-refusal in bound with a high threshold, "
+    "which lets through the harmful prompts it is least sure of (the sweep in calibration/ shows the trade).",
     "The judge has seen English prompts of six builtin sources only: other phrasings, languages and long "
     "conversations may pass it (`benchmarks/adversarial.py` measures it on sources it never saw).",
     "The adapters keep the linear layers' change at the stated rank (exact for a piece trained as a LoRA of that "
@@ -122,6 +122,19 @@ def _test_section(card: Path, times: dict) -> str:
     return "Not scored yet: `python benchmarks/guard.py --section bundle` scores this bundle once on the test prompts."
 
 
+def build_command(cfg) -> str:
+    """The `detoxkit guard build` command line that sets every field of `cfg` that differs from its default."""
+    import dataclasses
+
+    flags = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.default is dataclasses.MISSING or value == f.default:
+            continue
+        flags.append(f"--{'' if value else 'no-'}{f.name}" if isinstance(value, bool) else f"--{f.name} {value}")
+    return " ".join(["detoxkit guard build", *flags])
+
+
 def write_card(cfg, out: Path, times: dict) -> None:
     from ..runs import atomic_write_text
 
@@ -129,7 +142,7 @@ def write_card(cfg, out: Path, times: dict) -> None:
     lines = [
         f"# Guard bundle for {cfg.model}",
         "",
-        f"Built by `detoxkit guard build --config CONFIG --output_dir {out}` in {sum(t['seconds'] for t in times.values()) / 60:.0f} "
+        f"Built by `{build_command(cfg)}` in {sum(t['seconds'] for t in times.values()) / 60:.0f} "
         f"min ({cfg.device}, dtype {cfg.dtype}, seed {cfg.seed}). Serve it with `detoxkit serve --config {out}`, "
         f"evaluate it with `detoxkit guard eval {out} --split test`.",
         "",
