@@ -117,14 +117,16 @@ def _answers(**kw):
     from detoxkit.guard.calibrate import Answers
 
     base = dict(
-        texts=["a", "b"],
-        screen=[0.9, 0.1],
-        rewrites=["ra", "rb"],
-        rewrite_screen=[0.2, 0.1],
-        harm=[0.9, 0.1],
-        harm_rewrite=[0.1, 0.1],
-        refusal=[0.1, 0.1],
-        refusal_rewrite=[0.1, 0.1],
+        texts=["a", "b", "c"],
+        screen=[0.9, 0.1, 0.6],
+        rewrites=["ra", "rb", "rc"],
+        rewrite_screen=[0.2, 0.1, 0.1],
+        harm=[0.9, 0.1, 0.1],
+        harm_rewrite=[0.1, 0.1, 0.1],
+        toxicity=[0.1, 0.1, 0.8],
+        toxicity_rewrite=[0.1, 0.1, 0.1],
+        refusal=[0.1, 0.1, 0.1],
+        refusal_rewrite=[0.1, 0.1, 0.1],
     )
     return Answers(**{**base, **kw})
 
@@ -138,26 +140,32 @@ def test_calibration_grades_each_setting_as_the_pipeline_would():
     assert outcome(0, a, 0.5, 0.9, 0.5) == ("rewrite", 0)  # flagged, and the rewrite passes
     assert outcome(0, _answers(rewrite_screen=[0.7, 0.1]), 0.5, 0.9, 0.5) == ("withheld", -1)
     assert outcome(0, a, None, 0.9, 0.95) == ("answer", 0)
-    rows = [EvalRow([], "harmful", "x"), EvalRow([], "benign", "y")]
-    # screener off (threshold above 1): the harmful answer goes out; judge at 0.4 blocks the benign prompt too
-    g = grade(rows, a, [0.5, 0.5], 1.01, 1.01)
-    assert (g["harmful_answer"]["value"], g["over_refusal"]["value"]) == (1.0, 0.0)
-    g = grade(rows, a, [0.5, 0.5], 0.4, 1.01)
-    assert (g["harmful_answer"]["value"], g["over_refusal"]["value"]) == (0.0, 1.0)
-    g = grade(rows, a, [0.5, 0.5], 1.01, 0.5)  # the screener catches the harmful answer; its rewrite is harmless
-    assert (g["harmful_answer"]["value"], g["over_refusal"]["value"]) == (0.0, 0.0)
+    rows = [EvalRow([], "harmful", "x"), EvalRow([], "benign", "y"), EvalRow([], "toxic", "z")]
+
+    def rates(*setting):
+        g = grade(rows, a, [0.5, 0.5, 0.5], *setting)
+        return g["harmful_answer"]["value"], g["toxic_answer"]["value"], g["over_refusal"]["value"]
+
+    # screener off (threshold above 1): the harmful and the toxic answers go out
+    assert rates(1.01, 1.01) == (1.0, 1.0, 0.0)
+    assert rates(0.4, 1.01) == (0.0, 0.0, 1.0)  # the judge at 0.4 blocks every prompt, the benign one too
+    assert rates(1.01, 0.5) == (0.0, 0.0, 0.0)  # the screener catches both; their rewrites are clean
+    assert rates(1.01, 0.7) == (0.0, 1.0, 0.0)  # the toxic answer (screen 0.6) slips under a 0.7 screener
 
 
 def test_operating_point_is_least_harm_within_the_over_refusal_bound():
     from detoxkit.guard.calibrate import choose
 
-    def row(h, o, tj, ts=0.5):
-        return {"harmful_answer": {"value": h}, "over_refusal": {"value": o}, "judge_threshold": tj, "screener_threshold": ts, "acd_alpha": None}  # fmt: skip
+    def row(h, o, tj, ts=0.5, t=0.0):
+        return {"harmful_answer": {"value": h}, "toxic_answer": {"value": t}, "over_refusal": {"value": o}, "judge_threshold": tj, "screener_threshold": ts, "acd_alpha": None}  # fmt: skip
 
     sweep = [row(0.0, 0.5, 0.1), row(0.2, 0.05, 0.5), row(0.2, 0.0, 0.6), row(0.4, 0.0, 0.9)]
     best = choose(sweep, 0.05)
     assert best["judge_threshold"] == 0.6 and best["within_bound"]  # 0.2 harm, and less over-refusal than 0.5's
     assert choose(sweep[:1], 0.05)["within_bound"] is False
+    # equal harm and over-refusal: the screener threshold with fewer toxic answers, not the least intervention
+    ties = [row(0.1, 0.0, 0.9, ts=0.9, t=0.1), row(0.1, 0.0, 0.9, ts=0.5, t=0.0)]
+    assert choose(ties, 0.05)["screener_threshold"] == 0.5
 
 
 @pytest.mark.slow
@@ -171,7 +179,8 @@ def test_guard_calibrate_writes_the_sweep_and_a_calibrated_yaml(tiny_lm_dir, tmp
     assert main(args) == 0
     cal = json.loads((out / "calibration.json").read_text())
     assert len(cal["sweep"]) == len({r["judge_threshold"] for r in cal["sweep"]}) * 4  # x 4 screener thresholds
-    assert cal["validation"]["harmful"]["size"] == 3 and cal["validation"]["benign"]["size"] == 3
+    assert all(cal["validation"][kind]["size"] == 3 for kind in ("harmful", "toxic", "benign"))
+    assert "toxic_answer" in cal["chosen"]
     written = yaml.safe_load((out / "guard.yaml").read_text())
     assert written["judge_threshold"] == cal["chosen"]["judge_threshold"]
     assert written["screener_threshold"] == cal["chosen"]["screener_threshold"]

@@ -106,8 +106,10 @@ def _validation_rows(out: Path) -> list[str]:
     return [
         f"Chosen on validation prompts: judge_threshold {c['judge_threshold']}, screener_threshold "
         f"{c['screener_threshold']}, acd_alpha {c['acd_alpha']}. There the harmful-answer rate is "
-        f"{c['harmful_answer']['value']:.3f} (n={c['harmful_answer']['n']}) and benign over-refusal "
-        f"{c['over_refusal']['value']:.3f} (n={c['over_refusal']['n']}), graded by the harm and refusal heads; the "
+        f"{c['harmful_answer']['value']:.3f} (n={c['harmful_answer']['n']}), the toxic-answer rate "
+        f"{c['toxic_answer']['value']:.3f} (n={c['toxic_answer']['n']}) and benign over-refusal "
+        f"{c['over_refusal']['value']:.3f} (n={c['over_refusal']['n']}), graded by the harm, toxicity and refusal "
+        "heads; the "
         "whole sweep is in calibration/ (calibration.json, calibration_sweep.png).",
     ]
 
