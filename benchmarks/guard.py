@@ -11,15 +11,16 @@
    (same seeds and steps, no attacker; needs the build's work folder runs/guard-work); the cost of safety at 1 and
    --clients concurrent clients against the same server with every stage off. Fills in the test section of the
    bundle's CARD.md. Its "evaluation" object (scorers, splits, overlaps) goes to the top level of guard.json.
-3. Rewriter adapters: does the bundle's rank-6 rewriter keep the quality of a larger one? `detoxkit sro eval` on
-   ParaDetox validation sentences (never the test split) for the untrained base, the full fine-tune of
-   configs/sro_train.yaml (--full_rewriter, a `detoxkit sro train` output folder), that fine-tune truncated to the
-   bundle's rank (what earlier bundles shipped), and the bundle's rewriter, trained as a rank-6 LoRA
-   (configs/guard_rewriter.yaml) and shipped as trained.
+3. Rewriter adapters: does the bundle's rank-6 rewriter keep the quality of the full fine-tune it truncates?
+   `detoxkit sro eval` on ParaDetox validation sentences (never the test split) for the untrained base, the full
+   fine-tune (--full_rewriter: the build's runs/guard-work/sro/final), its truncation to the bundle's rank made here,
+   the bundle's rewriter, and any --rewriters NAME=FOLDER (e.g. the recipe trained as a rank-6 LoRA,
+   configs/guard_rewriter.yaml).
 
 CPU contention ruins timings: run it on a quiet machine.
     python benchmarks/guard.py [--section load|bundle|rewriter_adapters|all]
-        [--full_rewriter runs/sro/final] [--rewriter_n 150] [--duration 60] [--n 40] [--clients 8] [--max_tokens 16]
+        [--full_rewriter runs/guard-work/sro/final] [--rewriters NAME=FOLDER,...]
+        [--rewriter_n 150] [--duration 60] [--n 40] [--clients 8] [--max_tokens 16]
 """
 
 from __future__ import annotations
@@ -251,8 +252,8 @@ def bundle_section(args) -> dict:
 
 
 def rewriter_adapters(args) -> dict:
-    """J (both sets of scorers) of the bundle's rank-6 rewriter beside the larger rewriter its recipe replaced, on
-    ParaDetox validation sentences; the full fine-tune's rank-r truncation is made here from --full_rewriter."""
+    """J (both sets of scorers) of the bundle's rank-r rewriter beside the full fine-tune it truncates (and any
+    --rewriters) on ParaDetox validation sentences; the full fine-tune's rank-r truncation is made here."""
     import json
 
     from detoxkit.sro.config import SroEvalConfig
@@ -261,12 +262,13 @@ def rewriter_adapters(args) -> dict:
 
     full = Path(args.full_rewriter)
     rank = json.loads((BUNDLE / "rewriter" / "rewriter.json").read_text())["adapter"]["rank"]
-    methods = [f"base={MODEL}", f"bundle-lora-rank{rank}={BUNDLE / 'rewriter'}"]
+    methods = [f"base={MODEL}", f"bundle-rank{rank}={BUNDLE / 'rewriter'}"]
     out = ROOT / "runs" / "bench-guard-rewriters"
     if (full / "rewriter.json").exists():
         truncated = out / f"full-rank{rank}"
         save_rewriter_adapter(full, truncated, rank)
         methods[1:1] = [f"full-fine-tune={full}", f"full-fine-tune-svd-rank{rank}={truncated}"]
+    methods += [m for m in args.rewriters.split(",") if m]
     cfg = SroEvalConfig(
         methods=methods, split="validation", max_eval_samples=args.rewriter_n, output_dir=str(out), max_new_tokens=48
     )
@@ -276,13 +278,11 @@ def rewriter_adapters(args) -> dict:
         for name, m in report["methods"].items()
     }
     return {
-        "command": "python benchmarks/guard.py --section rewriter_adapters --full_rewriter " + args.full_rewriter,
-        "full_rewriter_trained_by": "detoxkit sro train --config configs/sro_train.yaml",
-        "bundle_rewriter_trained_by": "detoxkit sro train --config configs/guard_rewriter.yaml (guard build)",
+        "full_rewriter_trained_by": "detoxkit sro train --config configs/sro_train.yaml (guard build's rewriter stage)",
         "split": report["split"],
         "scorers": report["scorers"],
         "table": table,
-        "not_measured": None if len(methods) > 2 else f"{full} is not a trained rewriter folder",
+        "not_measured": None if (full / "rewriter.json").exists() else f"{full} is not a trained rewriter folder",
     }
 
 
@@ -303,9 +303,10 @@ def main() -> None:
     )
     ap.add_argument(
         "--full_rewriter",
-        default="runs/sro/final",
-        help="rewriter_adapters: a full fine-tune folder (detoxkit sro train --config configs/sro_train.yaml)",
+        default="runs/guard-work/sro/final",
+        help="rewriter_adapters: the full fine-tune the bundle's rewriter truncates (guard build's work folder)",
     )
+    ap.add_argument("--rewriters", default="", help="rewriter_adapters: more rows, NAME=FOLDER comma-separated")
     ap.add_argument("--rewriter_n", type=int, default=150, help="rewriter_adapters: ParaDetox validation sentences")
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
     ap.add_argument(

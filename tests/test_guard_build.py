@@ -39,21 +39,6 @@ def test_build_checks_its_recipes_before_it_starts(tmp_path, capsys):
     assert "judge_recipe" in capsys.readouterr().err and not (tmp_path / "b").exists()
 
 
-def test_the_default_build_trains_its_rewriter_as_a_lora_of_the_bundle_rank():
-    """The bundle's rewriter adapter is then exactly what was trained: a full fine-tune's rank-6 truncation kept
-    none of what training added (guard.json, rewriter_adapters)."""
-    from detoxkit.config import load_yaml
-    from detoxkit.guard.build import GuardBuildConfig
-    from detoxkit.sro.config import SroTrainConfig
-
-    root = Path(__file__).resolve().parents[1]
-    shipped = load_yaml(root / "configs" / "guard_build.yaml", GuardBuildConfig)
-    for build in (GuardBuildConfig(), GuardBuildConfig(**shipped)):
-        rewriter = load_yaml(root / build.rewriter_recipe, SroTrainConfig)
-        assert rewriter["use_peft"] and rewriter["lora_r"] <= build.adapter_rank
-        assert rewriter["lora_target_modules"] == "all-linear"  # every linear layer the export writes
-
-
 @pytest.mark.slow
 def test_build_assembles_and_calibrates_a_bundle_and_keeps_it_on_rerun(tiny_lm_dir, tmp_path):
     out = tmp_path / "bundle"

@@ -44,8 +44,9 @@ class GuardBuildConfig(SeedArgs, DeviceArgs):
     anchors_recipe: str = arg("configs/acd_anchors.yaml", "acd anchors YAML, or off (then no ACD)")
     prompts_recipe: str = arg("configs/acd_tune.yaml", "acd tune YAML (its anchors come from the anchors stage)")
     rewriter_recipe: str = arg(
-        "configs/guard_rewriter.yaml",
-        "sro train YAML for the rewriter, or off (a LoRA at adapter_rank exports exactly; a full fine-tune does not)",
+        "configs/sro_train.yaml",
+        "sro train YAML for the rewriter, or off (exported at adapter_rank: exact for a LoRA of that rank, the "
+        "truncated SVD of a full fine-tune's change otherwise, compared on validation by the export stage)",
     )
     work_dir: str = arg("", "each stage's run folder (default OUTPUT_DIR/work): checkpoints, logs, full weights")
     adapter_rank: int = arg(

@@ -49,9 +49,9 @@ FAILURE_MODES = [
     "The judge has seen English prompts of six builtin sources only: other phrasings, languages and long "
     "conversations may pass it (`benchmarks/adversarial.py` measures it on sources it never saw).",
     "The adapters keep the linear layers' change at the stated rank (exact for a piece trained as a LoRA of that "
-    "rank); a full fine-tune's embeddings and norms are dropped (the adapter lines above measure what that costs). "
-    "The rewriter is a rank-6 LoRA, not the full fine-tune the SRO benchmark measured: benchmarks/results/guard.json "
-    "(rewriter_adapters) compares the two on ParaDetox validation sentences.",
+    "rank); a full fine-tune's embeddings and norms are dropped (the adapter lines above measure what that costs; "
+    "benchmarks/results/guard.json, rewriter_adapters, compares the rewriter's J with the full fine-tune's on "
+    "ParaDetox validation sentences).",
     "The base model has 135M parameters: its answers to benign prompts are often weak, and the guard does not "
     "make them better; a flagged answer whose rewrite is flagged again is withheld.",
     "No hate category is shipped in policies: within one source the category head cannot tell hate from other abuse.",

@@ -1,9 +1,8 @@
 """The bundle's trained pieces, exported small: the judge and the rewriter as rank-r PEFT LoRA adapters (fp16),
 the soft prompts copied, and what the truncation costs measured on validation data.
 
-Why measure here: the adapters are a rank-r factorisation of what the recipes trained (the guard's judge is a
-rank-16 LoRA; its rewriter a rank-6 LoRA, whose truncation is exact, where a full fine-tune's is not), so the
-bundle is only as good as that approximation. The judge is compared by ROC-AUC on
+Why measure here: the adapters are a rank-r factorisation of what the recipes trained (a rank-16 LoRA judge, a
+full fine-tune rewriter), so the bundle is only as good as that approximation. The judge is compared by ROC-AUC on
 the guard's validation prompts, the rewriter by the toxicity screener's pass rate and MiniLM similarity of its
 rewrites of ParaDetox validation sentences: the trained piece and its adapter, side by side.
 """

@@ -3,10 +3,10 @@
 A bundle keeps each trained piece (a LoRA judge, a LoRA or fully fine-tuned rewriter) as a PEFT adapter folder
 (``adapter_config.json`` + ``adapter_model.safetensors``) that ``PeftModel.from_pretrained(base, folder)`` loads. The
 adapter holds, for every changed linear layer, the best rank-r approximation of the weight difference ΔW (truncated
-SVD: Eckart-Young), stored in fp16: exact for a LoRA of rank <= r, an approximation whose cost the build measures
-otherwise (the rank-16 judge keeps its ROC-AUC at rank 6; a full fine-tune rewriter's ΔW is not low-rank, hence the
-guard's rewriter is trained as a rank-6 LoRA). What is not a linear layer's weight (a full fine-tune's embeddings and
-norms) is left out.
+SVD: Eckart-Young), stored in fp16: exact for a LoRA of rank <= r, an approximation otherwise. Why factorise rather
+than train at the small rank: the pieces keep the recipes they were measured with (a rank-16 LoRA judge, a full
+fine-tune rewriter; the same rewriter recipe trained as a rank-6 LoRA scored lower), and the build measures what the
+truncation costs. What is not a linear layer's weight (a full fine-tune's embeddings and norms) is left out.
 """
 
 from __future__ import annotations
