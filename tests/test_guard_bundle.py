@@ -104,16 +104,18 @@ def test_demo_counts_what_the_guard_did_with_each_kind():
         {"kind": "harmful", "outcome": outcome(trace(), True)},  # answered with a refusal
         {"kind": "toxic", "outcome": outcome(trace(screen="flag", rewrite="rewritten"), False)},
         {"kind": "toxic", "outcome": outcome(trace(screen="flag", rewrite="withheld_after_rewrite"), False)},
+        {"kind": "toxic", "outcome": outcome(trace(judge="block"), False)},  # the judge stops it before any answer
         {"kind": "benign", "outcome": outcome(trace(), False)},
         {"kind": "benign", "outcome": outcome(trace(judge="timeout_blocked"), False)},
     ]
-    assert [r["outcome"] for r in rows] == ["blocked", "refused", "rewritten", "withheld", "answered", "blocked"]
+    outcomes = ["blocked", "refused", "rewritten", "withheld", "blocked", "answered", "blocked"]
+    assert [r["outcome"] for r in rows] == outcomes
     assert guard_counts(rows) == {
         "harmful": 2,
-        "toxic": 2,
+        "toxic": 3,
         "benign": 2,
         "harmful_stopped": 2,
-        "toxic_rewritten_or_withheld": 2,
+        "toxic_stopped": 3,
         "benign_answered": 1,
     }
 
