@@ -178,7 +178,11 @@ def test_guard_calibrate_writes_the_sweep_and_a_calibrated_yaml(tiny_lm_dir, tmp
     args = ["guard", "calibrate", str(guard_yaml), "--n", "3", "--output_dir", str(out), "--max_new_tokens", "3"]
     assert main(args) == 0
     cal = json.loads((out / "calibration.json").read_text())
-    assert len(cal["sweep"]) == len({r["judge_threshold"] for r in cal["sweep"]}) * 4  # x 4 screener thresholds
+    table = cal["sweep"]
+    rows = [dict(zip(table["columns"], row)) for row in table["rows"]]
+    assert len(rows) == len({r["judge_threshold"] for r in rows}) * 4  # x 4 screener thresholds
+    assert table["n"] == {"harmful_answer": 3, "toxic_answer": 3, "over_refusal": 3}
+    assert dict(rows[0]).keys() >= {"acd_alpha", "judge_threshold", "screener_threshold", "toxic_answer"}
     assert all(cal["validation"][kind]["size"] == 3 for kind in ("harmful", "toxic", "benign"))
     assert "toxic_answer" in cal["chosen"]
     written = yaml.safe_load((out / "guard.yaml").read_text())

@@ -170,10 +170,25 @@ def run(cfg: GuardCalibrateConfig) -> dict:
     out = prepare_output_dir(cfg)
     calibrated = _calibrated_yaml(cfg.guard[0], chosen, guard)
     (out / "guard.yaml").write_text(calibrated)
-    result = {"chosen": chosen, "sweep": sweep, "validation": _splits(rows, cfg), "guard": cfg.guard[0]}
+    result = {"chosen": chosen, "sweep": sweep_table(sweep), "validation": _splits(rows, cfg), "guard": cfg.guard[0]}
     write_json(out / "calibration.json", result)
     _plot(out, sweep, chosen)
     return result
+
+
+RATES = ("harmful_answer", "toxic_answer", "over_refusal")
+SETTING = ("acd_alpha", "judge_threshold", "screener_threshold")
+
+
+def sweep_table(sweep: list[dict]) -> dict:
+    """The sweep as calibration.json keeps it: one row of values per setting under named columns, each rate's n once
+    (every judge score is a threshold, so the sweep has thousands of points: as records with intervals it passed
+    1 MiB in the bundle). The chosen point keeps its intervals beside it."""
+    return {
+        "columns": [*SETTING, *RATES],
+        "n": {k: sweep[0][k]["n"] for k in RATES} if sweep else {},
+        "rows": [[r[k] for k in SETTING] + [round(r[k]["value"], 4) for k in RATES] for r in sweep],
+    }
 
 
 def judge_thresholds(scores: list[float] | None) -> list[float]:

@@ -33,9 +33,8 @@ PIECES = {
     ),
     "rewriter": (
         "rewriter/",
-        "the SRO rewriter: the model fine-tuned (as a LoRA or in full: see its recipe) on toxic sentences of the "
-        "Jigsaw comments alone (no parallel data), the toxicity head and MiniLM similarity deciding between a DPO step "
-        "and a push-down",
+        "the SRO rewriter: the model fine-tuned on toxic sentences of the Jigsaw comments alone (no parallel data), "
+        "the toxicity head and MiniLM similarity deciding between a DPO step and a push-down",
     ),
 }
 
