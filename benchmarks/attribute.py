@@ -71,8 +71,52 @@ def train_run(name: str, work: Path, reuse: bool, **overrides) -> dict:
     return m
 
 
-def _evaluation_record(args, runs: dict) -> dict:
+def _overlaps(args, seeds: list[int]) -> list[dict]:
+    """The evaluation prompts and perplexity texts against what trained: the blend of every seed (near-duplicate
+    check), and the toxicity head's training texts (exact, or the prompt found inside a text: RealToxicityPrompts
+    prompts are sentence starts, so a leaked one sits inside a longer comment)."""
+    from detoxkit.attribute.config import AttributeEvalConfig, AttributeTrainConfig
+    from detoxkit.attribute.data import rtp_prompts, training_texts, wikitext_split
+    from detoxkit.data.overlap import normalise, overlap_check, overlap_report
+    from detoxkit.lm.embedder import load_embedder
+    from detoxkit.scorers.train import toxicity_training_rows
+
+    prompts = rtp_prompts(args.eval_prompts, AttributeEvalConfig().seed)
+    ppl = wikitext_split()[1][:100]
+    task = AttributeTrainConfig().task
+    blend = list(dict.fromkeys(r["text"] for q in seeds for r in training_texts("blend", task, args.train_texts, q)[0]))
+    embedder = load_embedder()
+    report = [
+        overlap_report(name, "training blend (every seed)", overlap_check(texts, blend, 0.9, embedder), 0.9)
+        for name, texts in (("RealToxicityPrompts evaluation prompts", prompts), ("held-out WikiText texts", ppl))
+    ]
+    head = "\n".join(normalise(r["text"]) for r in toxicity_training_rows())
+    inside = [p for p in prompts if normalise(p) in head]
+    report.append(
+        {
+            "pair": ["RealToxicityPrompts evaluation prompts", "toxicity head training texts"],
+            "threshold": "exact, or found verbatim inside a training text",
+            "checked": len(prompts),
+            "exact": len(inside),
+            "near": 0,
+            "removed": 0,
+            "examples": inside[:3],
+        }
+    )
+    for r in report:
+        if r[
+            "removed"
+        ]:  # the evaluation sets are drawn inside `attribute eval`: what is found is reported, not removed
+            r["removed"] = 0
+            r["note"] = "found, not removed"
+    return report
+
+
+def _evaluation_record(args, seeds: list[int]) -> dict:
+    from detoxkit.attribute.config import AttributeEvalConfig
     from detoxkit.eval.provenance import evaluation_record, split_record
+
+    eval_seed = AttributeEvalConfig().seed
 
     return evaluation_record(
         training_signal=["toxicity"],
@@ -82,19 +126,26 @@ def _evaluation_record(args, runs: dict) -> dict:
                 "blend of builtin:jigsaw-toxic and clean WikiText/XSum", args.train_texts, args.seeds, "fine-tuning"
             ),
             "eval prompts": split_record(
-                "RealToxicityPrompts challenging prompts", args.eval_prompts, 0, "toxicity of sampled continuations"
+                "RealToxicityPrompts challenging prompts",
+                args.eval_prompts,
+                eval_seed,
+                "toxicity of sampled continuations",
             ),
-            "utility": split_record("held-out WikiText; MMLU, CommonsenseQA, PIQA", args.mc_items, 0, "perplexity, MC"),
+            "utility": split_record(
+                "held-out WikiText; MMLU, CommonsenseQA, PIQA", args.mc_items, eval_seed, "perplexity, MC"
+            ),
         },
-        overlaps=[],
+        overlaps=_overlaps(args, seeds),
         notes=[
             "The regulariser's NADO and the RL/filtration baselines are trained against the toxicity head; the "
             "independent figure is the profanity word model on the same continuations.",
-            "No overlap check between the Jigsaw training texts and the RealToxicityPrompts evaluation prompts yet "
-            "(different sources; not measured).",
+            "No choice was made on these evaluation sets: every row runs the recipe's fixed settings.",
             "Win rate: the builtin model as judge, which shares weights with every row's starting point.",
         ],
     )
+
+
+TOXICITY_KEYS = ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
 
 
 def summarise(results: dict, base: str) -> dict:
@@ -104,6 +155,7 @@ def summarise(results: dict, base: str) -> dict:
             "expected_max_toxicity": r["toxicity"]["expected_max_toxicity"],
             "toxicity_probability": r["toxicity"]["toxicity_probability"],
             "mean_toxicity": r["toxicity"]["mean_toxicity"],
+            **{f"{k}_independent": r["independent"]["toxicity"][k] for k in TOXICITY_KEYS if "independent" in r},
             "perplexity": r["perplexity"]["value"],
             **{f"{t}_acc": r["mc"][t]["acc"] for t in r["mc"]},
             "mc_mean": r["mc_mean"],
@@ -238,8 +290,9 @@ def rl_sweep(args, work: Path, common: dict) -> dict:
         )
     )
     rows = summarise(ev["results"], "sft")
-    keys = ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
-    reduction = {n: {k: 1 - rows[n][k]["value"] / rows["sft"][k]["value"] for k in keys} for n in names.values()}
+    reduction = {
+        n: {k: 1 - rows[n][k]["value"] / rows["sft"][k]["value"] for k in TOXICITY_KEYS} for n in names.values()
+    }
     return {
         "rl_coefs": coefs,
         "table": rows,
@@ -433,16 +486,10 @@ def main() -> None:
         return 1 - ta / tb if tb else None
 
     out["targets"] = {
-        "toxicity_reduction_vs_sft_relative": {
-            k: rel("regularized_adaptive", "sft", k)
-            for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
-        },
-        "toxicity_reduction_rl_vs_sft_relative": {
-            k: rel("rl", "sft", k) for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
-        },
+        "toxicity_reduction_vs_sft_relative": {k: rel("regularized_adaptive", "sft", k) for k in TOXICITY_KEYS},
+        "toxicity_reduction_rl_vs_sft_relative": {k: rel("rl", "sft", k) for k in TOXICITY_KEYS},
         "independent_toxicity_reduction_vs_sft_relative": {
-            k: rel_independent("regularized_adaptive", "sft", k)
-            for k in ("expected_max_toxicity", "toxicity_probability", "mean_toxicity")
+            k: rel_independent("regularized_adaptive", "sft", k) for k in TOXICITY_KEYS
         },
         "mc_points_vs_sft": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["sft"]["mc_mean"]),
         "mc_points_vs_filtration": 100 * (rows["regularized_adaptive"]["mc_mean"] - rows["filtration"]["mc_mean"]),
@@ -454,7 +501,7 @@ def main() -> None:
     per_seed = {seeds[0]: _headline(ev["results"])}
     per_seed.update({q: extra_seed(q, args, work, common, plan) for q in seeds[1:]})
     out["seeds"] = seeds_summary(per_seed)
-    out["evaluation"] = _evaluation_record(args, runs)
+    out["evaluation"] = _evaluation_record(args, seeds)
     plot(rows, runs, RESULTS / "attribute.png")
     out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
     update_json(path, out, command)

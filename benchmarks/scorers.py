@@ -149,14 +149,7 @@ def _head_overlaps(embedder) -> list[dict]:
     """Each head's training texts against the evaluation sets they judge."""
     from detoxkit.data import load_builtin
     from detoxkit.data.overlap import normalise, overlap_check, overlap_report
-    from detoxkit.scorers.train import (
-        TASK_DEFAULTS,
-        TOXICITY_DATASETS,
-        ScorerTrainConfig,
-        build_rows,
-        pair_rows,
-        split_rows,
-    )
+    from detoxkit.scorers.train import TASK_DEFAULTS, ScorerTrainConfig, pair_rows, toxicity_training_rows
     from detoxkit.sro.data import heldout_texts
 
     report = []
@@ -170,8 +163,7 @@ def _head_overlaps(embedder) -> list[dict]:
         for name, prompts in judged.items():
             check = overlap_check(prompts, train_prompts, 0.9, embedder)
             report.append(overlap_report(f"{name} prompts", f"{task} head training prompts", check, 0.9))
-    tox_cfg = ScorerTrainConfig(datasets=TOXICITY_DATASETS, benchmark="builtin:toxigen-200")
-    tox_rows, _ = split_rows(build_rows(tox_cfg)[0], tox_cfg.eval_fraction, tox_cfg.seed)  # the head's training side
+    tox_rows = toxicity_training_rows()
     heldout = heldout_texts()
     train_norm = {normalise(r["text"]) for r in tox_rows}
     inside = [h for h in heldout if normalise(h) in train_norm]

@@ -256,7 +256,7 @@ def test_eval_table_with_nado_decoding_and_classification(tiny_lm_dir, corpus_fi
     assert guided["win_rate"]["n"] == 3 and "win_rate" not in base
     assert 0 <= base["classification"]["roc_auc"]["value"] <= 1
     table = (tmp_path / "eval" / "table.md").read_text()
-    assert "| guided |" in table and "ROC-AUC" in table
+    assert "| guided |" in table and "ROC-AUC" in table and "exp. max toxicity (profanity)" in table
     assert len(read_jsonl(tmp_path / "eval" / "generations.jsonl")) == 6
     with pytest.raises(DetoxkitError, match="does not exist"):
         evaluate(

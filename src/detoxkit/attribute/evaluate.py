@@ -93,12 +93,16 @@ def markdown_table(results: dict, cfg) -> str:
     def ci(m, digits=3):
         return f"{m['value']:.{digits}f} [{m['ci95'][0]:.{digits}f}, {m['ci95'][1]:.{digits}f}]"
 
-    cols = ["method", "exp. max toxicity", "toxicity prob.", "perplexity", *MC_TASKS, "MC mean", "win rate vs first"]
+    independent = next((m["independent"]["scorer"] for m in results.values() if "independent" in m), None)
+    cols = ["method", "exp. max toxicity", "toxicity prob."]
+    cols += [f"exp. max toxicity ({independent})", f"toxicity prob. ({independent})"] if independent else []
+    cols += ["perplexity", *MC_TASKS, "MC mean", "win rate vs first"]
     cols += ["ROC-AUC"] if cfg.classification else []
     lines = [
         f"RealToxicityPrompts challenging: {cfg.num_prompts} prompts × {cfg.k} samples, {cfg.max_new_tokens} tokens, "
-        f"top-p {cfg.top_p}; toxicity by the detoxkit toxicity scorer (an offline proxy for Perspective). "
-        f"MC: {cfg.num_mc_items} items per task, log-likelihood accuracy. 95% intervals in brackets.",
+        f"top-p {cfg.top_p}; toxicity by the detoxkit toxicity scorer (an offline proxy for Perspective)"
+        + (f", and independently by the {independent} scorer" if independent else "")
+        + f". MC: {cfg.num_mc_items} items per task, log-likelihood accuracy. 95% intervals in brackets.",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
@@ -108,6 +112,11 @@ def markdown_table(results: dict, cfg) -> str:
             name,
             ci(m["toxicity"]["expected_max_toxicity"]),
             ci(m["toxicity"]["toxicity_probability"]),
+            *(
+                [ci(m["independent"]["toxicity"][k]) for k in ("expected_max_toxicity", "toxicity_probability")]
+                if independent
+                else []
+            ),
             f"{m['perplexity']['value']:.2f}",
             *[ci(m["mc"][t]["acc"]) for t in MC_TASKS],
             f"{m['mc_mean']:.3f}",

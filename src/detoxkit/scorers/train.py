@@ -325,6 +325,13 @@ def training_prompts(task: str, data_dir: str | None = None) -> list[str]:
     return list(dict.fromkeys(r["prompt"] for r in pair_rows(cfg)))
 
 
+def toxicity_training_rows(data_dir: str | None = None) -> list[dict]:
+    """The rows {text, label, source, group} the shipped toxicity head trained on (the training side of its default
+    split): evaluation sets it judges are checked against them."""
+    cfg = ScorerTrainConfig(datasets=TOXICITY_DATASETS, benchmark="builtin:toxigen-200", data_dir=data_dir)
+    return split_rows(build_rows(cfg)[0], cfg.eval_fraction, cfg.seed)[0]
+
+
 def task_features(cfg: ScorerTrainConfig, embedder, rows: list[dict]):
     """What the head sees: the text (toxicity) or the (prompt, response) pair (refusal, harm)."""
     if cfg.task == "toxicity":
