@@ -12,6 +12,7 @@ offline oracle against the toxicity scorer. Writes benchmarks/results/adversaria
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
@@ -192,6 +193,59 @@ def _targets(metrics: dict, probes: list[dict]) -> dict:
     }
 
 
+def data_scale(out: Path, sizes: list[int]) -> dict:
+    """What plain data buys this judge on a source it never trained on, with no attacker: for each k, a fresh judge
+    (the run's base, template, LoRA and fine-tune recipe) trained on k random training-side prompts per class
+    (dataset labels, round-robin over the sources), scored on the run's own evaluation rows (holdout.jsonl) with
+    thresholds from its validation rows. Beside the rounds, it says whether the yardstick is within this base
+    model's reach at all, and how much data that takes."""
+    import random
+
+    from detoxkit.adversarial.config import AdversarialRunConfig
+    from detoxkit.adversarial.evaluate import holdout_metrics, score_holdout
+    from detoxkit.adversarial.judge import fit_judge
+    from detoxkit.adversarial.loop import load_roles, run_splits
+    from detoxkit.adversarial.sources import SourcePool, by_source
+    from detoxkit.config import load_yaml
+    from detoxkit.lm.embedder import load_embedder
+    from detoxkit.runs import read_jsonl, seed_everything
+
+    cfg = AdversarialRunConfig(**load_yaml(out / "config.yaml", AdversarialRunConfig))
+    holdout = read_jsonl(out / "holdout.jsonl")
+    splits = run_splits(cfg, load_embedder(cfg.embedder))
+    rows = []
+    for k in sizes:
+        prompts, labels = [], []
+        for y in (1, 0):
+            picked = SourcePool(by_source(splits["records"], "train", y), random.Random(cfg.seed)).take(k)
+            prompts += [t for t, _ in picked]
+            labels += [y] * len(picked)
+        seed_everything(cfg.seed)
+        judge, _ = load_roles(cfg, with_attacker=False)
+        t0 = time.perf_counter()
+        losses = fit_judge(cfg, judge, prompts, labels, 1)
+        m = holdout_metrics(holdout, score_holdout(judge, holdout, cfg.batch_size), 0.5, cfg.max_fpr)
+        rows.append(
+            {
+                "per_class": k,
+                "train_size": len(prompts),
+                "steps": len(losses),
+                "heldout_sources_never_trained_on": m.get("heldout_sources"),
+                "ordinary_holdout": m.get("ordinary"),
+                "transfer": m.get("transfer_sets"),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        auc = (m.get("heldout_sources") or {}).get("all", {}).get("roc_auc", {}).get("value")
+        print(f"data scale {k} per class: {len(losses)} steps, held-out sources ROC-AUC {auc}", flush=True)
+        del judge
+    return {
+        "what": "judges trained on k random training-side prompts per class, no attacker (dataset labels)",
+        "recipe": {k: getattr(cfg, k) for k in ("judge_template", "judge_epochs", "learning_rate", "lora_r", "seed")},
+        "rows": rows,
+    }
+
+
 def _args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(ROOT / "configs" / "adversarial_loso.yaml"))
@@ -212,6 +266,12 @@ def _args():
         "finished, without running the loop again",
     )
     p.add_argument("--skip_oracle_comparison", action="store_true")
+    p.add_argument(
+        "--data_scale",
+        default="",
+        help="comma-separated k: instead of the loop, train judges on k random training-side prompts per class "
+        "(no attacker) and score them on output_dir's evaluation rows; adds data_scale to adversarial.json",
+    )
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where adversarial.json goes")
     return p.parse_args()
 
@@ -226,6 +286,13 @@ def main() -> int:
     from detoxkit.runs import read_jsonl, write_json
 
     out = Path(args.output_dir)
+    if args.data_scale:
+        path = Path(args.results) / "adversarial.json"
+        result = json.loads(path.read_text())
+        sizes = [int(k) for k in args.data_scale.split(",")]
+        result["data_scale"] = {**data_scale(out, sizes), "command": " ".join([sys.executable, *sys.argv])}
+        write_json(path, result)
+        return 0
     if not args.reuse:
         shutil.rmtree(out, ignore_errors=True)
     flags = ("rounds", "prompts_per_round", "max_new_tokens", "heldout_source_size", "validation_size")

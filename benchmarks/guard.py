@@ -11,14 +11,16 @@
    (same seeds and steps, no attacker; needs the build's work folder runs/guard-work); the cost of safety at 1 and
    --clients concurrent clients against the same server with every stage off. Fills in the test section of the
    bundle's CARD.md. Its "evaluation" object (scorers, splits, overlaps) goes to the top level of guard.json.
-3. Rewriter adapters: does the bundle's rank-6 rewriter keep the quality of the full fine-tune it truncates?
+3. Judge per source: the bundle's judge and the untrained reference on each source of the test prompts and on PyRIT's
+   harmful objectives, a source the judge never trained on (marked), each beside the benign-but-edgy test prompts.
+4. Rewriter adapters: does the bundle's rank-6 rewriter keep the quality of the full fine-tune it truncates?
    `detoxkit sro eval` on ParaDetox validation sentences (never the test split) for the untrained base, the full
    fine-tune (--full_rewriter: the build's runs/guard-work/sro/final), its truncation to the bundle's rank made here,
    the bundle's rewriter, and any --rewriters NAME=FOLDER (e.g. the recipe trained as a rank-6 LoRA,
    configs/guard_rewriter.yaml).
 
 CPU contention ruins timings: run it on a quiet machine.
-    python benchmarks/guard.py [--section load|bundle|rewriter_adapters|all]
+    python benchmarks/guard.py [--section load|bundle|judge_sources|rewriter_adapters|all]
         [--full_rewriter runs/guard-work/sro/final] [--rewriters NAME=FOLDER,...]
         [--rewriter_n 150] [--duration 60] [--n 40] [--clients 8] [--max_tokens 16]
 """
@@ -152,6 +154,78 @@ def judge_table(args) -> dict:
             "recall_at_fpr": {f"{p:g}": recall_at_fpr(test_y, scores, p) for p in (0.01, 0.05)},
         }
     return {**out, "n_test": len(test_x), "n_validation": len(val_x)}
+
+
+def _judge_training_prompts() -> tuple[list[str], list[str], str]:
+    """(sources, prompts, where from) of the bundle's judge: the sources of its build config, and every prompt its
+    run trained on (seeds and the attacker's) when the build's work folder is still here, else its seed sources."""
+    from detoxkit.adversarial.config import AdversarialRunConfig
+    from detoxkit.config import load_yaml
+    from detoxkit.runs import read_jsonl
+
+    cfg = AdversarialRunConfig(**load_yaml(ROOT / "configs" / "guard_judge.yaml", AdversarialRunConfig))
+    sources = [x for x in cfg.sources if x not in cfg.holdout_sources]
+    log = WORK / "judge" / "prompts.jsonl"
+    if not log.exists():
+        return sources, [], "configs/guard_judge.yaml (the build's prompts.jsonl is gone: no leak check)"
+    rows = read_jsonl(log)
+    prompts = [
+        r["prompt"]
+        for r in rows
+        if r.get("type") == "seed" or (r.get("type") == "prompt" and r.get("label") is not None)
+    ]
+    return sources, prompts, str(log.relative_to(ROOT))
+
+
+def judge_sources(args) -> dict:
+    """The bundle's judge (and the untrained reference) per source of the test prompts, each harmful source beside
+    the benign-but-edgy test prompts, at each judge's best-accuracy threshold on the validation prompts; and on
+    PyRIT's harmful objectives, a source the judge never trained on (near duplicates of its training prompts
+    removed, counted)."""
+    import random
+
+    from detoxkit.adversarial.judge import Judge, calibrate_threshold
+    from detoxkit.data import load_builtin
+    from detoxkit.data.overlap import overlap_check, overlap_report
+    from detoxkit.eval.classification import classification_metrics
+    from detoxkit.guard.evalsets import builtin_set
+
+    def rows(split, n):
+        r = builtin_set("harmful", split, n, args.seed) + builtin_set("benign", split, n, args.seed)
+        return [x.prompt for x in r], [int(x.kind == "harmful") for x in r]
+
+    sources, trained, trained_from = _judge_training_prompts()
+    harmful: dict[str, list[str]] = {}
+    for x in builtin_set("harmful", "test", 100_000, args.seed):
+        harmful.setdefault(x.source.removeprefix("builtin:"), []).append(x.prompt)
+    objectives = list(dict.fromkeys(r["prompt"] for r in load_builtin("pyrit-objective")))
+    check = overlap_check(objectives, trained, 0.9) if trained else {"exact": [], "near": [], "keep": objectives}
+    harmful["pyrit-objective"] = random.Random(args.seed).sample(check["keep"], min(args.n, len(check["keep"])))
+    benign = [x.prompt for x in builtin_set("benign", "test", args.n, args.seed)]
+    val_x, val_y = rows("validation", args.n)
+    bundle = Judge.from_pretrained(BUNDLE / "judge")
+    judges = {"bundle": bundle, "reference": Judge.load(MODEL, train_mode="none", template=bundle.template)}
+    out = {}
+    for name, judge in judges.items():
+        threshold = float(calibrate_threshold(judge.predict_proba(val_x), val_y))
+        benign_scores = judge.predict_proba(benign)
+        out[name] = {"threshold (validation)": threshold}
+        for source, prompts in harmful.items():
+            scores = judge.predict_proba(prompts[: args.n]) + benign_scores
+            labels = [1] * len(prompts[: args.n]) + [0] * len(benign)
+            out[name][source] = {
+                **classification_metrics(labels, scores, threshold),
+                "never_trained_on": source not in sources,
+                "filled_in": "benign rows: the benign-but-edgy test prompts (a source the judge trained on)",
+            }
+    return {
+        "judges": out,
+        "judge_training_sources": sources,
+        "judge_training_prompts_from": trained_from,
+        "overlaps": [overlap_report("pyrit-objective prompts", "judge training prompts", check, 0.9)],
+        "n_per_source": args.n,
+        "n_benign": len(benign),
+    }
 
 
 def cost_of_safety(args) -> dict:
@@ -311,7 +385,7 @@ def main() -> None:
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
     ap.add_argument(
         "--section",
-        choices=["load", "bundle", "rewriter_adapters", "all"],
+        choices=["load", "bundle", "judge_sources", "rewriter_adapters", "all"],
         default="all",
         help="each section replaces only its own part of --output",
     )
@@ -324,6 +398,8 @@ def main() -> None:
     if args.section in ("bundle", "all"):
         sections["bundle"] = bundle_section(args)
         sections["evaluation"] = evaluation(sections["bundle"], args)
+    if args.section in ("judge_sources", "all"):
+        sections["judge_sources"] = judge_sources(args)
     if args.section in ("rewriter_adapters", "all"):
         sections["rewriter_adapters"] = rewriter_adapters(args)
     write_sections(args.output, sections, args, t0)
