@@ -71,6 +71,21 @@ def train_run(name: str, work: Path, reuse: bool, **overrides) -> dict:
     return m
 
 
+def evaluate_once(cfg, reuse: bool) -> dict:
+    """`attribute eval` for cfg, or (reuse) the metrics an earlier evaluation of the same rows and settings left in
+    cfg.output_dir."""
+    from detoxkit.attribute.evaluate import evaluate, parse_method
+
+    path = Path(cfg.output_dir) / "metrics.json"
+    if reuse and path.is_file():
+        m = json.loads(path.read_text())
+        same = all(m["config"].get(k) == getattr(cfg, k) for k in m["config"])
+        if same and list(m["results"]) == [parse_method(x)[0] for x in cfg.methods]:
+            print(f"[{path.parent.name}] reused", flush=True)
+            return m
+    return evaluate(cfg)
+
+
 def _overlaps(args, seeds: list[int]) -> list[dict]:
     """The evaluation prompts and perplexity texts against what trained: the blend of every seed (near-duplicate
     check), and the toxicity head's training texts (exact, or the prompt found inside a text: RealToxicityPrompts
@@ -325,12 +340,11 @@ def _headline(results: dict) -> dict:
 def extra_seed(seed: int, args, work: Path, common: dict, plan: dict) -> dict:
     """The headline rows retrained with training seed `seed`, scored like the table (no win rate)."""
     from detoxkit.attribute.config import AttributeEvalConfig
-    from detoxkit.attribute.evaluate import evaluate
 
     names = {n: f"{n}-seed{seed}" for n in HEADLINE}
     for name, folder in names.items():
         train_run(folder, work, args.reuse, **{**common, "seed": seed}, **plan[name])
-    ev = evaluate(
+    ev = evaluate_once(
         AttributeEvalConfig(
             methods=[f"{n}={work / folder / 'final'}" for n, folder in names.items()],
             num_prompts=args.eval_prompts,
@@ -340,7 +354,8 @@ def extra_seed(seed: int, args, work: Path, common: dict, plan: dict) -> dict:
             num_ppl_texts=100,
             win_rate_judge="off",
             output_dir=str(work / f"eval-seed{seed}"),
-        )
+        ),
+        args.reuse,
     )
     return _headline(ev["results"])
 
@@ -378,7 +393,7 @@ def main() -> None:
         help="training seeds, comma-separated: the first gives the table, the rest headline rows",
     )
     ap.add_argument("--work", default="runs/bench-attribute")
-    ap.add_argument("--reuse", action="store_true", help="reuse finished runs in --work")
+    ap.add_argument("--reuse", action="store_true", help="reuse finished runs and evaluations in --work")
     ap.add_argument(
         "--section",
         choices=["quality", "classification", "cost_from_runs", "rl_sweep", "all"],
@@ -392,7 +407,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from detoxkit.attribute.config import AttributeEvalConfig, NadoTrainConfig
-    from detoxkit.attribute.evaluate import evaluate
     from detoxkit.attribute.nado_train import run as train_nado_only
     from detoxkit.runs import update_json
 
@@ -462,7 +476,7 @@ def main() -> None:
     methods += [f"{n}={work / n / 'final'}" for n in ("filtration", "rl")]
     methods += [f"nado_decoding={work / 'sft' / 'final'}+nado={nado_dir / 'nado'}"]
     methods += [f"{n}={work / n / 'final'}" for n in plan if n.startswith("regularized")]
-    ev = evaluate(
+    ev = evaluate_once(
         AttributeEvalConfig(
             methods=methods,
             num_prompts=args.eval_prompts,
@@ -472,7 +486,8 @@ def main() -> None:
             num_ppl_texts=100,
             num_win_prompts=args.win_prompts,
             output_dir=str(work / "eval"),
-        )
+        ),
+        args.reuse,
     )
     rows = summarise(ev["results"], "sft")
     out["table"] = rows
