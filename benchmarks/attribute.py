@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -67,6 +68,10 @@ def train_run(name: str, work: Path, reuse: bool, **overrides) -> dict:
     m = train(cfg)
     m["wall_seconds"] = time.perf_counter() - t0
     write_json(out / "metrics.json", m)
+    # A finished run is read from final/ and metrics.json only; its resume checkpoints (weights and optimiser state,
+    # 1.5-2.5 GB each at 135M) would fill the disk over the 14 runs of --seeds 0,1,2.
+    for ckpt in out.glob("checkpoint-*"):
+        shutil.rmtree(ckpt)
     print(f"[{name}] {m['steps']} steps in {m['wall_seconds']:.0f} s", flush=True)
     return m
 
