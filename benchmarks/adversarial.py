@@ -199,8 +199,6 @@ def data_scale(out: Path, sizes: list[int]) -> dict:
     (dataset labels, round-robin over the sources), scored on the run's own evaluation rows (holdout.jsonl) with
     thresholds from its validation rows. Beside the rounds, it says whether the yardstick is within this base
     model's reach at all, and how much data that takes."""
-    import random
-
     from detoxkit.adversarial.config import AdversarialRunConfig
     from detoxkit.adversarial.evaluate import holdout_metrics, score_holdout
     from detoxkit.adversarial.judge import fit_judge

@@ -124,6 +124,14 @@ def control_judge():
     return judge
 
 
+def _judge_rows(args, split: str) -> tuple[list[str], list[int]]:
+    """(prompts, labels) of the guard's harmful and benign-but-edgy prompts on one half (label 1 = harmful)."""
+    from detoxkit.guard.evalsets import builtin_set
+
+    r = builtin_set("harmful", split, args.n, args.seed) + builtin_set("benign", split, args.n, args.seed)
+    return [x.prompt for x in r], [int(x.kind == "harmful") for x in r]
+
+
 def judge_table(args) -> dict:
     """The bundle's judge beside the untrained reference (the base model zero-shot) and the control judge, as
     classifiers of the test prompts, each at the threshold of its best accuracy on the validation prompts (the
@@ -132,13 +140,8 @@ def judge_table(args) -> dict:
 
     from detoxkit.adversarial.judge import Judge, calibrate_threshold
     from detoxkit.eval.classification import classification_metrics, recall_at_fpr
-    from detoxkit.guard.evalsets import builtin_set
 
-    def rows(split):
-        r = builtin_set("harmful", split, args.n, args.seed) + builtin_set("benign", split, args.n, args.seed)
-        return [x.prompt for x in r], [int(x.kind == "harmful") for x in r]
-
-    (val_x, val_y), (test_x, test_y) = rows("validation"), rows("test")
+    (val_x, val_y), (test_x, test_y) = _judge_rows(args, "validation"), _judge_rows(args, "test")
     bundle = Judge.from_pretrained(BUNDLE / "judge")
     judges = {"bundle": bundle, "reference": Judge.load(MODEL, train_mode="none", template=bundle.template)}
     judges["control"] = control_judge()
@@ -158,7 +161,7 @@ def judge_table(args) -> dict:
 
 def _judge_training_prompts() -> tuple[list[str], list[str], str]:
     """(sources, prompts, where from) of the bundle's judge: the sources of its build config, and every prompt its
-    run trained on (seeds and the attacker's) when the build's work folder is still here, else its seed sources."""
+    run trained on (seeds and the attacker's) when the build's work folder is still here, else none (no leak check)."""
     from detoxkit.adversarial.config import AdversarialRunConfig
     from detoxkit.config import load_yaml
     from detoxkit.runs import read_jsonl
@@ -190,10 +193,6 @@ def judge_sources(args) -> dict:
     from detoxkit.eval.classification import classification_metrics
     from detoxkit.guard.evalsets import builtin_set
 
-    def rows(split, n):
-        r = builtin_set("harmful", split, n, args.seed) + builtin_set("benign", split, n, args.seed)
-        return [x.prompt for x in r], [int(x.kind == "harmful") for x in r]
-
     sources, trained, trained_from = _judge_training_prompts()
     harmful: dict[str, list[str]] = {}
     for x in builtin_set("harmful", "test", 100_000, args.seed):
@@ -202,7 +201,7 @@ def judge_sources(args) -> dict:
     check = overlap_check(objectives, trained, 0.9) if trained else {"exact": [], "near": [], "keep": objectives}
     harmful["pyrit-objective"] = random.Random(args.seed).sample(check["keep"], min(args.n, len(check["keep"])))
     benign = [x.prompt for x in builtin_set("benign", "test", args.n, args.seed)]
-    val_x, val_y = rows("validation", args.n)
+    val_x, val_y = _judge_rows(args, "validation")
     bundle = Judge.from_pretrained(BUNDLE / "judge")
     judges = {"bundle": bundle, "reference": Judge.load(MODEL, train_mode="none", template=bundle.template)}
     out = {}
@@ -211,8 +210,9 @@ def judge_sources(args) -> dict:
         benign_scores = judge.predict_proba(benign)
         out[name] = {"threshold (validation)": threshold}
         for source, prompts in harmful.items():
-            scores = judge.predict_proba(prompts[: args.n]) + benign_scores
-            labels = [1] * len(prompts[: args.n]) + [0] * len(benign)
+            prompts = prompts[: args.n]
+            scores = judge.predict_proba(prompts) + benign_scores
+            labels = [1] * len(prompts) + [0] * len(benign)
             out[name][source] = {
                 **classification_metrics(labels, scores, threshold),
                 "never_trained_on": source not in sources,
