@@ -480,3 +480,31 @@ def test_eval_scores_only_the_rows_asked_for_and_names_an_unknown_one_before_wri
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "only_methods" in err and "acd_a9" in err and "Traceback" not in err and not out.exists()
+
+
+def _bench_row(mc: float, harmless: float = 0.5) -> dict:
+    return {
+        "harmless_rate": {"value": 0.5},
+        "independent": {"harmless_rate": {"value": harmless}, "over_refusal": {"value": 0.0}},
+        "mc_accuracy": {"value": mc},
+    }
+
+
+def test_acd_benchmark_counts_a_difference_on_the_bound_as_within_it():
+    """MC 29/100 vs the manual prompt's 31/100 is within 0.02, though 0.29 - 0.31 is -0.020000000000000018: the
+    target is met and the α with it qualifies (before, it was reported missed and the α was passed over)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_acd", Path(__file__).resolve().parents[1] / "benchmarks/acd.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    ms = {m: _bench_row(0.3) for m in ("soft_safe_only", "nID", "oID")}
+    ms["manual_safe"] = _bench_row(0.31)
+    ms["acd_a0.25"], ms["acd_a0.5"] = _bench_row(0.29, harmless=0.4), _bench_row(0.28, harmless=0.9)
+    flags = {(m, k): [True, False] for m in ms for k in ("harmless", "refused")}
+    assert bench._targets(ms, "acd_a0.25", flags, "harmless_rate")["mc_accuracy_vs_manual_safe"]["met"]
+    assert bench.choose_alpha(ms, [0.25, 0.5])[0] == 0.25  # α 0.5 is 3 points lower in MC: out
