@@ -193,6 +193,15 @@ def _targets(metrics: dict, probes: list[dict]) -> dict:
     }
 
 
+def eval_rows_fingerprint(holdout: list[dict]) -> str:
+    """A hash of the evaluation rows that do not depend on the reference's misses (validation, ordinary, held-out
+    sources, transfer): two runs with the same fingerprint scored their judges on the same rows."""
+    import hashlib
+
+    keep = sorted((r["set"], r["label"], r["text"]) for r in holdout if r["set"] not in ("problematic", "benign"))
+    return hashlib.sha256(json.dumps(keep).encode()).hexdigest()
+
+
 def data_scale(out: Path, sizes: list[int]) -> dict:
     """What plain data buys this judge on a source it never trained on, with no attacker: for each k, a fresh judge
     (the run's base, template, LoRA and fine-tune recipe) trained on k random training-side prompts per class
@@ -239,6 +248,7 @@ def data_scale(out: Path, sizes: list[int]) -> dict:
         del judge
     return {
         "what": "judges trained on k random training-side prompts per class, no attacker (dataset labels)",
+        "eval_rows_sha256": eval_rows_fingerprint(holdout),
         "recipe": {k: getattr(cfg, k) for k in ("judge_template", "judge_epochs", "learning_rate", "lora_r", "seed")},
         "rows": rows,
     }
@@ -255,6 +265,11 @@ def _args():
     p.add_argument("--validation_size", type=int, default=24, help="validation prompts per class")
     p.add_argument("--transfer_size", type=int, default=30)
     p.add_argument("--judge_epochs", type=int, default=4)
+    p.add_argument(
+        "--seed_problematic", type=int, default=None, help="round-0 problematic seeds (default: the config's)"
+    )
+    p.add_argument("--seed_benign", type=int, default=None, help="round-0 benign seeds (default: the config's)")
+    p.add_argument("--seeds_per_round", type=int, default=None, help="seeds added each round (default: the config's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output_dir", default=str(ROOT / "runs" / "bench_adversarial"))
     p.add_argument(
@@ -297,6 +312,8 @@ def main() -> int:
     flags += ("transfer_size", "judge_epochs", "seed")
     argv = ["--config", args.config, "--output_dir", str(out), "--max_tries", "2", "--attacker_epochs", "1"]
     argv += [x for f in flags for x in (f"--{f}", str(getattr(args, f)))]
+    for f in ("seed_problematic", "seed_benign", "seeds_per_round"):
+        argv += [f"--{f}", str(getattr(args, f))] if getattr(args, f) is not None else []
     argv += [
         x for f in ("holdout_problematic", "holdout_benign", "holdout_ordinary") for x in (f"--{f}", str(args.holdout))
     ]
@@ -342,6 +359,15 @@ def main() -> int:
     }
     result["evaluation"] = _evaluation_record(out, metrics)
     res = Path(args.results)
+    earlier = json.loads((res / "adversarial.json").read_text()) if (res / "adversarial.json").exists() else {}
+    scale = earlier.get("data_scale")
+    if scale and scale.get("eval_rows_sha256") == eval_rows_fingerprint(read_jsonl(out / "holdout.jsonl")):
+        result["data_scale"] = scale  # scored on these very rows, so it still stands beside the new rounds
+    elif scale:
+        print("data_scale left out: it was scored on other evaluation rows (run --data_scale again)")
+    if earlier.get("settings") and earlier["settings"] != result["settings"]:
+        # the run this one replaces, in brief, so that a change of sizes can be read against it
+        result["earlier_run"] = {k: earlier.get(k) for k in ("command", "settings", "targets", "wall_s")}
     write_json(res / "adversarial.json", result)
     shutil.copyfile(out / "curve.png", res / "adversarial_curve.png")
     print((out / "table.md").read_text(), end="")
