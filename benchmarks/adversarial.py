@@ -156,6 +156,33 @@ def _round_row(r: dict, evals: dict, done: dict) -> dict:
     }
 
 
+def heldout_by_category(out: Path) -> dict:
+    """Each judge's recall on the held-out source's problematic rows per category (Do-Not-Answer's five risk areas),
+    at the round's validation thresholds, from the run's own score files: whether it missed harm or a kind of
+    "should not answer" that is not harm (questions to the chatbot about itself)."""
+    from detoxkit.data.builtin import load_builtin
+    from detoxkit.eval.stats import rate
+    from detoxkit.runs import read_jsonl
+
+    holdout = read_jsonl(out / "holdout.jsonl")
+    held = [i for i, r in enumerate(holdout) if r["set"] == "heldout_source" and r["label"] == 1]
+    sources = {holdout[i]["source"] for i in held}
+    category = {r["prompt"]: r.get("category") for s in sources for r in load_builtin(s)}
+    table = {}
+    for judge, file in (("judge", "eval.jsonl"), ("control", "eval_control.jsonl")):
+        for e in read_jsonl(out / file) if (out / file).exists() else []:
+            t = e["metrics"]["thresholds"]
+            for name, thr in (("accuracy", t["accuracy"]), ("at_max_fpr", t["at_max_fpr"])):
+                if thr is None:  # no validation threshold met the false-positive bound
+                    continue
+                by = {}
+                for i in held:
+                    by.setdefault(category.get(holdout[i]["text"]) or "unknown", []).append(e["scores"][i] >= thr)
+                cell = table.setdefault(f"{judge} round {e['round']}", {})
+                cell[f"recall at the {name} threshold"] = {c: rate(f) for c, f in sorted(by.items())}
+    return {"what": "recall on the held-out source's problematic rows per category, validation thresholds", **table}
+
+
 def _probes(out: Path, metrics: dict) -> list[dict]:
     """The final judge on the issue's probe prompts, at its validation threshold."""
     from detoxkit.adversarial.judge import Judge
@@ -344,6 +371,7 @@ def main() -> int:
         "rounds": [_round_row(r, evals, done) for r in metrics["rounds"]],
         "control": metrics.get("control"),
         "probes_final_judge": probes,
+        "heldout_by_category": heldout_by_category(out),
         "targets": _targets(metrics, probes),
         "oracle_quality": oracles,
         "rounds_finished": len(metrics["rounds"]) - 1,

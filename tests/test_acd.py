@@ -490,17 +490,10 @@ def _bench_row(mc: float, harmless: float = 0.5) -> dict:
     }
 
 
-def test_acd_benchmark_counts_a_difference_on_the_bound_as_within_it():
+def test_acd_benchmark_counts_a_difference_on_the_bound_as_within_it(load_benchmark):
     """MC 29/100 vs the manual prompt's 31/100 is within 0.02, though 0.29 - 0.31 is -0.020000000000000018: the
     target is met and the α with it qualifies (before, it was reported missed and the α was passed over)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_acd", Path(__file__).resolve().parents[1] / "benchmarks/acd.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("acd")
 
     ms = {m: _bench_row(0.3) for m in ("soft_safe_only", "nID", "oID")}
     ms["manual_safe"] = _bench_row(0.31)
