@@ -298,6 +298,15 @@ def _args():
     p.add_argument("--seed_benign", type=int, default=None, help="round-0 benign seeds (default: the config's)")
     p.add_argument("--seeds_per_round", type=int, default=None, help="seeds added each round (default: the config's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--holdout_sources", default=None, help="sources held out whole, comma-separated (default: the config's)"
+    )
+    p.add_argument(
+        "--fold_into",
+        default=None,
+        help="another leave-one-source-out fold: add this run's summary under `folds` in this results file (which is "
+        "otherwise left as it is) and write the whole result to output_dir/result.json",
+    )
     p.add_argument("--output_dir", default=str(ROOT / "runs" / "bench_adversarial"))
     p.add_argument(
         "--reuse",
@@ -314,6 +323,25 @@ def _args():
     )
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where adversarial.json goes")
     return p.parse_args()
+
+
+def _add_fold(path: Path, out: Path, result: dict) -> int:
+    """Write a further fold's result to out/result.json and its summary under path's `folds`, keyed by the sources
+    it held out."""
+    from detoxkit.runs import write_json
+
+    write_json(out / "result.json", result)
+    whole = json.loads(path.read_text())
+    keep = ("command", "heldout_sources", "targets", "probes_final_judge", "heldout_by_category", "rounds", "control")
+    key = (
+        "+".join(result["heldout_sources"])
+        if isinstance(result["heldout_sources"], list)
+        else result["heldout_sources"]
+    )
+    whole.setdefault("folds", {})[f"held out: {key}"] = {k: result[k] for k in keep}
+    write_json(path, whole)
+    print(f"fold holding out {key}: targets {result['targets']}; summary in {path} (folds), whole in {out}/result.json")
+    return 0
 
 
 def main() -> int:
@@ -339,7 +367,7 @@ def main() -> int:
     flags += ("transfer_size", "judge_epochs", "seed")
     argv = ["--config", args.config, "--output_dir", str(out), "--max_tries", "2", "--attacker_epochs", "1"]
     argv += [x for f in flags for x in (f"--{f}", str(getattr(args, f)))]
-    for f in ("seed_problematic", "seed_benign", "seeds_per_round"):
+    for f in ("seed_problematic", "seed_benign", "seeds_per_round", "holdout_sources"):
         argv += [f"--{f}", str(getattr(args, f))] if getattr(args, f) is not None else []
     argv += [
         x for f in ("holdout_problematic", "holdout_benign", "holdout_ordinary") for x in (f"--{f}", str(args.holdout))
@@ -386,6 +414,8 @@ def main() -> int:
         ][:12],
     }
     result["evaluation"] = _evaluation_record(out, metrics)
+    if args.fold_into:
+        return _add_fold(Path(args.fold_into), out, result)
     res = Path(args.results)
     earlier = json.loads((res / "adversarial.json").read_text()) if (res / "adversarial.json").exists() else {}
     scale = earlier.get("data_scale")
