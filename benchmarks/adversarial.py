@@ -157,9 +157,9 @@ def _round_row(r: dict, evals: dict, done: dict) -> dict:
 
 
 def heldout_by_category(out: Path) -> dict:
-    """Each judge's recall on the held-out source's problematic rows per category (Do-Not-Answer's five risk areas),
-    at the round's validation thresholds, from the run's own score files: whether it missed harm or a kind of
-    "should not answer" that is not harm (questions to the chatbot about itself)."""
+    """Each judge's recall on the held-out source's problematic rows per category of that source (Do-Not-Answer's
+    five risk areas, the rephrasings' past and future), at the round's validation thresholds, from the run's own score
+    files: which kinds of harm a judge misses on a source it never saw."""
     from detoxkit.data.builtin import load_builtin
     from detoxkit.eval.stats import rate
     from detoxkit.runs import read_jsonl
@@ -333,11 +333,7 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     write_json(out / "result.json", result)
     whole = json.loads(path.read_text())
     keep = ("command", "heldout_sources", "targets", "probes_final_judge", "heldout_by_category", "rounds", "control")
-    key = (
-        "+".join(result["heldout_sources"])
-        if isinstance(result["heldout_sources"], list)
-        else result["heldout_sources"]
-    )
+    key = "+".join(result["heldout_sources"])
     whole.setdefault("folds", {})[f"held out: {key}"] = {k: result[k] for k in keep}
     write_json(path, whole)
     print(f"fold holding out {key}: targets {result['targets']}; summary in {path} (folds), whole in {out}/result.json")
@@ -423,7 +419,8 @@ def main() -> int:
         result["data_scale"] = scale  # scored on these very rows, so it still stands beside the new rounds
     elif scale:
         print("data_scale left out: it was scored on other evaluation rows (run --data_scale again)")
-    if earlier.get("settings") and earlier["settings"] != result["settings"]:
+    same_run = {**earlier.get("settings", {}), "reuse": args.reuse} == result["settings"]  # --reuse re-reports it
+    if earlier.get("settings") and not same_run:
         # the run this one replaces, in brief, so that a change of sizes can be read against it
         result["earlier_run"] = {k: earlier.get(k) for k in ("command", "settings", "targets", "wall_s")}
     write_json(res / "adversarial.json", result)
