@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from detoxkit.core.logprobs import sequence_logprobs, token_logprobs
+from detoxkit.core.logprobs import answer_share, sequence_logprobs, token_logprobs
 from detoxkit.lm.score import score_continuations
 
 
@@ -23,6 +23,19 @@ def test_sequence_logprobs_masks_prompt_and_padding():
         sequence_logprobs(logits, ids, torch.tensor([[0, 1, 1]]), average=True),
         torch.tensor([(math.log(0.5) + math.log(0.25)) / 2]),
     )
+
+
+def test_answer_share_sums_token_ids_and_keeps_confident_scores_apart():
+    # Vocabulary of 4: tokens 0 and 1 are both "yes", 2 is "no". Row 0: p(yes) = 2/3 of p(yes) + p(no).
+    row0 = [0.0, 0.0, 0.0, 5.0]
+    # Rows 1, 2: log-odds 20 and 25, which a float32 sigmoid rounds to exactly 1.0 (a tie at the top).
+    row1, row2 = [20.0, -1e4, 0.0, 0.0], [25.0, -1e4, 0.0, 0.0]
+    share = answer_share(torch.tensor([row0, row1, row2]), [0, 1], [2])
+    assert share.dtype == torch.float64
+    assert math.isclose(share[0], 2 / 3, rel_tol=1e-6)
+    # What separates them is 1 - share = sigmoid(-log-odds), which float32 loses and float64 keeps.
+    assert math.isclose(1 - share[1], 1 / (1 + math.exp(20)), rel_tol=1e-4)
+    assert math.isclose(1 - share[2], 1 / (1 + math.exp(25)), rel_tol=1e-4)
 
 
 def test_score_continuations_matches_unbatched(tiny_lm):

@@ -30,3 +30,14 @@ def sequence_logprobs(
     if average:
         return total / mask.sum(-1).clamp(min=1)
     return total
+
+
+def answer_share(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int]) -> torch.Tensor:
+    """(B,) float64 P(yes) / (P(yes) + P(no)) from next-token logits (B, V), yes/no summed over their token ids.
+
+    The log-odds are taken in float32 (their own resolution is fine) and the sigmoid in float64: in float32 it
+    rounds every log-odds above ~17 to exactly 1.0, so a confident judge's scores tie at the top and no
+    threshold can part them (float64 keeps them apart up to ~37)."""
+    logp = torch.log_softmax(logits.float(), -1)
+    log_odds = torch.logsumexp(logp[:, yes_ids], -1) - torch.logsumexp(logp[:, no_ids], -1)
+    return torch.sigmoid(log_odds.double())

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from ..core.logprobs import sequence_logprobs
+from ..core.logprobs import answer_share, sequence_logprobs
 from .batch import left_pad, model_device, pad_id
 from .cache import common_prefix_length, last_logits_kwargs, shared_prefix_cache
 
@@ -128,13 +128,7 @@ def answer_probability(
     out = [0.0] * len(texts)
     for idx in token_batches([len(e) for e in encoded], batch_size):
         ids, mask = left_pad([encoded[i] for i in idx], pad)
-        logits = (
-            model(input_ids=ids.to(device), attention_mask=mask.to(device), **last_logits_kwargs(model, 1))
-            .logits[:, -1]
-            .float()
-        )
-        logp = torch.log_softmax(logits, -1)
-        probs = torch.sigmoid(torch.logsumexp(logp[:, yes_ids], -1) - torch.logsumexp(logp[:, no_ids], -1))
-        for i, p in zip(idx, probs.tolist()):
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **last_logits_kwargs(model, 1))
+        for i, p in zip(idx, answer_share(logits.logits[:, -1], yes_ids, no_ids).tolist()):
             out[i] = p
     return out
