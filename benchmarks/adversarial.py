@@ -191,17 +191,13 @@ def _probes(out: Path, metrics: dict) -> list[dict]:
     thr = metrics["rounds"][-1]["thresholds"]["accuracy"]
     scores = judge.predict_proba([p for p, _ in PROBES])
     return [
-        {"prompt": p, "label": y, "p_problematic": round(s, 4), "threshold": thr, "correct": (s >= thr) == bool(y)}
+        {"prompt": p, "label": y, "p_problematic": round(s, 6), "threshold": thr, "correct": (s >= thr) == bool(y)}
         for (p, y), s in zip(PROBES, scores)
     ]
 
 
 def _targets(metrics: dict, probes: list[dict]) -> dict:
-    def v(m, *keys):
-        for k in keys:
-            m = (m or {}).get(k)
-        return m
-
+    v = _get
     rounds = metrics["rounds"]
     held = [v(r, "heldout_sources", "all", "roc_auc", "value") for r in rounds]
     recall = v(rounds[-1], "heldout_sources", "all", "recall_at_fpr", "recall", "value")
@@ -218,6 +214,54 @@ def _targets(metrics: dict, probes: list[dict]) -> dict:
         "transfer_auc_per_round": auc,
         "transfer_auc_final_above_round0": (auc[-1] > auc[0]) if auc[0] is not None and auc[-1] is not None else None,
     }
+
+
+def _get(m, *keys):
+    for k in keys:
+        m = (m or {}).get(k)
+    return m
+
+
+def seed_figures(result: dict) -> dict:
+    """The final-round figures one seed's run adds to the over-seeds summary: held-out ROC-AUC and recall at the
+    validation FPR cut of the judge and of the control, the paired gain, transfer ROC-AUC, probes right (of 3)."""
+    judge = result["rounds"][-1]
+    control = ((result.get("control") or {}).get("rounds") or [{}])[-1]
+    transfer = result["targets"]["transfer_auc_per_round"]
+    return {
+        "heldout_roc_auc": _get(judge, "heldout_sources_never_trained_on", "all", "roc_auc", "value"),
+        "heldout_recall_at_validation_fpr_cut": _get(
+            judge, "heldout_sources_never_trained_on", "all", "recall_at_fpr", "recall", "value"
+        ),
+        "control_heldout_roc_auc": _get(control, "heldout_sources", "all", "roc_auc", "value"),
+        "control_heldout_recall_at_validation_fpr_cut": _get(
+            control, "heldout_sources", "all", "recall_at_fpr", "recall", "value"
+        ),
+        "gain_over_control": _get(
+            result["targets"], "gain_over_control_final (held-out ROC-AUC, paired 95% CI)", "value"
+        ),
+        "transfer_roc_auc_round0": transfer[0],
+        "transfer_roc_auc": transfer[-1],
+        "control_transfer_roc_auc": _get(control, "transfer", "roc_auc", "value"),
+        "probes_right": sum(p["correct"] for p in result["probes_final_judge"]),
+    }
+
+
+def over_seeds(figures: dict[str, dict]) -> dict:
+    """{figure: {per_seed, mean, sd, n}} over runs that differ only in --seed (sd: sample, n - 1; None below 2)."""
+    import statistics
+
+    out = {}
+    for name in next(iter(figures.values())):
+        per_seed = {seed: f[name] for seed, f in figures.items() if f.get(name) is not None}
+        vals = list(per_seed.values())
+        out[name] = {
+            "per_seed": per_seed,
+            "mean": statistics.fmean(vals) if vals else None,
+            "sd": statistics.stdev(vals) if len(vals) > 1 else None,
+            "n": len(vals),
+        }
+    return out
 
 
 def eval_rows_fingerprint(holdout: list[dict]) -> str:
@@ -307,6 +351,13 @@ def _args():
         help="another leave-one-source-out fold: add this run's summary under `folds` in this results file (which is "
         "otherwise left as it is) and write the whole result to output_dir/result.json",
     )
+    p.add_argument(
+        "--seed_into",
+        default=None,
+        help="another seed of a run already in this results file (the main run or a fold, matched by the held-out "
+        "sources): add its summary under that entry's seed_runs, recompute the entry's over_seeds (mean and sd of the "
+        "final-round figures) and write the whole result to output_dir/result.json",
+    )
     p.add_argument("--output_dir", default=str(ROOT / "runs" / "bench_adversarial"))
     p.add_argument(
         "--reuse",
@@ -334,9 +385,52 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     whole = json.loads(path.read_text())
     keep = ("command", "heldout_sources", "targets", "probes_final_judge", "heldout_by_category", "rounds", "control")
     key = "+".join(result["heldout_sources"])
-    whole.setdefault("folds", {})[f"held out: {key}"] = {k: result[k] for k in keep}
+    whole.setdefault("folds", {})[f"held out: {key}"] = {
+        **{k: result[k] for k in keep},
+        "seed": result["settings"]["seed"],
+        "settings": result["settings"],
+    }
     write_json(path, whole)
     print(f"fold holding out {key}: targets {result['targets']}; summary in {path} (folds), whole in {out}/result.json")
+    return 0
+
+
+def add_seed(whole: dict, result: dict) -> dict:
+    """Put one more seed's run under `seed_runs` of the entry of `whole` (the main run or a fold) that held out the
+    same sources, and recompute that entry's `over_seeds` from its own seed and every seed run. Returns the entry."""
+    from detoxkit.errors import DetoxkitError
+
+    key = f"held out: {'+'.join(result['heldout_sources'])}"
+    entry = whole if whole.get("heldout_sources") == result["heldout_sources"] else whole.get("folds", {}).get(key)
+    if entry is None:
+        raise DetoxkitError(f"no run or fold holding out {result['heldout_sources']} to add seed runs to")
+    # the main run records its settings; a fold its seed (folds added before it was recorded ran the default, 0)
+    own_seed = entry["settings"]["seed"] if "settings" in entry else entry.get("seed", 0)
+    seed = result["settings"]["seed"]
+    if seed == own_seed:
+        raise DetoxkitError(f"seed {seed} is the entry's own run: pick another --seed")
+    free = ("seed", "output_dir", "seed_into", "fold_into", "reuse", "skip_oracle_comparison")
+    differ = sorted(k for k, v in entry.get("settings", {}).items() if k not in free and result["settings"].get(k) != v)
+    if differ:
+        raise DetoxkitError(f"the seed run differs from the entry's run in {', '.join(differ)}, not only in --seed")
+    keep = ("command", "targets", "probes_final_judge")
+    entry.setdefault("seed_runs", {})[f"seed {seed}"] = {k: result[k] for k in keep} | {"figures": seed_figures(result)}
+    figures = {f"seed {own_seed}": seed_figures(entry)} | {k: r["figures"] for k, r in entry["seed_runs"].items()}
+    entry["over_seeds"] = {"what": "final-round figures over runs differing only in --seed", **over_seeds(figures)}
+    return entry
+
+
+def _add_seed_run(path: Path, out: Path, result: dict) -> int:
+    from detoxkit.runs import write_json
+
+    write_json(out / "result.json", result)
+    whole = json.loads(path.read_text())
+    entry = add_seed(whole, result)
+    write_json(path, whole)
+    means = {
+        k: round(v["mean"], 3) for k, v in entry["over_seeds"].items() if isinstance(v, dict) and v["mean"] is not None
+    }
+    print(f"seed {result['settings']['seed']} added ({len(entry['seed_runs']) + 1} seeds); means {means}")
     return 0
 
 
@@ -412,6 +506,8 @@ def main() -> int:
     result["evaluation"] = _evaluation_record(out, metrics)
     if args.fold_into:
         return _add_fold(Path(args.fold_into), out, result)
+    if args.seed_into:
+        return _add_seed_run(Path(args.seed_into), out, result)
     res = Path(args.results)
     earlier = json.loads((res / "adversarial.json").read_text()) if (res / "adversarial.json").exists() else {}
     scale = earlier.get("data_scale")

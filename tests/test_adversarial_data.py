@@ -350,3 +350,51 @@ def test_heldout_by_category_reads_each_risk_area_at_the_rounds_validation_thres
     assert at_accuracy["discrimination_exclusion_toxicity_hateful_offensive"]["value"] == 0.0
     assert table["recall at the at_max_fpr threshold"]["malicious_uses"]["value"] == 0.0  # 0.9 < 0.95
     assert "control round 2" not in bench.heldout_by_category(tmp_path)  # no control file, no control rows
+
+
+def _bench_result(seed: int, auc: float, control_auc: float, probes_right: int, heldout=("donotanswer",), rounds=2):
+    """The parts of a benchmark result that seed_figures reads."""
+    held = {"all": {"roc_auc": {"value": auc}, "recall_at_fpr": {"recall": {"value": auc / 2}}}}
+    control_held = {"all": {"roc_auc": {"value": control_auc}, "recall_at_fpr": {"recall": {"value": 0.5}}}}
+    gain = {"value": auc - control_auc, "ci95": [-1, 1]}
+    return {
+        "settings": {"seed": seed, "rounds": rounds, "output_dir": f"runs/seed{seed}"},
+        "heldout_sources": list(heldout),
+        "command": f"adversarial.py --seed {seed}",
+        "rounds": [{"heldout_sources_never_trained_on": held}],
+        "control": {"rounds": [{"heldout_sources": control_held, "transfer": {"roc_auc": {"value": 0.6}}}]},
+        "targets": {
+            "transfer_auc_per_round": [0.5, 0.55],
+            "gain_over_control_final (held-out ROC-AUC, paired 95% CI)": gain,
+        },
+        "probes_final_judge": [{"correct": i < probes_right} for i in range(3)],
+    }
+
+
+def test_seed_runs_join_the_entry_that_held_out_the_same_sources_and_are_summarised_over_seeds(load_benchmark):
+    from detoxkit.errors import DetoxkitError
+
+    bench = load_benchmark("adversarial")
+    whole = _bench_result(0, 0.8, 0.7, 1)
+    fold = _bench_result(0, 0.9, 0.9, 2, heldout=("tense-rephrasings",))
+    whole["folds"] = {"held out: tense-rephrasings": {k: fold[k] for k in ("rounds", "control", "targets")}}
+    whole["folds"]["held out: tense-rephrasings"]["probes_final_judge"] = fold["probes_final_judge"]
+    bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3))
+    entry = bench.add_seed(whole, _bench_result(2, 0.7, 0.6, 2))
+    assert entry is whole and set(whole["seed_runs"]) == {"seed 1", "seed 2"}
+    auc = whole["over_seeds"]["heldout_roc_auc"]
+    assert auc["per_seed"] == {"seed 0": 0.8, "seed 1": 0.6, "seed 2": 0.7} and auc["n"] == 3
+    assert auc["mean"] == pytest.approx(0.7) and auc["sd"] == pytest.approx(0.1)  # sample sd of 0.6, 0.7, 0.8
+    assert whole["over_seeds"]["gain_over_control"]["mean"] == pytest.approx((0.1 - 0.2 + 0.1) / 3)
+    assert whole["over_seeds"]["probes_right"]["per_seed"] == {"seed 0": 1, "seed 1": 3, "seed 2": 2}
+    # a fold's seeds go to that fold (its own run counts as seed 0), not to the main run
+    fold_entry = bench.add_seed(whole, _bench_result(1, 0.7, 0.9, 2, heldout=("tense-rephrasings",)))
+    assert fold_entry is whole["folds"]["held out: tense-rephrasings"]
+    assert fold_entry["over_seeds"]["heldout_roc_auc"]["mean"] == pytest.approx(0.8)
+    assert set(whole["seed_runs"]) == {"seed 1", "seed 2"}
+    with pytest.raises(DetoxkitError, match="own run"):
+        bench.add_seed(whole, _bench_result(0, 0.6, 0.8, 3))
+    with pytest.raises(DetoxkitError, match="rounds"):
+        bench.add_seed(whole, _bench_result(3, 0.6, 0.8, 3, rounds=3))
+    with pytest.raises(DetoxkitError, match="no run or fold"):
+        bench.add_seed(whole, _bench_result(3, 0.6, 0.8, 3, heldout=("advbench",)))
