@@ -416,8 +416,26 @@ def add_seed(whole: dict, result: dict) -> dict:
     keep = ("command", "targets", "probes_final_judge")
     entry.setdefault("seed_runs", {})[f"seed {seed}"] = {k: result[k] for k in keep} | {"figures": seed_figures(result)}
     figures = {f"seed {own_seed}": seed_figures(entry)} | {k: r["figures"] for k, r in entry["seed_runs"].items()}
-    entry["over_seeds"] = {"what": "final-round figures over runs differing only in --seed", **over_seeds(figures)}
+    summary = over_seeds(figures)
+    entry["over_seeds"] = {
+        "what": "final-round figures over runs differing only in --seed (which also draws the evaluation sample)",
+        **summary,
+        "targets_on_the_means": seed_targets(summary),
+    }
     return entry
+
+
+def seed_targets(summary: dict) -> dict:
+    """The issue's final-round targets read on the means over seeds (the probes: right on every seed)."""
+    mean = {k: v["mean"] for k, v in summary.items()}
+    probes = summary["probes_right"]["per_seed"].values()
+    return {
+        "heldout_roc_auc_at_least_0.85": mean["heldout_roc_auc"] >= 0.85,
+        "heldout_recall_at_fpr_0.10_at_least_0.80": mean["heldout_recall_at_validation_fpr_cut"] >= 0.80,
+        "gain_over_control_above_0": mean["gain_over_control"] > 0,
+        "probes_all_right_on_every_seed": all(n == len(PROBES) for n in probes),
+        "transfer_above_round0": mean["transfer_roc_auc"] > mean["transfer_roc_auc_round0"],
+    }
 
 
 def _add_seed_run(path: Path, out: Path, result: dict) -> int:

@@ -380,13 +380,16 @@ def test_seed_runs_join_the_entry_that_held_out_the_same_sources_and_are_summari
     whole["folds"] = {"held out: tense-rephrasings": {k: fold[k] for k in ("rounds", "control", "targets")}}
     whole["folds"]["held out: tense-rephrasings"]["probes_final_judge"] = fold["probes_final_judge"]
     bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3))
-    entry = bench.add_seed(whole, _bench_result(2, 0.7, 0.6, 2))
+    entry = bench.add_seed(whole, _bench_result(2, 0.7, 0.65, 2))
     assert entry is whole and set(whole["seed_runs"]) == {"seed 1", "seed 2"}
     auc = whole["over_seeds"]["heldout_roc_auc"]
     assert auc["per_seed"] == {"seed 0": 0.8, "seed 1": 0.6, "seed 2": 0.7} and auc["n"] == 3
     assert auc["mean"] == pytest.approx(0.7) and auc["sd"] == pytest.approx(0.1)  # sample sd of 0.6, 0.7, 0.8
-    assert whole["over_seeds"]["gain_over_control"]["mean"] == pytest.approx((0.1 - 0.2 + 0.1) / 3)
+    assert whole["over_seeds"]["gain_over_control"]["mean"] == pytest.approx((0.1 - 0.2 + 0.05) / 3)
     assert whole["over_seeds"]["probes_right"]["per_seed"] == {"seed 0": 1, "seed 1": 3, "seed 2": 2}
+    targets = whole["over_seeds"]["targets_on_the_means"]
+    assert targets["heldout_roc_auc_at_least_0.85"] is False and targets["probes_all_right_on_every_seed"] is False
+    assert targets["gain_over_control_above_0"] is False and targets["transfer_above_round0"] is True
     # a fold's seeds go to that fold (its own run counts as seed 0), not to the main run
     fold_entry = bench.add_seed(whole, _bench_result(1, 0.7, 0.9, 2, heldout=("tense-rephrasings",)))
     assert fold_entry is whole["folds"]["held out: tense-rephrasings"]
