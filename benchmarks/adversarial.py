@@ -415,6 +415,12 @@ def add_seed(whole: dict, result: dict) -> dict:
         raise DetoxkitError(f"the seed run differs from the entry's run in {', '.join(differ)}, not only in --seed")
     keep = ("command", "targets", "probes_final_judge")
     entry.setdefault("seed_runs", {})[f"seed {seed}"] = {k: result[k] for k in keep} | {"figures": seed_figures(result)}
+    summarise_seeds(entry, own_seed)
+    return entry
+
+
+def summarise_seeds(entry: dict, own_seed: int) -> None:
+    """(Re)write entry's over_seeds from its own run and its seed_runs."""
     figures = {f"seed {own_seed}": seed_figures(entry)} | {k: r["figures"] for k, r in entry["seed_runs"].items()}
     summary = over_seeds(figures)
     entry["over_seeds"] = {
@@ -422,19 +428,22 @@ def add_seed(whole: dict, result: dict) -> dict:
         **summary,
         "targets_on_the_means": seed_targets(summary),
     }
-    return entry
 
 
 def seed_targets(summary: dict) -> dict:
     """The issue's final-round targets read on the means over seeds (the probes: right on every seed)."""
     mean = {k: v["mean"] for k, v in summary.items()}
-    probes = summary["probes_right"]["per_seed"].values()
+
+    def holds(name: str, test) -> bool | None:  # None where no seed had the figure (e.g. no control judge)
+        return None if mean[name] is None else test(mean[name])
+
+    round0 = mean["transfer_roc_auc_round0"]
     return {
-        "heldout_roc_auc_at_least_0.85": mean["heldout_roc_auc"] >= 0.85,
-        "heldout_recall_at_fpr_0.10_at_least_0.80": mean["heldout_recall_at_validation_fpr_cut"] >= 0.80,
-        "gain_over_control_above_0": mean["gain_over_control"] > 0,
-        "probes_all_right_on_every_seed": all(n == len(PROBES) for n in probes),
-        "transfer_above_round0": mean["transfer_roc_auc"] > mean["transfer_roc_auc_round0"],
+        "heldout_roc_auc_at_least_0.85": holds("heldout_roc_auc", lambda m: m >= 0.85),
+        "heldout_recall_at_fpr_0.10_at_least_0.80": holds("heldout_recall_at_validation_fpr_cut", lambda m: m >= 0.80),
+        "gain_over_control_above_0": holds("gain_over_control", lambda m: m > 0),
+        "probes_all_right_on_every_seed": all(n == len(PROBES) for n in summary["probes_right"]["per_seed"].values()),
+        "transfer_above_round0": holds("transfer_roc_auc", lambda m: round0 is not None and m > round0),
     }
 
 
