@@ -454,10 +454,10 @@ def _add_seed_run(path: Path, out: Path, result: dict) -> int:
     whole = json.loads(path.read_text())
     entry = add_seed(whole, result)
     write_json(path, whole)
-    means = {
-        k: round(v["mean"], 3) for k, v in entry["over_seeds"].items() if isinstance(v, dict) and v["mean"] is not None
-    }
+    summary = entry["over_seeds"]
+    means = {k: round(v["mean"], 3) for k, v in summary.items() if "per_seed" in v and v["mean"] is not None}
     print(f"seed {result['settings']['seed']} added ({len(entry['seed_runs']) + 1} seeds); means {means}")
+    print(f"targets on the means: {summary['targets_on_the_means']}")
     return 0
 
 

@@ -2,6 +2,7 @@
 held out of every training-side set, hold-outs no model chooses, thresholds from validation, the control judge's
 compute, the phrasing classifier, and the judge's question about any text."""
 
+import json
 import random
 from collections import Counter
 
@@ -401,3 +402,14 @@ def test_seed_runs_join_the_entry_that_held_out_the_same_sources_and_are_summari
         bench.add_seed(whole, _bench_result(3, 0.6, 0.8, 3, rounds=3))
     with pytest.raises(DetoxkitError, match="no run or fold"):
         bench.add_seed(whole, _bench_result(3, 0.6, 0.8, 3, heldout=("advbench",)))
+
+
+def test_a_seed_run_is_written_into_the_results_file_and_its_own_folder(tmp_path, load_benchmark, capsys):
+    bench = load_benchmark("adversarial")
+    results = tmp_path / "adversarial.json"
+    results.write_text(json.dumps(_bench_result(0, 0.8, 0.7, 1)))
+    assert bench._add_seed_run(results, tmp_path, _bench_result(1, 0.6, 0.8, 3)) == 0
+    whole = json.loads(results.read_text())
+    assert whole["over_seeds"]["heldout_roc_auc"]["mean"] == pytest.approx(0.7)
+    assert json.loads((tmp_path / "result.json").read_text())["settings"]["seed"] == 1
+    assert "seed 1 added (2 seeds)" in capsys.readouterr().out
