@@ -196,30 +196,29 @@ def _probes(out: Path, metrics: dict) -> list[dict]:
     ]
 
 
+def _get(m, *keys):
+    for k in keys:
+        m = (m or {}).get(k)
+    return m
+
+
 def _targets(metrics: dict, probes: list[dict]) -> dict:
-    v = _get
     rounds = metrics["rounds"]
-    held = [v(r, "heldout_sources", "all", "roc_auc", "value") for r in rounds]
-    recall = v(rounds[-1], "heldout_sources", "all", "recall_at_fpr", "recall", "value")
-    auc = [v(r, "transfer", "roc_auc", "value") for r in rounds]
+    held = [_get(r, "heldout_sources", "all", "roc_auc", "value") for r in rounds]
+    recall = _get(rounds[-1], "heldout_sources", "all", "recall_at_fpr", "recall", "value")
+    auc = [_get(r, "transfer", "roc_auc", "value") for r in rounds]
     gains = (metrics.get("control") or {}).get("gain_over_control") or []
     return {
         "heldout_roc_auc_final_at_least_0.85": None if held[-1] is None else held[-1] >= 0.85,
         "heldout_recall_at_fpr_0.10_final_at_least_0.80": None if recall is None else recall >= 0.80,
         "heldout_roc_auc_per_round": held,
-        "gain_over_control_final (held-out ROC-AUC, paired 95% CI)": v(gains[-1], "heldout_sources", "roc_auc")
+        "gain_over_control_final (held-out ROC-AUC, paired 95% CI)": _get(gains[-1], "heldout_sources", "roc_auc")
         if gains
         else None,
         "probes_all_correct": all(p["correct"] for p in probes),
         "transfer_auc_per_round": auc,
         "transfer_auc_final_above_round0": (auc[-1] > auc[0]) if auc[0] is not None and auc[-1] is not None else None,
     }
-
-
-def _get(m, *keys):
-    for k in keys:
-        m = (m or {}).get(k)
-    return m
 
 
 def seed_figures(result: dict) -> dict:
