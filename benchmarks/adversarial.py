@@ -344,13 +344,14 @@ def _args():
     p.add_argument(
         "--holdout_sources", default=None, help="sources held out whole, comma-separated (default: the config's)"
     )
-    p.add_argument(
+    into = p.add_mutually_exclusive_group()
+    into.add_argument(
         "--fold_into",
         default=None,
         help="another leave-one-source-out fold: add this run's summary under `folds` in this results file (which is "
         "otherwise left as it is) and write the whole result to output_dir/result.json",
     )
-    p.add_argument(
+    into.add_argument(
         "--seed_into",
         default=None,
         help="another seed of a run already in this results file (the main run or a fold, matched by the held-out "
@@ -386,7 +387,6 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     key = "+".join(result["heldout_sources"])
     whole.setdefault("folds", {})[f"held out: {key}"] = {
         **{k: result[k] for k in keep},
-        "seed": result["settings"]["seed"],
         "settings": result["settings"],
     }
     write_json(path, whole)
@@ -394,25 +394,32 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     return 0
 
 
-def add_seed(whole: dict, result: dict) -> dict:
-    """Put one more seed's run under `seed_runs` of the entry of `whole` (the main run or a fold) that held out the
-    same sources, and recompute that entry's `over_seeds` from its own seed and every seed run. Returns the entry."""
+def seed_entry(whole: dict, heldout_sources: list[str], settings: dict) -> tuple[dict, int]:
+    """(entry, its own seed): the entry of `whole` (the main run or a fold) that held out the same sources, which a
+    run with `settings` may join as a further seed; a DetoxkitError if none does, or if the run differs from it in
+    more than --seed."""
     from detoxkit.errors import DetoxkitError
 
-    key = f"held out: {'+'.join(result['heldout_sources'])}"
-    entry = whole if whole.get("heldout_sources") == result["heldout_sources"] else whole.get("folds", {}).get(key)
+    key = f"held out: {'+'.join(heldout_sources)}"
+    entry = whole if whole.get("heldout_sources") == heldout_sources else whole.get("folds", {}).get(key)
     if entry is None:
-        raise DetoxkitError(f"no run or fold holding out {result['heldout_sources']} to add seed runs to")
-    # the main run records its settings; a fold its seed (folds added before it was recorded ran the default, 0)
-    own_seed = entry["settings"]["seed"] if "settings" in entry else entry.get("seed", 0)
-    seed = result["settings"]["seed"]
-    if seed == own_seed:
-        raise DetoxkitError(f"seed {seed} is the entry's own run: pick another --seed")
+        raise DetoxkitError(f"no run or fold holding out {heldout_sources} to add seed runs to")
+    own_seed = entry.get("settings", {}).get("seed", 0)  # folds written before they kept settings ran the default 0
+    if settings["seed"] == own_seed:
+        raise DetoxkitError(f"seed {own_seed} is the entry's own run: pick another --seed")
     free = ("seed", "output_dir", "seed_into", "fold_into", "reuse", "skip_oracle_comparison")
-    differ = sorted(k for k, v in entry.get("settings", {}).items() if k not in free and result["settings"].get(k) != v)
+    differ = sorted(k for k, v in entry.get("settings", {}).items() if k not in free and settings.get(k) != v)
     if differ:
         raise DetoxkitError(f"the seed run differs from the entry's run in {', '.join(differ)}, not only in --seed")
+    return entry, own_seed
+
+
+def add_seed(whole: dict, result: dict) -> dict:
+    """Put one more seed's run under `seed_runs` of its entry in `whole` (seed_entry) and recompute that entry's
+    `over_seeds` from its own seed and every seed run. Returns the entry."""
+    entry, own_seed = seed_entry(whole, result["heldout_sources"], result["settings"])
     keep = ("command", "targets", "probes_final_judge")
+    seed = result["settings"]["seed"]
     entry.setdefault("seed_runs", {})[f"seed {seed}"] = {k: result[k] for k in keep} | {"figures": seed_figures(result)}
     summarise_seeds(entry, own_seed)
     return entry
@@ -460,6 +467,42 @@ def _add_seed_run(path: Path, out: Path, result: dict) -> int:
     return 0
 
 
+def carry_over(earlier: dict, result: dict, eval_rows_sha256: str) -> list[str]:
+    """Keep in a rewritten main result what still stands of the one it replaces: the folds (runs of their own);
+    data_scale, if scored on the same evaluation rows; the seed runs, if this is the same run re-reported (--reuse).
+    Otherwise the replaced run goes under earlier_run, in brief. Returns what was left out, to print."""
+    left_out = []
+    if "folds" in earlier:
+        result["folds"] = earlier["folds"]
+    scale = earlier.get("data_scale")
+    if scale and scale.get("eval_rows_sha256") == eval_rows_sha256:
+        result["data_scale"] = scale  # scored on these very rows, so it still stands beside the new rounds
+    elif scale:
+        left_out.append("data_scale left out: it was scored on other evaluation rows (run --data_scale again)")
+    settings = result["settings"]
+    if {**earlier.get("settings", {}), "reuse": settings.get("reuse")} == settings:  # --reuse re-reports the run
+        result.update({k: earlier[k] for k in ("seed_runs", "over_seeds", "earlier_run") if k in earlier})
+        return left_out
+    if earlier.get("settings"):
+        # the run this one replaces, in brief, so that a change of sizes can be read against it
+        result["earlier_run"] = {k: earlier.get(k) for k in ("command", "settings", "targets", "wall_s")}
+    if "seed_runs" in earlier:
+        left_out.append("seed_runs left out: they repeat the replaced run (add seeds of this one with --seed_into)")
+    return left_out
+
+
+def _planned_heldout(args) -> list[str]:
+    """The sources the run will hold out: --holdout_sources, else the config's, else the recipe's default."""
+    import yaml
+
+    from detoxkit.adversarial.config import AdversarialRunConfig
+
+    if args.holdout_sources:
+        return sorted(args.holdout_sources.split(","))
+    config = yaml.safe_load(Path(args.config).read_text()) or {}
+    return sorted(config.get("holdout_sources", AdversarialRunConfig().holdout_sources))
+
+
 def main() -> int:
     args = _args()
 
@@ -477,6 +520,14 @@ def main() -> int:
         result["data_scale"] = {**data_scale(out, sizes), "command": " ".join([sys.executable, *sys.argv])}
         write_json(path, result)
         return 0
+    if args.seed_into:  # refused before the run, not half an hour later
+        from detoxkit.errors import DetoxkitError
+
+        try:
+            seed_entry(json.loads(Path(args.seed_into).read_text()), _planned_heldout(args), vars(args))
+        except (OSError, ValueError, DetoxkitError) as e:
+            print(f"adversarial.py: --seed_into {args.seed_into}: {e}", file=sys.stderr)
+            return 2
     if not args.reuse:
         shutil.rmtree(out, ignore_errors=True)
     flags = ("rounds", "prompts_per_round", "max_new_tokens", "heldout_source_size", "validation_size")
@@ -536,15 +587,8 @@ def main() -> int:
         return _add_seed_run(Path(args.seed_into), out, result)
     res = Path(args.results)
     earlier = json.loads((res / "adversarial.json").read_text()) if (res / "adversarial.json").exists() else {}
-    scale = earlier.get("data_scale")
-    if scale and scale.get("eval_rows_sha256") == eval_rows_fingerprint(read_jsonl(out / "holdout.jsonl")):
-        result["data_scale"] = scale  # scored on these very rows, so it still stands beside the new rounds
-    elif scale:
-        print("data_scale left out: it was scored on other evaluation rows (run --data_scale again)")
-    same_run = {**earlier.get("settings", {}), "reuse": args.reuse} == result["settings"]  # --reuse re-reports it
-    if earlier.get("settings") and not same_run:
-        # the run this one replaces, in brief, so that a change of sizes can be read against it
-        result["earlier_run"] = {k: earlier.get(k) for k in ("command", "settings", "targets", "wall_s")}
+    for message in carry_over(earlier, result, eval_rows_fingerprint(read_jsonl(out / "holdout.jsonl"))):
+        print(message)
     write_json(res / "adversarial.json", result)
     shutil.copyfile(out / "curve.png", res / "adversarial_curve.png")
     print((out / "table.md").read_text(), end="")

@@ -413,3 +413,38 @@ def test_a_seed_run_is_written_into_the_results_file_and_its_own_folder(tmp_path
     assert whole["over_seeds"]["heldout_roc_auc"]["mean"] == pytest.approx(0.7)
     assert json.loads((tmp_path / "result.json").read_text())["settings"]["seed"] == 1
     assert "seed 1 added (2 seeds)" in capsys.readouterr().out
+
+
+def test_a_rewritten_main_result_keeps_the_folds_and_keeps_seed_runs_only_when_it_re_reports_the_same_run(
+    load_benchmark,
+):
+    bench = load_benchmark("adversarial")
+    earlier = _bench_result(0, 0.8, 0.7, 1) | {"folds": {"held out: x": {}}, "data_scale": {"eval_rows_sha256": "a"}}
+    bench.add_seed(earlier, _bench_result(1, 0.6, 0.8, 3))
+    reported = _bench_result(0, 0.8, 0.7, 1)
+    reported["settings"]["reuse"] = True  # --reuse: the same run, re-reported
+    assert bench.carry_over(earlier, reported, "a") == []
+    assert reported["seed_runs"] == earlier["seed_runs"] and reported["folds"] == earlier["folds"]
+    assert reported["data_scale"] == earlier["data_scale"] and "earlier_run" not in reported
+    rerun = _bench_result(0, 0.9, 0.7, 1, rounds=3)  # other settings, other evaluation rows
+    left_out = bench.carry_over(earlier, rerun, "b")
+    assert rerun["folds"] == earlier["folds"] and "seed_runs" not in rerun and "data_scale" not in rerun
+    assert rerun["earlier_run"]["settings"]["rounds"] == 2 and len(left_out) == 2
+
+
+def test_a_seed_run_that_cannot_join_is_refused_before_it_runs(tmp_path, load_benchmark, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    bench = load_benchmark("adversarial")
+    never = SimpleNamespace(main=lambda argv: pytest.fail("the loop ran before the seed run was checked"))
+    monkeypatch.setattr("detoxkit.adversarial.loop.RUN", never)
+    results = tmp_path / "adversarial.json"
+    results.write_text(json.dumps(_bench_result(0, 0.8, 0.7, 1)))  # its entry held out donotanswer, seed 0
+    out = tmp_path / "run"
+    argv = ["adversarial.py", "--seed_into", str(results), "--output_dir", str(out), "--holdout_sources"]
+    monkeypatch.setattr("sys.argv", [*argv, "advbench", "--seed", "1"])
+    assert bench.main() == 2
+    assert "no run or fold holding out ['advbench']" in capsys.readouterr().err and not out.exists()
+    monkeypatch.setattr("sys.argv", [*argv, "donotanswer", "--seed", "1"])  # differs in more than the seed
+    assert bench.main() == 2
+    assert "not only in --seed" in capsys.readouterr().err and not out.exists()
