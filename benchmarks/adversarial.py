@@ -148,6 +148,7 @@ def _round_row(r: dict, evals: dict, done: dict) -> dict:
                 "judge_train_size": done[k]["judge_train_size"],
                 "attacker_train_size": done[k]["attacker_train_size"],
                 "duplicates": done[k]["duplicates"],
+                "oracle_disagrees": done[k].get("oracle_disagrees"),
                 "judge_loss_first_last": [done[k]["judge_loss_first"], done[k]["judge_loss_last"]],
             }
             if k in done
@@ -324,7 +325,7 @@ def data_scale(out: Path, sizes: list[int]) -> dict:
     }
 
 
-def _args():
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(ROOT / "configs" / "adversarial_loso.yaml"))
     p.add_argument("--rounds", type=int, default=3)
@@ -344,18 +345,25 @@ def _args():
     p.add_argument(
         "--holdout_sources", default=None, help="sources held out whole, comma-separated (default: the config's)"
     )
+    p.add_argument(
+        "--oracle_agreement",
+        action="store_true",
+        help="the recipe's --oracle_agreement: train only on generated prompts the oracle labels as the kind asked for "
+        "(a variant: add it with --fold_into, under its own key)",
+    )
     into = p.add_mutually_exclusive_group()
     into.add_argument(
         "--fold_into",
         default=None,
-        help="another leave-one-source-out fold: add this run's summary under `folds` in this results file (which is "
-        "otherwise left as it is) and write the whole result to output_dir/result.json",
+        help="another leave-one-source-out fold or variant (--oracle_agreement): add this run's summary under `folds` "
+        "in this results file (which is otherwise left as it is), keyed by its held-out sources and variant, and write "
+        "the whole result to output_dir/result.json",
     )
     into.add_argument(
         "--seed_into",
         default=None,
         help="another seed of a run already in this results file (the main run or a fold, matched by the held-out "
-        "sources): add its summary under that entry's seed_runs, recompute the entry's over_seeds (mean and sd of the "
+        "sources and variant): add its summary under that entry's seed_runs, recompute the entry's over_seeds (mean and sd of the "
         "final-round figures) and write the whole result to output_dir/result.json",
     )
     p.add_argument("--output_dir", default=str(ROOT / "runs" / "bench_adversarial"))
@@ -373,7 +381,12 @@ def _args():
         "(no attacker) and score them on output_dir's evaluation rows; adds data_scale to adversarial.json",
     )
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where adversarial.json goes")
-    return p.parse_args()
+    return p
+
+
+def entry_key(heldout_sources: list[str], settings: dict) -> str:
+    """The key of a run's entry under `folds`: the sources it held out, and its variant (--oracle_agreement)."""
+    return f"held out: {'+'.join(heldout_sources)}" + ("; oracle agreement" if settings.get("oracle_agreement") else "")
 
 
 def _add_fold(path: Path, out: Path, result: dict) -> int:
@@ -384,31 +397,31 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     write_json(out / "result.json", result)
     whole = json.loads(path.read_text())
     keep = ("command", "heldout_sources", "targets", "probes_final_judge", "heldout_by_category", "rounds", "control")
-    key = "+".join(result["heldout_sources"])
-    whole.setdefault("folds", {})[f"held out: {key}"] = {
-        **{k: result[k] for k in keep},
-        "settings": result["settings"],
-    }
+    key = entry_key(result["heldout_sources"], result["settings"])
+    whole.setdefault("folds", {})[key] = {**{k: result[k] for k in keep}, "settings": result["settings"]}
     write_json(path, whole)
-    print(f"fold holding out {key}: targets {result['targets']}; summary in {path} (folds), whole in {out}/result.json")
+    print(f"fold {key}: targets {result['targets']}; summary in {path} (folds), whole in {out}/result.json")
     return 0
 
 
 def seed_entry(whole: dict, heldout_sources: list[str], settings: dict) -> tuple[dict, int]:
-    """(entry, its own seed): the entry of `whole` (the main run or a fold) that held out the same sources, which a
-    run with `settings` may join as a further seed; a DetoxkitError if none does, or if the run differs from it in
-    more than --seed."""
+    """(entry, its own seed): the entry of `whole` (the main run or a fold) that held out the same sources with the
+    same variant, which a run with `settings` may join as a further seed; a DetoxkitError if none does, or if the run
+    differs from it in more than --seed (a setting an entry predates counts at its default)."""
     from detoxkit.errors import DetoxkitError
 
-    key = f"held out: {'+'.join(heldout_sources)}"
-    entry = whole if whole.get("heldout_sources") == heldout_sources else whole.get("folds", {}).get(key)
+    key = entry_key(heldout_sources, settings)
+    main = entry_key(whole.get("heldout_sources") or [], whole.get("settings", {}))
+    entry = whole if main == key else whole.get("folds", {}).get(key)
     if entry is None:
-        raise DetoxkitError(f"no run or fold holding out {heldout_sources} to add seed runs to")
+        raise DetoxkitError(f"no run or fold {key!r} to add seed runs to")
     own_seed = entry.get("settings", {}).get("seed", 0)  # folds written before they kept settings ran the default 0
     if settings["seed"] == own_seed:
         raise DetoxkitError(f"seed {own_seed} is the entry's own run: pick another --seed")
     free = ("seed", "output_dir", "seed_into", "fold_into", "reuse", "skip_oracle_comparison")
-    differ = sorted(k for k, v in entry.get("settings", {}).items() if k not in free and settings.get(k) != v)
+    defaults = _parser().parse_args([])
+    theirs = {**vars(defaults), **entry["settings"]} if entry.get("settings") else {}  # none kept: nothing to check
+    differ = sorted(k for k, v in theirs.items() if k not in free and settings.get(k, getattr(defaults, k, None)) != v)
     if differ:
         raise DetoxkitError(f"the seed run differs from the entry's run in {', '.join(differ)}, not only in --seed")
     return entry, own_seed
@@ -504,7 +517,7 @@ def _planned_heldout(args) -> list[str]:
 
 
 def main() -> int:
-    args = _args()
+    args = _parser().parse_args()
 
     import yaml
 
@@ -539,6 +552,7 @@ def main() -> int:
     argv += [
         x for f in ("holdout_problematic", "holdout_benign", "holdout_ordinary") for x in (f"--{f}", str(args.holdout))
     ]
+    argv += ["--oracle_agreement"] if args.oracle_agreement else []
     t0 = time.perf_counter()
     if not args.reuse:
         if RUN.main(argv) != 0:
@@ -556,7 +570,12 @@ def main() -> int:
     result = {
         "what": "O'Neill et al. (2023) attacker-judge loop; SmolLM2-135M-Instruct attacker and judge (LoRA); oracle = "
         "MiniLM prompt classifier trained on builtin harmful vs benign prompts (an offline proxy for the human "
-        "labeller); seeds from several sources balanced per round; held-out sources never trained on",
+        "labeller); seeds from several sources balanced per round; held-out sources never trained on"
+        + (
+            "; trained only on generated prompts the oracle labels as the kind asked for"
+            if args.oracle_agreement
+            else ""
+        ),
         "command": " ".join([sys.executable, *sys.argv]),
         "settings": vars(args),
         "judge_template": metrics["judge_template"],

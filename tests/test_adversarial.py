@@ -5,8 +5,9 @@ import torch
 
 from detoxkit.adversarial.attacker import Attacker, clean_generated_prompt, slot_seed
 from detoxkit.adversarial.config import AdversarialRunConfig
+from detoxkit.adversarial.datasets import attacker_dataset, judge_dataset
 from detoxkit.adversarial.judge import Judge, calibrate_threshold
-from detoxkit.adversarial.loop import Deduper, attacker_dataset, judge_dataset, run_loop, start_log
+from detoxkit.adversarial.loop import Deduper, run_loop, start_log
 from detoxkit.adversarial.oracles import HumanOracle, LabelOracle
 from detoxkit.errors import DetoxkitError
 from detoxkit.runs import read_jsonl

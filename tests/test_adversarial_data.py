@@ -12,9 +12,10 @@ import torch
 from detoxkit.adversarial.attacker import Attacker
 from detoxkit.adversarial.config import AdversarialRunConfig
 from detoxkit.adversarial.control import control_dataset, run_control
+from detoxkit.adversarial.datasets import attacker_dataset, judge_dataset
 from detoxkit.adversarial.evaluate import build_eval_sets, holdout_metrics, paired_gain, transfer_rows
 from detoxkit.adversarial.judge import Judge, calibrate_threshold
-from detoxkit.adversarial.loop import attacker_dataset, judge_dataset, run_loop, start_log
+from detoxkit.adversarial.loop import run_loop, start_log
 from detoxkit.adversarial.sources import oracle_training, seed_data, source_splits, splits_summary
 from detoxkit.adversarial.wording import (
     PHRASING_INSTRUCTIONS,
@@ -317,6 +318,45 @@ def test_control_judge_gets_the_same_steps_and_no_attacker_data(tiny_lm_dir, tmp
         assert labels.count(1) == sum(1 for p, y in zip(*judge_dataset(rows, rnd)) if y)  # kinds matched
 
 
+class DisagreeingOracle:
+    """Labels as asked, except slot 1 (a benign request) as problematic and slot 4 (a problematic one) as benign."""
+
+    name = "stub"
+
+    def label(self, prompts):
+        return [int(("problematic" in p) != (p.rstrip("?")[-2:] in ("-1", "-4"))) for p in prompts]
+
+
+def test_oracle_agreement_keeps_labels_against_the_asked_kind_out_of_every_training_set(tiny_lm_dir, tmp_path):
+    splits = _splits()
+    cfg = AdversarialRunConfig(
+        rounds=2, prompts_per_round=6, judge_epochs=1, attacker_epochs=1, learning_rate=5e-3,
+        per_device_train_batch_size=3, output_dir=str(tmp_path), seeds_per_round=4, oracle_agreement=True,
+    )  # fmt: skip
+    kw = dict(train_mode="lora", lora_r=4, lora_alpha=8)
+    torch.manual_seed(0)
+    judge, attacker = Judge.load(str(tiny_lm_dir), **kw), PhrasingAttacker.load(str(tiny_lm_dir), **kw)
+    start_log(tmp_path, seed_data(splits, 4, 4, cfg.seed, cfg.rounds, cfg.seeds_per_round))
+    summaries = run_loop(cfg, attacker, judge, DisagreeingOracle(), None, tmp_path, log=lambda _: None)
+    rows = read_jsonl(tmp_path / "prompts.jsonl")
+    generated = [r for r in rows if r["type"] == "prompt" and not r["duplicate"]]
+    against = {r["prompt"] for r in generated if r["slot"] in (1, 4)}
+    assert against and all(r["label"] != (r["kind"] == "problematic") for r in generated if r["prompt"] in against)
+    assert [s["oracle_disagrees"] for s in summaries] == [2, 2]
+    for rnd, summary in zip((1, 2), summaries):
+        kept, labels = judge_dataset(rows, rnd, agreement=True)
+        everything, _ = judge_dataset(rows, rnd)
+        assert set(everything) - set(kept) == {
+            r["prompt"] for r in generated if r["slot"] in (1, 4) and r["round"] <= rnd
+        }
+        assert summary["judge_train_size"] == len(kept) and not set(kept) & against
+        ctrl, ctrl_labels = control_dataset(rows, splits, rnd, cfg.seed, agreement=True)
+        assert len(ctrl) == len(kept) and ctrl_labels.count(1) == labels.count(1)
+    assert not set(attacker_dataset(rows, 2, agreement=True)) & against
+    info = run_control(cfg, rows, splits, Judge.load(str(tiny_lm_dir), **kw), log=lambda _: None)
+    assert [r["train_size"] for r in info] == [s["judge_train_size"] for s in summaries]
+
+
 def test_reserved_prompts_are_in_no_split_and_reach_no_training_draw():
     """guard build reserves the guard's validation and test prompts: the judge must never train or calibrate on
     them (exact after normalisation here: the fake sources need no embedder)."""
@@ -404,6 +444,29 @@ def test_seed_runs_join_the_entry_that_held_out_the_same_sources_and_are_summari
         bench.add_seed(whole, _bench_result(3, 0.6, 0.8, 3, heldout=("advbench",)))
 
 
+def test_a_variant_is_a_fold_of_its_own_and_its_seeds_join_it_not_the_run_it_varies(tmp_path, load_benchmark):
+    from detoxkit.errors import DetoxkitError
+
+    bench = load_benchmark("adversarial")
+    results = tmp_path / "adversarial.json"
+    results.write_text(json.dumps(_bench_result(0, 0.8, 0.7, 1)))  # written before --oracle_agreement existed
+    variant = _bench_result(0, 0.9, 0.7, 2)
+    variant["settings"]["oracle_agreement"] = True
+    variant |= {"heldout_by_category": {}}
+    assert bench._add_fold(results, tmp_path, variant) == 0
+    whole = json.loads(results.read_text())
+    assert set(whole["folds"]) == {"held out: donotanswer; oracle agreement"}
+    seed1 = _bench_result(1, 0.7, 0.7, 2)
+    seed1["settings"]["oracle_agreement"] = True
+    assert bench.add_seed(whole, seed1) is whole["folds"]["held out: donotanswer; oracle agreement"]
+    assert "seed_runs" not in whole
+    assert bench.add_seed(whole, _bench_result(1, 0.6, 0.7, 1)) is whole  # no variant: the main run, as before
+    only_here = _bench_result(2, 0.6, 0.7, 1, heldout=("tense-rephrasings",))
+    only_here["settings"]["oracle_agreement"] = True
+    with pytest.raises(DetoxkitError, match="no run or fold 'held out: tense-rephrasings; oracle agreement'"):
+        bench.add_seed(whole, only_here)
+
+
 def test_a_seed_run_is_written_into_the_results_file_and_its_own_folder(tmp_path, load_benchmark, capsys):
     bench = load_benchmark("adversarial")
     results = tmp_path / "adversarial.json"
@@ -444,7 +507,7 @@ def test_a_seed_run_that_cannot_join_is_refused_before_it_runs(tmp_path, load_be
     argv = ["adversarial.py", "--seed_into", str(results), "--output_dir", str(out), "--holdout_sources"]
     monkeypatch.setattr("sys.argv", [*argv, "advbench", "--seed", "1"])
     assert bench.main() == 2
-    assert "no run or fold holding out ['advbench']" in capsys.readouterr().err and not out.exists()
+    assert "no run or fold 'held out: advbench'" in capsys.readouterr().err and not out.exists()
     monkeypatch.setattr("sys.argv", [*argv, "donotanswer", "--seed", "1"])  # differs in more than the seed
     assert bench.main() == 2
     assert "not only in --seed" in capsys.readouterr().err and not out.exists()

@@ -65,6 +65,12 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
     oracle_model: str = arg("smollm2-135m-instruct", "the LM of --oracle lm-judge")
     oracle_labels: Optional[str] = arg(None, "a file with prompt,label columns (--oracle labels)")
     oracle_threshold: float = arg(0.5, "an oracle score >= this is label 1 (problematic)")
+    oracle_agreement: bool = arg(
+        False,
+        "train the judge and the attacker only on generated prompts the oracle labels as the kind the attacker was "
+        "asked to write (a benign request the oracle calls problematic, or the reverse, is logged and counted per "
+        "round as oracle_disagrees, not trained on); the control judge then gets as many random prompts as were kept",
+    )
     human_labels_file: Optional[str] = arg(None, "JSONL of human answers (default: output_dir/human_labels.jsonl)")
     rounds: int = arg(3, "rounds of prompting + fine-tuning")
     prompts_per_round: int = arg(16, "prompts written per round (half problematic, half benign, alternating)")

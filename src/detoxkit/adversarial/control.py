@@ -2,9 +2,10 @@
 
 Each round it is fine-tuned, with the adversarial judge's epochs, batch size, learning rate and seed, on the seed
 rows so far plus, in place of the attacker's prompts, as many random training-side prompts (balanced per source,
-with their dataset labels) as the attacker wrote that round, per kind. Its data is exactly as large as the
-adversarial judge's every round, so it takes the same optimiser steps; the difference of the two on the same
-evaluation rows is the gain of the adversarial rounds (evaluate.control_comparison, paired intervals).
+with their dataset labels) per kind as the adversarial judge was trained on of that round's attacker prompts. Its
+data is exactly as large as the adversarial judge's every round, so it takes the same optimiser steps; the
+difference of the two on the same evaluation rows is the gain of the adversarial rounds
+(evaluate.control_comparison, paired intervals).
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from __future__ import annotations
 import random
 
 
-def control_dataset(rows: list[dict], splits: dict, upto_round: int, seed: int) -> tuple[list[str], list[int]]:
+def control_dataset(
+    rows: list[dict], splits: dict, upto_round: int, seed: int, agreement: bool = False
+) -> tuple[list[str], list[int]]:
     """The control judge's data after round `upto_round`: seed rows of rounds <= it, then per round 1..upto_round
-    random training-side prompts, as many per kind as the attacker's non-duplicate prompts of that round."""
+    random training-side prompts, as many per kind as the adversarial judge trained on of that round's generated
+    prompts (datasets.trained_on; `agreement`: --oracle_agreement)."""
+    from .datasets import trained_on
     from .sources import SourcePool, by_source
 
     seeds = [r for r in rows if r.get("type") == "seed"]
@@ -24,7 +29,7 @@ def control_dataset(rows: list[dict], splits: dict, upto_round: int, seed: int) 
     kept = [r for r in seeds if r.get("round", 0) <= upto_round]
     prompts, labels = [r["prompt"] for r in kept], [int(r["label"]) for r in kept]
     for rnd in range(1, upto_round + 1):
-        written = [r for r in rows if r.get("type") == "prompt" and r["round"] == rnd and not r["duplicate"]]
+        written = [r for r in rows if trained_on(r, rnd, agreement) and r["round"] == rnd]
         n_pos = sum(r["kind"] == "problematic" for r in written)
         for y, n in ((1, n_pos), (0, len(written) - n_pos)):
             picked = pools[y].take(n)
@@ -41,7 +46,7 @@ def run_control(cfg, rows: list[dict], splits: dict, judge, evaluator=None, log=
     done = sorted(r["round"] for r in rows if r.get("type") == "round_done")
     out = []
     for rnd in done:
-        prompts, labels = control_dataset(rows, splits, rnd, cfg.seed)
+        prompts, labels = control_dataset(rows, splits, rnd, cfg.seed, cfg.oracle_agreement)
         losses = fit_judge(cfg, judge, prompts, labels, rnd)
         judge.threshold = 0.5
         info = {"round": rnd, "train_size": len(prompts), "steps": len(losses)}

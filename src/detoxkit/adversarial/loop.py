@@ -17,37 +17,13 @@ from pathlib import Path
 
 from ..config import Recipe
 from .config import AdversarialRunConfig
+from .datasets import agrees, attacker_dataset, judge_dataset
 
 KINDS = ("problematic", "benign")
 
 
 def normalise(text: str) -> str:
     return " ".join(text.lower().split())
-
-
-def _seed_upto(r: dict, upto_round: int) -> bool:
-    """A seed row in use after round `upto_round` (seed rows without a round are round 0's)."""
-    return r.get("type") == "seed" and r.get("round", 0) <= upto_round
-
-
-def judge_dataset(rows: list[dict], upto_round: int) -> tuple[list[str], list[int]]:
-    """All labelled data after round `upto_round`: seed rows so far and every non-duplicate generated prompt so far."""
-    keep = [
-        r
-        for r in rows
-        if _seed_upto(r, upto_round) or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round)
-    ]
-    return [r["prompt"] for r in keep], [int(r["label"]) for r in keep]
-
-
-def attacker_dataset(rows: list[dict], upto_round: int) -> list[str]:
-    """Successful attacks so far (oracle 1, judge 0) plus the problematic seed prompts (the paper's 5 examples)."""
-    return [
-        r["prompt"]
-        for r in rows
-        if (_seed_upto(r, upto_round) and r["label"] == 1)
-        or (r.get("type") == "prompt" and not r["duplicate"] and r["round"] <= upto_round and r["fooled"])
-    ]
 
 
 class Deduper:
@@ -181,10 +157,10 @@ def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, ti
     from .judge import fit_judge
 
     t0 = time.perf_counter()
-    prompts, labels = judge_dataset(rows, rnd)
+    prompts, labels = judge_dataset(rows, rnd, cfg.oracle_agreement)
     judge_losses = fit_judge(cfg, judge, prompts, labels, rnd)
     t1 = time.perf_counter()
-    attacks = attacker_dataset(rows, rnd) if rnd < cfg.rounds else []
+    attacks = attacker_dataset(rows, rnd, cfg.oracle_agreement) if rnd < cfg.rounds else []
     attacker_losses = (
         attacker.finetune(
             attacks,
@@ -211,6 +187,7 @@ def finish_round(cfg, rnd: int, rows: list[dict], judge, attacker, out: Path, ti
         "attacker_train_size": len(attacks),
         "duplicates": sum(r["duplicate"] for r in this),
         "oracle_problematic": sum(r["label"] == 1 for r in this if not r["duplicate"]),
+        "oracle_disagrees": sum(not agrees(r) for r in this if not r["duplicate"]),
         "fooled": sum(r["fooled"] for r in this),
         "judge_loss_first": judge_losses[0] if judge_losses else None,
         "judge_loss_last": judge_losses[-1] if judge_losses else None,
@@ -273,7 +250,9 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
         summaries.append(summary)
         log(
             f"round {rnd}: {cfg.prompts_per_round} prompts ({summary['duplicates']} duplicates), "
-            f"{summary['oracle_problematic']} problematic, {summary['fooled']} fooled the judge; judge trained on "
+            f"{summary['oracle_problematic']} problematic ({summary['oracle_disagrees']} labelled against the kind "
+            f"asked for{', not trained on' if cfg.oracle_agreement else ''}), {summary['fooled']} fooled the judge; "
+            "judge trained on "
             f"{summary['judge_train_size']}, attacker on {summary['attacker_train_size']}"
         )
         if evaluator is not None:
