@@ -224,7 +224,8 @@ def _targets(metrics: dict, probes: list[dict]) -> dict:
 
 def seed_figures(result: dict) -> dict:
     """The final-round figures one seed's run adds to the over-seeds summary: held-out ROC-AUC and recall at the
-    validation FPR cut of the judge and of the control, the paired gain, transfer ROC-AUC, probes right (of 3)."""
+    validation FPR cut of the judge and of the control, the paired gain, transfer ROC-AUC, probes right (of 3), and
+    the paired gain over the run it varies (--paired_with; None without)."""
     judge = result["rounds"][-1]
     control = ((result.get("control") or {}).get("rounds") or [{}])[-1]
     transfer = result["targets"]["transfer_auc_per_round"]
@@ -244,6 +245,7 @@ def seed_figures(result: dict) -> dict:
         "transfer_roc_auc": transfer[-1],
         "control_transfer_roc_auc": _get(control, "transfer", "roc_auc", "value"),
         "probes_right": sum(p["correct"] for p in result["probes_final_judge"]),
+        "gain_over_paired_run": _get(result, "paired_with", "heldout_sources", "roc_auc", "value"),
     }
 
 
@@ -271,6 +273,32 @@ def eval_rows_fingerprint(holdout: list[dict]) -> str:
 
     keep = sorted((r["set"], r["label"], r["text"]) for r in holdout if r["set"] not in ("problematic", "benign"))
     return hashlib.sha256(json.dumps(keep).encode()).hexdigest()
+
+
+def paired_with(out: Path, other: Path) -> dict:
+    """This run's final judge minus the final judge of run `other`, scored on the same evaluation rows (the run this
+    variant varies, with the same --seed): paired gains on the held-out sources and the ordinary hold-out, each judge
+    at its own validation threshold. A DetoxkitError if the two were scored on other rows."""
+    from detoxkit.adversarial.evaluate import heldout_index, paired_gain
+    from detoxkit.errors import DetoxkitError
+    from detoxkit.runs import read_jsonl
+
+    holdout, theirs = read_jsonl(out / "holdout.jsonl"), read_jsonl(other / "holdout.jsonl")
+    if eval_rows_fingerprint(holdout) != eval_rows_fingerprint(theirs):
+        raise DetoxkitError(f"--paired_with {other}: its evaluation rows are not this run's (another --seed or sizes?)")
+    mine, base = (max(read_jsonl(d / "eval.jsonl"), key=lambda e: e["round"]) for d in (out, other))
+    by_row = {(r["set"], r["label"], r["text"]): sc for r, sc in zip(theirs, base["scores"])}
+    # the rows the fingerprint covers, in this run's order (the reference-misses rows, which may differ, are unused)
+    base_scores = [by_row.get((r["set"], r["label"], r["text"])) for r in holdout]
+    ta, tb = mine["metrics"]["thresholds"]["accuracy"], base["metrics"]["thresholds"]["accuracy"]
+    ordinary = [i for i, r in enumerate(holdout) if r["set"] == "ordinary"]
+    return {
+        "what": "this run's final judge minus the compared run's final judge on the same rows (paired 95% CI)",
+        "run": str(other),
+        "rounds": [mine["round"], base["round"]],
+        "heldout_sources": paired_gain(holdout, heldout_index(holdout)[0], mine["scores"], base_scores, ta, tb),
+        "ordinary": paired_gain(holdout, ordinary, mine["scores"], base_scores, ta, tb),
+    }
 
 
 def data_scale(out: Path, sizes: list[int]) -> dict:
@@ -368,6 +396,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output_dir", default=str(ROOT / "runs" / "bench_adversarial"))
     p.add_argument(
+        "--paired_with",
+        default=None,
+        help="another run folder scored on the same evaluation rows (the run this variant varies, same --seed): report "
+        "this run's final judge minus that one's, paired, under paired_with (and over seeds)",
+    )
+    p.add_argument(
         "--reuse",
         action="store_true",
         help="report the rounds an earlier (possibly stopped) run in output_dir "
@@ -397,6 +431,7 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     write_json(out / "result.json", result)
     whole = json.loads(path.read_text())
     keep = ("command", "heldout_sources", "targets", "probes_final_judge", "heldout_by_category", "rounds", "control")
+    keep += ("paired_with",) * ("paired_with" in result)
     key = entry_key(result["heldout_sources"], result["settings"])
     whole.setdefault("folds", {})[key] = {**{k: result[k] for k in keep}, "settings": result["settings"]}
     write_json(path, whole)
@@ -418,7 +453,7 @@ def seed_entry(whole: dict, heldout_sources: list[str], settings: dict) -> tuple
     own_seed = entry.get("settings", {}).get("seed", 0)  # folds written before they kept settings ran the default 0
     if settings["seed"] == own_seed:
         raise DetoxkitError(f"seed {own_seed} is the entry's own run: pick another --seed")
-    free = ("seed", "output_dir", "seed_into", "fold_into", "reuse", "skip_oracle_comparison")
+    free = ("seed", "output_dir", "seed_into", "fold_into", "reuse", "skip_oracle_comparison", "paired_with")
     defaults = _parser().parse_args([])
     theirs = {**vars(defaults), **entry["settings"]} if entry.get("settings") else {}  # none kept: nothing to check
     differ = sorted(k for k, v in theirs.items() if k not in free and settings.get(k, getattr(defaults, k, None)) != v)
@@ -432,6 +467,7 @@ def add_seed(whole: dict, result: dict) -> dict:
     `over_seeds` from its own seed and every seed run. Returns the entry."""
     entry, own_seed = seed_entry(whole, result["heldout_sources"], result["settings"])
     keep = ("command", "targets", "probes_final_judge")
+    keep += ("paired_with",) * ("paired_with" in result)
     seed = result["settings"]["seed"]
     entry.setdefault("seed_runs", {})[f"seed {seed}"] = {k: result[k] for k in keep} | {"figures": seed_figures(result)}
     summarise_seeds(entry, own_seed)
@@ -541,6 +577,9 @@ def main() -> int:
         except (OSError, ValueError, DetoxkitError) as e:
             print(f"adversarial.py: --seed_into {args.seed_into}: {e}", file=sys.stderr)
             return 2
+    if args.paired_with and not (Path(args.paired_with) / "eval.jsonl").exists():
+        print(f"adversarial.py: --paired_with {args.paired_with}: no eval.jsonl (not a run folder?)", file=sys.stderr)
+        return 2
     if not args.reuse:
         shutil.rmtree(out, ignore_errors=True)
     flags = ("rounds", "prompts_per_round", "max_new_tokens", "heldout_source_size", "validation_size")
@@ -600,6 +639,14 @@ def main() -> int:
         ][:12],
     }
     result["evaluation"] = _evaluation_record(out, metrics)
+    if args.paired_with:
+        from detoxkit.errors import DetoxkitError
+
+        try:
+            result["paired_with"] = paired_with(out, Path(args.paired_with))
+        except DetoxkitError as e:  # the run folder stands: report it again with --reuse and another --paired_with
+            print(f"adversarial.py: {e}", file=sys.stderr)
+            return 2
     if args.fold_into:
         return _add_fold(Path(args.fold_into), out, result)
     if args.seed_into:

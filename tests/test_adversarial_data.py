@@ -511,3 +511,35 @@ def test_a_seed_run_that_cannot_join_is_refused_before_it_runs(tmp_path, load_be
     monkeypatch.setattr("sys.argv", [*argv, "donotanswer", "--seed", "1"])  # differs in more than the seed
     assert bench.main() == 2
     assert "not only in --seed" in capsys.readouterr().err and not out.exists()
+
+
+def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_path, load_benchmark):
+    from detoxkit.errors import DetoxkitError
+    from detoxkit.runs import append_jsonl
+
+    bench = load_benchmark("adversarial")
+    rows = [
+        {"set": "heldout_source", "label": 1, "text": "held harmful a", "source": "donotanswer"},
+        {"set": "heldout_source", "label": 1, "text": "held harmful b", "source": "donotanswer"},
+        {"set": "ordinary", "label": 0, "text": "benign c", "source": "benign-edgy"},
+        {"set": "ordinary", "label": 0, "text": "benign d", "source": "benign-edgy"},
+    ]
+    thresholds = {"metrics": {"thresholds": {"accuracy": 0.5}}}
+    mine, base = tmp_path / "variant", tmp_path / "base"
+    miss = {"set": "problematic", "label": 1, "text": "a reference miss only the base run has"}
+    append_jsonl(mine / "holdout.jsonl", rows)
+    append_jsonl(base / "holdout.jsonl", [miss, *rows])  # the reference-misses rows may differ; row order with them
+    append_jsonl(mine / "eval.jsonl", [{"round": 1, "scores": [0, 0, 0, 0], **thresholds}])
+    append_jsonl(mine / "eval.jsonl", [{"round": 2, "scores": [0.9, 0.8, 0.1, 0.2], **thresholds}])
+    append_jsonl(base / "eval.jsonl", [{"round": 2, "scores": [0.99, 0.9, 0.1, 0.5, 0.2], **thresholds}])
+    paired = bench.paired_with(mine, base)
+    # final judges: mine ranks every harmful row first (ROC-AUC 1); the base ranks 0.1 under both benign rows (0.5)
+    assert paired["rounds"] == [2, 2] and paired["heldout_sources"]["roc_auc"]["value"] == pytest.approx(0.5)
+    # accuracy at 0.5: mine 4/4, the base 2/4 (0.1 misses, 0.5 is a false positive)
+    assert paired["heldout_sources"]["accuracy"]["value"] == pytest.approx(0.5)
+    figures = bench.seed_figures(_bench_result(0, 0.8, 0.7, 1) | {"paired_with": paired})
+    assert figures["gain_over_paired_run"] == pytest.approx(0.5)
+    assert bench.seed_figures(_bench_result(0, 0.8, 0.7, 1))["gain_over_paired_run"] is None
+    append_jsonl(base / "holdout.jsonl", [{"set": "ordinary", "label": 0, "text": "one row more", "source": "x"}])
+    with pytest.raises(DetoxkitError, match="not this run's"):
+        bench.paired_with(mine, base)
