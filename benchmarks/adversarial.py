@@ -433,7 +433,10 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     keep = ("command", "heldout_sources", "targets", "probes_final_judge", "heldout_by_category", "rounds", "control")
     keep += ("paired_with",) * ("paired_with" in result)
     key = entry_key(result["heldout_sources"], result["settings"])
-    whole.setdefault("folds", {})[key] = {**{k: result[k] for k in keep}, "settings": result["settings"]}
+    entry = {**{k: result[k] for k in keep}, "settings": result["settings"]}
+    for message in carry_over(whole.get("folds", {}).get(key, {}), entry, ""):
+        print(message)
+    whole.setdefault("folds", {})[key] = entry
     write_json(path, whole)
     print(f"fold {key}: targets {result['targets']}; summary in {path} (folds), whole in {out}/result.json")
     return 0
@@ -517,9 +520,10 @@ def _add_seed_run(path: Path, out: Path, result: dict) -> int:
 
 
 def carry_over(earlier: dict, result: dict, eval_rows_sha256: str) -> list[str]:
-    """Keep in a rewritten main result what still stands of the one it replaces: the folds (runs of their own);
-    data_scale, if scored on the same evaluation rows; the seed runs, if this is the same run re-reported (--reuse).
-    Otherwise the replaced run goes under earlier_run, in brief. Returns what was left out, to print."""
+    """Keep in a rewritten main result or fold what still stands of the one it replaces: the folds (runs of their
+    own); data_scale, if scored on the same evaluation rows; the seed runs, if this is the same run re-reported
+    (--reuse; settings that only change the report may differ). Otherwise the replaced run goes under earlier_run,
+    in brief. Returns what was left out, to print."""
     left_out = []
     if "folds" in earlier:
         result["folds"] = earlier["folds"]
@@ -528,8 +532,9 @@ def carry_over(earlier: dict, result: dict, eval_rows_sha256: str) -> list[str]:
         result["data_scale"] = scale  # scored on these very rows, so it still stands beside the new rounds
     elif scale:
         left_out.append("data_scale left out: it was scored on other evaluation rows (run --data_scale again)")
-    settings = result["settings"]
-    if {**earlier.get("settings", {}), "reuse": settings.get("reuse")} == settings:  # --reuse re-reports the run
+    report_only = ("reuse", "paired_with", "skip_oracle_comparison")
+    theirs, mine = ({k: v for k, v in r.get("settings", {}).items() if k not in report_only} for r in (earlier, result))
+    if theirs == mine:  # the same run, re-reported (--reuse)
         result.update({k: earlier[k] for k in ("seed_runs", "over_seeds", "earlier_run") if k in earlier})
         return left_out
     if earlier.get("settings"):

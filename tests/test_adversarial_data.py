@@ -461,6 +461,11 @@ def test_a_variant_is_a_fold_of_its_own_and_its_seeds_join_it_not_the_run_it_var
     assert bench.add_seed(whole, seed1) is whole["folds"]["held out: donotanswer; oracle agreement"]
     assert "seed_runs" not in whole
     assert bench.add_seed(whole, _bench_result(1, 0.6, 0.7, 1)) is whole  # no variant: the main run, as before
+    results.write_text(json.dumps(whole))
+    variant["settings"] |= {"reuse": True, "paired_with": "runs/base"}  # the same run, reported again with a pairing
+    assert bench._add_fold(results, tmp_path, variant | {"paired_with": {}}) == 0
+    again = json.loads(results.read_text())["folds"]["held out: donotanswer; oracle agreement"]
+    assert set(again["seed_runs"]) == {"seed 1"} and "paired_with" in again and "earlier_run" not in again
     only_here = _bench_result(2, 0.6, 0.7, 1, heldout=("tense-rephrasings",))
     only_here["settings"]["oracle_agreement"] = True
     with pytest.raises(DetoxkitError, match="no run or fold 'held out: tense-rephrasings; oracle agreement'"):
