@@ -393,7 +393,9 @@ def test_heldout_by_category_reads_each_risk_area_at_the_rounds_validation_thres
     assert "control round 2" not in bench.heldout_by_category(tmp_path)  # no control file, no control rows
 
 
-def _bench_result(seed: int, auc: float, control_auc: float, probes_right: int, heldout=("donotanswer",), rounds=2):
+def _bench_result(
+    seed: int, auc: float, control_auc: float, probes_right: int, heldout=("donotanswer",), rounds=2, peak=2000.0
+):
     """The parts of a benchmark result that seed_figures reads."""
     held = {"all": {"roc_auc": {"value": auc}, "recall_at_fpr": {"recall": {"value": auc / 2}}}}
     control_held = {"all": {"roc_auc": {"value": control_auc}, "recall_at_fpr": {"recall": {"value": 0.5}}}}
@@ -409,6 +411,7 @@ def _bench_result(seed: int, auc: float, control_auc: float, probes_right: int, 
             "gain_over_control_final (held-out ROC-AUC, paired 95% CI)": gain,
         },
         "probes_final_judge": [{"correct": i < probes_right} for i in range(3)],
+        "peak_rss_mb": peak,
     }
 
 
@@ -421,7 +424,7 @@ def test_seed_runs_join_the_entry_that_held_out_the_same_sources_and_are_summari
     whole["folds"] = {"held out: tense-rephrasings": {k: fold[k] for k in ("rounds", "control", "targets")}}
     whole["folds"]["held out: tense-rephrasings"]["probes_final_judge"] = fold["probes_final_judge"]
     bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3))
-    entry = bench.add_seed(whole, _bench_result(2, 0.7, 0.65, 2))
+    entry = bench.add_seed(whole, _bench_result(2, 0.7, 0.65, 2, peak=2400.0))  # over 2.5e9 bytes (2384 MiB)
     assert entry is whole and set(whole["seed_runs"]) == {"seed 1", "seed 2"}
     auc = whole["over_seeds"]["heldout_roc_auc"]
     assert auc["per_seed"] == {"seed 0": 0.8, "seed 1": 0.6, "seed 2": 0.7} and auc["n"] == 3
@@ -431,6 +434,8 @@ def test_seed_runs_join_the_entry_that_held_out_the_same_sources_and_are_summari
     targets = whole["over_seeds"]["targets_on_the_means"]
     assert targets["heldout_roc_auc_at_least_0.85"] is False and targets["probes_all_right_on_every_seed"] is False
     assert targets["gain_over_control_above_0"] is False and targets["transfer_above_round0"] is True
+    assert whole["over_seeds"]["peak_rss_mb"]["per_seed"] == {"seed 0": 2000.0, "seed 1": 2000.0, "seed 2": 2400.0}
+    assert targets["peak_rss_at_most_2384_mb_on_every_seed"] is False
     # a fold's seeds go to that fold (its own run counts as seed 0), not to the main run
     fold_entry = bench.add_seed(whole, _bench_result(1, 0.7, 0.9, 2, heldout=("tense-rephrasings",)))
     assert fold_entry is whole["folds"]["held out: tense-rephrasings"]
@@ -490,10 +495,12 @@ def test_a_rewritten_main_result_keeps_the_folds_and_keeps_seed_runs_only_when_i
     earlier = _bench_result(0, 0.8, 0.7, 1) | {"folds": {"held out: x": {}}, "data_scale": {"eval_rows_sha256": "a"}}
     bench.add_seed(earlier, _bench_result(1, 0.6, 0.8, 3))
     reported = _bench_result(0, 0.8, 0.7, 1)
-    reported["settings"]["reuse"] = True  # --reuse: the same run, re-reported
+    reported["settings"] |= {"reuse": True, "oracle_agreement": False}  # --reuse, by a version with a new flag
+    earlier["wall_s"], reported["wall_s"] = {"loop_incl_eval": 1776.8}, {"loop_incl_eval": None}
     assert bench.carry_over(earlier, reported, "a") == []
     assert reported["seed_runs"] == earlier["seed_runs"] and reported["folds"] == earlier["folds"]
     assert reported["data_scale"] == earlier["data_scale"] and "earlier_run" not in reported
+    assert reported["wall_s"]["loop_incl_eval"] == 1776.8  # the loop's time, which a re-report cannot measure
     rerun = _bench_result(0, 0.9, 0.7, 1, rounds=3)  # other settings, other evaluation rows
     left_out = bench.carry_over(earlier, rerun, "b")
     assert rerun["folds"] == earlier["folds"] and "seed_runs" not in rerun and "data_scale" not in rerun
