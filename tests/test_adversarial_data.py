@@ -555,3 +555,49 @@ def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_
     append_jsonl(base / "holdout.jsonl", [{"set": "ordinary", "label": 0, "text": "one row more", "source": "x"}])
     with pytest.raises(DetoxkitError, match="not this run's"):
         bench.paired_with(mine, base)
+
+
+def test_whole_run_reports_the_peak_rss_of_the_control_judge_too(tiny_lm_dir, tiny_embedder_dir, tmp_path, monkeypatch):
+    """`detoxkit adversarial run` end to end on tiny models with the builtin sources: run_summary.json's peak RSS is
+    taken after the control judge's fine-tunes and scoring (it was taken before them, so a run's real peak could
+    go unreported)."""
+    import detoxkit.adversarial.control as control
+    import detoxkit.adversarial.loop as loop
+
+    phase = {"control done": False}
+    real_control = control.run_control
+
+    def tracked_control(*args, **kw):
+        out = real_control(*args, **kw)
+        phase["control done"] = True
+        return out
+
+    monkeypatch.setattr(control, "run_control", tracked_control)
+    monkeypatch.setattr(loop, "peak_rss_mb", lambda: 2000.0 if phase["control done"] else 1000.0)
+    torch.manual_seed(0)
+    small = dict(holdout_problematic=4, holdout_benign=4, holdout_ordinary=4, validation_size=4)
+    small |= dict(heldout_source_size=4, transfer_size=4, transfer_sets=[], oracle_per_source=10)
+    small |= dict(leak_threshold=1.01)  # exact matches only: the random tiny embedder puts every text near every other
+    cfg = AdversarialRunConfig(
+        attacker_model=str(tiny_lm_dir),
+        judge_model=str(tiny_lm_dir),
+        embedder=str(tiny_embedder_dir),
+        rounds=1,
+        prompts_per_round=2,
+        seed_problematic=4,
+        seed_benign=4,
+        seeds_per_round=2,
+        max_new_tokens=4,
+        judge_epochs=1,
+        attacker_epochs=1,
+        lora_r=4,
+        lora_alpha=8,
+        control_judge=True,
+        output_dir=str(tmp_path / "run"),
+        **small,
+    )
+    result = loop.run(cfg)
+    assert phase["control done"] and [c["round"] for c in result["control"]] == [1]
+    summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
+    assert summary["peak_rss_mb"] == 2000.0
+    assert [r["round"] for r in read_jsonl(tmp_path / "run" / "eval_control.jsonl")] == [1]

@@ -8,7 +8,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "detoxkit"
 METHODS = ("acd", "adversarial", "attribute", "sro")
-FLOOR = ("core", "lm", "scorers", "eval", "data", "training", "runs", "config", "errors", "assets")
+FLOOR = ("core", "lm", "scorers", "eval", "data", "training", "runs", "config", "errors", "assets", "memory")
 MAX_FUNCTION_LINES = 80
 
 

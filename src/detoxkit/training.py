@@ -164,6 +164,7 @@ def finetune_completions(
 
     from .lm.batch import encode, pad_id
     from .lm.score import completion_logprobs
+    from .memory import release_freed_memory
     from .runs import progress
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -195,6 +196,7 @@ def finetune_completions(
             bar.update(1)
     bar.close()
     model.eval()
+    release_freed_memory()
     return losses
 
 

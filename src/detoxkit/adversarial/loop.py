@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import Recipe
+from ..memory import peak_rss_mb
 from .config import AdversarialRunConfig
 from .datasets import agrees, attacker_dataset, judge_dataset
 
@@ -264,15 +265,6 @@ def run_loop(cfg, attacker, judge, oracle, embedder, out: Path, evaluator=None, 
     return summaries
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
-
-
 def start_log(out: Path, seed_rows: list[dict]) -> None:
     """Write the seed rows once per round (a resumed run keeps the ones it has; rounds it lacks are added)."""
     from ..runs import append_jsonl, read_jsonl
@@ -395,7 +387,6 @@ def run(cfg) -> dict:
         "rounds": summaries,
         "oracle": oracle.name,
         "shared_base": judge.model is attacker.model,
-        "peak_rss_mb": peak_rss_mb(),
     }
     if cfg.eval_each_round:
         from .evaluate import generated_overlaps
@@ -413,6 +404,7 @@ def run(cfg) -> dict:
         control, _ = load_roles(cfg, with_attacker=False)
         control_eval = holdout_evaluator(cfg, out, splits, "eval_control.jsonl")
         result["control"] = run_control(cfg, read_jsonl(out / "prompts.jsonl"), splits, control, control_eval)
+    result["peak_rss_mb"] = peak_rss_mb()  # the whole run's, the control judge's fine-tunes and scoring included
     write_json(out / "run_summary.json", result)
     return result
 

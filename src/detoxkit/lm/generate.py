@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from ..memory import release_freed_memory
 from .batch import left_pad, model_device, pad_id, positions_from_mask
 from .cache import common_prefix_length, last_logits_kwargs, shared_prefix_cache
 from .chat import render_chat
@@ -188,6 +189,7 @@ def generate_ids(
             out += collect(steps, len(chunk))
     finally:
         model.train(was_training)
+        release_freed_memory()
     return out
 
 

@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from ..core.logprobs import answer_share, sequence_logprobs
+from ..memory import release_freed_memory
 from .batch import left_pad, model_device, pad_id
 from .cache import common_prefix_length, last_logits_kwargs, shared_prefix_cache
 
@@ -131,4 +132,5 @@ def answer_probability(
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), **last_logits_kwargs(model, 1))
         for i, p in zip(idx, answer_share(logits.logits[:, -1], yes_ids, no_ids).tolist()):
             out[i] = p
+    release_freed_memory()
     return out
