@@ -601,3 +601,24 @@ def test_whole_run_reports_the_peak_rss_of_the_control_judge_too(tiny_lm_dir, ti
     summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
     assert summary["peak_rss_mb"] == 2000.0
     assert [r["round"] for r in read_jsonl(tmp_path / "run" / "eval_control.jsonl")] == [1]
+
+
+def test_a_run_without_reference_misses_hold_out_rows_is_a_clear_error(tiny_lm_dir, tmp_path):
+    """Both hold-out sizes 0, or every hold-out prompt removed as a leak: a one-line error, not a crash on the first
+    round's metrics (they are computed on that hold-out)."""
+    from detoxkit.adversarial.loop import holdout_evaluator, run
+    from detoxkit.errors import DetoxkitError
+
+    empty = AdversarialRunConfig(holdout_problematic=0, holdout_benign=0, output_dir=str(tmp_path / "none"))
+    with pytest.raises(DetoxkitError, match="both 0"):
+        run(empty)
+    assert not (tmp_path / "none").exists()  # refused before the output folder is touched
+
+    splits = _splits()
+    splits["harmful_holdout"], splits["benign_holdout"] = [], []  # what a leak check removing everything leaves
+    cfg = AdversarialRunConfig(transfer_size=4, transfer_sets=[], output_dir=str(tmp_path / "leaked"))
+    (tmp_path / "leaked").mkdir()
+    judge = Judge.load(str(tiny_lm_dir), train_mode="lora", lora_r=4, lora_alpha=8)
+    with pytest.raises(DetoxkitError, match="no reference-misses hold-out row is left"):
+        holdout_evaluator(cfg, tmp_path / "leaked", splits)(judge, 0)
+    assert not (tmp_path / "leaked" / "holdout.jsonl").exists()

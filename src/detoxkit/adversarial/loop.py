@@ -278,6 +278,7 @@ def start_log(out: Path, seed_rows: list[dict]) -> None:
 def holdout_evaluator(cfg, out: Path, splits: dict, file: str = "eval.jsonl"):
     """evaluator(judge, round, extra=None): score the round's judge on every evaluation set once, appending to
     out/file; the first call (round 0, the untrained reference) builds holdout.jsonl."""
+    from ..errors import DetoxkitError
     from ..runs import append_jsonl, read_jsonl
     from .evaluate import build_eval_sets, holdout_metrics, score_holdout
 
@@ -289,7 +290,14 @@ def holdout_evaluator(cfg, out: Path, splits: dict, file: str = "eval.jsonl"):
         t0 = time.perf_counter()
         if not (out / "holdout.jsonl").exists():
             # round 0: the judge is untrained, so it is the reference (base model zero-shot, calibrated threshold)
-            append_jsonl(out / "holdout.jsonl", build_eval_sets(j, splits, cfg))
+            rows = build_eval_sets(j, splits, cfg)
+            if not any(r["set"] in ("problematic", "benign") for r in rows):
+                raise DetoxkitError(
+                    f"{out / 'holdout.jsonl'}: no reference-misses hold-out row is left (every hold-out prompt is "
+                    f"within --leak_threshold {cfg.leak_threshold} of a training-side one; counts in "
+                    f"{out / 'splits.json'}): raise --leak_threshold or --holdout_problematic/--holdout_benign"
+                )
+            append_jsonl(out / "holdout.jsonl", rows)
         holdout = read_jsonl(out / "holdout.jsonl")
         scores = score_holdout(j, holdout, cfg.batch_size)
         m = holdout_metrics(holdout, scores, j.threshold, cfg.max_fpr)
@@ -368,6 +376,11 @@ def run(cfg) -> dict:
         raise DetoxkitError("--rounds and --prompts_per_round must be at least 1")
     if cfg.control_judge and not cfg.eval_each_round:
         raise DetoxkitError("--control_judge is scored on the run's evaluation sets: it needs --eval_each_round")
+    if cfg.eval_each_round and cfg.holdout_problematic + cfg.holdout_benign < 1:
+        raise DetoxkitError(
+            "--holdout_problematic and --holdout_benign are both 0: every round is scored on the reference-misses "
+            "hold-out, so it needs rows (or pass --no-eval_each_round)"
+        )
     prepare_output_dir(cfg)
     seed_everything(cfg.seed)
     t_setup = time.perf_counter()
