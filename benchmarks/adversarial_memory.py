@@ -1,11 +1,14 @@
-"""Peak resident memory and per-stage times of a short `detoxkit adversarial run` on the builtin SmolLM2-135M (issue 16,
+"""Peak resident memory and per-stage times of `detoxkit adversarial run` on the builtin SmolLM2-135M (issue 16,
 items 4 and 5), for the detoxkit source tree given by --src (this checkout's src/, or another checkout's, to measure
 the code before a change on the same machine).
 
-The run is a child process: its peak RSS is ru_maxrss of the children (the child is the only one), so it includes
-everything the run holds (models, embedder, oracle, hold-out, fine-tuning activations). Each call adds one entry
-under --label to benchmarks/results/adversarial_memory.json and, where the run wrote run_summary.json, copies the
-measured peaks of every label into it ("memory").
+--scale short (about 2 min) is a one-round run of the default config with 4 prompts; --scale benchmark (about 30 min)
+is the loop benchmarks/adversarial.py runs at its main result's settings (seed 0: 2 rounds of 16 prompts, 96 + 96
+seeds, the control judge; no oracle comparison), the scale its peak-RSS target is set at. The run is a child process:
+its peak RSS is ru_maxrss of the children (the child is the only one), so it includes everything the run holds
+(models, embedder, oracle, hold-out, fine-tuning activations, the control judge). Each call adds one entry under
+--label to benchmarks/results/adversarial_memory.json and, where the run wrote run_summary.json, copies the measured
+peaks of every label into it ("memory").
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/adversarial_memory.py --src /path/to/old/src --label before
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/adversarial_memory.py --label after
@@ -29,13 +32,29 @@ RUN_ARGS = (
     "--rounds 1 --prompts_per_round 4 --max_new_tokens 16 --judge_epochs 1 --attacker_epochs 1 "
     "--holdout_problematic 8 --holdout_benign 8 --transfer_size 10 --seed 0"
 ).split()
+# benchmarks/adversarial.py's main result (the command in adversarial.json), without the oracle comparison
+BENCHMARK_ARGS = (
+    "--rounds 2 --prompts_per_round 16 --seed_problematic 96 --seed_benign 96 --seeds_per_round 16 --seed 0 "
+    "--skip_oracle_comparison"
+).split()
 
 
-def measure(src: Path, out: Path) -> dict:
+def child_command(scale: str, out: Path, scratch: Path) -> tuple[list[str], str]:
+    """The child's argv and the command as the result file shows it."""
+    if scale == "benchmark":
+        script = ROOT / "benchmarks" / "adversarial.py"
+        argv = [*BENCHMARK_ARGS, "--output_dir", str(out), "--results", str(scratch)]
+        return [sys.executable, str(script), *argv], "python benchmarks/adversarial.py " + " ".join(BENCHMARK_ARGS)
+    cmd = [sys.executable, "-c", "import sys; from detoxkit.cli import main; sys.exit(main())", "adversarial", "run"]
+    return [*cmd, *RUN_ARGS, "--output_dir", str(out)], "detoxkit adversarial run " + " ".join(RUN_ARGS)
+
+
+def measure(src: Path, out: Path, scale: str = "short") -> dict:
     """Run the command in a child with detoxkit from `src`; its peak RSS (MB), wall time and stage times."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-c", "import sys; from detoxkit.cli import main; sys.exit(main())", "adversarial", "run"]
-    cmd += [*RUN_ARGS, "--output_dir", str(out)]
+    scratch = out.with_name(out.name + "-results")  # the benchmark's own result file stays out of benchmarks/results
+    scratch.mkdir(parents=True, exist_ok=True)
+    cmd, shown = child_command(scale, out, scratch)
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.setdefault("DETOXKIT_PROGRESS", "0")
     t0 = time.perf_counter()
@@ -46,7 +65,8 @@ def measure(src: Path, out: Path) -> dict:
     return {
         "peak_rss_mb": round(peak_kib / 1024, 1),
         "wall_s": round(wall, 1),
-        "command": "OMP_NUM_THREADS=1 detoxkit adversarial run " + " ".join(RUN_ARGS),
+        "command": f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {shown}",
+        "scale": scale,
         "src": str(src),
         "shared_base": summary.get("shared_base"),
         "rounds": [{"round": r["round"], "time_s": r.get("time_s")} for r in summary.get("rounds", [])],
@@ -58,10 +78,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", default=str(ROOT / "src"), help="the detoxkit source tree to run (its src/ folder)")
     ap.add_argument("--label", default="after", help="the entry name in the result file (before, after)")
+    ap.add_argument(
+        "--scale", choices=("short", "benchmark"), default="short", help="short: ~2 min; benchmark: ~30 min"
+    )
     ap.add_argument("--out", default=None, help="run folder (default: runs/adversarial-memory-<label>)")
     args = ap.parse_args(argv)
     out = Path(args.out or ROOT / "runs" / f"adversarial-memory-{args.label}")
-    entry = measure(Path(args.src), out)
+    entry = measure(Path(args.src), out, args.scale)
     results = json.loads(RESULT.read_text()) if RESULT.exists() else {}
     results[args.label] = entry
     RESULT.write_text(json.dumps(results, indent=2) + "\n")

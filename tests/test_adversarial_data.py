@@ -622,3 +622,18 @@ def test_a_run_without_reference_misses_hold_out_rows_is_a_clear_error(tiny_lm_d
     with pytest.raises(DetoxkitError, match="no reference-misses hold-out row is left"):
         holdout_evaluator(cfg, tmp_path / "leaked", splits)(judge, 0)
     assert not (tmp_path / "leaked" / "holdout.jsonl").exists()
+
+
+def test_the_memory_benchmark_runs_the_main_result_s_loop_with_its_own_result_file(load_benchmark, tmp_path):
+    """adversarial_memory.py --scale benchmark measures the loop at the main result's settings (so its peak is the
+    one the target in adversarial.json is about), and the benchmark it starts writes its result file elsewhere."""
+    from pathlib import Path
+
+    bench, memory = load_benchmark("adversarial"), load_benchmark("adversarial_memory")
+    cmd, shown = memory.child_command("benchmark", tmp_path / "run", tmp_path / "scratch")
+    assert Path(cmd[1]).name == "adversarial.py" and cmd[cmd.index("--results") + 1] == str(tmp_path / "scratch")
+    main = json.loads((Path(bench.ROOT) / "benchmarks" / "results" / "adversarial.json").read_text())["settings"]
+    ours = vars(bench._parser().parse_args(cmd[2:]))
+    assert bench.settings_differ(main, ours, free=("config", "output_dir", "results")) == []
+    assert Path(main["config"]).name == Path(ours["config"]).name
+    assert shown.startswith("python benchmarks/adversarial.py --rounds 2")
