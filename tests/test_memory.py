@@ -52,3 +52,18 @@ def test_scoring_generating_and_fine_tuning_release_their_memory(tiny_lm_dir, mo
     with judge.using() as model:
         generate_ids(model, judge.tokenizer, [[1, 2, 3]], max_new_tokens=2)
     assert len(calls) == 3
+
+
+def test_the_module_imports_where_there_is_no_resource_module(monkeypatch):
+    """Scoring and generation import detoxkit.memory, so it must load where `resource` (POSIX only) is missing."""
+    import importlib
+    import sys
+
+    import detoxkit.memory
+
+    monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` now raises ImportError
+    try:
+        importlib.reload(detoxkit.memory).release_freed_memory()
+    finally:
+        monkeypatch.undo()
+        importlib.reload(detoxkit.memory)

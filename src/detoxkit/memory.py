@@ -5,12 +5,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
-import resource
 import sys
 
 
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    import resource  # POSIX only: imported here so that the scoring code importing this module loads anywhere
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
