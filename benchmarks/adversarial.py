@@ -627,7 +627,8 @@ def main() -> int:
     oracles = None if args.skip_oracle_comparison else oracle_quality(args.holdout * 2, args.seed, held_sources)
     oracle_s = time.perf_counter() - t1
     probes = _probes(out, metrics)
-    # the loop's own peak (ru_maxrss of its process, control judge included; none for a run stopped before the end)
+    # the loop's own peak (ru_maxrss of its process; none for a run stopped before the end). Runs before e77c081 took
+    # it before the control judge's fine-tunes and scoring, so the peaks of the runs reported then are lower bounds
     ran = out / "run_summary.json"
     peak = json.loads(ran.read_text()).get("peak_rss_mb") if ran.exists() else None
     result = {

@@ -53,7 +53,8 @@ def measure(src: Path, out: Path, scale: str = "short") -> dict:
     """Run the command in a child with detoxkit from `src`; its peak RSS (MB), wall time and stage times."""
     shutil.rmtree(out, ignore_errors=True)
     scratch = out.with_name(out.name + "-results")  # the benchmark's own result file stays out of benchmarks/results
-    scratch.mkdir(parents=True, exist_ok=True)
+    if scale == "benchmark":
+        scratch.mkdir(parents=True, exist_ok=True)
     cmd, shown = child_command(scale, out, scratch)
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.setdefault("DETOXKIT_PROGRESS", "0")

@@ -33,8 +33,8 @@ def release_freed_memory() -> None:
     grows up to 32 MiB as large blocks are freed) in its arenas instead of unmapping it. After a scoring pass or a
     fine-tune the process then stays near that pass's peak, and the next pass's activations pile on top of it. Called
     once at the end of each pass (not per batch: within a pass the freed blocks are reused anyway); it changes no
-    number, only what stays resident. Dask's workers trim the same way; LD_PRELOADing jemalloc is the other cure, but
-    it is not a pip dependency."""
+    number, only what stays resident. Dask's documentation on worker memory not released to the OS gives the same call;
+    LD_PRELOADing jemalloc is the other cure, but it is not a pip dependency."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
