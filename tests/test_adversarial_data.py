@@ -102,6 +102,25 @@ def test_held_out_source_never_reaches_the_training_side():
     assert "held" not in summary["by_split_and_source"].get("train", {})
 
 
+def test_roleplay_framings_wrap_both_requests_of_a_pair_in_one_framing():
+    from detoxkit.adversarial.sources import load_source_records
+    from detoxkit.data import load_builtin
+    from detoxkit.data.builtin import ROLEPLAY_TEMPLATES
+
+    rows, pairs = list(load_builtin("roleplay-framings")), list(load_builtin("harmful-benign-pairs"))
+    assert len(rows) == 2 * len(pairs)
+    for pair, harmful, benign in zip(pairs, rows[::2], rows[1::2]):
+        assert (harmful["label"], benign["label"]) == (1, 0)
+        assert pair["harmful"] in harmful["prompt"] and pair["benign"] in benign["prompt"]
+        # the same framing around both requests: only the request tells them apart
+        assert harmful["prompt"].replace(pair["harmful"], "") == benign["prompt"].replace(pair["benign"], "")
+        assert "{{" not in harmful["prompt"]
+    assert set(Counter(r["template"] for r in rows)) == set(ROLEPLAY_TEMPLATES)
+    loaded = Counter(r["label"] for r in load_source_records(["roleplay-framings"]))
+    assert loaded == {1: len(pairs), 0: len(pairs)}
+    assert "roleplay-framings" in AdversarialRunConfig().sources
+
+
 def test_leak_check_removes_training_side_neighbours_from_every_evaluation_split():
     recs = _records()
     train_text = next(r["text"] for r in source_splits(recs)["records"] if r["split"] == "train" and r["label"])

@@ -145,6 +145,25 @@ def trim_log(path: str | Path, keep: Callable[[dict], bool]) -> None:
     atomic_write_text(path, "".join(json_line(r) for r in read_jsonl(path) if keep(r)))
 
 
+def micro_batches(idx: list[int], lengths: list[int], max_rows: int | None, max_tokens: int | None) -> list[list[int]]:
+    """One step's rows (`idx`, with their token `lengths`) cut into micro-batches: sorted by length so that rows of
+    like length share padding, each batch at most max_rows rows and at most max_tokens padded tokens (rows x its
+    longest row; a row longer than that goes alone). None: no limit. The rows' order within a step does not change
+    the step, only which rows are padded together."""
+    order = sorted(range(len(idx)), key=lambda k: lengths[k])
+    out: list[list[int]] = []
+    for k in order:
+        part = out[-1] if out else None
+        fits = part is not None and (max_rows is None or len(part) < max_rows)
+        # sorted ascending, so this row is the longest of the batch it would join
+        fits = fits and (max_tokens is None or (len(part) + 1) * lengths[k] <= max_tokens)
+        if fits:
+            part.append(idx[k])
+        else:
+            out.append([idx[k]])
+    return out
+
+
 def finetune_completions(
     model,
     tokenizer,
@@ -156,10 +175,12 @@ def finetune_completions(
     seed: int,
     desc: str = "fine-tuning",
     micro_batch_size: int | None = None,
+    micro_batch_tokens: int | None = None,
 ) -> list[float]:
     """AdamW on the mean completion cross-entropy (SFT on {"prompt", "completion"} pairs), `epochs` shuffled
-    passes; returns the loss of every step. micro_batch_size: rows per forward/backward, their gradients summed into
-    the step's (the same batch mean up to rounding, with the activations of fewer rows in memory at once)."""
+    passes; returns the loss of every step. A step's rows run as micro-batches (see `micro_batches`: at most
+    micro_batch_size rows and micro_batch_tokens padded tokens each), their gradients summed into the step's: the
+    same batch mean up to rounding, with the activations of fewer rows in memory at once."""
     import torch
 
     from .lm.batch import encode, pad_id
@@ -181,9 +202,9 @@ def finetune_completions(
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             opt.zero_grad(set_to_none=True)
-            loss, micro = 0.0, micro_batch_size or len(idx)
-            for m in range(0, len(idx), micro):
-                part = idx[m : m + micro]
+            loss = 0.0
+            lengths = [len(ctx_ids[i]) + len(comp_ids[i]) for i in idx]
+            for part in micro_batches(idx, lengths, micro_batch_size, micro_batch_tokens):
                 lp = completion_logprobs(
                     model, [ctx_ids[i] for i in part], [comp_ids[i] for i in part], pad, average=True
                 )
@@ -225,6 +246,7 @@ class TrainableLM:
     disabled: bool = False  # inside reference(): adapters disabled for this role too
     trained: bool = False  # fine-tuned or loaded from a checkpoint since it was built
     micro_batch_size: int | None = None  # rows per forward/backward of a fine-tuning step (None: the whole batch)
+    micro_batch_tokens: int | None = None  # padded tokens per forward/backward (None: no limit)
 
     def __init__(self, model, tokenizer, meta: dict):
         self.model, self.tokenizer, self.meta = model, tokenizer, dict(meta)
@@ -312,6 +334,7 @@ class TrainableLM:
                 seed,
                 desc=desc,
                 micro_batch_size=self.micro_batch_size,
+                micro_batch_tokens=self.micro_batch_tokens,
             )
 
     def trainable_state(self) -> dict:

@@ -97,6 +97,11 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         "rows per forward/backward within a fine-tuning batch (gradients summed: the same step, fewer activations "
         "in memory at once; 0 = the whole per_device_train_batch_size)",
     )
+    micro_batch_tokens: int = arg(
+        448,
+        "padded tokens per forward/backward at most (rows x the longest row; a longer row runs alone): long prompts "
+        "such as the role-play framings run fewer to a micro-batch, so activations stay bounded (0 = no limit)",
+    )
     judge_epochs: int = arg(3, "judge epochs over all labelled data per round (paper: 5)")
     attacker_epochs: int = arg(2, "attacker epochs over the successful attacks per round")
     eval_each_round: bool = arg(True, "score the judge of every round (and the reference) on the hold-out set")
@@ -124,7 +129,15 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         "are removed from the hold-out; counts in output_dir/splits.json (above 1: exact matches only)",
     )
     sources: list[str] = arg(
-        ["advbench", "harmbench", "donotanswer", "tense-rephrasings", "harmful-benign-pairs", "benign-edgy"],
+        [
+            "advbench",
+            "harmbench",
+            "donotanswer",
+            "tense-rephrasings",
+            "harmful-benign-pairs",
+            "roleplay-framings",
+            "benign-edgy",
+        ],
         "builtin prompt sources (seeds, oracle training, control prompts, evaluation), comma-separated; each is "
         "split by text hash: 60% training side, 10% validation, 30% ordinary hold-out",
     )

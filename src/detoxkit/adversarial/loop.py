@@ -329,6 +329,7 @@ def load_roles(cfg, with_attacker: bool = True):
     template = judge_template(cfg.judge_template)
     judge = Judge.load(cfg.judge_model, train_mode=cfg.judge_train_mode, template=template, **load)
     judge.micro_batch_size = cfg.micro_batch_size or None
+    judge.micro_batch_tokens = cfg.micro_batch_tokens or None
     if not with_attacker:
         return judge, None
     sampling = dict(
@@ -348,6 +349,7 @@ def load_roles(cfg, with_attacker: bool = True):
     else:
         attacker = Attacker.load(cfg.attacker_model, train_mode=cfg.attacker_train_mode, **load, **sampling)
     attacker.micro_batch_size = cfg.micro_batch_size or None
+    attacker.micro_batch_tokens = cfg.micro_batch_tokens or None
     return judge, attacker
 
 

@@ -1,9 +1,10 @@
 """Where the loop's prompts come from: several builtin sources, split by text hash, whole sources held out.
 
 Every builtin harmful or benign prompt set is one *source* (the harmful/benign pairs are one source with both
-labels). A prompt's text hash puts it in the ordinary hold-out (30%), the validation split (10%, for thresholds)
-or the training side (60%); a source named in ``holdout_sources`` gives nothing to the training side at all (no
-seed, no oracle example, no attacker example, no control prompt): its prompts are the never-trained-on test.
+labels, as are their role-play framings). A prompt's text hash puts it in the ordinary hold-out (30%), the
+validation split (10%, for thresholds) or the training side (60%); a source named in ``holdout_sources`` gives
+nothing to the training side at all (no seed, no oracle example, no attacker example, no control prompt): its
+prompts are the never-trained-on test.
 The shared near-duplicate check (``data.overlap``) removes from every evaluation split the prompts that have a
 training-side neighbour, and records the counts. Draws from the training side are balanced per source.
 """
@@ -15,7 +16,15 @@ import random
 
 HOLDOUT_PERCENT = 30
 VALIDATION_PERCENT = 10
-SOURCES = ("advbench", "harmbench", "donotanswer", "tense-rephrasings", "harmful-benign-pairs", "benign-edgy")
+SOURCES = (
+    "advbench",
+    "harmbench",
+    "donotanswer",
+    "tense-rephrasings",
+    "harmful-benign-pairs",
+    "roleplay-framings",
+    "benign-edgy",
+)
 
 
 def _source_texts(name: str) -> list[tuple[str, int]]:
@@ -28,6 +37,8 @@ def _source_texts(name: str) -> list[tuple[str, int]]:
     rows = load_builtin(name)
     if name == "harmful-benign-pairs":
         return [(r["harmful"], 1) for r in rows] + [(r["benign"], 0) for r in rows]
+    if name == "roleplay-framings":
+        return [(r["prompt"], r["label"]) for r in rows]
     return [(r["prompt"], 0 if name == "benign-edgy" else 1) for r in rows]
 
 

@@ -330,6 +330,41 @@ def _harmful_benign(_):
     return out
 
 
+# Role-play and hypothetical framings from PyRIT's jailbreak templates that carry no harmful instruction of their
+# own (templates such as "evil confidant" ask for harm whatever the question, so a benign request in them has no
+# clear label).
+ROLEPLAY_TEMPLATES = ("hypothetical_response", "text_continuation", "mr_blonde", "john", "security_researcher")
+
+
+def _pyrit_template(name: str) -> str:
+    import yaml
+
+    from ..assets import asset_file
+
+    text = asset_file("pyrit", f"datasets/jailbreak/templates/{name}.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)["value"].strip()
+
+
+@register(
+    "roleplay-framings",
+    "The 150 harmful/benign pairs' requests inside role-play and hypothetical framings; label = the request's "
+    "(1 harmful), and both requests of a pair share one framing, so the framing alone says nothing",
+    ("prompt", "label", "template", "category"),
+    "Azure/PyRIT jailbreak templates (jailbreakchat, AI Red Team) around builtin:harmful-benign-pairs",
+    "MIT",
+    "pypi:pyrit",
+)
+def _roleplay_framings(_):
+    templates = [(name, _pyrit_template(name)) for name in ROLEPLAY_TEMPLATES]
+    rows = []
+    for i, pair in enumerate(_harmful_benign(None)):
+        name, template = templates[i % len(templates)]
+        for label, request in ((1, pair["harmful"]), (0, pair["benign"])):
+            prompt = template.replace("{{ prompt }}", request)
+            rows.append({"prompt": prompt, "label": label, "template": name, "category": pair["category"]})
+    return rows
+
+
 @register(
     "tense-rephrasings",
     "Harmful requests rephrased in the past and future tense (a refusal-robustness probe)",
