@@ -431,6 +431,26 @@ def settings_differ(a: dict, b: dict, free: tuple = ()) -> list[str]:
     return sorted(k for k in defaults if k not in skip and a.get(k, defaults[k]) != b.get(k, defaults[k]))
 
 
+def run_recipe(out: Path) -> dict:
+    """The recipe the run's loop ran (its config.yaml), less where it wrote and its seed. The benchmark's flags do not
+    say it all: a config file's contents (its sources, say) change between commits while its path stays."""
+    import yaml
+
+    config = yaml.safe_load((out / "config.yaml").read_text()) or {}
+    return {k: config[k] for k in sorted(config) if k not in ("output_dir", "seed", "resume_from_checkpoint")}
+
+
+def recipe_differs(entry: dict, recipe: dict | None) -> list[str]:
+    """The recipe fields in which a run differs from an entry (a field one of them lacks counts); none where the run
+    recorded no recipe. An entry reported before recipes were recorded may have run other sources: ["(unrecorded)"]."""
+    if recipe is None:
+        return []
+    if "recipe" not in entry:
+        return ["(unrecorded)"]
+    theirs = entry["recipe"]
+    return sorted(k for k in recipe.keys() | theirs.keys() if recipe.get(k, "?") != theirs.get(k, "?"))
+
+
 def entry_key(heldout_sources: list[str], settings: dict) -> str:
     """The key of a run's entry under `folds`: the sources it held out, and its variant (--oracle_agreement)."""
     return f"held out: {'+'.join(heldout_sources)}" + ("; oracle agreement" if settings.get("oracle_agreement") else "")
@@ -444,7 +464,7 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     write_json(out / "result.json", result)
     whole = json.loads(path.read_text())
     keep = ("command", "heldout_sources", "targets", "probes_final_judge", "heldout_by_category", "rounds", "control")
-    keep += ("peak_rss_mb",) + ("paired_with",) * ("paired_with" in result)
+    keep += ("peak_rss_mb", "recipe") + ("paired_with",) * ("paired_with" in result)
     key = entry_key(result["heldout_sources"], result["settings"])
     entry = {**{k: result[k] for k in keep}, "settings": result["settings"]}
     for message in carry_over(whole.get("folds", {}).get(key, {}), entry, ""):
@@ -455,10 +475,11 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     return 0
 
 
-def seed_entry(whole: dict, heldout_sources: list[str], settings: dict) -> tuple[dict, int]:
+def seed_entry(whole: dict, heldout_sources: list[str], settings: dict, recipe: dict | None = None) -> tuple[dict, int]:
     """(entry, its own seed): the entry of `whole` (the main run or a fold) that held out the same sources with the
-    same variant, which a run with `settings` may join as a further seed; a DetoxkitError if none does, or if the run
-    differs from it in more than --seed (a setting an entry predates counts at its default)."""
+    same variant, which a run with `settings` and `recipe` may join as a further seed; a DetoxkitError if none does,
+    or if the run differs from it in more than --seed (a setting an entry predates counts at its default; a recipe
+    field, or a recipe, it predates does not match)."""
     from detoxkit.errors import DetoxkitError
 
     key = entry_key(heldout_sources, settings)
@@ -473,13 +494,21 @@ def seed_entry(whole: dict, heldout_sources: list[str], settings: dict) -> tuple
     differ = settings_differ(entry["settings"], settings, ("seed", "output_dir")) if entry.get("settings") else []
     if differ:
         raise DetoxkitError(f"the seed run differs from the entry's run in {', '.join(differ)}, not only in --seed")
+    differ = recipe_differs(entry, recipe)
+    if differ == ["(unrecorded)"]:
+        raise DetoxkitError(
+            f"the entry {key!r} was reported before runs recorded their recipe (config.yaml), so it may have run "
+            "other sources: run it again, then add seeds to it"
+        )
+    if differ:
+        raise DetoxkitError(f"the seed run's recipe (config.yaml) differs from the entry's in {', '.join(differ)}")
     return entry, own_seed
 
 
 def add_seed(whole: dict, result: dict) -> dict:
     """Put one more seed's run under `seed_runs` of its entry in `whole` (seed_entry) and recompute that entry's
     `over_seeds` from its own seed and every seed run. Returns the entry."""
-    entry, own_seed = seed_entry(whole, result["heldout_sources"], result["settings"])
+    entry, own_seed = seed_entry(whole, result["heldout_sources"], result["settings"], result.get("recipe"))
     keep = ("command", "targets", "probes_final_judge")
     keep += ("paired_with",) * ("paired_with" in result)
     seed = result["settings"]["seed"]
@@ -548,7 +577,8 @@ def carry_over(earlier: dict, result: dict, eval_rows_sha256: str) -> list[str]:
         result["data_scale"] = scale  # scored on these very rows, so it still stands beside the new rounds
     elif scale:
         left_out.append("data_scale left out: it was scored on other evaluation rows (run --data_scale again)")
-    if earlier.get("settings") and not settings_differ(earlier["settings"], result["settings"]):  # re-reported
+    same_recipe = recipe_differs(earlier, result.get("recipe")) in ([], ["(unrecorded)"])  # unrecorded: cannot tell
+    if earlier.get("settings") and not settings_differ(earlier["settings"], result["settings"]) and same_recipe:
         result.update({k: earlier[k] for k in ("seed_runs", "over_seeds", "earlier_run") if k in earlier})
         if "wall_s" in result and result["wall_s"]["loop_incl_eval"] is None:  # --reuse did not time the loop
             result["wall_s"]["loop_incl_eval"] = (earlier.get("wall_s") or {}).get("loop_incl_eval")
@@ -642,6 +672,7 @@ def main() -> int:
         ),
         "command": " ".join([sys.executable, *sys.argv]),
         "settings": vars(args),
+        "recipe": run_recipe(out),
         "judge_template": metrics["judge_template"],
         "holdout_n": metrics["holdout_n"],
         "heldout_sources": metrics["heldout_sources"],

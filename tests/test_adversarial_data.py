@@ -496,6 +496,24 @@ def test_a_variant_is_a_fold_of_its_own_and_its_seeds_join_it_not_the_run_it_var
         bench.add_seed(whole, only_here)
 
 
+def test_a_seed_run_joins_only_an_entry_that_ran_the_same_recipe(load_benchmark, tmp_path):
+    """The flags alone do not fix a run: the config file they name (its sources, say) changes between commits."""
+    from detoxkit.errors import DetoxkitError
+
+    bench = load_benchmark("adversarial")
+    (tmp_path / "config.yaml").write_text("sources: [advbench, benign-edgy]\nseed: 0\noutput_dir: runs/x\n")
+    recipe = bench.run_recipe(tmp_path)
+    assert recipe == {"sources": ["advbench", "benign-edgy"]}  # where it wrote and its seed are not the recipe
+    whole = _bench_result(0, 0.8, 0.7, 1) | {"recipe": recipe}
+    with pytest.raises(DetoxkitError, match="recipe .* differs from the entry's in sources"):
+        bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3) | {"recipe": {"sources": ["advbench"]}})
+    with pytest.raises(DetoxkitError, match="differs from the entry's in micro_batch_tokens"):
+        bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3) | {"recipe": recipe | {"micro_batch_tokens": 448}})
+    with pytest.raises(DetoxkitError, match="reported before runs recorded their recipe"):
+        bench.add_seed(_bench_result(0, 0.8, 0.7, 1), _bench_result(1, 0.6, 0.8, 3) | {"recipe": recipe})
+    assert bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3) | {"recipe": dict(recipe)}) is whole
+
+
 def test_a_seed_run_is_written_into_the_results_file_and_its_own_folder(tmp_path, load_benchmark, capsys):
     bench = load_benchmark("adversarial")
     results = tmp_path / "adversarial.json"
@@ -520,6 +538,9 @@ def test_a_rewritten_main_result_keeps_the_folds_and_keeps_seed_runs_only_when_i
     assert reported["seed_runs"] == earlier["seed_runs"] and reported["folds"] == earlier["folds"]
     assert reported["data_scale"] == earlier["data_scale"] and "earlier_run" not in reported
     assert reported["wall_s"]["loop_incl_eval"] == 1776.8  # the loop's time, which a re-report cannot measure
+    other = _bench_result(0, 0.8, 0.7, 1) | {"recipe": {"sources": ["advbench"]}}
+    bench.carry_over(earlier | {"recipe": {"sources": ["advbench", "benign-edgy"]}}, other, "a")
+    assert "seed_runs" not in other and "earlier_run" in other  # the same flags, another recipe: another run
     rerun = _bench_result(0, 0.9, 0.7, 1, rounds=3)  # other settings, other evaluation rows
     left_out = bench.carry_over(earlier, rerun, "b")
     assert rerun["folds"] == earlier["folds"] and "seed_runs" not in rerun and "data_scale" not in rerun
