@@ -18,9 +18,11 @@
    fine-tune (--full_rewriter: the build's runs/guard-work/sro/final), its truncation to the bundle's rank made here,
    the bundle's rewriter, and any --rewriters NAME=FOLDER (e.g. the recipe trained as a rank-6 LoRA,
    configs/guard_rewriter.yaml).
+5. Release cost: the judge stage's latency per request with and without the heap release that ends each scoring
+   pass (detoxkit.memory), side by side.
 
 CPU contention ruins timings: run it on a quiet machine.
-    python benchmarks/guard.py [--section load|bundle|judge_sources|rewriter_adapters|all]
+    python benchmarks/guard.py [--section load|bundle|judge_sources|rewriter_adapters|release_cost|all]
         [--full_rewriter runs/guard-work/sro/final] [--rewriters NAME=FOLDER,...]
         [--rewriter_n 150] [--duration 60] [--n 40] [--clients 8] [--max_tokens 16]
 """
@@ -360,6 +362,67 @@ def rewriter_adapters(args) -> dict:
     }
 
 
+def _timed_scoring(judge, batches: list[list[str]], release) -> list[float]:
+    """Seconds of each judge.predict_proba call, with `release` as the heap release that ends the scoring pass."""
+    import detoxkit.lm.score as score
+
+    kept, out = score.release_freed_memory, []
+    score.release_freed_memory = release
+    try:
+        for batch in batches:
+            t = time.perf_counter()
+            judge.predict_proba(batch)
+            out.append(time.perf_counter() - t)
+    finally:
+        score.release_freed_memory = kept
+    return out
+
+
+def release_cost(args) -> dict:
+    """What the heap release at the end of every scoring pass (detoxkit.memory.release_freed_memory, glibc
+    malloc_trim) costs the guard's judge stage per request: the bundle's judge scores benign-but-edgy prompts one
+    request at a time, batches of 1 and of --clients prompts, with the release on and off in alternation, --trim_calls
+    calls each after a warm-up. The release hands back the pass's freed activation pages, so the next pass takes page
+    faults to map them again: the difference in the calls' median is the whole cost, both halves of it."""
+    import statistics
+
+    from detoxkit.adversarial import Judge
+    from detoxkit.data import load_builtin
+    from detoxkit.memory import release_freed_memory
+
+    judge = Judge.from_pretrained(BUNDLE / "judge")
+    prompts = [r["prompt"] for r in load_builtin("benign-edgy")]
+    rows = {}
+    for size in (1, args.clients):
+        batches = [[prompts[(i * size + k) % len(prompts)] for k in range(size)] for i in range(args.trim_calls)]
+        _timed_scoring(judge, batches[:3], release_freed_memory)  # warm-up
+        times = {"with_release": [], "without": []}
+        for i, batch in enumerate(batches):  # alternate which goes first, so drift falls on both
+            order = ("with_release", "without") if i % 2 == 0 else ("without", "with_release")
+            for mode in order:
+                release = release_freed_memory if mode == "with_release" else (lambda: None)
+                times[mode] += _timed_scoring(judge, [batch], release)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows[f"requests of {size} prompt(s)"] = {
+            "median_ms_with_release": round(1000 * med["with_release"], 2),
+            "median_ms_without": round(1000 * med["without"], 2),
+            "ratio_with_over_without": round(med["with_release"] / med["without"], 3),
+            "calls_each": len(batches),
+        }
+    alone = []
+    for batch in [[p] for p in prompts[: args.trim_calls]]:
+        _timed_scoring(judge, [batch], lambda: None)
+        t = time.perf_counter()
+        release_freed_memory()
+        alone.append(time.perf_counter() - t)
+    return {
+        "what": "per-request cost of releasing freed heap pages at the end of each scoring pass (guard judge stage)",
+        "judge": str(BUNDLE.relative_to(ROOT) / "judge"),
+        "rows": rows,
+        "release_call_alone_median_ms": round(1000 * statistics.median(alone), 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per setting")
@@ -382,10 +445,11 @@ def main() -> None:
     )
     ap.add_argument("--rewriters", default="", help="rewriter_adapters: more rows, NAME=FOLDER comma-separated")
     ap.add_argument("--rewriter_n", type=int, default=150, help="rewriter_adapters: ParaDetox validation sentences")
+    ap.add_argument("--trim_calls", type=int, default=40, help="release_cost: timed calls per setting")
     ap.add_argument("--output", default=str(RESULTS / "guard.json"))
     ap.add_argument(
         "--section",
-        choices=["load", "bundle", "judge_sources", "rewriter_adapters", "all"],
+        choices=["load", "bundle", "judge_sources", "rewriter_adapters", "release_cost", "all"],
         default="all",
         help="each section replaces only its own part of --output",
     )
@@ -402,6 +466,8 @@ def main() -> None:
         sections["judge_sources"] = judge_sources(args)
     if args.section in ("rewriter_adapters", "all"):
         sections["rewriter_adapters"] = rewriter_adapters(args)
+    if args.section in ("release_cost", "all"):
+        sections["release_cost"] = release_cost(args)
     write_sections(args.output, sections, args, t0)
     drop_superseded(args.output)
 
