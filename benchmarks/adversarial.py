@@ -428,7 +428,14 @@ def settings_differ(a: dict, b: dict, free: tuple = ()) -> list[str]:
     predates counts at its default."""
     defaults = vars(_parser().parse_args([]))
     skip = {*free, *REPORT_ONLY, "seed_into", "fold_into"}
-    return sorted(k for k in defaults if k not in skip and a.get(k, defaults[k]) != b.get(k, defaults[k]))
+
+    def value(run: dict, k: str):
+        v = run.get(k, defaults[k])
+        # the config by file name: the same config read from another checkout (a snapshot the run ran from) is the
+        # same setting, and its contents are compared as the recipe
+        return Path(v).name if k == "config" and v else v
+
+    return sorted(k for k in defaults if k not in skip and value(a, k) != value(b, k))
 
 
 def run_recipe(out: Path) -> dict:

@@ -34,8 +34,8 @@ RUN_ARGS = (
 ).split()
 # benchmarks/adversarial.py's main result (the command in adversarial.json), without the oracle comparison
 BENCHMARK_ARGS = (
-    "--rounds 2 --prompts_per_round 16 --seed_problematic 96 --seed_benign 96 --seeds_per_round 16 --seed 0 "
-    "--skip_oracle_comparison"
+    "--rounds 2 --prompts_per_round 16 --seed_problematic 96 --seed_benign 96 --seeds_per_round 16 --holdout 40 "
+    "--heldout_source_size 200 --validation_size 40 --seed 0 --skip_oracle_comparison"
 ).split()
 
 
