@@ -540,6 +540,7 @@ def test_a_rewritten_main_result_keeps_the_folds_and_keeps_seed_runs_only_when_i
     assert reported["wall_s"]["loop_incl_eval"] == 1776.8  # the loop's time, which a re-report cannot measure
     elsewhere = _bench_result(0, 0.8, 0.7, 1)
     earlier["settings"]["config"], elsewhere["settings"]["config"] = "/work/configs/x.yaml", "/tmp/snap/configs/x.yaml"
+    earlier["settings"]["results"], elsewhere["settings"]["results"] = "/work/results", "/tmp/snap/results"
     assert bench.carry_over(earlier, elsewhere, "a") == [] and "seed_runs" in elsewhere  # the same run, re-reported
     other = _bench_result(0, 0.8, 0.7, 1) | {"recipe": {"sources": ["advbench"]}}
     bench.carry_over(earlier | {"recipe": {"sources": ["advbench", "benign-edgy"]}}, other, "a")
