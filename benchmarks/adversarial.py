@@ -603,6 +603,19 @@ def carry_over(earlier: dict, result: dict, eval_rows_sha256: str) -> list[str]:
     return left_out
 
 
+def loop_wall_s(out: Path, measured: float | None) -> float | None:
+    """The loop's wall time (setup, rounds, evaluation, control judge): `measured` when this report ran the loop,
+    kept in the run folder (benchmark_wall_s.json) so that a later --reuse report of the folder still has it; else
+    that file's, or None for a folder run before it was kept."""
+    from detoxkit.runs import write_json
+
+    path = out / "benchmark_wall_s.json"
+    if measured is not None:
+        write_json(path, {"loop_incl_eval": round(measured, 1)})
+        return round(measured, 1)
+    return json.loads(path.read_text())["loop_incl_eval"] if path.exists() else None
+
+
 def _planned_heldout(args) -> list[str]:
     """The sources the run will hold out: --holdout_sources, else the config's, else the recipe's default."""
     import yaml
@@ -659,7 +672,7 @@ def main() -> int:
     if not args.reuse:
         if RUN.main(argv) != 0:
             return 1
-    run_s = time.perf_counter() - t0
+    loop_s = loop_wall_s(out, None if args.reuse else time.perf_counter() - t0)
     metrics = evaluate_run(out)
     rows = read_jsonl(out / "prompts.jsonl")
     evals = {e["round"]: e for e in read_jsonl(out / "eval.jsonl")}
@@ -698,7 +711,7 @@ def main() -> int:
         "oracle_quality": oracles,
         "rounds_finished": len(metrics["rounds"]) - 1,
         "peak_rss_mb": peak,
-        "wall_s": {"loop_incl_eval": None if args.reuse else round(run_s, 1), "oracle_comparison": round(oracle_s, 1)},
+        "wall_s": {"loop_incl_eval": loop_s, "oracle_comparison": round(oracle_s, 1)},
         "examples": [
             {
                 k: r.get(k)

@@ -551,6 +551,13 @@ def test_a_rewritten_main_result_keeps_the_folds_and_keeps_seed_runs_only_when_i
     assert rerun["earlier_run"]["settings"]["rounds"] == 2 and len(left_out) == 2
 
 
+def test_a_re_report_of_a_run_folder_keeps_the_loop_time_its_first_report_measured(load_benchmark, tmp_path):
+    bench = load_benchmark("adversarial")
+    assert bench.loop_wall_s(tmp_path, None) is None  # a folder run before the time was kept
+    assert bench.loop_wall_s(tmp_path, 2671.84) == 2671.8
+    assert bench.loop_wall_s(tmp_path, None) == 2671.8  # --reuse: the loop did not run, its time stands
+
+
 def test_a_seed_run_that_cannot_join_is_refused_before_it_runs(tmp_path, load_benchmark, monkeypatch, capsys):
     from types import SimpleNamespace
 
