@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 PEAK_RSS_MB = 2384  # issue 16: peak RSS of a run <= 2.5 GB (2.5e9 bytes)
+UNRECORDED_RECIPE = (
+    "reported before runs recorded their recipe (config.yaml): it may have run other sources or settings than the "
+    "main result beside it; run it again to compare"
+)
 REPORT_ONLY = (
     "reuse",
     "paired_with",
@@ -584,6 +588,9 @@ def carry_over(earlier: dict, result: dict, eval_rows_sha256: str) -> list[str]:
     left_out = []
     if "folds" in earlier:
         result["folds"] = earlier["folds"]
+        for fold in result["folds"].values():
+            if result.get("recipe") and "recipe" not in fold:
+                fold["recipe_note"] = UNRECORDED_RECIPE
     scale = earlier.get("data_scale")
     if scale and scale.get("eval_rows_sha256") == eval_rows_sha256:
         result["data_scale"] = scale  # scored on these very rows, so it still stands beside the new rounds

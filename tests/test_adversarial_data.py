@@ -545,6 +545,7 @@ def test_a_rewritten_main_result_keeps_the_folds_and_keeps_seed_runs_only_when_i
     other = _bench_result(0, 0.8, 0.7, 1) | {"recipe": {"sources": ["advbench"]}}
     bench.carry_over(earlier | {"recipe": {"sources": ["advbench", "benign-edgy"]}}, other, "a")
     assert "seed_runs" not in other and "earlier_run" in other  # the same flags, another recipe: another run
+    assert other["folds"]["held out: x"]["recipe_note"] == bench.UNRECORDED_RECIPE  # a fold of unknown recipe
     rerun = _bench_result(0, 0.9, 0.7, 1, rounds=3)  # other settings, other evaluation rows
     left_out = bench.carry_over(earlier, rerun, "b")
     assert rerun["folds"] == earlier["folds"] and "seed_runs" not in rerun and "data_scale" not in rerun
