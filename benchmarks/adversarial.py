@@ -480,7 +480,7 @@ def _add_fold(path: Path, out: Path, result: dict) -> int:
     write_json(out / "result.json", result)
     whole = json.loads(path.read_text())
     keep = ("command", "heldout_sources", "targets", "probes_final_judge", "heldout_by_category", "rounds", "control")
-    keep += ("peak_rss_mb", "recipe") + ("paired_with",) * ("paired_with" in result)
+    keep += ("peak_rss_mb",) + tuple(k for k in ("recipe", "paired_with") if k in result)
     key = entry_key(result["heldout_sources"], result["settings"])
     entry = {**{k: result[k] for k in keep}, "settings": result["settings"]}
     for message in carry_over(whole.get("folds", {}).get(key, {}), entry, ""):
