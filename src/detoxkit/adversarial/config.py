@@ -17,6 +17,7 @@ from ..config import (
     arg,
     with_defaults,
 )
+from .sources import SOURCES
 
 
 @dataclass
@@ -129,15 +130,7 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         "are removed from the hold-out; counts in output_dir/splits.json (above 1: exact matches only)",
     )
     sources: list[str] = arg(
-        [
-            "advbench",
-            "harmbench",
-            "donotanswer",
-            "tense-rephrasings",
-            "harmful-benign-pairs",
-            "roleplay-framings",
-            "benign-edgy",
-        ],
+        list(SOURCES),
         "builtin prompt sources (seeds, oracle training, control prompts, evaluation), comma-separated; each is "
         "split by text hash: 60% training side, 10% validation, 30% ordinary hold-out",
     )
