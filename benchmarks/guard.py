@@ -381,9 +381,9 @@ def _timed_scoring(judge, batches: list[list[str]], release) -> list[float]:
 def release_cost(args) -> dict:
     """What the heap release at the end of every scoring pass (detoxkit.memory.release_freed_memory, glibc
     malloc_trim) costs the guard's judge stage per request: the bundle's judge scores benign-but-edgy prompts one
-    request at a time, batches of 1 and of --clients prompts, with the release on and off in alternation, --trim_calls
-    calls each after a warm-up. The release hands back the pass's freed activation pages, so the next pass takes page
-    faults to map them again: the difference in the calls' median is the whole cost, both halves of it."""
+    request at a time, batches of 1 and of --clients prompts, with the release on and off in alternating blocks of 5
+    consecutive calls (--trim_calls in all, each block's first call dropped) after a warm-up. Within a block every call
+    pays both halves of the release: the trim itself and the page faults that map the handed-back pages again."""
     import statistics
 
     from detoxkit.adversarial import Judge
@@ -397,17 +397,21 @@ def release_cost(args) -> dict:
         batches = [[prompts[(i * size + k) % len(prompts)] for k in range(size)] for i in range(args.trim_calls)]
         _timed_scoring(judge, batches[:3], release_freed_memory)  # warm-up
         times = {"with_release": [], "without": []}
-        for i, batch in enumerate(batches):  # alternate which goes first, so drift falls on both
-            order = ("with_release", "without") if i % 2 == 0 else ("without", "with_release")
+        # blocks of consecutive calls per mode: a release's cost is paid partly by the next call (page faults to map
+        # the handed-back pages again), so alternating call by call would split it between both modes; each block's
+        # first call, which follows the other mode, is dropped
+        block = 5
+        for b in range(0, len(batches), block):
+            order = ("with_release", "without") if (b // block) % 2 == 0 else ("without", "with_release")
             for mode in order:
                 release = release_freed_memory if mode == "with_release" else (lambda: None)
-                times[mode] += _timed_scoring(judge, [batch], release)
+                times[mode] += _timed_scoring(judge, batches[b : b + block], release)[1:]
         med = {k: statistics.median(v) for k, v in times.items()}
         rows[f"requests of {size} prompt(s)"] = {
             "median_ms_with_release": round(1000 * med["with_release"], 2),
             "median_ms_without": round(1000 * med["without"], 2),
             "ratio_with_over_without": round(med["with_release"] / med["without"], 3),
-            "calls_each": len(batches),
+            "calls_each": len(times["without"]),
         }
     alone = []
     for batch in [[p] for p in prompts[: args.trim_calls]]:
