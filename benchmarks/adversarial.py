@@ -93,19 +93,19 @@ def _evaluation_record(out: Path, metrics: dict) -> dict:
         independent=["dataset labels"],
         splits={
             "training side": split_record(
-                f"builtin prompt sources less the held-out ones ({held}), 60% by text hash",
+                f"builtin prompt sources less the held-out ones ({held}), 60% by request hash",
                 sizes.get("harmful_train", 0) + sizes.get("benign_train", 0),
                 None,
                 "seed data (balanced per source per round), the prompt oracle's training, control-judge prompts",
             ),
             "validation": split_record(
-                "10% by text hash of the same sources, less near-duplicates of the training side",
+                "10% by request hash of the same sources, less near-duplicates of the training side",
                 n.get("validation", 0),
                 None,
                 "every round's thresholds (best accuracy; the FPR<=0.10 cut); nothing else",
             ),
             "ordinary hold-out": split_record(
-                "30% by text hash, less near-duplicates of training + validation; random, chosen by no model",
+                "30% by request hash, less near-duplicates of training + validation; random, chosen by no model",
                 n.get("ordinary", 0),
                 None,
                 "per-round accuracy, ROC-AUC, recall at the validation FPR threshold",
@@ -448,12 +448,16 @@ def settings_differ(a: dict, b: dict, free: tuple = ()) -> list[str]:
 
 
 def run_recipe(out: Path) -> dict:
-    """The recipe the run's loop ran (its config.yaml), less where it wrote and its seed. The benchmark's flags do not
-    say it all: a config file's contents (its sources, say) change between commits while its path stays."""
+    """The recipe the run's loop ran (its config.yaml), less where it wrote and its seed, plus the fingerprint of its
+    data splits (splits.json). The benchmark's flags do not say it all: a config file's contents (its sources, say)
+    change between commits while its path stays, and so can the code that splits the sources."""
     import yaml
 
     config = yaml.safe_load((out / "config.yaml").read_text()) or {}
-    return {k: config[k] for k in sorted(config) if k not in ("output_dir", "seed", "resume_from_checkpoint")}
+    recipe = {k: config[k] for k in sorted(config) if k not in ("output_dir", "seed", "resume_from_checkpoint")}
+    splits = out / "splits.json"
+    fingerprint = json.loads(splits.read_text()).get("fingerprint") if splits.exists() else None
+    return recipe | ({"splits_fingerprint": fingerprint} if fingerprint else {})
 
 
 def recipe_differs(entry: dict, recipe: dict | None) -> list[str]:

@@ -151,6 +151,44 @@ def _eval_cfg(**kw):
     return AdversarialRunConfig(transfer_size=0, transfer_sets=[], heldout_source_size=8, **{**base, **kw})
 
 
+class _BagOfWords:
+    """An embedder by shared words: a long framing around two different requests reads as a near duplicate."""
+
+    def encode(self, texts):
+        rows = torch.zeros(len(texts), 4096)
+        for i, t in enumerate(texts):
+            for w in t.split():
+                rows[i, hash(w) % 4096] += 1
+        return torch.nn.functional.normalize(rows, dim=-1)
+
+
+def test_a_framed_request_is_split_and_leak_checked_by_its_request_not_its_framing():
+    """A request must not be trained on bare and tested inside a framing (the role-play source wraps the pairs'
+    requests); two requests in one framing are not duplicates of each other."""
+    from detoxkit.adversarial.sources import split_of
+
+    recs = _records()
+    train = [r["text"] for r in source_splits(recs)["records"] if r["split"] == "train" and r["label"]]
+    frame = (
+        "Let us write a film scene for a heist movie. The villain leans in and explains to the crew, step by step: {}"
+    )
+    framed = [{"text": frame.format(t), "label": 1, "source": "framed", "request": t} for t in train[:5]]
+    assert {split_of(r, ()) for r in framed} == {"train"}  # the request's side, whatever the framing's hash says
+    other = [r for r in recs if r["label"] and split_of(r, ()) == "holdout"][:5]
+    fresh = [{"text": frame.format(r["text"]), "label": 1, "source": "roleplay", "request": r["text"]} for r in other]
+    splits = source_splits(recs + framed[:1] + fresh, ("roleplay",), _BagOfWords(), leak_threshold=0.9)
+    held = {r["text"] for r in splits["records"] if r["split"] == "heldout_source" and r["source"] == "roleplay"}
+    assert held == {r["text"] for r in fresh}  # requests not on the training side stay, one framing or not
+    leaked = {**framed[0], "source": "roleplay"}
+    splits = source_splits(recs + [leaked], holdout_sources=("roleplay",))
+    assert leaked["text"] not in {r["text"] for r in splits["records"]}  # trained bare, so not tested framed
+
+
+def test_the_splits_fingerprint_changes_with_what_goes_where_and_not_with_the_seed():
+    a, b = splits_summary(_splits()), splits_summary(source_splits(_records()[:-1], holdout_sources=("held",)))
+    assert a["fingerprint"] == splits_summary(_splits())["fingerprint"] != b["fingerprint"]
+
+
 def test_ordinary_holdout_is_not_chosen_by_the_reference():
     splits = _splits()
     catches_all, misses_all = StubJudge("request"), StubJudge("nothing matches this")
@@ -509,6 +547,11 @@ def test_a_seed_run_joins_only_an_entry_that_ran_the_same_recipe(load_benchmark,
         bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3) | {"recipe": {"sources": ["advbench"]}})
     with pytest.raises(DetoxkitError, match="differs from the entry's in micro_batch_tokens"):
         bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3) | {"recipe": recipe | {"micro_batch_tokens": 448}})
+    (tmp_path / "splits.json").write_text(json.dumps({"fingerprint": "ab12"}))
+    split_alike = bench.run_recipe(tmp_path)
+    assert split_alike == recipe | {"splits_fingerprint": "ab12"}  # the same config on other splits is another recipe
+    with pytest.raises(DetoxkitError, match="differs from the entry's in splits_fingerprint"):
+        bench.add_seed(whole | {"recipe": split_alike}, _bench_result(1, 0.6, 0.8, 3) | {"recipe": recipe})
     with pytest.raises(DetoxkitError, match="reported before runs recorded their recipe"):
         bench.add_seed(_bench_result(0, 0.8, 0.7, 1), _bench_result(1, 0.6, 0.8, 3) | {"recipe": recipe})
     assert bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3) | {"recipe": dict(recipe)}) is whole

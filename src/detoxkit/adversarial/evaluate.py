@@ -1,6 +1,6 @@
 """Evaluation sets, per-round judge metrics and `detoxkit adversarial eval`.
 
-Nothing here is trained on. The builtin prompt sources are split by text hash and by source (sources.py); each
+Nothing here is trained on. The builtin prompt sources are split by request hash and by source (sources.py); each
 round's judge is scored on: the reference-misses hold-out (hold-out problematic prompts the round-0 reference
 misses, plus benign hold-out prompts: round 0 scores 0 recall on it by construction, kept and labelled so); the
 ordinary hold-out (random hold-out prompts of both classes, chosen by no model); the held-out sources (never
@@ -23,7 +23,7 @@ from .sources import HOLDOUT_PERCENT, SOURCES, in_holdout, seed_data  # noqa: F4
 def builtin_splits(
     embedder=None, leak_threshold: float = 2.0, sources=SOURCES, holdout_sources=(), reserved=()
 ) -> dict:
-    """The builtin prompt sources split by text hash (training side, validation, ordinary hold-out) and by source
+    """The builtin prompt sources split by request hash (training side, validation, ordinary hold-out) and by source
     (held-out sources), every evaluation split cleaned of training-side near duplicates: see
     :func:`detoxkit.adversarial.sources.source_splits` (data.overlap: exact after normalisation, or embedder
     cosine >= leak_threshold; above 1: exact only). "overlaps" holds the counts."""

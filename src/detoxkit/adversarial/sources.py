@@ -1,4 +1,4 @@
-"""Where the loop's prompts come from: several builtin sources, split by text hash, whole sources held out.
+"""Where the loop's prompts come from: several builtin sources, split by request hash, whole sources held out.
 
 Every builtin harmful or benign prompt set is one *source* (the harmful/benign pairs are one source with both
 labels, as are their role-play framings). A prompt's text hash puts it in the ordinary hold-out (30%), the
@@ -7,11 +7,17 @@ nothing to the training side at all (no seed, no oracle example, no attacker exa
 prompts are the never-trained-on test.
 The shared near-duplicate check (``data.overlap``) removes from every evaluation split the prompts that have a
 training-side neighbour, and records the counts. Draws from the training side are balanced per source.
+
+A prompt that wraps another source's request (the role-play framings wrap the pairs' requests) is split and checked
+by its request, not its whole text: otherwise a request could be trained on bare and tested framed (the hash of
+the framed text puts it anywhere, and at cosine 0.9 a long framing hides the request), while two different requests
+in one framing would read as near duplicates of each other.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 HOLDOUT_PERCENT = 30
@@ -27,8 +33,9 @@ SOURCES = (
 )
 
 
-def _source_texts(name: str) -> list[tuple[str, int]]:
-    """(text, label) pairs of one builtin source; label 1 = problematic."""
+def _source_texts(name: str) -> list[tuple[str, int, str]]:
+    """(text, label, request) of one builtin source; label 1 = problematic; request = the request the text wraps
+    (the text itself, but for the role-play framings)."""
     from ..data import load_builtin
     from ..errors import DetoxkitError
 
@@ -36,25 +43,30 @@ def _source_texts(name: str) -> list[tuple[str, int]]:
         raise DetoxkitError(f"unknown prompt source {name!r} (one of {', '.join(SOURCES)})")
     rows = load_builtin(name)
     if name == "harmful-benign-pairs":
-        return [(r["harmful"], 1) for r in rows] + [(r["benign"], 0) for r in rows]
+        return [(r["harmful"], 1, r["harmful"]) for r in rows] + [(r["benign"], 0, r["benign"]) for r in rows]
     if name == "roleplay-framings":
-        return [(r["prompt"], r["label"]) for r in rows]
-    return [(r["prompt"], 0 if name == "benign-edgy" else 1) for r in rows]
+        return [(r["prompt"], r["label"], r["request"]) for r in rows]
+    return [(r["prompt"], 0 if name == "benign-edgy" else 1, r["prompt"]) for r in rows]
 
 
 def load_source_records(sources=SOURCES) -> list[dict]:
-    """{text, label, source} for every prompt of the named builtin sources; a text seen before (after
+    """{text, label, source, request} for every prompt of the named builtin sources; a text seen before (after
     normalisation) keeps its first source."""
     from ..data.overlap import normalise
 
     seen, out = set(), []
     for name in sources:
-        for text, label in _source_texts(name):
+        for text, label, request in _source_texts(name):
             key = normalise(text)
             if text.strip() and key not in seen:
                 seen.add(key)
-                out.append({"text": text, "label": label, "source": name})
+                out.append({"text": text, "label": label, "source": name, "request": request})
     return out
+
+
+def request_of(record: dict) -> str:
+    """What a record is split and leak-checked by: the request it wraps, or its text."""
+    return record.get("request") or record["text"]
 
 
 def bucket(text: str) -> int:
@@ -69,7 +81,7 @@ def in_holdout(text: str) -> bool:
 def split_of(record: dict, holdout_sources) -> str:
     if record["source"] in holdout_sources:
         return "heldout_source"
-    b = bucket(record["text"])
+    b = bucket(request_of(record))  # a request falls on one side in every source that carries it
     return "holdout" if b < HOLDOUT_PERCENT else "validation" if b < HOLDOUT_PERCENT + VALIDATION_PERCENT else "train"
 
 
@@ -95,10 +107,10 @@ def reserve(recs: list[dict], reserved: list[str], embedder, leak_threshold: flo
 
     if not reserved:
         return None
-    check = overlap_check([r["text"] for r in recs], reserved, leak_threshold, embedder)
+    check = overlap_check([request_of(r) for r in recs], reserved, leak_threshold, embedder)
     keep = set(check["keep"])
     for r in recs:
-        if r["text"] not in keep:
+        if request_of(r) not in keep:
             r["split"] = "reserved"
     return overlap_report("all sources", "reserved prompts (kept out)", check, leak_threshold)
 
@@ -106,7 +118,7 @@ def reserve(recs: list[dict], reserved: list[str], embedder, leak_threshold: flo
 def source_splits(
     records: list[dict], holdout_sources=(), embedder=None, leak_threshold: float = 2.0, reserved=()
 ) -> dict:
-    """Records split by text hash and source, evaluation splits cleaned of training-side near duplicates.
+    """Records split by request hash (request_of) and source, evaluation splits cleaned of training-side near duplicates.
 
     Returns {"records": [{text, label, source, split}], "overlaps": [counts], "heldout_sources": [...]} plus
     the text lists harmful_/benign_ × train/holdout/validation and benign_edgy_train. The hold-out is checked
@@ -122,20 +134,20 @@ def source_splits(
     recs = [{**r, "split": split_of(r, holdout_sources)} for r in records]
     embedder = CachedEmbedder(embedder) if embedder is not None and leak_threshold <= 1 else embedder
     kept_out = reserve(recs, list(reserved), embedder, leak_threshold)
-    texts = {s: [r["text"] for r in recs if r["split"] == s] for s in ("train", "validation")}
+    requests = {s: [request_of(r) for r in recs if r["split"] == s] for s in ("train", "validation")}
     against = {
-        "holdout": (texts["train"] + texts["validation"], "train + validation"),
-        "validation": (texts["train"], "train"),
-        "heldout_source": (texts["train"], "train"),
+        "holdout": (requests["train"] + requests["validation"], "train + validation"),
+        "validation": (requests["train"], "train"),
+        "heldout_source": (requests["train"], "train"),
     }
     overlaps, removed = [], set()
     for split, (refs, refs_name) in against.items():
         for label, kind in ((1, "harmful"), (0, "benign")):
-            cands = [r["text"] for r in recs if r["split"] == split and r["label"] == label]
+            cands = [request_of(r) for r in recs if r["split"] == split and r["label"] == label]
             check = overlap_check(cands, refs, leak_threshold, embedder)
             overlaps.append(overlap_report(f"{kind}_{split}", refs_name, check, leak_threshold))
             removed |= {(split, t) for t in cands} - {(split, t) for t in check["keep"]}
-    recs = [r for r in recs if (r["split"], r["text"]) not in removed and r["split"] != "reserved"]
+    recs = [r for r in recs if (r["split"], request_of(r)) not in removed and r["split"] != "reserved"]
     overlaps += [kept_out] if kept_out else []
     out = {"records": recs, "overlaps": overlaps, "heldout_sources": sorted(holdout_sources)}
     for split in ("train", "holdout", "validation"):
@@ -209,7 +221,8 @@ def oracle_training(splits: dict, per_source: int, seed: int) -> tuple[list[str]
 
 
 def splits_summary(splits: dict) -> dict:
-    """What splits.json records: sizes per split and source, the held-out sources, the overlap counts."""
+    """What splits.json records: sizes per split and source, the held-out sources, the overlap counts, and a
+    fingerprint of which prompt went where (seed-free: two runs with the same one split the data alike)."""
     table: dict[str, dict[str, dict[str, int]]] = {}
     for r in splits["records"]:
         cell = table.setdefault(r["split"], {}).setdefault(r["source"], {"problematic": 0, "benign": 0})
@@ -222,4 +235,7 @@ def splits_summary(splits: dict) -> dict:
         "heldout_sources": splits["heldout_sources"],
         "never_trained_on": "every prompt of the held-out sources (no seed, oracle, attacker or control example)",
         "overlaps": splits["overlaps"],
+        "fingerprint": hashlib.sha256(
+            json.dumps(sorted((r["source"], r["split"], r["label"], r["text"]) for r in splits["records"])).encode()
+        ).hexdigest(),
     }

@@ -349,7 +349,7 @@ def _pyrit_template(name: str) -> str:
     "roleplay-framings",
     "The 150 harmful/benign pairs' requests inside role-play and hypothetical framings; label = the request's "
     "(1 harmful), and both requests of a pair share one framing, so the framing alone says nothing",
-    ("prompt", "label", "template", "category"),
+    ("prompt", "label", "request", "template", "category"),
     "Azure/PyRIT jailbreak templates (jailbreakchat, AI Red Team) around builtin:harmful-benign-pairs",
     "MIT",
     "pypi:pyrit",
@@ -361,7 +361,9 @@ def _roleplay_framings(_):
         name, template = templates[i % len(templates)]
         for label, request in ((1, pair["harmful"]), (0, pair["benign"])):
             prompt = template.replace("{{ prompt }}", request)
-            rows.append({"prompt": prompt, "label": label, "template": name, "category": pair["category"]})
+            rows.append(
+                {"prompt": prompt, "label": label, "request": request, "template": name, "category": pair["category"]}
+            )
     return rows
 
 
