@@ -172,29 +172,47 @@ def _round_row(r: dict, evals: dict, done: dict) -> dict:
 
 def heldout_by_category(out: Path) -> dict:
     """Each judge's recall on the held-out source's problematic rows per category of that source (Do-Not-Answer's
-    five risk areas, the rephrasings' past and future), at the round's validation thresholds, from the run's own score
-    files: which kinds of harm a judge misses on a source it never saw."""
+    five risk areas, the rephrasings' past and future), at the round's validation thresholds, and its ROC-AUC per
+    category (that category's problematic rows against all the held-out benign rows), from the run's own score files:
+    which kinds of harm a judge misses on a source it never saw, whatever the threshold."""
+    from detoxkit.adversarial.evaluate import heldout_index
     from detoxkit.data.builtin import load_builtin
     from detoxkit.eval.stats import rate
     from detoxkit.runs import read_jsonl
 
     holdout = read_jsonl(out / "holdout.jsonl")
-    held = [i for i, r in enumerate(holdout) if r["set"] == "heldout_source" and r["label"] == 1]
+    idx, _ = heldout_index(holdout)
+    held = [i for i in idx if holdout[i]["label"] == 1 and holdout[i]["set"] == "heldout_source"]
+    benign = [i for i in idx if holdout[i]["label"] == 0]
     sources = {holdout[i]["source"] for i in held}
     category = {r["prompt"]: r.get("category") for s in sources for r in load_builtin(s)}
+    by_category: dict[str, list[int]] = {}
+    for i in held:
+        by_category.setdefault(category.get(holdout[i]["text"]) or "unknown", []).append(i)
     table = {}
     for judge, file in (("judge", "eval.jsonl"), ("control", "eval_control.jsonl")):
         for e in read_jsonl(out / file) if (out / file).exists() else []:
-            t = e["metrics"]["thresholds"]
-            for name, thr in (("accuracy", t["accuracy"]), ("at_max_fpr", t["at_max_fpr"])):
-                if thr is None:  # no validation threshold met the false-positive bound
-                    continue
-                by = {}
-                for i in held:
-                    by.setdefault(category.get(holdout[i]["text"]) or "unknown", []).append(e["scores"][i] >= thr)
-                cell = table.setdefault(f"{judge} round {e['round']}", {})
-                cell[f"recall at the {name} threshold"] = {c: rate(f) for c, f in sorted(by.items())}
-    return {"what": "recall on the held-out source's problematic rows per category, validation thresholds", **table}
+            cell = table.setdefault(f"{judge} round {e['round']}", {})
+            for name, thr in e["metrics"]["thresholds"].items():
+                if name in ("accuracy", "at_max_fpr") and thr is not None:  # None: no cut met the FPR bound
+                    rec = {c: rate([e["scores"][i] >= thr for i in rows]) for c, rows in sorted(by_category.items())}
+                    cell[f"recall at the {name} threshold"] = rec
+            cell["roc_auc against the held-out benign rows"] = _category_auc(e["scores"], by_category, benign)
+    return {
+        "what": "per category of the held-out source's problematic rows: recall at the validation thresholds, "
+        "ROC-AUC against the held-out benign rows",
+        **table,
+    }
+
+
+def _category_auc(scores: list[float], by_category: dict[str, list[int]], benign: list[int]) -> dict:
+    from detoxkit.eval.classification import classification_metrics
+
+    out = {}
+    for c, rows in sorted(by_category.items()):
+        m = classification_metrics([1] * len(rows) + [0] * len(benign), [scores[i] for i in rows + benign])
+        out[c] = m.get("roc_auc")
+    return out
 
 
 def _probes(out: Path, metrics: dict) -> list[dict]:
