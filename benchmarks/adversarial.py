@@ -657,52 +657,12 @@ def _planned_heldout(args) -> list[str]:
     return sorted(config.get("holdout_sources", AdversarialRunConfig().holdout_sources))
 
 
-def main() -> int:
-    args = _parser().parse_args()
-
+def run_report(args, out: Path, metrics: dict, loop_s: float | None) -> dict:
+    """The benchmark's result for a finished (or stopped) run folder and its `adversarial eval` metrics."""
     import yaml
 
-    from detoxkit.adversarial.evaluate import evaluate_run
-    from detoxkit.adversarial.loop import RUN
-    from detoxkit.runs import read_jsonl, write_json
+    from detoxkit.runs import read_jsonl
 
-    out = Path(args.output_dir)
-    if args.data_scale:
-        path = Path(args.results) / "adversarial.json"
-        result = json.loads(path.read_text())
-        sizes = [int(k) for k in args.data_scale.split(",")]
-        result["data_scale"] = {**data_scale(out, sizes), "command": " ".join([sys.executable, *sys.argv])}
-        write_json(path, result)
-        return 0
-    if args.seed_into:  # refused before the run, not half an hour later
-        from detoxkit.errors import DetoxkitError
-
-        try:
-            seed_entry(json.loads(Path(args.seed_into).read_text()), _planned_heldout(args), vars(args))
-        except (OSError, ValueError, DetoxkitError) as e:
-            print(f"adversarial.py: --seed_into {args.seed_into}: {e}", file=sys.stderr)
-            return 2
-    if args.paired_with and not (Path(args.paired_with) / "eval.jsonl").exists():
-        print(f"adversarial.py: --paired_with {args.paired_with}: no eval.jsonl (not a run folder?)", file=sys.stderr)
-        return 2
-    if not args.reuse:
-        shutil.rmtree(out, ignore_errors=True)
-    flags = ("rounds", "prompts_per_round", "max_new_tokens", "heldout_source_size", "validation_size")
-    flags += ("transfer_size", "judge_epochs", "seed")
-    argv = ["--config", args.config, "--output_dir", str(out), "--max_tries", "2", "--attacker_epochs", "1"]
-    argv += [x for f in flags for x in (f"--{f}", str(getattr(args, f)))]
-    for f in ("seed_problematic", "seed_benign", "seeds_per_round", "holdout_sources"):
-        argv += [f"--{f}", str(getattr(args, f))] if getattr(args, f) is not None else []
-    argv += [
-        x for f in ("holdout_problematic", "holdout_benign", "holdout_ordinary") for x in (f"--{f}", str(args.holdout))
-    ]
-    argv += ["--oracle_agreement"] if args.oracle_agreement else []
-    t0 = time.perf_counter()
-    if not args.reuse:
-        if RUN.main(argv) != 0:
-            return 1
-    loop_s = loop_wall_s(out, None if args.reuse else time.perf_counter() - t0)
-    metrics = evaluate_run(out)
     rows = read_jsonl(out / "prompts.jsonl")
     evals = {e["round"]: e for e in read_jsonl(out / "eval.jsonl")}
     done = {r["round"]: r for r in rows if r.get("type") == "round_done"}
@@ -751,6 +711,57 @@ def main() -> int:
         ][:12],
     }
     result["evaluation"] = _evaluation_record(out, metrics)
+    return result
+
+
+def loop_argv(args, out: Path) -> list[str]:
+    """The `adversarial run` flags of the benchmark's settings."""
+    flags = ("rounds", "prompts_per_round", "max_new_tokens", "heldout_source_size", "validation_size")
+    flags += ("transfer_size", "judge_epochs", "seed")
+    argv = ["--config", args.config, "--output_dir", str(out), "--max_tries", "2", "--attacker_epochs", "1"]
+    argv += [x for f in flags for x in (f"--{f}", str(getattr(args, f)))]
+    for f in ("seed_problematic", "seed_benign", "seeds_per_round", "holdout_sources"):
+        argv += [f"--{f}", str(getattr(args, f))] if getattr(args, f) is not None else []
+    argv += [
+        x for f in ("holdout_problematic", "holdout_benign", "holdout_ordinary") for x in (f"--{f}", str(args.holdout))
+    ]
+    return argv + (["--oracle_agreement"] if args.oracle_agreement else [])
+
+
+def main() -> int:
+    args = _parser().parse_args()
+
+    from detoxkit.adversarial.evaluate import evaluate_run
+    from detoxkit.adversarial.loop import RUN
+    from detoxkit.runs import read_jsonl, write_json
+
+    out = Path(args.output_dir)
+    if args.data_scale:
+        path = Path(args.results) / "adversarial.json"
+        result = json.loads(path.read_text())
+        sizes = [int(k) for k in args.data_scale.split(",")]
+        result["data_scale"] = {**data_scale(out, sizes), "command": " ".join([sys.executable, *sys.argv])}
+        write_json(path, result)
+        return 0
+    if args.seed_into:  # refused before the run, not half an hour later
+        from detoxkit.errors import DetoxkitError
+
+        try:
+            seed_entry(json.loads(Path(args.seed_into).read_text()), _planned_heldout(args), vars(args))
+        except (OSError, ValueError, DetoxkitError) as e:
+            print(f"adversarial.py: --seed_into {args.seed_into}: {e}", file=sys.stderr)
+            return 2
+    if args.paired_with and not (Path(args.paired_with) / "eval.jsonl").exists():
+        print(f"adversarial.py: --paired_with {args.paired_with}: no eval.jsonl (not a run folder?)", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    if not args.reuse:
+        shutil.rmtree(out, ignore_errors=True)
+        if RUN.main(loop_argv(args, out)) != 0:
+            return 1
+    loop_s = loop_wall_s(out, None if args.reuse else time.perf_counter() - t0)
+    metrics = evaluate_run(out)
+    result = run_report(args, out, metrics, loop_s)
     if args.paired_with:
         from detoxkit.errors import DetoxkitError
 
