@@ -216,16 +216,40 @@ def _category_auc(scores: list[float], by_category: dict[str, list[int]], benign
 
 
 def _probes(out: Path, metrics: dict) -> list[dict]:
-    """The final judge on the issue's probe prompts, at its validation threshold."""
+    """The final judge on the issue's probe prompts, at its validation threshold, each with the nearest prompt the
+    judge was trained on (MiniLM cosine): a probe with a near twin in the training data tests memory, not transfer."""
+    import yaml
+
+    from detoxkit.adversarial.datasets import judge_dataset
     from detoxkit.adversarial.judge import Judge
+    from detoxkit.lm.embedder import load_embedder
+    from detoxkit.runs import read_jsonl
 
     judge = Judge.from_pretrained(out / "judge")
     thr = metrics["rounds"][-1]["thresholds"]["accuracy"]
     scores = judge.predict_proba([p for p, _ in PROBES])
+    config = yaml.safe_load((out / "config.yaml").read_text()) or {}
+    trained, _ = judge_dataset(read_jsonl(out / "prompts.jsonl"), 10**9, bool(config.get("oracle_agreement")))
+    nearest = _nearest(load_embedder(config.get("embedder", "all-minilm-l6-v2")), [p for p, _ in PROBES], trained)
     return [
-        {"prompt": p, "label": y, "p_problematic": round(s, 6), "threshold": thr, "correct": (s >= thr) == bool(y)}
-        for (p, y), s in zip(PROBES, scores)
+        {
+            "prompt": p,
+            "label": y,
+            "p_problematic": round(s, 6),
+            "threshold": thr,
+            "correct": (s >= thr) == bool(y),
+            "nearest_trained_on": near,
+        }
+        for (p, y), s, near in zip(PROBES, scores, nearest)
     ]
+
+
+def _nearest(embedder, queries: list[str], texts: list[str]) -> list[dict | None]:
+    """Per query, the text of `texts` at the highest embedder cosine, with that cosine (None: no texts)."""
+    if not texts:
+        return [None] * len(queries)
+    best, idx = (embedder.encode(queries) @ embedder.encode(texts).T).max(-1)
+    return [{"text": texts[int(j)], "cosine": round(float(c), 3)} for c, j in zip(best, idx)]
 
 
 def _get(m, *keys):
