@@ -1,7 +1,7 @@
 """Where the loop's prompts come from: several builtin sources, split by request hash, whole sources held out.
 
 Every builtin harmful or benign prompt set is one *source* (the harmful/benign pairs are one source with both
-labels, as are their role-play framings). A prompt's text hash puts it in the ordinary hold-out (30%), the
+labels, as are their role-play framings). A prompt's request hash (below) puts it in the ordinary hold-out (30%), the
 validation split (10%, for thresholds) or the training side (60%); a source named in ``holdout_sources`` gives
 nothing to the training side at all (no seed, no oracle example, no attacker example, no control prompt): its
 prompts are the never-trained-on test.
