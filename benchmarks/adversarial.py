@@ -447,7 +447,8 @@ def _parser() -> argparse.ArgumentParser:
         "--seed_into",
         default=None,
         help="another seed of a run already in this results file (the main run or a fold, matched by the held-out "
-        "sources and variant): add its summary under that entry's seed_runs, recompute the entry's over_seeds (mean and sd of the "
+        "sources and variant): add its summary under that entry's seed_runs, recompute the entry's over_seeds (mean and "
+        "sd of the "
         "final-round figures) and write the whole result to output_dir/result.json",
     )
     p.add_argument("--output_dir", default=str(ROOT / "runs" / "bench_adversarial"))
@@ -806,7 +807,8 @@ def main() -> int:
     shutil.copyfile(out / "curve.png", res / "adversarial_curve.png")
     print((out / "table.md").read_text(), end="")
     print(
-        f"adversarial benchmark: {len(metrics['rounds']) - 1} rounds; targets {result['targets']}; {res}/adversarial.json"
+        f"adversarial benchmark: {len(metrics['rounds']) - 1} rounds; targets {result['targets']}; "
+        f"{res}/adversarial.json"
     )
     return 0
 

@@ -132,7 +132,8 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
     sources: list[str] = arg(
         list(SOURCES),
         "builtin prompt sources (seeds, oracle training, control prompts, evaluation), comma-separated; each is "
-        "split by the hash of the request (a framing's inner one): 60% training side, 10% validation, 30% ordinary hold-out",
+        "split by the hash of the request (a framing's inner one): 60% training side, 10% validation, 30% ordinary "
+        "hold-out",
     )
     holdout_sources: list[str] = arg(
         ["donotanswer"],

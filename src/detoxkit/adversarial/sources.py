@@ -118,7 +118,8 @@ def reserve(recs: list[dict], reserved: list[str], embedder, leak_threshold: flo
 def source_splits(
     records: list[dict], holdout_sources=(), embedder=None, leak_threshold: float = 2.0, reserved=()
 ) -> dict:
-    """Records split by request hash (request_of) and source, evaluation splits cleaned of training-side near duplicates.
+    """Records split by request hash (request_of) and source, evaluation splits cleaned of training-side near
+    duplicates.
 
     Returns {"records": [{text, label, source, split}], "overlaps": [counts], "heldout_sources": [...]} plus
     the text lists harmful_/benign_ × train/holdout/validation and benign_edgy_train. The hold-out is checked
