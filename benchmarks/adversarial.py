@@ -447,9 +447,8 @@ def _parser() -> argparse.ArgumentParser:
         "--seed_into",
         default=None,
         help="another seed of a run already in this results file (the main run or a fold, matched by the held-out "
-        "sources and variant): add its summary under that entry's seed_runs, recompute the entry's over_seeds (mean and "
-        "sd of the "
-        "final-round figures) and write the whole result to output_dir/result.json",
+        "sources and variant): add its summary under that entry's seed_runs, recompute the entry's over_seeds (mean "
+        "and sd of the final-round figures) and write the whole result to output_dir/result.json",
     )
     p.add_argument("--output_dir", default=str(ROOT / "runs" / "bench_adversarial"))
     p.add_argument(
