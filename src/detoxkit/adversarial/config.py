@@ -133,12 +133,14 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         list(SOURCES),
         "builtin prompt sources (seeds, oracle training, control prompts, evaluation), comma-separated; each is "
         "split by the hash of the request (a framing's inner one): 60% training side, 10% validation, 30% ordinary "
-        "hold-out",
+        "hold-out; plain-howto (PIQA's plain everyday questions, benign) is known but not in the default mix",
     )
     holdout_sources: list[str] = arg(
         ["donotanswer"],
         "sources held out whole (leave-one-source-out): never in seeds, oracle training, attacker examples or "
-        "control prompts; the per-round table on them is marked never-trained-on (empty: none)",
+        "control prompts; the per-round table on them is marked never-trained-on (empty: none). A source not in "
+        "--sources is loaded for it: donotanswer,plain-howto scores unseen harmful questions against unseen benign "
+        "ones, where Do-Not-Answer alone borrows its benign rows from the ordinary hold-out (sources seen in training)",
     )
     seeds_per_round: int = arg(
         8, "extra seed prompts added to the judge's data each round (half problematic), balanced per source"

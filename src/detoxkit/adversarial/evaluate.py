@@ -26,10 +26,12 @@ def builtin_splits(
     """The builtin prompt sources split by request hash (training side, validation, ordinary hold-out) and by source
     (held-out sources), every evaluation split cleaned of training-side near duplicates: see
     :func:`detoxkit.adversarial.sources.source_splits` (data.overlap: exact after normalisation, or embedder
-    cosine >= leak_threshold; above 1: exact only). "overlaps" holds the counts."""
+    cosine >= leak_threshold; above 1: exact only). "overlaps" holds the counts. A held-out source is loaded
+    whether or not `sources` names it (an optional source such as plain-howto is held out without training on it)."""
     from .sources import load_source_records, source_splits
 
-    return source_splits(load_source_records(sources), holdout_sources, embedder, leak_threshold, reserved)
+    loaded = list(dict.fromkeys([*sources, *holdout_sources]))
+    return source_splits(load_source_records(loaded), holdout_sources, embedder, leak_threshold, reserved)
 
 
 MAX_TRANSFER_CHARS = 1500  # PyRIT responses run to pages; the judge reads the opening (2 shared cores)

@@ -31,6 +31,10 @@ SOURCES = (
     "roleplay-framings",
     "benign-edgy",
 )
+# known but not in the default mix: hold it out (--holdout_sources) for benign rows no judge has seen, or train on it
+# (--sources); PIQA's plain everyday questions
+OPTIONAL_SOURCES = ("plain-howto",)
+BENIGN_SOURCES = ("benign-edgy", "plain-howto")
 
 
 def _source_texts(name: str) -> list[tuple[str, int, str]]:
@@ -39,14 +43,14 @@ def _source_texts(name: str) -> list[tuple[str, int, str]]:
     from ..data import load_builtin
     from ..errors import DetoxkitError
 
-    if name not in SOURCES:
-        raise DetoxkitError(f"unknown prompt source {name!r} (one of {', '.join(SOURCES)})")
+    if name not in SOURCES + OPTIONAL_SOURCES:
+        raise DetoxkitError(f"unknown prompt source {name!r} (one of {', '.join(SOURCES + OPTIONAL_SOURCES)})")
     rows = load_builtin(name)
     if name == "harmful-benign-pairs":
         return [(r["harmful"], 1, r["harmful"]) for r in rows] + [(r["benign"], 0, r["benign"]) for r in rows]
     if name == "roleplay-framings":
         return [(r["prompt"], r["label"], r["request"]) for r in rows]
-    return [(r["prompt"], 0 if name == "benign-edgy" else 1, r["prompt"]) for r in rows]
+    return [(r["prompt"], 0 if name in BENIGN_SOURCES else 1, r["prompt"]) for r in rows]
 
 
 def load_source_records(sources=SOURCES) -> list[dict]:

