@@ -455,6 +455,30 @@ def test_heldout_by_category_reads_each_risk_area_at_the_rounds_validation_thres
     assert "control round 2" not in bench.heldout_by_category(tmp_path)  # no control file, no control rows
 
 
+def test_heldout_by_category_reads_the_pairs_source_whose_rows_are_not_prompts(tmp_path, load_benchmark):
+    """The harmful/benign pairs keep their prompts under "harmful" and "benign": holding them out (with their
+    role-play framings) must not fail the report after the run."""
+    from detoxkit.data import load_builtin
+    from detoxkit.runs import append_jsonl
+
+    bench = load_benchmark("adversarial")
+    pair = next(iter(load_builtin("harmful-benign-pairs")))
+    framed = next(r for r in load_builtin("roleplay-framings") if r["label"] == 1)
+    holdout = [
+        {"text": pair["harmful"], "label": 1, "set": "heldout_source", "source": "harmful-benign-pairs"},
+        {"text": framed["prompt"], "label": 1, "set": "heldout_source", "source": "roleplay-framings"},
+        {"text": pair["benign"], "label": 0, "set": "heldout_source", "source": "harmful-benign-pairs"},
+    ]
+    append_jsonl(tmp_path / "holdout.jsonl", holdout)
+    append_jsonl(
+        tmp_path / "eval.jsonl",
+        [{"round": 1, "scores": [0.9, 0.1, 0.5], "metrics": {"thresholds": {"accuracy": 0.5, "at_max_fpr": None}}}],
+    )
+    recall = bench.heldout_by_category(tmp_path)["judge round 1"]["recall at the accuracy threshold"]
+    assert recall[pair["category"]]["n"] == 1 + (framed["category"] == pair["category"])
+    assert "unknown" not in recall
+
+
 def _bench_result(
     seed: int, auc: float, control_auc: float, probes_right: int, heldout=("donotanswer",), rounds=2, peak=2000.0
 ):
