@@ -462,21 +462,25 @@ def test_heldout_by_category_reads_the_pairs_source_whose_rows_are_not_prompts(t
     from detoxkit.runs import append_jsonl
 
     bench = load_benchmark("adversarial")
-    pair = next(iter(load_builtin("harmful-benign-pairs")))
-    framed = next(r for r in load_builtin("roleplay-framings") if r["label"] == 1)
+    pairs = list(load_builtin("harmful-benign-pairs"))[:20]  # a category each
     holdout = [
-        {"text": pair["harmful"], "label": 1, "set": "heldout_source", "source": "harmful-benign-pairs"},
-        {"text": framed["prompt"], "label": 1, "set": "heldout_source", "source": "roleplay-framings"},
-        {"text": pair["benign"], "label": 0, "set": "heldout_source", "source": "harmful-benign-pairs"},
+        {"text": p["harmful"], "label": 1, "set": "heldout_source", "source": "harmful-benign-pairs"} for p in pairs
     ]
+    framed = next(r for r in load_builtin("roleplay-framings") if r["label"] == 1)
+    holdout += [{"text": framed["prompt"], "label": 1, "set": "heldout_source", "source": "roleplay-framings"}]
+    holdout += [{"text": pairs[0]["benign"], "label": 0, "set": "heldout_source", "source": "harmful-benign-pairs"}]
     append_jsonl(tmp_path / "holdout.jsonl", holdout)
-    append_jsonl(
-        tmp_path / "eval.jsonl",
-        [{"round": 1, "scores": [0.9, 0.1, 0.5], "metrics": {"thresholds": {"accuracy": 0.5, "at_max_fpr": None}}}],
-    )
-    recall = bench.heldout_by_category(tmp_path)["judge round 1"]["recall at the accuracy threshold"]
-    assert recall[pair["category"]]["n"] == 1 + (framed["category"] == pair["category"])
-    assert "unknown" not in recall
+    scores = [0.9] * 10 + [0.1] * 11 + [0.5]
+    thresholds = {"accuracy": 0.5, "at_max_fpr": None}
+    append_jsonl(tmp_path / "eval.jsonl", [{"round": 1, "scores": scores, "metrics": {"thresholds": thresholds}}])
+    table = bench.heldout_by_category(tmp_path)["judge round 1"]
+    # one row per pair category: pooled, not 20 tables of a row or two (and a bootstrap each per judge)
+    other = "other (categories of under 5 rows)"
+    assert list(table["recall at the accuracy threshold"]) == [other]
+    recall = table["recall at the accuracy threshold"][other]
+    assert recall["value"] == pytest.approx(10 / 21) and recall["n"] == 21
+    auc = table["roc_auc against the held-out benign rows"][other]
+    assert auc["value"] == pytest.approx(10 / 21) and auc["n"] == 22  # 10 of 21 rows above the benign 0.5
 
 
 def _bench_result(
