@@ -34,7 +34,6 @@ REPORT_ONLY = (
     "results",
 )  # change the report (or where it goes), not the run
 
-PROMPT_KEYS = ("prompt", "harmful", "benign")
 # heldout_by_category: a source with more categories than this (the pairs: one per pair) has those with fewer rows
 # than MIN_CATEGORY_ROWS pooled, instead of a table row (and bootstrap) per pair
 MAX_CATEGORIES, MIN_CATEGORY_ROWS = 12, 5
@@ -180,7 +179,7 @@ def heldout_by_category(out: Path) -> dict:
     category (that category's problematic rows against all the held-out benign rows), from the run's own score files:
     which kinds of harm a judge misses on a source it never saw, whatever the threshold."""
     from detoxkit.adversarial.evaluate import heldout_index
-    from detoxkit.data.builtin import load_builtin
+    from detoxkit.adversarial.sources import load_source_records
     from detoxkit.eval.stats import rate
     from detoxkit.runs import read_jsonl
 
@@ -189,8 +188,7 @@ def heldout_by_category(out: Path) -> dict:
     held = [i for i in idx if holdout[i]["label"] == 1 and holdout[i]["set"] == "heldout_source"]
     benign = [i for i in idx if holdout[i]["label"] == 0]
     sources = {holdout[i]["source"] for i in held}
-    # a builtin row's prompt under its own name ("prompt"; the pairs' "harmful" and "benign")
-    category = {r[k]: r.get("category") for s in sources for r in load_builtin(s) for k in PROMPT_KEYS if k in r}
+    category = {r["text"]: r["category"] for r in load_source_records(sorted(sources))}
     by_category: dict[str, list[int]] = {}
     for i in held:
         by_category.setdefault(category.get(holdout[i]["text"]) or "unknown", []).append(i)
@@ -221,11 +219,16 @@ def _category_auc(scores: list[float], by_category: dict[str, list[int]], benign
 
     from detoxkit.eval.stats import bootstrap_ci
 
+    if not benign:
+        return dict.fromkeys(sorted(by_category))
     out = {}
     for c, rows in sorted(by_category.items()):
         y, s = [1] * len(rows) + [0] * len(benign), [scores[i] for i in rows + benign]
-        ci = bootstrap_ci(roc_auc_score, y, s, n_boot=500) if benign else None
-        out[c] = {"value": float(roc_auc_score(y, s)), "n": len(y), "ci95": ci} if benign else None
+        out[c] = {
+            "value": float(roc_auc_score(y, s)),
+            "n": len(y),
+            "ci95": bootstrap_ci(roc_auc_score, y, s, n_boot=500),
+        }
     return out
 
 

@@ -37,9 +37,9 @@ OPTIONAL_SOURCES = ("plain-howto",)
 BENIGN_SOURCES = ("benign-edgy", "plain-howto")
 
 
-def _source_texts(name: str) -> list[tuple[str, int, str]]:
-    """(text, label, request) of one builtin source; label 1 = problematic; request = the request the text wraps
-    (the text itself, but for the role-play framings)."""
+def _source_texts(name: str) -> list[tuple[str, int, str, str | None]]:
+    """(text, label, request, category) of one builtin source; label 1 = problematic; request = the request the text
+    wraps (the text itself, but for the role-play framings)."""
     from ..data import load_builtin
     from ..errors import DetoxkitError
 
@@ -47,24 +47,24 @@ def _source_texts(name: str) -> list[tuple[str, int, str]]:
         raise DetoxkitError(f"unknown prompt source {name!r} (one of {', '.join(SOURCES + OPTIONAL_SOURCES)})")
     rows = load_builtin(name)
     if name == "harmful-benign-pairs":
-        return [(r["harmful"], 1, r["harmful"]) for r in rows] + [(r["benign"], 0, r["benign"]) for r in rows]
+        return [(r[k], y, r[k], r.get("category")) for y, k in ((1, "harmful"), (0, "benign")) for r in rows]
     if name == "roleplay-framings":
-        return [(r["prompt"], r["label"], r["request"]) for r in rows]
-    return [(r["prompt"], 0 if name in BENIGN_SOURCES else 1, r["prompt"]) for r in rows]
+        return [(r["prompt"], r["label"], r["request"], r.get("category")) for r in rows]
+    return [(r["prompt"], 0 if name in BENIGN_SOURCES else 1, r["prompt"], r.get("category")) for r in rows]
 
 
 def load_source_records(sources=SOURCES) -> list[dict]:
-    """{text, label, source, request} for every prompt of the named builtin sources; a text seen before (after
-    normalisation) keeps its first source."""
+    """{text, label, source, request, category} for every prompt of the named builtin sources; a text seen before
+    (after normalisation) keeps its first source."""
     from ..data.overlap import normalise
 
     seen, out = set(), []
     for name in sources:
-        for text, label, request in _source_texts(name):
+        for text, label, request, category in _source_texts(name):
             key = normalise(text)
             if text.strip() and key not in seen:
                 seen.add(key)
-                out.append({"text": text, "label": label, "source": name, "request": request})
+                out.append({"text": text, "label": label, "source": name, "request": request, "category": category})
     return out
 
 
