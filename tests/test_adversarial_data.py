@@ -4,6 +4,7 @@ compute, the phrasing classifier, and the judge's question about any text."""
 
 import json
 import random
+import zlib
 from collections import Counter
 
 import pytest
@@ -155,10 +156,10 @@ class _BagOfWords:
     """An embedder by shared words: a long framing around two different requests reads as a near duplicate."""
 
     def encode(self, texts):
-        rows = torch.zeros(len(texts), 4096)
+        rows = torch.zeros(len(texts), 1 << 16)
         for i, t in enumerate(texts):
-            for w in t.split():
-                rows[i, hash(w) % 4096] += 1
+            for w in t.split():  # crc32, not hash(): the same buckets in every process (PYTHONHASHSEED varies)
+                rows[i, zlib.crc32(w.encode()) % (1 << 16)] += 1
         return torch.nn.functional.normalize(rows, dim=-1)
 
 
