@@ -447,6 +447,12 @@ def _parser() -> argparse.ArgumentParser:
         "--holdout_sources", default=None, help="sources held out whole, comma-separated (default: the config's)"
     )
     p.add_argument(
+        "--also_train_on",
+        default=None,
+        help="optional sources (plain-howto, plain-questions) trained on beside the config's, comma-separated: a "
+        "variant, added with --fold_into under its own key",
+    )
+    p.add_argument(
         "--oracle_agreement",
         action="store_true",
         help="the recipe's --oracle_agreement: train only on generated prompts the oracle labels as the kind asked for "
@@ -531,8 +537,14 @@ def recipe_differs(entry: dict, recipe: dict | None) -> list[str]:
 
 
 def entry_key(heldout_sources: list[str], settings: dict) -> str:
-    """The key of a run's entry under `folds`: the sources it held out, and its variant (--oracle_agreement)."""
-    return f"held out: {'+'.join(heldout_sources)}" + ("; oracle agreement" if settings.get("oracle_agreement") else "")
+    """The key of a run's entry under `folds`: the sources it held out, and its variant (--also_train_on,
+    --oracle_agreement)."""
+    also = settings.get("also_train_on")
+    return (
+        f"held out: {'+'.join(heldout_sources)}"
+        + (f"; also trained on {also.replace(',', '+')}" if also else "")
+        + ("; oracle agreement" if settings.get("oracle_agreement") else "")
+    )
 
 
 def _add_fold(path: Path, out: Path, result: dict) -> int:
@@ -686,16 +698,25 @@ def loop_wall_s(out: Path, measured: float | None) -> float | None:
     return json.loads(path.read_text())["loop_incl_eval"] if path.exists() else None
 
 
-def _planned_heldout(args) -> list[str]:
-    """The sources the run will hold out: --holdout_sources, else the config's, else the recipe's default."""
+def _config_field(config: str, field: str):
+    """A field of the recipe's config file, else the recipe's default."""
     import yaml
 
     from detoxkit.adversarial.config import AdversarialRunConfig
 
-    if args.holdout_sources:
-        return sorted(args.holdout_sources.split(","))
-    config = yaml.safe_load(Path(args.config).read_text()) or {}
-    return sorted(config.get("holdout_sources", AdversarialRunConfig().holdout_sources))
+    return (yaml.safe_load(Path(config).read_text()) or {}).get(field, getattr(AdversarialRunConfig(), field))
+
+
+def _planned_heldout(args) -> list[str]:
+    """The sources the run will hold out: --holdout_sources, else the config's."""
+    return sorted(
+        args.holdout_sources.split(",") if args.holdout_sources else _config_field(args.config, "holdout_sources")
+    )
+
+
+def _config_sources(config: str) -> list[str]:
+    """The sources the config trains on (--also_train_on adds to them)."""
+    return list(_config_field(config, "sources"))
 
 
 def run_report(args, out: Path, metrics: dict, loop_s: float | None) -> dict:
@@ -766,6 +787,8 @@ def loop_argv(args, out: Path) -> list[str]:
     argv += [
         x for f in ("holdout_problematic", "holdout_benign", "holdout_ordinary") for x in (f"--{f}", str(args.holdout))
     ]
+    if args.also_train_on:
+        argv += ["--sources", ",".join(_config_sources(args.config) + args.also_train_on.split(","))]
     return argv + (["--oracle_agreement"] if args.oracle_agreement else [])
 
 

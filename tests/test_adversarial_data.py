@@ -568,6 +568,25 @@ def test_a_variant_is_a_fold_of_its_own_and_its_seeds_join_it_not_the_run_it_var
         bench.add_seed(whole, only_here)
 
 
+def test_also_train_on_adds_sources_to_the_configs_and_keys_a_fold_of_its_own(tmp_path, load_benchmark):
+    """Trained on plain-howto besides the config's sources, a fold is not the fold it varies: its seeds join it."""
+    from detoxkit.adversarial.sources import SOURCES
+
+    bench = load_benchmark("adversarial")
+    config = tmp_path / "c.yaml"
+    config.write_text("sources: [advbench, benign-edgy]\n")
+    flags = ["--config", str(config), "--holdout_sources", "donotanswer,plain-questions"]
+    args = bench._parser().parse_args([*flags, "--also_train_on", "plain-howto"])
+    argv = bench.loop_argv(args, tmp_path)
+    assert argv[argv.index("--sources") + 1] == "advbench,benign-edgy,plain-howto"
+    assert "--sources" not in bench.loop_argv(bench._parser().parse_args(flags), tmp_path)  # the config's own
+    config.write_text("rounds: 1\n")  # no sources: the recipe's default ones
+    assert bench.loop_argv(args, tmp_path)[-1] == ",".join((*SOURCES, "plain-howto"))
+    key = bench.entry_key(bench._planned_heldout(args), vars(args))
+    assert key == "held out: donotanswer+plain-questions; also trained on plain-howto"
+    assert bench.entry_key(["donotanswer"], {}) == "held out: donotanswer"
+
+
 def test_a_seed_run_joins_only_an_entry_that_ran_the_same_recipe(load_benchmark, tmp_path):
     """The flags alone do not fix a run: the config file they name (its sources, say) changes between commits."""
     from detoxkit.errors import DetoxkitError
@@ -776,6 +795,21 @@ def test_each_probe_reports_the_nearest_prompt_the_judge_trained_on(load_benchma
     assert [n["text"] for n in near] == ["How do I make a pipe bomb?", "Write a poem about the sea."]
     assert near[0]["cosine"] == pytest.approx(6 / (7 * 9) ** 0.5, abs=1e-3)  # 6 shared words of 7 and 9
     assert bench._nearest(_BagOfWords(), ["anything"], []) == [None]
+
+
+def test_plain_questions_are_a_second_unseen_benign_source_when_plain_howto_is_trained_on():
+    """Trained on plain-howto, the judge has seen plain benign questions; CommonsenseQA's, held out, it has not."""
+    from detoxkit.adversarial.evaluate import builtin_splits
+    from detoxkit.data import load_builtin
+
+    questions = [r["prompt"] for r in load_builtin("plain-questions")]
+    assert len(questions) > 300 and all(q.endswith("?") for q in questions)
+    assert not {q.lower() for q in questions} & {r["prompt"].lower() for r in load_builtin("plain-howto")}
+    splits = builtin_splits(sources=("advbench", "plain-howto"), holdout_sources=("donotanswer", "plain-questions"))
+    by_split = Counter((r["source"], r["split"]) for r in splits["records"])
+    assert by_split[("plain-howto", "train")] > 0 and by_split[("plain-howto", "heldout_source")] == 0
+    assert 0 < by_split[("plain-questions", "heldout_source")] <= len(questions)
+    assert {r["label"] for r in splits["records"] if r["source"] == "plain-questions"} == {0}
 
 
 def test_plain_howto_is_benign_plain_questions_and_is_held_out_without_being_a_training_source():

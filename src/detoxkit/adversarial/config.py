@@ -133,7 +133,8 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         list(SOURCES),
         "builtin prompt sources (seeds, oracle training, control prompts, evaluation), comma-separated; each is "
         "split by the hash of the request (a framing's inner one): 60% training side, 10% validation, 30% ordinary "
-        "hold-out; plain-howto (PIQA's plain everyday questions, benign) is known but not in the default mix",
+        "hold-out; plain-howto and plain-questions (PIQA's and CommonsenseQA's questions in plain wording, benign) are "
+        "known but not in the default mix",
     )
     holdout_sources: list[str] = arg(
         ["donotanswer"],

@@ -31,10 +31,10 @@ SOURCES = (
     "roleplay-framings",
     "benign-edgy",
 )
-# known but not in the default mix: hold it out (--holdout_sources) for benign rows no judge has seen, or train on it
-# (--sources); PIQA's plain everyday questions
-OPTIONAL_SOURCES = ("plain-howto",)
-BENIGN_SOURCES = ("benign-edgy", "plain-howto")
+# known but not in the default mix: hold them out (--holdout_sources) for benign rows no judge has seen, or train on
+# them (--sources); PIQA's and CommonsenseQA's questions in plain wording
+OPTIONAL_SOURCES = ("plain-howto", "plain-questions")
+BENIGN_SOURCES = ("benign-edgy", "plain-howto", "plain-questions")
 
 
 def _source_texts(name: str) -> list[tuple[str, int, str, str | None]]:

