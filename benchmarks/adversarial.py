@@ -349,29 +349,48 @@ def eval_rows_fingerprint(holdout: list[dict]) -> str:
 
 
 def paired_with(out: Path, other: Path) -> dict:
-    """This run's final judge minus the final judge of run `other`, scored on the same evaluation rows (the run this
-    variant varies, with the same --seed): paired gains on the held-out sources and the ordinary hold-out, each judge
-    at its own validation threshold. A DetoxkitError if the two were scored on other rows."""
+    """This run's final judge minus the final judge of run `other` on this run's evaluation rows (the run this variant
+    varies), each judge at its own validation threshold: paired gains on the held-out sources and the ordinary
+    hold-out. Where `other` scored its judges on other rows (another split of the sources: a variant trained on more
+    of them), its final judge (other/judge) is scored here on this run's rows; a DetoxkitError if it has none."""
     from detoxkit.adversarial.evaluate import heldout_index, paired_gain
     from detoxkit.errors import DetoxkitError
     from detoxkit.runs import read_jsonl
 
     holdout, theirs = read_jsonl(out / "holdout.jsonl"), read_jsonl(other / "holdout.jsonl")
-    if eval_rows_fingerprint(holdout) != eval_rows_fingerprint(theirs):
-        raise DetoxkitError(f"--paired_with {other}: its evaluation rows are not this run's (another --seed or sizes?)")
     mine, base = (max(read_jsonl(d / "eval.jsonl"), key=lambda e: e["round"]) for d in (out, other))
-    by_row = {(r["set"], r["label"], r["text"]): sc for r, sc in zip(theirs, base["scores"])}
-    # the rows the fingerprint covers, in this run's order (the reference-misses rows, which may differ, are unused)
-    base_scores = [by_row.get((r["set"], r["label"], r["text"])) for r in holdout]
-    ta, tb = mine["metrics"]["thresholds"]["accuracy"], base["metrics"]["thresholds"]["accuracy"]
     ordinary = [i for i, r in enumerate(holdout) if r["set"] == "ordinary"]
+    held = heldout_index(holdout)[0]
+    if eval_rows_fingerprint(holdout) == eval_rows_fingerprint(theirs):
+        by_row = {(r["set"], r["label"], r["text"]): sc for r, sc in zip(theirs, base["scores"])}
+        # the rows the fingerprint covers, in this run's order (the reference-misses rows, which may differ, unused)
+        base_scores = [by_row.get((r["set"], r["label"], r["text"])) for r in holdout]
+        rows = "the same evaluation rows"
+    elif (other / "judge").is_dir():
+        base_scores = _rescore(other / "judge", holdout, sorted({*held, *ordinary}))
+        rows = "this run's evaluation rows, on which the compared run's final judge was scored here (its own differ)"
+    else:
+        raise DetoxkitError(f"--paired_with {other}: its evaluation rows are not this run's and it kept no final judge")
+    ta, tb = mine["metrics"]["thresholds"]["accuracy"], base["metrics"]["thresholds"]["accuracy"]
     return {
         "what": "this run's final judge minus the compared run's final judge on the same rows (paired 95% CI)",
+        "rows": rows,
         "run": str(other),
         "rounds": [mine["round"], base["round"]],
-        "heldout_sources": paired_gain(holdout, heldout_index(holdout)[0], mine["scores"], base_scores, ta, tb),
+        "heldout_sources": paired_gain(holdout, held, mine["scores"], base_scores, ta, tb),
         "ordinary": paired_gain(holdout, ordinary, mine["scores"], base_scores, ta, tb),
     }
+
+
+def _rescore(judge_dir: Path, holdout: list[dict], idx: list[int]) -> list[float | None]:
+    """A saved judge's P(problematic) on holdout's rows idx (None elsewhere)."""
+    from detoxkit.adversarial.judge import Judge
+
+    scores = Judge.from_pretrained(judge_dir).predict_proba([holdout[i]["text"] for i in idx])
+    out: list[float | None] = [None] * len(holdout)
+    for i, sc in zip(idx, scores):
+        out[i] = sc
+    return out
 
 
 def data_scale(out: Path, sizes: list[int]) -> dict:
@@ -477,8 +496,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--paired_with",
         default=None,
-        help="another run folder scored on the same evaluation rows (the run this variant varies, same --seed): report "
-        "this run's final judge minus that one's, paired, under paired_with (and over seeds)",
+        help="another run folder (the run this variant varies, same --seed): report this run's final judge minus that "
+        "one's on this run's evaluation rows, paired, under paired_with (and over seeds); where that run's rows differ "
+        "(a variant trained on more sources), its final judge is scored on this run's",
     )
     p.add_argument(
         "--reuse",

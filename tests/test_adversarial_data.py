@@ -673,7 +673,9 @@ def test_a_seed_run_that_cannot_join_is_refused_before_it_runs(tmp_path, load_be
     assert "not only in --seed" in capsys.readouterr().err and not out.exists()
 
 
-def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_path, load_benchmark):
+def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_path, load_benchmark, monkeypatch):
+    from types import SimpleNamespace
+
     from detoxkit.errors import DetoxkitError
     from detoxkit.runs import append_jsonl
 
@@ -700,9 +702,27 @@ def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_
     figures = bench.seed_figures(_bench_result(0, 0.8, 0.7, 1) | {"paired_with": paired})
     assert figures["gain_over_paired_run"] == pytest.approx(0.5)
     assert bench.seed_figures(_bench_result(0, 0.8, 0.7, 1))["gain_over_paired_run"] is None
+    assert paired["rows"] == "the same evaluation rows"
     append_jsonl(base / "holdout.jsonl", [{"set": "ordinary", "label": 0, "text": "one row more", "source": "x"}])
-    with pytest.raises(DetoxkitError, match="not this run's"):
+    with pytest.raises(DetoxkitError, match="not this run's and it kept no final judge"):
         bench.paired_with(mine, base)
+    # rows that differ (a variant trained on more sources splits them otherwise): the base's final judge is scored
+    # on this run's held-out and ordinary rows
+    (base / "judge").mkdir()
+    scored = {"held harmful a": 0.3, "held harmful b": 0.9, "benign c": 0.6, "benign d": 0.1}
+
+    class Saved:
+        @staticmethod
+        def from_pretrained(path):
+            assert path == base / "judge"
+            return SimpleNamespace(predict_proba=lambda texts: [scored[t] for t in texts])
+
+    monkeypatch.setattr("detoxkit.adversarial.judge.Judge", Saved)
+    paired = bench.paired_with(mine, base)
+    assert paired["rows"].startswith("this run's evaluation rows")
+    # rescored base: harmful 0.3, 0.9 against benign 0.6, 0.1 -> ROC-AUC 3/4; mine 1
+    assert paired["heldout_sources"]["roc_auc"]["value"] == pytest.approx(0.25)
+    assert paired["ordinary"]["n"] == 2
 
 
 def test_whole_run_reports_the_peak_rss_of_the_control_judge_too(tiny_lm_dir, tiny_embedder_dir, tmp_path, monkeypatch):
