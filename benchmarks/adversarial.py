@@ -526,8 +526,10 @@ def settings_differ(a: dict, b: dict, free: tuple = ()) -> list[str]:
     def value(run: dict, k: str):
         v = run.get(k, defaults[k])
         # the config by file name: the same config read from another checkout (a snapshot the run ran from) is the
-        # same setting, and its contents are compared as the recipe
-        return Path(v).name if k == "config" and v else v
+        # same setting, and its contents are compared as the recipe; the run folder by where it is, however spelt
+        if k == "config" and v:
+            return Path(v).name
+        return str(Path(v).resolve()) if k == "output_dir" else v
 
     return sorted(k for k in defaults if k not in skip and value(a, k) != value(b, k))
 

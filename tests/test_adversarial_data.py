@@ -587,6 +587,22 @@ def test_also_train_on_adds_sources_to_the_configs_and_keys_a_fold_of_its_own(tm
     assert bench.entry_key(["donotanswer"], {}) == "held out: donotanswer"
 
 
+def test_a_run_reported_again_with_its_folder_spelt_otherwise_is_the_same_run(load_benchmark, tmp_path, monkeypatch):
+    """Reported again from the repository with a relative --output_dir, a run written with an absolute one is the same
+    run: its seed runs stay, and it is not put under earlier_run as a run it replaced."""
+    bench = load_benchmark("adversarial")
+    monkeypatch.chdir(tmp_path)
+    first = _bench_result(0, 0.8, 0.7, 1)
+    first["settings"]["output_dir"] = str(tmp_path / "runs" / "fold")
+    first["seed_runs"] = {"seed 1": {}}
+    again = _bench_result(0, 0.8, 0.7, 1)
+    again["settings"] |= {"output_dir": "runs/fold", "reuse": True}
+    assert bench.settings_differ(first["settings"], again["settings"]) == []
+    assert bench.carry_over(first, again, "") == [] and "seed_runs" in again and "earlier_run" not in again
+    again["settings"]["output_dir"] = "runs/other"
+    assert bench.settings_differ(first["settings"], again["settings"]) == ["output_dir"]
+
+
 def test_a_seed_run_joins_only_an_entry_that_ran_the_same_recipe(load_benchmark, tmp_path):
     """The flags alone do not fix a run: the config file they name (its sources, say) changes between commits."""
     from detoxkit.errors import DetoxkitError
