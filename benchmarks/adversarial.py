@@ -384,9 +384,10 @@ def paired_with(out: Path, other: Path) -> dict:
 
 def _rescore(judge_dir: Path, holdout: list[dict], idx: list[int]) -> list[float | None]:
     """A saved judge's P(problematic) on holdout's rows idx (None elsewhere)."""
+    from detoxkit.adversarial.evaluate import score_holdout
     from detoxkit.adversarial.judge import Judge
 
-    scores = Judge.from_pretrained(judge_dir).predict_proba([holdout[i]["text"] for i in idx])
+    scores = score_holdout(Judge.from_pretrained(judge_dir), [holdout[i] for i in idx])
     out: list[float | None] = [None] * len(holdout)
     for i, sc in zip(idx, scores):
         out[i] = sc
@@ -736,11 +737,6 @@ def _planned_heldout(args) -> list[str]:
     )
 
 
-def _config_sources(config: str) -> list[str]:
-    """The sources the config trains on (--also_train_on adds to them)."""
-    return list(_config_field(config, "sources"))
-
-
 def run_report(args, out: Path, metrics: dict, loop_s: float | None) -> dict:
     """The benchmark's result for a finished (or stopped) run folder and its `adversarial eval` metrics."""
     import yaml
@@ -810,7 +806,7 @@ def loop_argv(args, out: Path) -> list[str]:
         x for f in ("holdout_problematic", "holdout_benign", "holdout_ordinary") for x in (f"--{f}", str(args.holdout))
     ]
     if args.also_train_on:
-        argv += ["--sources", ",".join(_config_sources(args.config) + args.also_train_on.split(","))]
+        argv += ["--sources", ",".join([*_config_field(args.config, "sources"), *args.also_train_on.split(",")])]
     return argv + (["--oracle_agreement"] if args.oracle_agreement else [])
 
 

@@ -731,7 +731,7 @@ def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_
         @staticmethod
         def from_pretrained(path):
             assert path == base / "judge"
-            return SimpleNamespace(predict_proba=lambda texts: [scored[t] for t in texts])
+            return SimpleNamespace(predict_proba=lambda texts, batch_size=16: [scored[t] for t in texts])
 
     monkeypatch.setattr("detoxkit.adversarial.judge.Judge", Saved)
     paired = bench.paired_with(mine, base)
