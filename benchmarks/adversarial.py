@@ -29,6 +29,7 @@ UNRECORDED_RECIPE = (
 )
 REPORT_ONLY = (
     "reuse",
+    "resume",
     "paired_with",
     "skip_oracle_comparison",
     "results",
@@ -507,6 +508,12 @@ def _parser() -> argparse.ArgumentParser:
         help="report the rounds an earlier (possibly stopped) run in output_dir "
         "finished, without running the loop again",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with a stopped run in output_dir (its rounds and control judge rounds already checkpointed are "
+        "not run again), then report it; its loop wall time is not measured",
+    )
     p.add_argument("--skip_oracle_comparison", action="store_true")
     p.add_argument(
         "--data_scale",
@@ -838,10 +845,11 @@ def main() -> int:
         return 2
     t0 = time.perf_counter()
     if not args.reuse:
-        shutil.rmtree(out, ignore_errors=True)
-        if RUN.main(loop_argv(args, out)) != 0:
+        if not args.resume:
+            shutil.rmtree(out, ignore_errors=True)
+        if RUN.main(loop_argv(args, out) + (["--resume_from_checkpoint", "latest"] if args.resume else [])) != 0:
             return 1
-    loop_s = loop_wall_s(out, None if args.reuse else time.perf_counter() - t0)
+    loop_s = loop_wall_s(out, None if args.reuse or args.resume else time.perf_counter() - t0)
     metrics = evaluate_run(out)
     result = run_report(args, out, metrics, loop_s)
     if args.paired_with:

@@ -689,6 +689,24 @@ def test_a_seed_run_that_cannot_join_is_refused_before_it_runs(tmp_path, load_be
     assert "not only in --seed" in capsys.readouterr().err and not out.exists()
 
 
+def test_resume_goes_on_with_the_stopped_run_in_its_folder_instead_of_starting_afresh(
+    tmp_path, load_benchmark, monkeypatch
+):
+    from types import SimpleNamespace
+
+    bench = load_benchmark("adversarial")
+    ran = []
+    monkeypatch.setattr("detoxkit.adversarial.loop.RUN", SimpleNamespace(main=lambda argv: ran.append(argv) or 1))
+    out = tmp_path / "run"
+    (out / "checkpoint-1").mkdir(parents=True)
+    monkeypatch.setattr("sys.argv", ["adversarial.py", "--output_dir", str(out), "--resume"])
+    assert bench.main() == 1  # the stubbed loop failed: nothing reported
+    assert (out / "checkpoint-1").is_dir() and ran[0][-2:] == ["--resume_from_checkpoint", "latest"]
+    monkeypatch.setattr("sys.argv", ["adversarial.py", "--output_dir", str(out)])
+    assert bench.main() == 1
+    assert not out.exists() and "--resume_from_checkpoint" not in ran[1]  # a new run starts afresh
+
+
 def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_path, load_benchmark, monkeypatch):
     from types import SimpleNamespace
 
@@ -741,6 +759,31 @@ def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_
     assert paired["ordinary"]["n"] == 2
 
 
+def _tiny_run_cfg(tiny_lm_dir, tiny_embedder_dir, out, **kw) -> AdversarialRunConfig:
+    """`detoxkit adversarial run` on tiny models with the builtin sources and a control judge, in seconds."""
+    torch.manual_seed(0)
+    small = dict(holdout_problematic=4, holdout_benign=4, holdout_ordinary=4, validation_size=4)
+    small |= dict(heldout_source_size=4, transfer_size=4, transfer_sets=[], oracle_per_source=10)
+    small |= dict(leak_threshold=1.01)  # exact matches only: the random tiny embedder puts every text near every other
+    return AdversarialRunConfig(
+        attacker_model=str(tiny_lm_dir),
+        judge_model=str(tiny_lm_dir),
+        embedder=str(tiny_embedder_dir),
+        prompts_per_round=2,
+        seed_problematic=4,
+        seed_benign=4,
+        seeds_per_round=2,
+        max_new_tokens=4,
+        judge_epochs=1,
+        attacker_epochs=1,
+        lora_r=4,
+        lora_alpha=8,
+        control_judge=True,
+        output_dir=str(out),
+        **(small | kw),
+    )
+
+
 def test_whole_run_reports_the_peak_rss_of_the_control_judge_too(tiny_lm_dir, tiny_embedder_dir, tmp_path, monkeypatch):
     """`detoxkit adversarial run` end to end on tiny models with the builtin sources: run_summary.json's peak RSS is
     taken after the control judge's fine-tunes and scoring (it was taken before them, so a run's real peak could
@@ -758,33 +801,57 @@ def test_whole_run_reports_the_peak_rss_of_the_control_judge_too(tiny_lm_dir, ti
 
     monkeypatch.setattr(control, "run_control", tracked_control)
     monkeypatch.setattr(loop, "peak_rss_mb", lambda: 2000.0 if phase["control done"] else 1000.0)
-    torch.manual_seed(0)
-    small = dict(holdout_problematic=4, holdout_benign=4, holdout_ordinary=4, validation_size=4)
-    small |= dict(heldout_source_size=4, transfer_size=4, transfer_sets=[], oracle_per_source=10)
-    small |= dict(leak_threshold=1.01)  # exact matches only: the random tiny embedder puts every text near every other
-    cfg = AdversarialRunConfig(
-        attacker_model=str(tiny_lm_dir),
-        judge_model=str(tiny_lm_dir),
-        embedder=str(tiny_embedder_dir),
-        rounds=1,
-        prompts_per_round=2,
-        seed_problematic=4,
-        seed_benign=4,
-        seeds_per_round=2,
-        max_new_tokens=4,
-        judge_epochs=1,
-        attacker_epochs=1,
-        lora_r=4,
-        lora_alpha=8,
-        control_judge=True,
-        output_dir=str(tmp_path / "run"),
-        **small,
-    )
+    cfg = _tiny_run_cfg(tiny_lm_dir, tiny_embedder_dir, tmp_path / "run", rounds=1)
     result = loop.run(cfg)
     assert phase["control done"] and [c["round"] for c in result["control"]] == [1]
     summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
     assert summary["peak_rss_mb"] == 2000.0
     assert [r["round"] for r in read_jsonl(tmp_path / "run" / "eval_control.jsonl")] == [1]
+
+
+def test_a_run_stopped_in_its_control_judge_resumes_it_and_keeps_the_stopped_peak(
+    tiny_lm_dir, tiny_embedder_dir, tmp_path, monkeypatch
+):
+    """Killed in the control judge's second round, then resumed: the control's first round is not fine-tuned again
+    (its weights come from out/control/checkpoint-1), the result equals an uninterrupted run's, and the run's peak RSS
+    is the stopped process's (logged in its round_done rows), not only the resumed process's."""
+    import detoxkit.adversarial.judge as judge_mod
+    import detoxkit.adversarial.loop as loop
+
+    fits, real_fit = [], judge_mod.fit_judge
+
+    def fit(cfg, judge, prompts, labels, rnd):
+        fits.append(rnd)
+        if len(fits) == kill_at:
+            raise KeyboardInterrupt
+        return real_fit(cfg, judge, prompts, labels, rnd)
+
+    monkeypatch.setattr(judge_mod, "fit_judge", fit)
+    kill_at = 0
+    monkeypatch.setattr(loop, "peak_rss_mb", lambda: 1000.0)
+    straight = loop.run(_tiny_run_cfg(tiny_lm_dir, tiny_embedder_dir, tmp_path / "straight", rounds=2))
+    assert fits == [1, 2, 1, 2]  # the adversarial judge's rounds, then the control judge's
+
+    stopped = tmp_path / "stopped"
+    fits.clear()
+    kill_at = 4  # the control judge's second round
+    monkeypatch.setattr(loop, "peak_rss_mb", lambda: 3000.0)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(_tiny_run_cfg(tiny_lm_dir, tiny_embedder_dir, stopped, rounds=2))
+    fits.clear()
+    kill_at = 0
+    monkeypatch.setattr(loop, "peak_rss_mb", lambda: 1000.0)
+    resumed = loop.run(
+        _tiny_run_cfg(tiny_lm_dir, tiny_embedder_dir, stopped, rounds=2, resume_from_checkpoint="latest")
+    )
+    assert fits == [2]
+    assert resumed["control"] == straight["control"]
+    assert resumed["peak_rss_mb"] == 3000.0
+    scores = [(r["round"], r["scores"]) for r in read_jsonl(stopped / "eval_control.jsonl")]
+    expected = [(r["round"], r["scores"]) for r in read_jsonl(tmp_path / "straight" / "eval_control.jsonl")]
+    assert [rnd for rnd, _ in scores] == [1, 2]
+    for (_, got), (_, want) in zip(scores, expected):
+        assert got == pytest.approx(want, abs=1e-5)
 
 
 def test_a_run_without_reference_misses_hold_out_rows_is_a_clear_error(tiny_lm_dir, tmp_path):

@@ -11,6 +11,7 @@ difference of the two on the same evaluation rows is the gain of the adversarial
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 
 def control_dataset(
@@ -38,20 +39,46 @@ def control_dataset(
     return prompts, labels
 
 
-def run_control(cfg, rows: list[dict], splits: dict, judge, evaluator=None, log=print) -> list[dict]:
+def run_control(cfg, rows: list[dict], splits: dict, judge, evaluator=None, log=print, out: Path | None = None):
     """Fine-tune `judge` (a fresh copy of the reference) round by round on control_dataset, evaluating each round
-    with evaluator(judge, round, extra); returns [{round, train_size, steps}]."""
+    with evaluator(judge, round, extra); returns [{round, train_size, steps}]. With `out`, each round's weights are
+    checkpointed in out/control/checkpoint-<round>, and a run resumed there goes on after the newest one (each
+    round's fine-tune is seeded by its round, so the result equals an uninterrupted run)."""
     from .judge import fit_judge
 
     done = sorted(r["round"] for r in rows if r.get("type") == "round_done")
-    out = []
-    for rnd in done:
+    out_rows = restore_control(out, judge, log) if out is not None else []
+    for rnd in done[len(out_rows) :]:
         prompts, labels = control_dataset(rows, splits, rnd, cfg.seed, cfg.oracle_agreement)
         losses = fit_judge(cfg, judge, prompts, labels, rnd)
         judge.threshold = 0.5
         info = {"round": rnd, "train_size": len(prompts), "steps": len(losses)}
-        out.append(info)
+        out_rows.append(info)
         log(f"control judge round {rnd}: {len(prompts)} prompts, {len(losses)} steps")
+        if out is not None:
+            save_control(out, rnd, judge, out_rows)
         if evaluator is not None:
             evaluator(judge, rnd, info)
-    return out
+    return out_rows
+
+
+def save_control(out: Path, rnd: int, judge, rows: list[dict]) -> None:
+    """The control judge after `rnd`: its trainable weights and the rounds so far."""
+    from ..runs import save_checkpoint
+
+    save_checkpoint(out / "control", rnd, {"judge": judge.trainable_state()}, {"control": rows})
+
+
+def restore_control(out: Path, judge, log=print) -> list[dict]:
+    """The control rounds a stopped run finished (its newest out/control checkpoint), with their weights loaded into
+    `judge`; [] when there is none."""
+    from ..runs import list_checkpoints, load_checkpoint
+
+    ckpts = list_checkpoints(out / "control")
+    if not ckpts:
+        return []
+    tensors, state = load_checkpoint(ckpts[-1])
+    judge.load_trainable(tensors.get("judge", {}), str(ckpts[-1] / "judge.safetensors"))
+    judge.threshold = 0.5
+    log(f"control judge: resuming after round {state['step']} from {ckpts[-1]}")
+    return state["control"]

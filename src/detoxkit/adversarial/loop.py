@@ -418,10 +418,21 @@ def run(cfg) -> dict:
         # a fresh reference: same base, template and adapter initialisation; evaluated on the same sets
         control, _ = load_roles(cfg, with_attacker=False)
         control_eval = holdout_evaluator(cfg, out, splits, "eval_control.jsonl")
-        result["control"] = run_control(cfg, read_jsonl(out / "prompts.jsonl"), splits, control, control_eval)
-    result["peak_rss_mb"] = peak_rss_mb()  # the whole run's, the control judge's fine-tunes and scoring included
+        result["control"] = run_control(cfg, read_jsonl(out / "prompts.jsonl"), splits, control, control_eval, out=out)
+    result["peak_rss_mb"] = run_peak_rss_mb(out)
     write_json(out / "run_summary.json", result)
     return result
+
+
+def run_peak_rss_mb(out: Path) -> float:
+    """The whole run's peak RSS: this process's (the control judge's fine-tunes and scoring included) and, for a
+    resumed run, the peaks its stopped processes logged at the end of each round (round_done rows). A stopped
+    process's peak after its last round_done row is not known (the resumed process redoes what was not
+    checkpointed, so its own peak stands for most of it)."""
+    from ..runs import read_jsonl
+
+    logged = [r.get("peak_rss_mb") for r in read_jsonl(out / "prompts.jsonl") if r.get("type") == "round_done"]
+    return max([peak_rss_mb(), *(m for m in logged if m is not None)])
 
 
 def summary(cfg, result: dict) -> str:
