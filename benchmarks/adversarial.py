@@ -1,9 +1,9 @@
 """Benchmark of the adversarial attacker–judge loop on the builtin SmolLM2-135M-Instruct (attacker and judge, LoRA).
 
-Runs `detoxkit adversarial run` (configs/adversarial_loso.yaml: seeds from several sources, Do-Not-Answer held
-out whole, phrasing varied, the control judge, the judge asked about any text) for a few rounds with small sizes
-(2 shared CPU cores), then `adversarial eval`; scores the final judge on the issue's probe prompts and measures the
-offline oracle against the toxicity scorer. Writes benchmarks/results/adversarial.json (with its top-level
+Runs `detoxkit adversarial run` (configs/adversarial_loso.yaml: seeds from several sources, Do-Not-Answer and
+plain-questions held out whole, phrasing varied, the control judge, the judge asked about any text) for a few rounds
+with small sizes (2 shared CPU cores), then `adversarial eval`; scores the final judge on the issue's probe prompts and
+measures the offline oracle against the toxicity scorer. Writes benchmarks/results/adversarial.json (with its top-level
 "evaluation" record) and adversarial_curve.png. Every number is measured in this run.
 
     .venv/bin/python benchmarks/adversarial.py [--rounds 3 --prompts_per_round 8 ...]
@@ -708,8 +708,9 @@ def carry_over(earlier: dict, result: dict, eval_rows_sha256: str) -> list[str]:
             result["wall_s"]["loop_incl_eval"] = (earlier.get("wall_s") or {}).get("loop_incl_eval")
         return left_out
     if earlier.get("settings"):
-        # the run this one replaces, in brief, so that a change of sizes can be read against it
-        result["earlier_run"] = {k: earlier.get(k) for k in ("command", "settings", "targets", "wall_s")}
+        # the run this one replaces, in brief, so that a change of sizes or recipe can be read against it
+        brief = ("command", "settings", "recipe", "targets", "wall_s", "over_seeds")
+        result["earlier_run"] = {k: earlier[k] for k in brief if k in earlier}
     if "seed_runs" in earlier:
         left_out.append("seed_runs left out: they repeat the replaced run (add seeds of this one with --seed_into)")
     return left_out

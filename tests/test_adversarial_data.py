@@ -662,6 +662,7 @@ def test_a_rewritten_main_result_keeps_the_folds_and_keeps_seed_runs_only_when_i
     left_out = bench.carry_over(earlier, rerun, "b")
     assert rerun["folds"] == earlier["folds"] and "seed_runs" not in rerun and "data_scale" not in rerun
     assert rerun["earlier_run"]["settings"]["rounds"] == 2 and len(left_out) == 2
+    assert rerun["earlier_run"]["over_seeds"] == earlier["over_seeds"]  # what its seeds said, though they are dropped
 
 
 def test_a_re_report_of_a_run_folder_keeps_the_loop_time_its_first_report_measured(load_benchmark, tmp_path):
