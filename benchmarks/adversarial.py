@@ -833,6 +833,14 @@ def main() -> int:
         result["data_scale"] = {**data_scale(out, sizes), "command": " ".join([sys.executable, *sys.argv])}
         write_json(path, result)
         return 0
+    if args.also_train_on and (
+        known := set(args.also_train_on.split(",")) & set(_config_field(args.config, "sources"))
+    ):
+        print(
+            f"adversarial.py: --also_train_on {','.join(sorted(known))}: already in {args.config}'s sources",
+            file=sys.stderr,
+        )
+        return 2
     if args.seed_into:  # refused before the run, not half an hour later
         from detoxkit.errors import DetoxkitError
 

@@ -587,6 +587,22 @@ def test_also_train_on_adds_sources_to_the_configs_and_keys_a_fold_of_its_own(tm
     assert bench.entry_key(["donotanswer"], {}) == "held out: donotanswer"
 
 
+def test_also_train_on_a_source_the_config_trains_on_is_refused(tmp_path, load_benchmark, monkeypatch, capsys):
+    """It would name a variant that is not one (the source is trained on either way)."""
+    from types import SimpleNamespace
+
+    bench = load_benchmark("adversarial")
+    never = SimpleNamespace(main=lambda argv: pytest.fail("the loop ran"))
+    monkeypatch.setattr("detoxkit.adversarial.loop.RUN", never)
+    config = tmp_path / "c.yaml"
+    config.write_text("sources: [advbench, plain-howto]\n")
+    argv = ["adversarial.py", "--config", str(config), "--output_dir", str(tmp_path / "run")]
+    monkeypatch.setattr("sys.argv", [*argv, "--also_train_on", "plain-questions,plain-howto"])
+    assert bench.main() == 2
+    assert f"--also_train_on plain-howto: already in {config}'s sources" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_reported_again_with_its_folder_spelt_otherwise_is_the_same_run(load_benchmark, tmp_path, monkeypatch):
     """Reported again from the repository with a relative --output_dir, a run written with an absolute one is the same
     run: its seed runs stay, and it is not put under earlier_run as a run it replaced."""
