@@ -222,7 +222,7 @@ def speed(args) -> dict:
     return res
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train_steps", type=int, default=8)
     p.add_argument("--batch", type=int, default=4)
@@ -298,86 +298,50 @@ def main() -> int:
     p.add_argument("--speed_worker", choices=["ours", "trl", "trl-precompute"], help=argparse.SUPPRESS)
     p.add_argument("--speed_out", help=argparse.SUPPRESS)
     p.add_argument("--noise_worker", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    import torch
+    return p
 
-    torch.set_num_threads(args.threads)
-    if args.speed_worker:
-        speed_worker(args.speed_worker, "smollm2-135m-instruct", args.speed_batch, args.speed_steps, 1, args.speed_out)
-        return 0
 
-    from detoxkit.runs import update_json, write_json
-
-    if args.speed_only:
-        result = update_json(RESULTS / "sro.json", {"speed": speed(args)}, ["python", *sys.argv])
-        print(
-            f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
-            f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x"
-        )
-        return 0
-    from detoxkit.sro.config import SroEvalConfig, SroTrainConfig
-    from detoxkit.sro.data import paradetox_split
-    from detoxkit.sro.evaluate import DetoxEvaluator, evaluate
-    from detoxkit.sro.train import train
-
-    t_all = time.perf_counter()
-    result: dict = {
-        "command": " ".join(["python", *sys.argv]),
-        "machine": f"{os.cpu_count()} CPU cores (shared), torch threads {args.threads}",
-        "scorers_note": "STA = toxicity scorer (MiniLM head) < 0.5, SIM = MiniLM cosine, FL = fluency proxy "
-        "(smollm2 NLL vs the 95th percentile of training-split human rewrites): offline "
-        "proxies of the official ParaDetox metrics. The screener used in training is the "
-        "same toxicity scorer, so STA partly measures agreement with the screener.",
-    }
+def _speed_section(args) -> dict | None:
+    """The speed section: copied from --reuse_speed's file (marked with its date), measured, or None (skipped)."""
     if args.reuse_speed:
         earlier = Path(args.reuse_speed)
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(earlier.stat().st_mtime))
         copied = json.loads(earlier.read_text())
         by = copied.get("provenance", {}).get("speed", {}).get("command", "an earlier run")
-        result["speed"] = {
+        return {
             **copied["speed"],
             "measured": f"not re-measured in this run: copied from {earlier.name} written {stamp}, measured by `{by}`",
         }
-    elif not args.skip_speed and not args.noise_worker:
-        result["speed"] = speed(args)
-    if "speed" in result:
-        print(
-            f"speed: ours {result['speed']['ours']['examples_per_second']:.3f} ex/s vs TRL "
-            f"{result['speed']['trl']['examples_per_second']:.3f} ex/s -> {result['speed']['speedup_examples_per_second']:.2f}x",
-            flush=True,
-        )
+    if not args.skip_speed and not args.noise_worker:
+        return speed(args)
+    return None
 
-    noise_proc = None
-    if args.noise_study and not args.noise_worker:
-        # The noise runs train in a second process alongside the main ones: on the shared CPU two 1-thread
-        # processes get more of the machine than one, and the runs are independent (same seed and settings).
-        noise_out = RESULTS / ".sro-noise.json"
-        noise_out.unlink(missing_ok=True)
-        argv = [a for a in sys.argv[1:] if a != "--noise_study"]
-        if "--baselines" in argv:  # the worker trains only the noise runs; drop the flag and its optional value
-            k = argv.index("--baselines")
-            del argv[k : k + (2 if k + 1 < len(argv) and not argv[k + 1].startswith("--") else 1)]
-        argv = [a for a in argv if not a.startswith("--baselines=")]
-        noise_proc = subprocess.Popen(
-            [sys.executable, __file__, *argv, "--noise_worker", str(noise_out)],
-            env={**os.environ, "DETOXKIT_PROGRESS": "0"},
-        )
-    train_rows = paradetox_split()[0]
-    evaluator = DetoxEvaluator(train_rows, n_calibration=args.n_calibration)
-    runs = ROOT / "runs" / "bench-sro"
-    common = dict(
-        per_device_train_batch_size=args.batch,
-        max_new_tokens=args.max_new_tokens,
-        max_steps=args.train_steps,
-        learning_rate=args.learning_rate,
-        save_steps=0,
-        logging_steps=1,
-        max_input_tokens=48,
-        seed=42,
-        screener_min_similarity=args.screener_min_similarity,
-        max_train_samples=args.max_train_samples,
+
+def _speed_line(section: dict) -> str:
+    return (
+        f"speed: ours {section['ours']['examples_per_second']:.3f} ex/s vs TRL "
+        f"{section['trl']['examples_per_second']:.3f} ex/s -> {section['speedup_examples_per_second']:.2f}x"
     )
+
+
+def _start_noise_worker() -> subprocess.Popen:
+    """The noise runs train in a second process alongside the main ones: on the shared CPU two 1-thread processes
+    get more of the machine than one, and the runs are independent (same seed and settings)."""
+    noise_out = RESULTS / ".sro-noise.json"
+    noise_out.unlink(missing_ok=True)
+    argv = [a for a in sys.argv[1:] if a != "--noise_study"]
+    if "--baselines" in argv:  # the worker trains only the noise runs; drop the flag and its optional value
+        k = argv.index("--baselines")
+        del argv[k : k + (2 if k + 1 < len(argv) and not argv[k + 1].startswith("--") else 1)]
+    argv = [a for a in argv if not a.startswith("--baselines=")]
+    return subprocess.Popen(
+        [sys.executable, __file__, *argv, "--noise_worker", str(noise_out)],
+        env={**os.environ, "DETOXKIT_PROGRESS": "0"},
+    )
+
+
+def _plan(args, seeds: list[int]) -> list[tuple[str, dict]]:
+    """(run name, its SroTrainConfig fields beyond the common ones) for every run this invocation trains."""
     jigsaw = dict(split_sentences=args.split_sentences)  # the SRO-style runs; sft trains on ParaDetox references
     leader = dict(
         num_generations=args.num_generations,
@@ -385,9 +349,9 @@ def main() -> int:
         fail_weight=args.fail_weight,
         rpo_alpha=args.rpo_alpha,
     )
+    if args.noise_worker:
+        return [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q, **jigsaw, **leader)) for q in (0.1, 0.2)]
     curve_every = max(1, args.train_steps // args.curve_points) if args.curve_points else 0
-    trained = {}
-    seeds = [int(x) for x in args.seeds.split(",")]
     plan = [("sro", dict(loss_type="sro", eval_steps=curve_every, eval_size=args.curve_n, **jigsaw, **leader))]
     plan[0][1]["seed"] = seeds[0]
     plan += [(f"sro-seed{q}", dict(loss_type="sro", seed=q, **jigsaw, **leader)) for q in seeds[1:]]
@@ -396,10 +360,15 @@ def main() -> int:
         "sro-greedy": dict(loss_type="sro", **jigsaw),
         "sft": dict(loss_type="sft", train_dataset="builtin:paradetox"),
     }
-    for name in filter(None, args.baselines.split(",")):
-        plan.append((name, baselines[name]))
-    if args.noise_worker:
-        plan = [(f"sro-noise-{q}", dict(loss_type="sro", feedback_noise=q, **jigsaw, **leader)) for q in (0.1, 0.2)]
+    return plan + [(name, baselines[name]) for name in filter(None, args.baselines.split(","))]
+
+
+def _train_all(args, plan: list[tuple[str, dict]], common: dict, runs: Path, evaluator) -> dict:
+    """Train (or, with --reuse_trained, reuse) every planned run; returns {name: its training record}."""
+    from detoxkit.sro.config import SroTrainConfig
+    from detoxkit.sro.train import train
+
+    trained = {}
     for name, kw in plan:
         cfg = SroTrainConfig(**{**common, **kw, "output_dir": str(runs / name)})
         done = runs / name / "metrics.json"
@@ -420,44 +389,25 @@ def main() -> int:
             "config": {**common, **kw},
         }
         print(f"trained {name} in {trained[name]['seconds']:.0f}s", flush=True)
-    result["training"] = trained
+    return trained
 
-    methods = [] if args.noise_worker else ["human=human", "zero-shot=smollm2-135m-instruct"]
-    methods += [f"{n}={t['output_dir']}" for n, t in trained.items()]
-    ecfg = SroEvalConfig(
-        methods=methods,
-        max_eval_samples=args.eval_n,
-        max_new_tokens=args.max_new_tokens,
-        output_dir=str(runs / ("eval-noise" if args.noise_worker else "eval")),
-    )
-    report = evaluate(ecfg, evaluator=evaluator)
-    if args.noise_worker:
-        write_json(Path(args.noise_worker), {"training": trained, "results": report})
-        return 0
-    if noise_proc is not None or args.wait_noise:
-        if noise_proc is not None and noise_proc.wait() != 0:
-            raise SystemExit("the noise-study process failed (see its output above)")
-        noise_file = Path(args.wait_noise) if args.wait_noise else RESULTS / ".sro-noise.json"
-        while not noise_file.exists():
-            time.sleep(5)
-        noise = json.loads(noise_file.read_text())
-        trained.update(noise["training"])
-        report["methods"].update(noise["results"]["methods"])
-        report["seconds"].update(noise["results"]["seconds"])
-    result["results"] = report
-    ms = report["methods"]
-    j = {k: v["J"]["value"] for k, v in ms.items()}
-    ji = {k: v["independent"]["J"]["value"] for k, v in ms.items() if "independent" in v}
-    seed_names = ["sro"] + [f"sro-seed{q}" for q in seeds[1:]]
-    from detoxkit.eval.stats import seed_spread
 
-    result["seeds"] = {
-        "seeds": seeds,
-        "J": seed_spread({q: j[n] for q, n in zip(seeds, seed_names)}),
-        "J_independent": seed_spread({q: ji[n] for q, n in zip(seeds, seed_names)}),
-    }
-    result["evaluation"] = _evaluation_record(args, trained, report)
-    result["targets"] = {
+def _merge_noise(args, noise_proc, trained: dict, report: dict) -> None:
+    """Add the noise worker's runs (this invocation's, or --wait_noise's) to trained and report."""
+    if noise_proc is not None and noise_proc.wait() != 0:
+        raise SystemExit("the noise-study process failed (see its output above)")
+    noise_file = Path(args.wait_noise) if args.wait_noise else RESULTS / ".sro-noise.json"
+    while not noise_file.exists():
+        time.sleep(5)
+    noise = json.loads(noise_file.read_text())
+    trained.update(noise["training"])
+    report["methods"].update(noise["results"]["methods"])
+    report["seconds"].update(noise["results"]["seconds"])
+
+
+def _targets(args, result: dict, j: dict, ji: dict) -> dict:
+    """The issue's targets, from the J of each method (j) and by the independent judges (ji)."""
+    return {
         "J_sro": j.get("sro"),
         "J_human": j.get("human"),
         "J_zero_shot": j.get("zero-shot"),
@@ -481,6 +431,11 @@ def main() -> int:
         if args.noise_study or args.wait_noise
         else "not run (time)",
     }
+
+
+def _curves(args, trained: dict, ms: dict) -> tuple[list[dict], list[dict]]:
+    """The sro run's J curve (its in-training evaluations, else zero-shot at step 0 and the trained row) and its
+    pass-rate curve."""
     curve = [
         {"step": h["step"], "J": h["J"], "J_ci95": h["J_ci95"], "n": h["n"]} for h in trained["sro"]["eval_history"]
     ]
@@ -490,6 +445,91 @@ def main() -> int:
             for s, k in ((0, "zero-shot"), (args.train_steps, "sro"))
         ]
     pass_curve = [{"step": h["step"], "pass_rate": h["pass_rate"]} for h in trained["sro"]["history"]]
+    return curve, pass_curve
+
+
+def main() -> int:
+    args = _parser().parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.speed_worker:
+        speed_worker(args.speed_worker, "smollm2-135m-instruct", args.speed_batch, args.speed_steps, 1, args.speed_out)
+        return 0
+
+    from detoxkit.runs import update_json, write_json
+
+    if args.speed_only:
+        result = update_json(RESULTS / "sro.json", {"speed": speed(args)}, ["python", *sys.argv])
+        print(_speed_line(result["speed"]))
+        return 0
+    from detoxkit.sro.config import SroEvalConfig
+    from detoxkit.sro.data import paradetox_split
+    from detoxkit.sro.evaluate import DetoxEvaluator, evaluate
+
+    t_all = time.perf_counter()
+    result: dict = {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": f"{os.cpu_count()} CPU cores (shared), torch threads {args.threads}",
+        "scorers_note": "STA = toxicity scorer (MiniLM head) < 0.5, SIM = MiniLM cosine, FL = fluency proxy "
+        "(smollm2 NLL vs the 95th percentile of training-split human rewrites): offline "
+        "proxies of the official ParaDetox metrics. The screener used in training is the "
+        "same toxicity scorer, so STA partly measures agreement with the screener.",
+    }
+    section = _speed_section(args)
+    if section is not None:
+        result["speed"] = section
+        print(_speed_line(section), flush=True)
+    noise_proc = _start_noise_worker() if args.noise_study and not args.noise_worker else None
+    train_rows = paradetox_split()[0]
+    evaluator = DetoxEvaluator(train_rows, n_calibration=args.n_calibration)
+    runs = ROOT / "runs" / "bench-sro"
+    common = dict(
+        per_device_train_batch_size=args.batch,
+        max_new_tokens=args.max_new_tokens,
+        max_steps=args.train_steps,
+        learning_rate=args.learning_rate,
+        save_steps=0,
+        logging_steps=1,
+        max_input_tokens=48,
+        seed=42,
+        screener_min_similarity=args.screener_min_similarity,
+        max_train_samples=args.max_train_samples,
+    )
+    seeds = [int(x) for x in args.seeds.split(",")]
+    trained = _train_all(args, _plan(args, seeds), common, runs, evaluator)
+    result["training"] = trained
+
+    methods = [] if args.noise_worker else ["human=human", "zero-shot=smollm2-135m-instruct"]
+    methods += [f"{n}={t['output_dir']}" for n, t in trained.items()]
+    ecfg = SroEvalConfig(
+        methods=methods,
+        max_eval_samples=args.eval_n,
+        max_new_tokens=args.max_new_tokens,
+        output_dir=str(runs / ("eval-noise" if args.noise_worker else "eval")),
+    )
+    report = evaluate(ecfg, evaluator=evaluator)
+    if args.noise_worker:
+        write_json(Path(args.noise_worker), {"training": trained, "results": report})
+        return 0
+    if noise_proc is not None or args.wait_noise:
+        _merge_noise(args, noise_proc, trained, report)
+    result["results"] = report
+    ms = report["methods"]
+    j = {k: v["J"]["value"] for k, v in ms.items()}
+    ji = {k: v["independent"]["J"]["value"] for k, v in ms.items() if "independent" in v}
+    seed_names = ["sro"] + [f"sro-seed{q}" for q in seeds[1:]]
+    from detoxkit.eval.stats import seed_spread
+
+    result["seeds"] = {
+        "seeds": seeds,
+        "J": seed_spread({q: j[n] for q, n in zip(seeds, seed_names)}),
+        "J_independent": seed_spread({q: ji[n] for q, n in zip(seeds, seed_names)}),
+    }
+    result["evaluation"] = _evaluation_record(args, trained, report)
+    result["targets"] = _targets(args, result, j, ji)
+    curve, pass_curve = _curves(args, trained, ms)
     result["curve"] = {"J": curve, "pass_rate": pass_curve}
     _plot(curve, pass_curve, RESULTS / "sro_curve.png")
     result["total_seconds"] = time.perf_counter() - t_all
