@@ -502,13 +502,14 @@ def _parser() -> argparse.ArgumentParser:
         "one's on this run's evaluation rows, paired, under paired_with (and over seeds); where that run's rows differ "
         "(a variant trained on more sources), its final judge is scored on this run's",
     )
-    p.add_argument(
+    existing = p.add_mutually_exclusive_group()  # report a run folder as it is, or run on in it
+    existing.add_argument(
         "--reuse",
         action="store_true",
         help="report the rounds an earlier (possibly stopped) run in output_dir "
         "finished, without running the loop again",
     )
-    p.add_argument(
+    existing.add_argument(
         "--resume",
         action="store_true",
         help="go on with a stopped run in output_dir (its rounds and control judge rounds already checkpointed are "

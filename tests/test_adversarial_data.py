@@ -722,6 +722,8 @@ def test_resume_goes_on_with_the_stopped_run_in_its_folder_instead_of_starting_a
     monkeypatch.setattr("sys.argv", ["adversarial.py", "--output_dir", str(out)])
     assert bench.main() == 1
     assert not out.exists() and "--resume_from_checkpoint" not in ran[1]  # a new run starts afresh
+    with pytest.raises(SystemExit):  # --reuse reports the folder as it is: the two cannot both hold
+        bench._parser().parse_args(["--resume", "--reuse"])
 
 
 def test_paired_with_compares_final_judges_on_the_same_rows_matched_by_text(tmp_path, load_benchmark, monkeypatch):
