@@ -550,7 +550,9 @@ def run_recipe(out: Path) -> dict:
     import yaml
 
     config = yaml.safe_load((out / "config.yaml").read_text()) or {}
-    recipe = {k: config[k] for k in sorted(config) if k not in ("output_dir", "seed", "resume_from_checkpoint")}
+    # where it wrote, its seed and how it ran (the allocator setting changes memory, not a number) are not the recipe
+    skip = ("output_dir", "seed", "resume_from_checkpoint", "mmap_threshold_mb")
+    recipe = {k: config[k] for k in sorted(config) if k not in skip}
     splits = out / "splits.json"
     fingerprint = json.loads(splits.read_text()).get("fingerprint") if splits.exists() else None
     return recipe | ({"splits_fingerprint": fingerprint} if fingerprint else {})

@@ -2,9 +2,12 @@
 items 4 and 5), for the detoxkit source tree given by --src (this checkout's src/, or another checkout's, to measure
 the code before a change on the same machine).
 
---scale short (about 2 min) is a one-round run of the default config with 4 prompts; --scale benchmark (about 30 min)
-is the loop benchmarks/adversarial.py runs at its main result's settings (seed 0: 2 rounds of 16 prompts, 96 + 96
-seeds, the control judge; no oracle comparison), the scale its peak-RSS target is set at. The run is a child process:
+--scale short (about 2 min) is a one-round run of the default config with 4 prompts (no attacker fine-tune: that
+comes before a later round); --scale fine_tunes (about 8 min at 2 threads) runs the main result's 96 + 96 seeds
+through both roles' fine-tunes (2 rounds of 8 prompts, one judge epoch, no control judge, no evaluation), the stages
+that set the main result's peak; --scale benchmark (about 65 min at 2 threads) is the loop benchmarks/adversarial.py
+runs at its main result's settings (seed 0: 2 rounds of 16 prompts, 96 + 96 seeds, the control judge; no oracle
+comparison), the scale its peak-RSS target is set at. The run is a child process:
 its peak RSS is ru_maxrss of the children (the child is the only one), so it includes everything the run holds
 (models, embedder, oracle, hold-out, fine-tuning activations, the control judge). Each call adds one entry under
 --label to benchmarks/results/adversarial_memory.json and, where the run wrote run_summary.json, copies the measured
@@ -32,6 +35,12 @@ RUN_ARGS = (
     "--rounds 1 --prompts_per_round 4 --max_new_tokens 16 --judge_epochs 1 --attacker_epochs 1 "
     "--holdout_problematic 8 --holdout_benign 8 --transfer_size 10 --seed 0"
 ).split()
+# the main result's seeds and both roles' fine-tunes (the attacker's only runs before a later round), one judge epoch
+# and no evaluation: the stages that set the main result's peak, in a fraction of its time
+FINE_TUNES_ARGS = (
+    "--rounds 2 --prompts_per_round 8 --seed_problematic 96 --seed_benign 96 --seeds_per_round 16 --max_new_tokens 24 "
+    "--judge_epochs 1 --attacker_epochs 2 --no-control_judge --no-eval_each_round --seed 0"
+).split()
 # benchmarks/adversarial.py's main result (the command in adversarial.json), without the oracle comparison
 BENCHMARK_ARGS = (
     "--rounds 2 --prompts_per_round 16 --seed_problematic 96 --seed_benign 96 --seeds_per_round 16 --holdout 40 "
@@ -46,7 +55,8 @@ def child_command(scale: str, out: Path, scratch: Path) -> tuple[list[str], str]
         argv = [*BENCHMARK_ARGS, "--output_dir", str(out), "--results", str(scratch)]
         return [sys.executable, str(script), *argv], "python benchmarks/adversarial.py " + " ".join(BENCHMARK_ARGS)
     cmd = [sys.executable, "-c", "import sys; from detoxkit.cli import main; sys.exit(main())", "adversarial", "run"]
-    return [*cmd, *RUN_ARGS, "--output_dir", str(out)], "detoxkit adversarial run " + " ".join(RUN_ARGS)
+    args = FINE_TUNES_ARGS if scale == "fine_tunes" else RUN_ARGS
+    return [*cmd, *args, "--output_dir", str(out)], "detoxkit adversarial run " + " ".join(args)
 
 
 def measure(src: Path, out: Path, scale: str = "short") -> dict:
@@ -80,7 +90,10 @@ def main(argv=None) -> int:
     ap.add_argument("--src", default=str(ROOT / "src"), help="the detoxkit source tree to run (its src/ folder)")
     ap.add_argument("--label", default="after", help="the entry name in the result file (before, after)")
     ap.add_argument(
-        "--scale", choices=("short", "benchmark"), default="short", help="short: ~2 min; benchmark: ~30 min"
+        "--scale",
+        choices=("short", "fine_tunes", "benchmark"),
+        default="short",
+        help="short: ~2 min; fine_tunes: ~8 min; benchmark: ~65 min (see above)",
     )
     ap.add_argument("--out", default=None, help="run folder (default: runs/adversarial-memory-<label>)")
     args = ap.parse_args(argv)

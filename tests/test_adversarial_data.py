@@ -624,9 +624,12 @@ def test_a_seed_run_joins_only_an_entry_that_ran_the_same_recipe(load_benchmark,
     from detoxkit.errors import DetoxkitError
 
     bench = load_benchmark("adversarial")
-    (tmp_path / "config.yaml").write_text("sources: [advbench, benign-edgy]\nseed: 0\noutput_dir: runs/x\n")
+    config = "sources: [advbench, benign-edgy]\nseed: 0\noutput_dir: runs/x\nmmap_threshold_mb: 1\n"
+    (tmp_path / "config.yaml").write_text(config)
     recipe = bench.run_recipe(tmp_path)
-    assert recipe == {"sources": ["advbench", "benign-edgy"]}  # where it wrote and its seed are not the recipe
+    # where it wrote, its seed and its allocator setting are not the recipe: a run from before the setting existed
+    # may take a seed from one after it
+    assert recipe == {"sources": ["advbench", "benign-edgy"]}
     whole = _bench_result(0, 0.8, 0.7, 1) | {"recipe": recipe}
     with pytest.raises(DetoxkitError, match="recipe .* differs from the entry's in sources"):
         bench.add_seed(whole, _bench_result(1, 0.6, 0.8, 3) | {"recipe": {"sources": ["advbench"]}})
@@ -820,8 +823,11 @@ def test_whole_run_reports_the_peak_rss_of_the_control_judge_too(tiny_lm_dir, ti
 
     monkeypatch.setattr(control, "run_control", tracked_control)
     monkeypatch.setattr(loop, "peak_rss_mb", lambda: 2000.0 if phase["control done"] else 1000.0)
-    cfg = _tiny_run_cfg(tiny_lm_dir, tiny_embedder_dir, tmp_path / "run", rounds=1)
+    thresholds = []
+    monkeypatch.setattr(loop, "fix_mmap_threshold", thresholds.append)
+    cfg = _tiny_run_cfg(tiny_lm_dir, tiny_embedder_dir, tmp_path / "run", rounds=1, mmap_threshold_mb=2)
     result = loop.run(cfg)
+    assert thresholds == [2]  # the run's allocator setting is applied
     assert phase["control done"] and [c["round"] for c in result["control"]] == [1]
     summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
     assert summary["peak_rss_mb"] == 2000.0

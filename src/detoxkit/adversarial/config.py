@@ -103,6 +103,12 @@ class AdversarialRunConfig(RunArgs, ResumeArgs, LoraArgs, GenerationArgs, Sampli
         "padded tokens per forward/backward at most (rows x the longest row; a longer row runs alone): long prompts "
         "such as the role-play framings run fewer to a micro-batch, so activations stay bounded (0 = no limit)",
     )
+    mmap_threshold_mb: int = arg(
+        1,
+        "allocations of this many MiB or more get their own memory map, unmapped when freed (glibc's mallopt, for the "
+        "rest of the process): a fine-tune's activation blocks then leave no heap behind, which lowers the run's peak "
+        "RSS; 0 = glibc's own threshold, which rises as large blocks are freed",
+    )
     judge_epochs: int = arg(3, "judge epochs over all labelled data per round (paper: 5)")
     attacker_epochs: int = arg(2, "attacker epochs over the successful attacks per round")
     eval_each_round: bool = arg(True, "score the judge of every round (and the reference) on the hold-out set")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import Recipe
-from ..memory import peak_rss_mb
+from ..memory import fix_mmap_threshold, peak_rss_mb
 from .config import AdversarialRunConfig
 from .datasets import agrees, attacker_dataset, judge_dataset
 
@@ -385,6 +385,7 @@ def run(cfg) -> dict:
         )
     prepare_output_dir(cfg)
     seed_everything(cfg.seed)
+    fix_mmap_threshold(cfg.mmap_threshold_mb)
     t_setup = time.perf_counter()
     embedder = load_embedder(cfg.embedder)
     splits = run_splits(cfg, embedder)
