@@ -395,7 +395,7 @@ def _rescore(judge_dir: Path, holdout: list[dict], idx: list[int]) -> list[float
     return out
 
 
-def data_scale(out: Path, sizes: list[int]) -> dict:
+def data_scale(out: Path, sizes: list[int], command: str) -> dict:
     """What plain data buys this judge on a source it never trained on, with no attacker: for each k, a fresh judge
     (the run's base, template, LoRA and fine-tune recipe) trained on k random training-side prompts per class
     (dataset labels, round-robin over the sources), scored on the run's own evaluation rows (holdout.jsonl) with
@@ -434,6 +434,7 @@ def data_scale(out: Path, sizes: list[int]) -> dict:
                 "ordinary_holdout": m.get("ordinary"),
                 "transfer": m.get("transfer_sets"),
                 "seconds": round(time.perf_counter() - t0, 1),
+                "command": command,
             }
         )
         auc = (m.get("heldout_sources") or {}).get("all", {}).get("roc_auc", {}).get("value")
@@ -445,6 +446,20 @@ def data_scale(out: Path, sizes: list[int]) -> dict:
         "recipe": {k: getattr(cfg, k) for k in ("judge_template", "judge_epochs", "learning_rate", "lora_r", "seed")},
         "rows": rows,
     }
+
+
+def merge_data_scale(earlier: dict | None, new: dict) -> dict:
+    """The new data_scale rows beside the earlier ones that were scored on the same evaluation rows with the same
+    recipe (a k scored again is replaced), sorted by k; otherwise the new rows alone. Each row keeps the command that
+    scored it, so that a larger k can be added later without scoring the smaller ones again."""
+    same = earlier and all(earlier.get(k) == new[k] for k in ("eval_rows_sha256", "recipe"))
+    if not same:
+        return new
+    # rows scored before the rows carried their command have it on the entry
+    kept = [{**r, "command": r.get("command", earlier.get("command"))} for r in earlier["rows"]]
+    fresh = {r["per_class"] for r in new["rows"]}
+    rows = sorted([r for r in kept if r["per_class"] not in fresh] + new["rows"], key=lambda r: r["per_class"])
+    return new | {"rows": rows}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -833,7 +848,8 @@ def main() -> int:
         path = Path(args.results) / "adversarial.json"
         result = json.loads(path.read_text())
         sizes = [int(k) for k in args.data_scale.split(",")]
-        result["data_scale"] = {**data_scale(out, sizes), "command": " ".join([sys.executable, *sys.argv])}
+        scale = data_scale(out, sizes, command=" ".join([sys.executable, *sys.argv]))
+        result["data_scale"] = merge_data_scale(result.get("data_scale"), scale)
         write_json(path, result)
         return 0
     if args.also_train_on and (

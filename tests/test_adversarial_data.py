@@ -957,3 +957,22 @@ def test_plain_howto_is_benign_plain_questions_and_is_held_out_without_being_a_t
     idx, filled_in = heldout_index(rows)
     assert filled_in is None and {rows[i]["label"] for i in idx} == {0, 1}
     assert heldout_index(rows, "donotanswer")[1] is not None  # Do-Not-Answer alone still borrows its benign rows
+
+
+def test_data_scale_rows_for_a_new_k_join_the_rows_scored_on_the_same_evaluation_rows(load_benchmark):
+    bench = load_benchmark("adversarial")
+    recipe = {"judge_epochs": 4, "seed": 0}
+    earlier = {
+        "eval_rows_sha256": "a",
+        "recipe": recipe,
+        "command": "old",
+        "rows": [{"per_class": k} for k in (32, 180)],
+    }
+    new = {"eval_rows_sha256": "a", "recipe": recipe, "rows": [{"per_class": 90, "command": "new"}]}
+    merged = bench.merge_data_scale(earlier, new)
+    assert [(r["per_class"], r["command"]) for r in merged["rows"]] == [(32, "old"), (90, "new"), (180, "old")]
+    again = bench.merge_data_scale(merged, {**new, "rows": [{"per_class": 180, "command": "again"}]})
+    assert [r["command"] for r in again["rows"]] == ["old", "new", "again"]  # a k scored again is replaced
+    for other in ({"eval_rows_sha256": "b"}, {"recipe": {**recipe, "seed": 1}}):  # other rows or recipe: new alone
+        assert bench.merge_data_scale(earlier, new | other)["rows"] == new["rows"]
+    assert bench.merge_data_scale(None, new) == new
