@@ -54,6 +54,16 @@ PAPER = {
     },
 }
 
+# the rows of the table that fine-tune: the method fields each adds to the shared train_settings
+PLAN = {
+    "sft": dict(method="sft"),
+    "filtration": dict(method="filtration"),
+    "rl": dict(method="rl", schedule="parallel"),
+    "regularized": dict(method="regularized", schedule="parallel"),
+    "regularized_adaptive": dict(method="regularized", adaptive=True, schedule="parallel"),
+    "regularized_adaptive_sequential": dict(method="regularized", adaptive=True, schedule="sequential"),
+}
+
 
 def train_run(name: str, work: Path, reuse: bool, **overrides) -> dict:
     from detoxkit.attribute.config import AttributeTrainConfig
@@ -336,13 +346,13 @@ def _headline(results: dict) -> dict:
     return out
 
 
-def extra_seed(seed: int, args, work: Path, common: dict, plan: dict) -> dict:
+def extra_seed(seed: int, args, work: Path, common: dict) -> dict:
     """The headline rows retrained with training seed `seed`, scored like the table (no win rate)."""
     from detoxkit.attribute.config import AttributeEvalConfig
 
     names = {n: f"{n}-seed{seed}" for n in HEADLINE}
     for name, folder in names.items():
-        train_run(folder, work, args.reuse, **{**common, "seed": seed}, **plan[name])
+        train_run(folder, work, args.reuse, **{**common, "seed": seed}, **PLAN[name])
     ev = evaluate_once(
         AttributeEvalConfig(
             methods=[f"{n}={work / folder / 'final'}" for n, folder in names.items()],
@@ -373,7 +383,7 @@ def seeds_summary(per_seed: dict[int, dict]) -> dict:
     return out
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--steps_per_iteration", type=int, default=10)
@@ -403,16 +413,12 @@ def main() -> None:
     ap.add_argument(
         "--rl_coefs", default="1,3", help="rl_sweep: comma-separated rl_coef values (the table's rl row uses 0.1)"
     )
-    args = ap.parse_args()
+    return ap
 
-    from detoxkit.attribute.config import AttributeEvalConfig, NadoTrainConfig
-    from detoxkit.attribute.nado_train import run as train_nado_only
-    from detoxkit.runs import update_json
 
-    work = ROOT / args.work
-    work.mkdir(parents=True, exist_ok=True)
-    seeds = [int(x) for x in args.seeds.split(",")]
-    common = dict(
+def train_settings(args, seed: int) -> dict:
+    """The fine-tune settings every row of the table shares (the rows differ only in PLAN's method fields)."""
+    return dict(
         max_train_samples=args.train_texts,
         max_length=48,
         per_device_train_batch_size=8,
@@ -426,33 +432,14 @@ def main() -> None:
         nado_layers=2,
         nado_learning_rate=1e-3,
         reg_lambda=args.reg_lambda,
-        seed=seeds[0],
+        seed=seed,
     )
-    plan = {
-        "sft": dict(method="sft"),
-        "filtration": dict(method="filtration"),
-        "rl": dict(method="rl", schedule="parallel"),
-        "regularized": dict(method="regularized", schedule="parallel"),
-        "regularized_adaptive": dict(method="regularized", adaptive=True, schedule="parallel"),
-        "regularized_adaptive_sequential": dict(method="regularized", adaptive=True, schedule="sequential"),
-    }
-    path = RESULTS / "attribute.json"
-    command = ["python", *sys.argv]
-    header = {"model": "smollm2-135m-instruct", "paper": PAPER, "train_config": common}
-    if args.section == "cost_from_runs":
-        cost = cost_from_runs(work, args.steps_per_iteration)
-        update_json(path, {**header, "cost_from_quality_runs": cost}, command)
-        print(json.dumps(cost, indent=1))
-        return
-    if args.section == "classification":
-        update_json(path, {**header, **classification_study(args, work, common)}, command)
-        return
-    if args.section == "rl_sweep":
-        update_json(path, {**header, "rl_sweep": rl_sweep(args, work, common)}, command)
-        return
-    out = {**header, "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
-    runs = {name: train_run(name, work, args.reuse, **common, **kw) for name, kw in plan.items()}
-    out["runs"] = {n: {k: m[k] for k in ("steps", "data", "history")} for n, m in runs.items()}
+
+
+def train_nado_decoding(args, work: Path) -> Path:
+    """The NADO-decoding baseline's R, trained on samples of the sft model; its folder."""
+    from detoxkit.attribute.config import NadoTrainConfig
+    from detoxkit.attribute.nado_train import run as train_nado_only
 
     nado_dir = work / "nado_decoding"
     if not (args.reuse and (nado_dir / "nado" / "nado.json").is_file()):
@@ -470,12 +457,18 @@ def main() -> None:
                 seed=0,
             )
         )
+    return nado_dir
+
+
+def evaluate_table(args, work: Path, nado_dir: Path) -> dict:
+    """Every row of the table scored once, on the same prompts, items and win-rate judge."""
+    from detoxkit.attribute.config import AttributeEvalConfig
 
     methods = ["sft=" + str(work / "sft" / "final"), "base=smollm2-135m-instruct"]
     methods += [f"{n}={work / n / 'final'}" for n in ("filtration", "rl")]
     methods += [f"nado_decoding={work / 'sft' / 'final'}+nado={nado_dir / 'nado'}"]
-    methods += [f"{n}={work / n / 'final'}" for n in plan if n.startswith("regularized")]
-    ev = evaluate_once(
+    methods += [f"{n}={work / n / 'final'}" for n in PLAN if n.startswith("regularized")]
+    return evaluate_once(
         AttributeEvalConfig(
             methods=methods,
             num_prompts=args.eval_prompts,
@@ -488,18 +481,20 @@ def main() -> None:
         ),
         args.reuse,
     )
-    rows = summarise(ev["results"], "sft")
-    out["table"] = rows
-    out["table_md"] = (work / "eval" / "table.md").read_text()
+
+
+def targets(rows: dict, results: dict) -> dict:
+    """The paper's aims beside this table's figures: toxicity cut against sft (training-signal and independent
+    scorer) and multiple-choice points against sft and filtration."""
 
     def rel(a, b, key):
         return 1 - rows[a][key]["value"] / rows[b][key]["value"] if rows[b][key]["value"] else None
 
     def rel_independent(a, b, key):  # the same cut, graded by the independent profanity model
-        ta, tb = (ev["results"][m]["independent"]["toxicity"][key]["value"] for m in (a, b))
+        ta, tb = (results[m]["independent"]["toxicity"][key]["value"] for m in (a, b))
         return 1 - ta / tb if tb else None
 
-    out["targets"] = {
+    return {
         "toxicity_reduction_vs_sft_relative": {k: rel("regularized_adaptive", "sft", k) for k in TOXICITY_KEYS},
         "toxicity_reduction_rl_vs_sft_relative": {k: rel("rl", "sft", k) for k in TOXICITY_KEYS},
         "independent_toxicity_reduction_vs_sft_relative": {
@@ -512,12 +507,51 @@ def main() -> None:
             "mc": "within 1 point of sft, above filtration",
         },
     }
+
+
+def quality(args, work: Path, common: dict, seeds: list[int], header: dict) -> dict:
+    """The main table: every row of PLAN trained, the NADO-decoding baseline, one evaluation, the targets, the
+    further seeds' headline rows, the plot and the cost read from the runs."""
+    out = {**header, "date": time.strftime("%Y-%m-%d"), "args": vars(args)}
+    runs = {name: train_run(name, work, args.reuse, **common, **kw) for name, kw in PLAN.items()}
+    out["runs"] = {n: {k: m[k] for k in ("steps", "data", "history")} for n, m in runs.items()}
+    ev = evaluate_table(args, work, train_nado_decoding(args, work))
+    rows = summarise(ev["results"], "sft")
+    out["table"] = rows
+    out["table_md"] = (work / "eval" / "table.md").read_text()
+    out["targets"] = targets(rows, ev["results"])
     per_seed = {seeds[0]: _headline(ev["results"])}
-    per_seed.update({q: extra_seed(q, args, work, common, plan) for q in seeds[1:]})
+    per_seed.update({q: extra_seed(q, args, work, common) for q in seeds[1:]})
     out["seeds"] = seeds_summary(per_seed)
     out["evaluation"] = _evaluation_record(args, seeds)
     plot(rows, runs, RESULTS / "attribute.png")
     out["cost_from_quality_runs"] = cost_from_runs(work, args.steps_per_iteration)
+    return out
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    from detoxkit.runs import update_json
+
+    work = ROOT / args.work
+    work.mkdir(parents=True, exist_ok=True)
+    seeds = [int(x) for x in args.seeds.split(",")]
+    common = train_settings(args, seeds[0])
+    path = RESULTS / "attribute.json"
+    command = ["python", *sys.argv]
+    header = {"model": "smollm2-135m-instruct", "paper": PAPER, "train_config": common}
+    if args.section == "cost_from_runs":
+        cost = cost_from_runs(work, args.steps_per_iteration)
+        update_json(path, {**header, "cost_from_quality_runs": cost}, command)
+        print(json.dumps(cost, indent=1))
+        return
+    if args.section == "classification":
+        update_json(path, {**header, **classification_study(args, work, common)}, command)
+        return
+    if args.section == "rl_sweep":
+        update_json(path, {**header, "rl_sweep": rl_sweep(args, work, common)}, command)
+        return
+    out = quality(args, work, common, seeds, header)
     update_json(path, out, command)
     if not args.no_classification:
         update_json(path, classification_study(args, work, common), command)
