@@ -976,3 +976,13 @@ def test_data_scale_rows_for_a_new_k_join_the_rows_scored_on_the_same_evaluation
     for other in ({"eval_rows_sha256": "b"}, {"recipe": {**recipe, "seed": 1}}):  # other rows or recipe: new alone
         assert bench.merge_data_scale(earlier, new | other)["rows"] == new["rows"]
     assert bench.merge_data_scale(None, new) == new
+
+
+def test_a_run_refuses_an_mmap_threshold_glibc_would_not_take(tiny_lm_dir, tiny_embedder_dir, tmp_path):
+    from detoxkit.adversarial.loop import run
+    from detoxkit.errors import DetoxkitError
+
+    for mb in (-1, 33):
+        with pytest.raises(DetoxkitError, match="--mmap_threshold_mb must be 0 to 32"):
+            run(_tiny_run_cfg(tiny_lm_dir, tiny_embedder_dir, tmp_path / "run", mmap_threshold_mb=mb))
+    assert not (tmp_path / "run").exists()  # refused before the output folder is made

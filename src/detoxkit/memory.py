@@ -29,6 +29,7 @@ def _libc_function(name: str, argtypes: tuple):
 
 
 M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+MAX_MMAP_THRESHOLD_MB = 32  # glibc refuses a threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit)
 
 
 def fix_mmap_threshold(mb: int) -> bool:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import Recipe
-from ..memory import fix_mmap_threshold, peak_rss_mb
+from ..memory import MAX_MMAP_THRESHOLD_MB, fix_mmap_threshold, peak_rss_mb
 from .config import AdversarialRunConfig
 from .datasets import agrees, attacker_dataset, judge_dataset
 
@@ -376,6 +376,10 @@ def run(cfg) -> dict:
         raise DetoxkitError(f"{out}/prompts.jsonl exists: pass --resume_from_checkpoint latest or a new --output_dir")
     if cfg.rounds < 1 or cfg.prompts_per_round < 1:
         raise DetoxkitError("--rounds and --prompts_per_round must be at least 1")
+    if not 0 <= cfg.mmap_threshold_mb <= MAX_MMAP_THRESHOLD_MB:
+        raise DetoxkitError(
+            f"--mmap_threshold_mb must be 0 to {MAX_MMAP_THRESHOLD_MB} (glibc's limit), got {cfg.mmap_threshold_mb}"
+        )
     if cfg.control_judge and not cfg.eval_each_round:
         raise DetoxkitError("--control_judge is scored on the run's evaluation sets: it needs --eval_each_round")
     if cfg.eval_each_round and cfg.holdout_problematic + cfg.holdout_benign < 1:
