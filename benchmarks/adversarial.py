@@ -535,7 +535,8 @@ def _parser() -> argparse.ArgumentParser:
         "--data_scale",
         default="",
         help="comma-separated k: instead of the loop, train judges on k random training-side prompts per class "
-        "(no attacker) and score them on output_dir's evaluation rows; adds data_scale to adversarial.json",
+        "(no attacker) and score them on output_dir's evaluation rows; adds their rows to data_scale in "
+        "adversarial.json, beside the k already scored there on the same evaluation rows and recipe",
     )
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where adversarial.json goes")
     return p

@@ -3,9 +3,9 @@ items 4 and 5), for the detoxkit source tree given by --src (this checkout's src
 the code before a change on the same machine).
 
 --scale short (about 2 min) is a one-round run of the default config with 4 prompts (no attacker fine-tune: that
-comes before a later round); --scale fine_tunes (about 8 min at 2 threads) runs the main result's 96 + 96 seeds
+comes before a later round); --scale fine_tunes (about 7 min at 2 threads) runs the main result's 96 + 96 seeds
 through both roles' fine-tunes (2 rounds of 8 prompts, one judge epoch, no control judge, no evaluation), the stages
-that set the main result's peak; --scale benchmark (about 65 min at 2 threads) is the loop benchmarks/adversarial.py
+that set the main result's peak; --scale benchmark (about 55 min at 2 threads) is the loop benchmarks/adversarial.py
 runs at its main result's settings (seed 0: 2 rounds of 16 prompts, 96 + 96 seeds, the control judge; no oracle
 comparison), the scale its peak-RSS target is set at. The run is a child process:
 its peak RSS is ru_maxrss of the children (the child is the only one), so it includes everything the run holds
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         "--scale",
         choices=("short", "fine_tunes", "benchmark"),
         default="short",
-        help="short: ~2 min; fine_tunes: ~8 min; benchmark: ~65 min (see above)",
+        help="short: ~2 min; fine_tunes: ~7 min; benchmark: ~55 min (see above)",
     )
     ap.add_argument("--out", default=None, help="run folder (default: runs/adversarial-memory-<label>)")
     args = ap.parse_args(argv)
